@@ -1,0 +1,43 @@
+# `make demo` and `make test` work on a fresh clone: each sets up what it needs first.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+# papermill must start the kernel in this venv, whatever kernels the user has installed.
+export JUPYTER_DATA_DIR := $(CURDIR)/$(VENV)/share/jupyter
+unexport JUPYTER_PATH
+
+DEMO_CONFIG ?= configs/sagemaker_config.local.yaml
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml sagemaker_container/requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]' -r sagemaker_container/requirements.txt
+	touch $@
+
+demo: $(STAMP)
+	mkdir -p experiments
+	$(BIN)/papermill notebooks/launch.ipynb experiments/demo-launch.ipynb \
+		-p config $(DEMO_CONFIG) --log-output
+	@echo
+	@echo "The executed notebook is experiments/demo-launch.ipynb; the run's record is the"
+	@echo "folder printed as 'record:' above (it holds a copy of the notebook once papermill exits)."
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

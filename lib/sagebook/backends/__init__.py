@@ -1,0 +1,78 @@
+"""Where a job runs, chosen by `instance_type`: a registry of patterns to backend classes.
+
+    local                  the training code as a local process under the container contract
+    local-docker|local-gpu the built image under Docker, as SageMaker runs it
+    ml.*                   SageMaker, through boto3
+
+Each backend takes the same request and record and returns an Outcome. Backends are imported
+on first use, so a local run never loads boto3's SageMaker model and `--help` loads nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import LaunchConfig
+from ..errors import ConfigError
+from ..record import Record
+
+_BACKENDS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^local$"), "sagebook.backends.local:LocalBackend"),
+    (re.compile(r"^local-(docker|gpu)$"), "sagebook.backends.docker:DockerBackend"),
+    (re.compile(r"^ml\."), "sagebook.backends.sagemaker:SageMakerBackend"),
+]
+
+
+@dataclass
+class Job:
+    """Everything a backend needs for one run."""
+
+    config: LaunchConfig
+    request: dict[str, Any]
+    record: Record
+    echo: Callable[[str], None] = print
+    pdb: bool = False
+    wait: bool = True
+
+
+@dataclass
+class Outcome:
+    """How a run ended (or, for a cloud job not waited on, how it stands)."""
+
+    status: str
+    failure_reason: str | None = None
+    exit_code: int | None = None
+    model_artifact: str | None = None
+    output_artifact: str | None = None
+    job_arn: str | None = None
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """One way of running a training job."""
+
+    def check(self, job: Job) -> None:  # noqa: B027 - optional hook
+        """Validate what this backend needs before the record is created; raise ConfigError."""
+
+    @abstractmethod
+    def run(self, job: Job) -> Outcome:
+        """Run the job; on Ctrl-C stop it (or detach from it) and return how it stands."""
+
+
+def register(pattern: str, target: str) -> None:
+    """Send instance types matching `pattern` to the backend `module:Class` (checked first)."""
+    _BACKENDS.insert(0, (re.compile(pattern), target))
+
+
+def backend_for(instance_type: str) -> Backend:
+    for pattern, target in _BACKENDS:
+        if pattern.search(instance_type):
+            module_name, _, class_name = target.partition(":")
+            return getattr(importlib.import_module(module_name), class_name)()
+    raise ConfigError.one("job.instance_type", None, f"no backend runs {instance_type!r}")

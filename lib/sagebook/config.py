@@ -1,0 +1,651 @@
+"""Load, override and validate the two configs of a launch: the job config and the training config.
+
+Everything a launch reads from the user passes through `load()`, and nothing is uploaded or
+started before it returns: a typo in a hyperparameter must fail here, on the laptop, with the
+file, line and key, not fifteen minutes into a cloud job.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.util
+import os
+import re
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError, format_problem
+
+KeyPath = tuple[str | int, ...]
+
+# --------------------------------------------------------------------------------------------
+# Field types
+
+_DURATION = re.compile(
+    r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m(?!s))?(?:(?P<s>\d+)s?)?$"
+)
+
+
+def parse_duration(value: Any) -> int:
+    """Seconds from `5400`, `"90m"`, `"2h"`, `"1h30m"`, `"45s"` or `"1d"`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90m, 2h or 3600 (seconds)")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str) and (match := _DURATION.match(value.replace(" ", ""))) and value:
+        parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
+        seconds = parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+    else:
+        raise ValueError(f"expected a duration such as 90m, 2h or 3600 (seconds), got {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return seconds
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+
+_BUCKET = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"
+S3_URI = re.compile(rf"^s3://{_BUCKET}(/.*)?$")
+ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}$")
+KMS_KEY = re.compile(
+    r"^(arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/.+|alias/.+|[0-9a-f\-]{36})$"
+)
+INSTANCE_TYPE = re.compile(r"^(local|local-docker|local-gpu|ml\.[a-z0-9]+\.[a-z0-9]+)$")
+LOCAL_INSTANCE_TYPES = ("local", "local-docker", "local-gpu")
+
+
+def _location(value: Any) -> Any:
+    """A data or record location: `s3://bucket/prefix` or a local path (no other scheme)."""
+    if isinstance(value, str) and "://" in value and not S3_URI.match(value):
+        raise ValueError(
+            f"expected s3://bucket/prefix (bucket: 3-63 lowercase letters, digits, dots, "
+            f"hyphens) or a local path, got {value!r}"
+        )
+    return value
+
+
+Location = Annotated[str, BeforeValidator(_location)]
+
+
+class Channel(BaseModel):
+    """One input data channel: where the data is and how SageMaker hands it to the container."""
+
+    model_config = ConfigDict(extra="forbid")
+    uri: Location = Field(description="s3://bucket/prefix (or object), or a local folder")
+    input_mode: Literal["File", "FastFile", "Pipe"] = Field(
+        "File", description="File copies before start; FastFile streams on read; Pipe is a FIFO"
+    )
+    distribution: Literal["FullyReplicated", "ShardedByS3Key"] = Field(
+        "FullyReplicated", description="Every host gets all data, or a shard of the objects"
+    )
+    content_type: str | None = Field(None, description="MIME type passed to the container")
+
+
+def _channel_shorthand(value: Any) -> Any:
+    return {"uri": value} if isinstance(value, str) else value
+
+
+class MetricDefinition(BaseModel):
+    """A metric scraped from log lines; the first capture group of `regex` is the value."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255)
+    regex: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> MetricDefinition:
+        try:
+            groups = re.compile(self.regex).groups
+        except re.error as exc:
+            raise ValueError(f"regex does not compile: {exc}") from None
+        if groups < 1:
+            raise ValueError("regex needs a capture group around the value")
+        return self
+
+
+class JobConfig(BaseModel):
+    """The SageMaker job: where data, code, image, outputs and records live, and on what it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment: str = Field(
+        pattern=r"^[a-zA-Z0-9](-?[a-zA-Z0-9])*$",
+        max_length=40,
+        description="Groups runs in the record store; letters, digits and single hyphens",
+    )
+    training_config: str = Field(description="Path of the training config (YAML)")
+    source_dir: str = Field("../sagemaker_container", description="Folder of the training code")
+    entry_point: str = Field("train.py", description="Script in source_dir that trains")
+    training_schema: str | None = Field(
+        "schema.py:TrainingConfig",
+        description="FILE:CLASS in source_dir: the pydantic model the training config must fit",
+    )
+    image_uri: str | None = Field(None, description="ECR image (required for ml.* and Docker)")
+    role_arn: str | None = Field(None, description="Execution role (required for ml.*)")
+    instance_type: str = Field(
+        description="local, local-docker, local-gpu, or a SageMaker type such as ml.m5.xlarge"
+    )
+    instance_count: int = Field(1, ge=1, le=100, description="Number of hosts")
+    volume_size_gb: int = Field(30, ge=1, le=16384, description="EBS volume per host")
+    volume_kms_key: str | None = Field(None, description="KMS key for the volume")
+    max_runtime: Duration = Field(3600, le=28 * 86400, description="Stop after (e.g. 90m, 2h)")
+    spot: bool = Field(False, description="Managed spot training")
+    max_wait: Duration | None = Field(
+        None, le=28 * 86400, description="Spot: give up after waiting this long (>= max_runtime)"
+    )
+    checkpoint_uri: Location | None = Field(
+        None, description="Synced with checkpoint_local_path; required for spot"
+    )
+    checkpoint_local_path: str = Field("/opt/ml/checkpoints", description="Inside the container")
+    keep_alive: Duration | None = Field(
+        None, le=3600, description="Warm pool: keep the instance this long after the job"
+    )
+    environment: dict[str, str] = Field(default_factory=dict, description="Container environment")
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags on the training job")
+    metric_definitions: list[MetricDefinition] = Field(
+        default_factory=list, description="Metrics scraped from the logs"
+    )
+    channels: dict[str, Annotated[Channel, BeforeValidator(_channel_shorthand)]] = Field(
+        default_factory=dict, description="Input data channels by name"
+    )
+    config_uri: Location | None = Field(
+        None, description="Where training configs are uploaded (default: the run's record)"
+    )
+    output_uri: Location | None = Field(
+        None, description="Where model.tar.gz and output.tar.gz go (default: the run's record)"
+    )
+    output_kms_key: str | None = Field(None, description="KMS key for the outputs")
+    experiments_uri: Location | None = Field(
+        None, description="Record store: a folder or s3://bucket/prefix (default ./experiments)"
+    )
+    region: str | None = Field(None, description="AWS region (default: the boto3 chain)")
+    profile: str | None = Field(None, description="AWS profile (default: the boto3 chain)")
+    subnets: list[str] = Field(default_factory=list, description="VPC subnets")
+    security_group_ids: list[str] = Field(default_factory=list, description="VPC security groups")
+    network_isolation: bool = Field(False, description="No network access from the container")
+    inter_container_encryption: bool = Field(False, description="Encrypt traffic between hosts")
+    wait: bool = Field(False, description="Cloud jobs: follow status and logs until the end")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobConfig:
+        problems = []
+        if not INSTANCE_TYPE.match(self.instance_type):
+            problems.append(
+                f"instance_type {self.instance_type!r} is not local, local-docker, local-gpu "
+                "or ml.<family>.<size>"
+            )
+        cloud = self.instance_type.startswith("ml.")
+        if (cloud or self.instance_type != "local") and not self.image_uri:
+            problems.append(f"image_uri is required for instance_type {self.instance_type}")
+        if cloud and not self.role_arn:
+            problems.append("role_arn is required for ml.* instance types")
+        if self.role_arn and not ROLE_ARN.match(self.role_arn):
+            problems.append(
+                f"role_arn {self.role_arn!r} is not arn:aws:iam::<12-digit account>:role/<name>"
+            )
+        for name in ("volume_kms_key", "output_kms_key"):
+            key = getattr(self, name)
+            if key and not KMS_KEY.match(key):
+                problems.append(f"{name} {key!r} is not a KMS key id, alias or ARN")
+        if self.spot:
+            if not self.checkpoint_uri:
+                problems.append("spot needs checkpoint_uri, or an interruption loses the work")
+            if self.max_wait is not None and self.max_wait < self.max_runtime:
+                problems.append(
+                    f"max_wait ({self.max_wait}s) must be at least max_runtime "
+                    f"({self.max_runtime}s)"
+                )
+        elif self.max_wait is not None:
+            problems.append("max_wait applies only with spot: true")
+        if self.instance_count > 1 and not cloud:
+            problems.append(f"instance_type {self.instance_type} runs one host: instance_count 1")
+        for name in self.channels:
+            if not re.match(r"^[A-Za-z0-9\.\-_]{1,64}$", name):
+                problems.append(f"channel name {name!r}: letters, digits, . - _ (at most 64)")
+        if "config" in self.channels:
+            problems.append("channel name 'config' is reserved for the training config")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.instance_type.startswith("ml.")
+
+
+# --------------------------------------------------------------------------------------------
+# Loaded config
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """Both configs of one launch, validated, with overrides applied and paths resolved."""
+
+    job: JobConfig
+    job_path: Path
+    training: dict[str, Any]
+    training_path: Path
+    overrides: tuple[str, ...] = ()
+    job_data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source_dir(self) -> Path:
+        return Path(self.job.source_dir)
+
+    def job_yaml(self) -> str:
+        """The job config as launched: overrides applied and paths absolute, so it re-runs."""
+        data = dict(self.job_data)
+        data["training_config"] = "training_config.yaml"
+        return _header(self.job_path, self.overrides, "job.") + dump_yaml(data)
+
+    def training_yaml(self) -> str:
+        """The training config as launched; this exact text is what the container reads."""
+        if not any(o.startswith("training.") for o in self.overrides):
+            return self.training_path.read_text()
+        return _header(self.training_path, self.overrides, "training.") + dump_yaml(self.training)
+
+    def digest(self) -> str:
+        """Content hash of both configs as launched, to tell identical settings apart."""
+        text = self.job_yaml() + "\0" + self.training_yaml()
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _header(path: Path, overrides: tuple[str, ...], prefix: str) -> str:
+    mine = [o for o in overrides if o.startswith(prefix)]
+    lines = [f"# as launched from {path}"] + [f"# override: {o}" for o in mine]
+    return "\n".join(lines) + "\n"
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = ()) -> LaunchConfig:
+    """Load the job config at `path` and its training config, apply overrides, validate both.
+
+    Raises ConfigError listing every problem found, each with file, line and key path.
+    """
+    job_path = Path(path).expanduser().resolve()
+    overrides = tuple(overrides)
+    job_overrides, training_overrides = _split_overrides(overrides)
+    job_data, job_lines = read_yaml(job_path)
+    job_sources = _apply_overrides(job_data, job_overrides, JobConfig, "job.")
+    job = _validate(JobConfig, job_data, job_path, job_lines, job_sources, "job.")
+    job = _resolve_paths(job, job_path.parent)
+    _check_local_paths(job, job_path, job_lines, job_sources)
+
+    training_path = Path(job.training_config)
+    training_data, training_lines = read_yaml(training_path, referenced_from=(job_path, job_lines))
+    schema = load_training_schema(job) if job.training_schema else None
+    training_sources = _apply_overrides(training_data, training_overrides, schema, "training.")
+    if schema is not None:
+        _validate(schema, training_data, training_path, training_lines, training_sources,
+                  "training.")
+    resolved = job.model_dump(mode="json", exclude_defaults=False)
+    return LaunchConfig(job, job_path, training_data, training_path, overrides, resolved)
+
+
+# --------------------------------------------------------------------------------------------
+# YAML with line numbers
+
+
+def read_yaml(
+    path: Path, referenced_from: tuple[Path, dict[KeyPath, int]] | None = None
+) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+    """The mapping in a YAML file and the line of every key in it."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        if referenced_from:
+            job_path, lines = referenced_from
+            raise ConfigError.one(
+                f"{job_path}:{lines.get(('training_config',), '?')}",
+                "job.training_config",
+                f"file not found: {path}",
+            ) from None
+        raise ConfigError.one(str(path), None, "file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError.one(str(path), None, f"cannot read: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = exc.problem or exc.context
+        raise ConfigError.one(where, None, f"not valid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError.one(str(path), None, f"not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError.one(f"{path}:1", None, "expected a mapping of keys at the top level")
+    lines: dict[KeyPath, int] = {}
+    problems: list[str] = []
+    _index_lines(node, (), lines, problems, path)
+    if problems:
+        raise ConfigError(problems)
+    return data, lines
+
+
+def _index_lines(
+    node: yaml.Node | None, prefix: KeyPath, lines: dict[KeyPath, int], problems: list[str],
+    path: Path,
+) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = prefix + (key_node.value,)
+            if key in lines:
+                problems.append(format_problem(
+                    f"{path}:{key_node.start_mark.line + 1}", _dotted(key),
+                    f"duplicate key (first on line {lines[key]})",
+                ))
+            lines[key] = key_node.start_mark.line + 1
+            _index_lines(value_node, key, lines, problems, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[prefix + (index,)] = item.start_mark.line + 1
+            _index_lines(item, prefix + (index,), lines, problems, path)
+
+
+def _dotted(key: KeyPath, prefix: str = "") -> str:
+    return prefix + ".".join(str(k) for k in key)
+
+
+# --------------------------------------------------------------------------------------------
+# Overrides
+
+
+def _split_overrides(overrides: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    job, training, problems = [], [], []
+    for item in overrides:
+        if not isinstance(item, str) or "=" not in item:
+            problems.append(format_problem(
+                f"override {item!r}", None, "expected key.path=value, e.g. training.epochs=5"
+            ))
+        elif item.startswith("job."):
+            job.append(item[len("job."):])
+        elif item.startswith("training."):
+            training.append(item[len("training."):])
+        else:
+            problems.append(format_problem(
+                f"override {item!r}", None,
+                "the key must start with job. or training. (e.g. job.instance_type=local)",
+            ))
+    if problems:
+        raise ConfigError(problems)
+    return job, training
+
+
+def _apply_overrides(
+    data: dict[str, Any], overrides: list[str], schema: type[BaseModel] | None, prefix: str
+) -> dict[KeyPath, str]:
+    """Set each `key.path=value` in `data`; return which key paths came from which override."""
+    sources: dict[KeyPath, str] = {}
+    for item in overrides:
+        dotted, _, raw = item.partition("=")
+        key: KeyPath = tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
+        where = f"override '{prefix}{item}'"
+        if any(p == "" for p in key):
+            raise ConfigError.one(where, None, "empty key segment")
+        value = raw if _is_text_field(schema, key) else _parse_scalar(raw)
+        parent: Any = data
+        for depth, part in enumerate(key[:-1]):
+            nxt = parent[part] if _has(parent, part) else None
+            if nxt is None:
+                if isinstance(parent, list):
+                    raise ConfigError.one(
+                        where, _dotted(key[: depth + 1], prefix), "index out of range"
+                    )
+                nxt = parent[part] = {}
+            if not isinstance(nxt, dict | list):
+                raise ConfigError.one(
+                    where, _dotted(key[: depth + 1], prefix),
+                    f"is a {type(nxt).__name__}, not a section",
+                )
+            parent = nxt
+        if isinstance(parent, list):
+            if not isinstance(key[-1], int) or key[-1] >= len(parent):
+                raise ConfigError.one(where, _dotted(key, prefix), "index out of range")
+        parent[key[-1]] = value
+        sources[key] = where
+    return sources
+
+
+def _has(container: Any, part: str | int) -> bool:
+    if isinstance(container, list):
+        return isinstance(part, int) and part < len(container)
+    return part in container
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        return raw
+
+
+def _is_text_field(schema: type[BaseModel] | None, key: KeyPath) -> bool:
+    """Whether the schema types `key` as text, so `image_uri=123` stays the string '123'."""
+    annotation = _annotation_at(schema, key)
+    return annotation is not None and set(_plain_types(annotation)) <= {str, type(None)}
+
+
+def _annotation_at(schema: Any, key: KeyPath) -> Any:
+    current = schema
+    for part in key:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return None
+            current = info.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    return current
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The one model/container type inside Optional[...] and Annotated[...], if there is one."""
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(options) == 1:
+            return _unwrap(options[0])
+    return annotation
+
+
+def _plain_types(annotation: Any) -> list[Any]:
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [t for a in typing.get_args(annotation) for t in _plain_types(a)]
+    return [annotation]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation and error messages
+
+
+def _validate(
+    schema: type[BaseModel],
+    data: dict[str, Any],
+    path: Path,
+    lines: dict[KeyPath, int],
+    sources: dict[KeyPath, str],
+    prefix: str,
+) -> Any:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            _describe(error, schema, path, lines, sources, prefix) for error in exc.errors()
+        ]
+        raise ConfigError(problems) from None
+
+
+def _describe(
+    error: Any, schema: type[BaseModel], path: Path, lines: dict[KeyPath, int],
+    sources: dict[KeyPath, str], prefix: str,
+) -> str:
+    loc = _keys_in(schema, error["loc"])
+    where = _where(loc, path, lines, sources)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        valid = _fields_at(schema, loc[:-1])
+        near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+        hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(valid)}"
+        return format_problem(where, _dotted(loc, prefix), f"unknown key; {hint}")
+    if kind == "missing":
+        return format_problem(where, _dotted(loc, prefix), "required key is missing")
+    message = error["msg"].removeprefix("Value error, ")
+    got = error.get("input")
+    if kind not in ("value_error", "assertion_error") and not isinstance(got, dict | list):
+        message += f" (got {got!r})"
+    return format_problem(where, _dotted(loc, prefix) if loc else None, message)
+
+
+def _keys_in(schema: type[BaseModel], loc: tuple[Any, ...]) -> KeyPath:
+    """The config keys in a pydantic error location, without its union and validator tags."""
+    keys: list[str | int] = []
+    current: Any = schema
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if part not in current.model_fields:
+                keys.append(part)
+                break
+            current = current.model_fields[part].annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            continue
+        keys.append(part)
+    return tuple(keys)
+
+
+def _where(
+    loc: KeyPath, path: Path, lines: dict[KeyPath, int], sources: dict[KeyPath, str]
+) -> str:
+    for depth in range(len(loc), -1, -1):
+        if loc[:depth] in sources:
+            return sources[loc[:depth]]
+        if loc[:depth] in lines:
+            return f"{path}:{lines[loc[:depth]]}"
+    return f"{path}:1"
+
+
+def _fields_at(schema: type[BaseModel], loc: KeyPath) -> list[str]:
+    current: Any = schema
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            current = current.model_fields[str(part)].annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and the training code's schema
+
+
+def _resolve_paths(job: JobConfig, base: Path) -> JobConfig:
+    """Relative paths in a config mean relative to the config file, wherever the user runs."""
+
+    def local(value: str | None) -> str | None:
+        if value is None or value.startswith("s3://"):
+            return value
+        return str((base / Path(value).expanduser()).resolve())
+
+    channels = {
+        name: channel.model_copy(update={"uri": local(channel.uri)})
+        for name, channel in job.channels.items()
+    }
+    experiments = job.experiments_uri or os.environ.get("SAGEBOOK_EXPERIMENTS_URI")
+    return job.model_copy(update={
+        "training_config": local(job.training_config),
+        "source_dir": local(job.source_dir),
+        "channels": channels,
+        "checkpoint_uri": local(job.checkpoint_uri),
+        "output_uri": local(job.output_uri),
+        "config_uri": local(job.config_uri),
+        "experiments_uri": local(experiments) if job.experiments_uri else (
+            experiments if experiments and experiments.startswith("s3://")
+            else str(Path(experiments or "experiments").resolve())
+        ),
+    })
+
+
+def _check_local_paths(
+    job: JobConfig, path: Path, lines: dict[KeyPath, int], sources: dict[KeyPath, str]
+) -> None:
+    """Local data and code must exist now, not when the job reaches them."""
+    checks: list[tuple[KeyPath, str | None, str]] = [
+        (("source_dir",), job.source_dir, "folder"),
+        (("entry_point",), str(Path(job.source_dir) / job.entry_point), "file"),
+    ]
+    checks += [(("channels", name), channel.uri, "path") for name, channel in job.channels.items()]
+    problems = []
+    for key, value, kind in checks:
+        if value is None or value.startswith("s3://"):
+            continue
+        target = Path(value)
+        missing = not target.exists() if kind == "path" else (
+            not target.is_dir() if kind == "folder" else not target.is_file()
+        )
+        if missing:
+            problems.append(format_problem(
+                _where(key, path, lines, sources), _dotted(key, "job."),
+                f"{kind} not found: {target}",
+            ))
+    if problems:
+        raise ConfigError(problems)
+
+
+def load_training_schema(job: JobConfig) -> type[BaseModel]:
+    """Import the pydantic model that the training code ships as its config reference.
+
+    Only the schema file is imported (by path, not via sys.path), so the launcher does not need
+    the training code's heavy dependencies.
+    """
+    assert job.training_schema is not None
+    file_name, _, class_name = job.training_schema.partition(":")
+    schema_path = Path(job.source_dir) / file_name
+    where = "job.training_schema"
+    if not schema_path.is_file():
+        raise ConfigError.one(str(schema_path), where, "training schema file not found")
+    module_name = "sagebook_training_schema_" + hashlib.sha1(
+        str(schema_path).encode()
+    ).hexdigest()[:8]
+    spec = importlib.util.spec_from_file_location(module_name, schema_path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's code: any failure is theirs to see
+        del sys.modules[module_name]
+        raise ConfigError.one(
+            str(schema_path), where, f"importing the training schema failed: {exc!r}"
+        ) from None
+    model = getattr(module, class_name or "TrainingConfig", None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise ConfigError.one(
+            str(schema_path), where, f"no pydantic model named {class_name!r} in the file"
+        )
+    return model

@@ -1,0 +1,173 @@
+"""The launch flow: config files → validated config → request → backend → record.
+
+The CLI, the launch notebook and the form all call `launch()`; they differ only in how they
+show progress and errors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import config as config_mod
+from . import request as request_mod
+from .backends import Job, Outcome, backend_for
+from .errors import SagebookError
+from .record import Record, git_state, job_name, new_run_id, user
+from .stores import StoreExistsError, open_store
+
+
+class RunFailed(SagebookError):
+    """The job ran and failed (or was stopped): the record says why."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        reason = run.outcome.failure_reason or run.outcome.status
+        super().__init__(f"run {run.record.run_id} {run.outcome.status.lower()}: {reason}\n"
+                         f"record: {run.record.uri}")
+
+
+@dataclass
+class Run:
+    """A launched run: its record and how it ended (or stands)."""
+
+    record: Record
+    outcome: Outcome
+
+    @property
+    def uri(self) -> str:
+        return self.record.uri
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.status in ("Completed", "InProgress")
+
+    def summary(self) -> str:
+        lines = [f"run:    {self.record.run_id} ({self.outcome.status})",
+                 f"job:    {self.record.manifest.get('job_name')}"]
+        if self.outcome.final_metrics:
+            metrics = ", ".join(f"{k}={v:g}" for k, v in self.outcome.final_metrics.items())
+            lines.append(f"metrics: {metrics}")
+        if self.outcome.failure_reason:
+            lines.append(f"failure: {self.outcome.failure_reason.splitlines()[0]}")
+        if self.outcome.model_artifact:
+            lines.append(f"model:  {self.outcome.model_artifact}")
+        lines.append(f"record: {self.record.uri}")
+        return "\n".join(lines)
+
+
+def prepare(
+    config_path: str | os.PathLike[str], overrides: Iterable[str] = ()
+) -> config_mod.LaunchConfig:
+    """Load and validate everything a launch reads; raises ConfigError before any side effect."""
+    return config_mod.load(config_path, overrides)
+
+
+def launch(
+    config_path: str | os.PathLike[str],
+    overrides: Iterable[str] = (),
+    *,
+    via: str = "cli",
+    pdb: bool = False,
+    wait: bool | None = None,
+    echo: Callable[[str], None] = print,
+    on_record: Callable[[Record], None] | None = None,
+    extra_manifest: dict[str, Any] | None = None,
+) -> Run:
+    """Launch one run and return it once the backend is done (or, for cloud jobs, submitted).
+
+    Nothing is written before the configs and the request validate. From the moment the record
+    exists, every exit path leaves it with an honest status.
+    """
+    cfg = prepare(config_path, overrides)
+    job_cfg = cfg.job
+    backend = backend_for(job_cfg.instance_type)
+    store = open_store(job_cfg.experiments_uri or "experiments", profile=job_cfg.profile,
+                       region=job_cfg.region)
+    git = git_state(cfg.source_dir)
+    for _ in range(3):
+        run_id = new_run_id()
+        identity = request_mod.RunIdentity(
+            run_id=run_id,
+            job_name=job_name(job_cfg.experiment, run_id),
+            record_uri=store.url(f"{job_cfg.experiment}/{run_id}"),
+            config_uri=_config_uri(cfg, store, run_id),
+            user=user(),
+            git_commit=git.get("commit"),
+        )
+        request = request_mod.build(cfg, identity)
+        job = Job(cfg, request, record=None, echo=echo, pdb=pdb,  # type: ignore[arg-type]
+                  wait=job_cfg.wait if wait is None else wait)
+        backend.check(job)
+        manifest = {
+            "job_name": identity.job_name,
+            "backend": type(backend).__name__,
+            "instance_type": job_cfg.instance_type,
+            "launched_via": via,
+            "config": {
+                "job_file": str(cfg.job_path),
+                "training_file": str(cfg.training_path),
+                "overrides": list(cfg.overrides),
+                "digest": cfg.digest(),
+            },
+            "git": {k: v for k, v in git.items() if k != "diff"},
+            "image_uri": job_cfg.image_uri,
+            **(extra_manifest or {}),
+        }
+        try:
+            record = Record.create(store, job_cfg.experiment, run_id, manifest)
+            break
+        except StoreExistsError:
+            continue
+    else:
+        raise StoreExistsError(f"no free run id in {store.url(job_cfg.experiment)}")
+
+    job.record = record
+    echo(f"[sagebook] run {run_id}: record at {record.uri}")
+    if on_record:
+        on_record(record)
+    try:
+        record.put_text("sagemaker_config.yaml", cfg.job_yaml())
+        record.put_text("config/training_config.yaml", cfg.training_yaml())
+        if job_cfg.config_uri:
+            open_store(identity.config_uri, profile=job_cfg.profile, region=job_cfg.region
+                       ).write_text("training_config.yaml", cfg.training_yaml())
+        record.put_text("request.json", _json(request))
+        if git.get("diff"):
+            record.put_text("git.diff", git["diff"])
+        outcome = backend.run(job)
+    except BaseException as exc:
+        status = "Stopped" if isinstance(exc, KeyboardInterrupt) else "Failed"
+        record.set_status(status, failure_reason=f"sagebook: {type(exc).__name__}: {exc}")
+        raise
+    record.set_status(outcome.status, **_outcome_fields(outcome))
+    return Run(record, outcome)
+
+
+def _config_uri(cfg: config_mod.LaunchConfig, store: Any, run_id: str) -> str:
+    """The training config channel: the run's own record, unless the config says elsewhere."""
+    if cfg.job.config_uri:
+        return f"{cfg.job.config_uri.rstrip('/')}/{cfg.job.experiment}/{run_id}"
+    return store.url(f"{cfg.job.experiment}/{run_id}/config")
+
+
+def _outcome_fields(outcome: Outcome) -> dict[str, Any]:
+    fields = {
+        "exit_code": outcome.exit_code,
+        "failure_reason": outcome.failure_reason,
+        "model_artifact": outcome.model_artifact,
+        "output_artifact": outcome.output_artifact,
+        "job_arn": outcome.job_arn,
+        "final_metrics": outcome.final_metrics,
+        **outcome.details,
+    }
+    return {k: v for k, v in fields.items() if v not in (None, {}, [])}
+
+
+def _json(data: Any) -> str:
+    import json
+
+    return json.dumps(data, indent=2) + "\n"
+

@@ -1,0 +1,303 @@
+"""The launch notebook's glue, and how the executed notebook reaches the record.
+
+papermill saves the output notebook after every cell and once more after the kernel has shut
+down, so nothing inside the kernel ever sees the final file. When the launch cell creates the
+record, it therefore starts a small detached *capture* process (`python -m sagebook.notebooks
+capture …`) that outlives the kernel. The capture process waits until the notebook run is over
+— the papermill process has exited, or the kernel has exited and the file holds papermill's
+final save — then copies the executed notebook into the record and judges it: every code cell
+executed and no error output means the notebook succeeded; otherwise the record is marked
+Failed (or Interrupted, when the kernel died during the run).
+
+How the capture process finds the executed notebook, in order:
+1. a `PAPERMILL_OUTPUT_PATH` variable in the kernel (`papermill --inject-paths`, or
+   `sagebook.notebooks.execute()`, which `pm.execute_notebook` users can call instead);
+2. the papermill command line of the kernel's parent process (`papermill in.ipynb out.ipynb …`);
+3. an interactive kernel's notebook file (`JPY_SESSION_NAME`, set by Jupyter Server), copied as
+   last saved when the kernel shuts down.
+When none applies (`pm.execute_notebook` without the output path), the record says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, SagebookError
+
+LAUNCH_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "launch.ipynb"
+
+
+# --------------------------------------------------------------------------------------------
+# Inside the kernel
+
+
+def launch(config: Any, overrides: Any = None, wait: Any = None, pdb: Any = False) -> Any:
+    """Run the launch notebook's job: validate the papermill parameters, launch, capture."""
+    from .launch import RunFailed
+    from .launch import launch as launch_run
+
+    _install_error_display()
+    config_path, override_list, wait_flag = check_parameters(config, overrides, wait)
+    run = launch_run(config_path, override_list, via="notebook", wait=wait_flag,
+                     pdb=bool(pdb), on_record=start_capture)
+    print(run.summary())
+    if not run.ok:
+        raise RunFailed(run)
+    return run
+
+
+def check_parameters(config: Any, overrides: Any, wait: Any) -> tuple[str, list[str], bool | None]:
+    """papermill types `-p` values loosely and only warns about unknown names: check them here."""
+    if not isinstance(config, str) or not config.strip():
+        raise ConfigError.one("parameter config", None,
+                              f"expected the path of a job config, got {config!r}")
+    if overrides is None or overrides == "":
+        override_list: list[Any] = []
+    elif isinstance(overrides, str):
+        try:
+            parsed = json.loads(overrides)
+        except json.JSONDecodeError:
+            parsed = [overrides] if "=" in overrides else None
+        override_list = parsed if isinstance(parsed, list) else [None]
+    elif isinstance(overrides, list | tuple):
+        override_list = list(overrides)
+    else:
+        override_list = [None]
+    if not all(isinstance(o, str) for o in override_list):
+        raise ConfigError.one(
+            "parameter overrides", None,
+            'expected a list of "key.path=value" strings, e.g. '
+            f'\'["training.epochs=3"]\', got {overrides!r}',
+        )
+    if wait is not None and not isinstance(wait, bool):
+        raise ConfigError.one("parameter wait", None, f"expected true or false, got {wait!r}")
+    return config, override_list, wait
+
+
+def _install_error_display() -> None:
+    """Show sagebook's errors as their message, not a traceback, while still failing the cell."""
+    try:
+        shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821
+    except NameError:
+        return
+
+    def show(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None):
+        shell._showtraceback(etype, value, [f"{etype.__name__}: {value}"])
+
+    shell.set_custom_exc((SagebookError,), show)
+
+
+def start_capture(record: Any) -> None:
+    """Start the detached process that puts the executed notebook into `record`."""
+    notebook, source, owner = _notebook_location()
+    command = [sys.executable, "-m", "sagebook.notebooks", "capture", "--record", record.uri,
+               "--kernel-pid", str(os.getpid()), "--source", source]
+    if notebook:
+        command += ["--notebook", notebook]
+    if owner:
+        command += ["--owner-pid", str(owner)]
+    subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    record.update(notebook={"status": "running", "source": source, "path": notebook})
+
+
+def _notebook_location() -> tuple[str | None, str, int | None]:
+    """Where the executed notebook will be, how we know, and which process writes it last.
+
+    The writer is the papermill CLI process when there is one; otherwise None, and the capture
+    waits for the kernel to exit and papermill's final save instead.
+    """
+    parent = os.environ.get("JPY_PARENT_PID")
+    from_cli = papermill_output_path(int(parent)) if parent else None
+    owner = int(parent) if parent and from_cli else None
+    injected = _user_variable("PAPERMILL_OUTPUT_PATH")
+    if injected:
+        return _absolute(str(injected), os.getcwd()), "papermill", owner
+    if from_cli:
+        return from_cli, "papermill", owner
+    session = os.environ.get("JPY_SESSION_NAME")
+    if session:
+        path = Path(session)
+        if not path.is_file():
+            path = Path.cwd() / path.name
+        return str(path), "interactive", None
+    return None, "unknown", None
+
+
+def _user_variable(name: str) -> Any:
+    try:
+        return get_ipython().user_ns.get(name)  # type: ignore[name-defined]  # noqa: F821
+    except NameError:
+        return None
+
+
+def papermill_output_path(pid: int) -> str | None:
+    """The output path on a papermill command line, parsed the way papermill parses it."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        argv, cwd = process.cmdline(), process.cwd()
+    except (psutil.Error, OSError):
+        return None
+    for index, arg in enumerate(argv):
+        if Path(arg).name == "papermill" or arg == "papermill" and argv[index - 1] == "-m":
+            break
+    else:
+        return None
+    from papermill.cli import papermill as papermill_command
+
+    try:
+        context = papermill_command.make_context("papermill", argv[index + 1:],
+                                                 resilient_parsing=True)
+    except Exception:  # an unparseable command line is simply not one we can follow
+        return None
+    output = context.params.get("output_path")
+    if not output or output == "-":
+        return None
+    return _absolute(output, cwd)
+
+
+def _absolute(path: str, cwd: str) -> str:
+    return path if "://" in path or os.path.isabs(path) else os.path.join(cwd, path)
+
+
+def execute(output_path: str | os.PathLike[str], config: str, overrides: list[str] | None = None,
+            **papermill_options: Any) -> Any:
+    """`pm.execute_notebook` on the launch notebook, telling the kernel where the output goes."""
+    import papermill as pm
+
+    output = os.path.abspath(output_path)
+    parameters = {"config": config, "overrides": overrides or [],
+                  "PAPERMILL_OUTPUT_PATH": output}
+    return pm.execute_notebook(str(LAUNCH_NOTEBOOK), output, parameters=parameters,
+                               **papermill_options)
+
+
+# --------------------------------------------------------------------------------------------
+# The capture process
+
+
+def judge(notebook: dict[str, Any]) -> tuple[bool, str | None]:
+    """Success means every code cell ran and none shows an error (papermill's own flag is not
+    set for timeouts, SIGINT or a dead kernel, so it is not consulted)."""
+    for index, cell in enumerate(notebook.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return False, f"cell {index}: {output.get('ename')}: {output.get('evalue')}"
+        if cell.get("source", "").strip() and cell.get("execution_count") is None:
+            return False, f"cell {index} never ran (the kernel stopped before it)"
+    return True, None
+
+
+def _alive(pid: int | None) -> bool:
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _final_save_done(path: str) -> bool:
+    """papermill's last save stamps end_time in the notebook metadata."""
+    try:
+        notebook = _read_notebook(path)
+    except (OSError, ValueError, SagebookError):
+        return False
+    return bool(notebook.get("metadata", {}).get("papermill", {}).get("end_time"))
+
+
+def _read_notebook(path: str) -> Any:
+    """The notebook at a local path or URI, with cell sources joined into strings."""
+    import nbformat
+
+    if "://" in path:
+        from papermill.iorw import load_notebook_node
+
+        return load_notebook_node(path)
+    return nbformat.reads(Path(path).read_text(), as_version=4)
+
+
+def capture(record_uri: str, notebook: str | None, source: str, kernel_pid: int,
+            owner_pid: int | None, poll: float = 0.2, settle_timeout: float = 120.0) -> None:
+    """Wait for the notebook run to end, then store and judge the executed notebook."""
+    from .record import TERMINAL, Record
+
+    while _alive(owner_pid) or (owner_pid is None and _alive(kernel_pid)):
+        time.sleep(poll)
+    if owner_pid is None and source == "papermill" and notebook:
+        deadline = time.monotonic() + settle_timeout
+        while not _final_save_done(notebook) and time.monotonic() < deadline:
+            time.sleep(poll)
+        time.sleep(poll * 2)  # papermill writes once more when it reports errors
+
+    record = Record.open_uri(record_uri)
+    info: dict[str, Any] = {"source": source, "path": notebook}
+    if notebook is None:
+        info.update(status="unknown", note=(
+            "the output path of this notebook run is unknown: run it with the papermill CLI, "
+            "`papermill --inject-paths`, or sagebook.notebooks.execute()"))
+        record.update(notebook=info)
+        return
+    try:
+        content = _read_notebook(notebook)
+    except (OSError, ValueError) as exc:
+        info.update(status="missing", note=f"cannot read {notebook}: {exc}")
+        record.update(notebook=info)
+        return
+    record.put_text("notebook.ipynb", json.dumps(content, indent=1, ensure_ascii=False) + "\n")
+    ok, error = (True, None) if source == "interactive" else judge(content)
+    info.update(status="completed" if ok else "failed", uri=record.url("notebook.ipynb"))
+    if error:
+        info["error"] = error
+    if source == "interactive":
+        info["note"] = "copied as last saved when the kernel shut down"
+    record.reload()
+    if record.status not in TERMINAL and record.manifest.get("instance_type", "").startswith(
+        "local"
+    ):
+        record.set_status("Interrupted", notebook=info,
+                          failure_reason=f"the launch notebook ended during the run: {error}")
+    elif not ok and record.status == "Completed":
+        record.set_status("Failed", notebook=info,
+                          failure_reason=f"launch notebook failed: {error}")
+    else:
+        record.update(notebook=info)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sagebook.notebooks")
+    commands = parser.add_subparsers(dest="command", required=True)
+    cap = commands.add_parser("capture", help="store an executed notebook in its record")
+    cap.add_argument("--record", required=True)
+    cap.add_argument("--notebook")
+    cap.add_argument("--source", default="papermill")
+    cap.add_argument("--kernel-pid", type=int, required=True)
+    cap.add_argument("--owner-pid", type=int)
+    args = parser.parse_args(argv)
+    try:
+        capture(args.record, args.notebook, args.source, args.kernel_pid, args.owner_pid)
+    except Exception as exc:  # nobody sees this process's stderr: the record must say it
+        from .record import Record
+
+        Record.open_uri(args.record).update(notebook={
+            "status": "capture-failed", "path": args.notebook,
+            "note": f"{type(exc).__name__}: {exc}",
+        })
+        raise
+
+
+if __name__ == "__main__":
+    main()

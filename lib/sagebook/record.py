@@ -1,0 +1,175 @@
+"""The experiment record: one folder per run in the store, written as the run goes.
+
+Layout of `<experiments_uri>/<experiment>/<run_id>/`:
+
+    manifest.json            who, when, where, status history, git, config hashes, outcome
+    sagemaker_config.yaml    the job config as launched (overrides applied, paths absolute)
+    config/training_config.yaml   the training config as launched; also the `config` channel
+    request.json             the exact CreateTrainingJob request
+    git.diff                 uncommitted changes of the training code, when the tree was dirty
+    logs/<host>.log          the job's log lines
+    metrics.jsonl            every metric value with its time and step
+    notebook.ipynb           the executed launch notebook, when launched from one
+    output/                  model.tar.gz and output.tar.gz of local runs without output_uri
+
+The manifest is created with a create-only write, so two launches can never claim one folder,
+and its status only says Completed once the backend said so.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import json
+import os
+import secrets
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .stores import Store
+
+TERMINAL = ("Completed", "Failed", "Stopped", "Interrupted")
+MAX_DIFF_BYTES = 2_000_000
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique without coordination: `20261126-031502-a3f9c1`."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def job_name(experiment: str, run_id: str) -> str:
+    """A SageMaker job name (<= 63 chars of [a-zA-Z0-9-]) that still names the run."""
+    name = f"{experiment[: 62 - len(run_id)]}-{run_id}"
+    return name.strip("-")
+
+
+def git_state(folder: Path) -> dict[str, Any]:
+    """Commit of the training code, and whether (and how) the tree differs from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, check=True,
+            timeout=30,
+        ).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None, "note": f"{folder} is not in a git repository"}
+    status = git("status", "--porcelain", "--", ".")
+    state: dict[str, Any] = {
+        "commit": commit,
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD").strip(),
+        "dirty": bool(status.strip()),
+    }
+    if state["dirty"]:
+        state["changed"] = status.splitlines()[:200]
+        diff = git("diff", "HEAD", "--", ".")
+        state["diff"] = diff[:MAX_DIFF_BYTES]
+        state["diff_truncated"] = len(diff) > MAX_DIFF_BYTES
+    return state
+
+
+@dataclass
+class Record:
+    """A run's folder in the store, and its manifest as last written."""
+
+    store: Store
+    experiment: str
+    run_id: str
+    manifest: dict[str, Any]
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.experiment}/{self.run_id}"
+
+    @property
+    def uri(self) -> str:
+        return self.store.url(self.prefix)
+
+    def url(self, name: str) -> str:
+        return self.store.url(f"{self.prefix}/{name}")
+
+    def local_path(self, name: str = "") -> Path | None:
+        root = self.store.local_path()
+        return root / self.prefix / name if root else None
+
+    @classmethod
+    def create(cls, store: Store, experiment: str, run_id: str, manifest: dict[str, Any]) -> Record:
+        """Claim the run's folder: fails if another launch already owns this run id."""
+        base = {
+            "schema": 1,
+            "run_id": run_id,
+            "experiment": experiment,
+            "status": "Starting",
+            "status_history": [{"status": "Starting", "time": now()}],
+            "created": now(),
+            "user": user(),
+            "host": socket.gethostname(),
+        }
+        record = cls(store, experiment, run_id, {**base, **manifest})
+        record.manifest["record_uri"] = record.uri
+        store.write_text(f"{record.prefix}/manifest.json", record._manifest_text(),
+                         create_only=True)
+        return record
+
+    @classmethod
+    def open(cls, store: Store, experiment: str, run_id: str) -> Record:
+        text = store.read_text(f"{experiment}/{run_id}/manifest.json")
+        return cls(store, experiment, run_id, json.loads(text))
+
+    @classmethod
+    def open_uri(cls, uri: str) -> Record:
+        """The record at `<store>/<experiment>/<run_id>`."""
+        from .stores import open_store
+
+        root, experiment, run_id = uri.rstrip("/").rsplit("/", 2)
+        return cls.open(open_store(root), experiment, run_id)
+
+    def reload(self) -> None:
+        self.manifest = json.loads(self.store.read_text(f"{self.prefix}/manifest.json"))
+
+    def put_text(self, name: str, text: str) -> str:
+        self.store.write_text(f"{self.prefix}/{name}", text)
+        return self.url(name)
+
+    def put_file(self, name: str, path: Path) -> str:
+        self.store.put_file(f"{self.prefix}/{name}", path)
+        return self.url(name)
+
+    def update(self, **fields: Any) -> None:
+        """Merge fields into the manifest and write it (atomically replacing the old one)."""
+        self.manifest.update(fields)
+        self.manifest["updated"] = now()
+        self.store.write_text(f"{self.prefix}/manifest.json", self._manifest_text())
+
+    def set_status(self, status: str, **fields: Any) -> None:
+        history = self.manifest.setdefault("status_history", [])
+        if not history or history[-1]["status"] != status:
+            history.append({"status": status, "time": now()})
+        if status in TERMINAL:
+            fields.setdefault("ended", now())
+        self.update(status=status, **fields)
+
+    @property
+    def status(self) -> str:
+        return self.manifest["status"]
+
+    def _manifest_text(self) -> str:
+        return json.dumps(self.manifest, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "unknown")
+

@@ -1,0 +1,94 @@
+"""The one interface every store offers."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ..errors import StoreError
+
+Progress = Callable[[int], None]
+
+
+class StoreExistsError(StoreError):
+    """A create-only write found the key already there: someone else got there first."""
+
+
+class Store(ABC):
+    """Keys are `/`-separated paths below the store's root URI."""
+
+    uri: str
+
+    def url(self, key: str = "") -> str:
+        """The full URI of `key`, as a user would paste it."""
+        return self.uri.rstrip("/") + ("/" + key.lstrip("/") if key else "")
+
+    def child(self, key: str) -> Store:
+        """A store rooted at `key` below this one."""
+        return type(self)(self.url(key), **self._options())
+
+    def _options(self) -> dict:
+        return {}
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """The object's bytes; FileNotFoundError if there is none."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        """Write atomically: readers see the old or the new object, never a torn one.
+
+        With create_only, raise StoreExistsError instead of replacing an existing object, so two
+        writers racing for one key cannot both believe they own it.
+        """
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
+        """Copy a local file to `key`, streaming (never read whole into memory)."""
+
+    @abstractmethod
+    def get_file(self, key: str, path: Path) -> None:
+        """Copy `key` to a local file."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys below `prefix`, recursively (sorted within each folder)."""
+
+    @abstractmethod
+    def local_path(self) -> Path | None:
+        """The folder behind this store when it is local, so local runs can link, not copy."""
+
+    def read_text(self, key: str) -> str:
+        return self.read_bytes(key).decode()
+
+    def write_text(self, key: str, text: str, *, create_only: bool = False) -> None:
+        self.write_bytes(key, text.encode(), create_only=create_only)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.read_bytes(key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def download_tree(self, prefix: str, dest: Path) -> int:
+        """Copy every object below `prefix` into `dest`; return the number of bytes."""
+        total = 0
+        prefix = prefix.strip("/")
+        for key in self.list(prefix):
+            rel = key[len(prefix):].lstrip("/") if prefix else key
+            target = dest / (rel or Path(key).name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.get_file(key, target)
+            total += target.stat().st_size
+        return total
+
+    def upload_tree(self, src: Path, prefix: str, progress: Progress | None = None) -> int:
+        """Copy every file below `src` to `prefix`; return the number of bytes."""
+        total = 0
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            rel = path.relative_to(src).as_posix()
+            self.put_file(f"{prefix.strip('/')}/{rel}".lstrip("/"), path, progress)
+            total += path.stat().st_size
+        return total

@@ -1,0 +1,83 @@
+"""A folder on this machine (or a shared mount) as a store: the embedded default."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import StoreError
+from .base import Progress, Store, StoreExistsError
+
+
+class LocalStore(Store):
+    def __init__(self, uri: str, **_options: object):
+        root = uri.removeprefix("file://")
+        self.root = Path(root).expanduser().resolve()
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key.lstrip("/")).resolve() if key else self.root
+        if path != self.root and self.root not in path.parents:
+            raise StoreError(f"{key!r} points outside the store {self.root}")
+        return path
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise FileNotFoundError(self.url(key)) from None
+
+    def write_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if create_only:
+                try:
+                    os.link(tmp, path)  # atomic and fails if the name exists
+                except FileExistsError:
+                    raise StoreExistsError(f"{self.url(key)} already exists") from None
+                finally:
+                    os.unlink(tmp)
+            else:
+                os.replace(tmp, path)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+    def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.partial")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest)
+        if progress:
+            progress(dest.stat().st_size)
+
+    def get_file(self, key: str, path: Path) -> None:
+        source = self._path(key)
+        if not source.is_file():
+            raise FileNotFoundError(self.url(key))
+        shutil.copyfile(source, path)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = self._path(prefix)
+        if base.is_file():
+            yield prefix.strip("/")
+            return
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not name.startswith("."):
+                    yield Path(dirpath, name).relative_to(self.root).as_posix()
+
+    def local_path(self) -> Path | None:
+        return self.root

@@ -1,0 +1,139 @@
+"""An S3 prefix as a store, through boto3's default credential chain.
+
+Endpoints come from boto3's standard `AWS_ENDPOINT_URL*` variables, so the same code talks to
+AWS or to a local S3-compatible server. Throttling and 5xx answers are retried with backoff by
+botocore's standard retry mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+from .base import Progress, Store, StoreExistsError
+
+
+def session(profile: str | None = None, region: str | None = None) -> Any:
+    import boto3
+
+    try:
+        return boto3.session.Session(profile_name=profile, region_name=region)
+    except Exception as exc:  # botocore's ProfileNotFound and friends
+        raise StoreError(f"AWS session: {exc}") from None
+
+
+def client(service: str, profile: str | None = None, region: str | None = None) -> Any:
+    """A boto3 client with standard retries (backoff on throttling, 5xx and resets)."""
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10,
+                    read_timeout=60)
+    return session(profile, region).client(service, config=config)
+
+
+class S3Store(Store):
+    def __init__(self, uri: str, profile: str | None = None, region: str | None = None,
+                 kms_key: str | None = None, expected_owner: str | None = None, **_: object):
+        bucket_and_prefix = uri.removeprefix("s3://")
+        self.bucket, _, prefix = bucket_and_prefix.partition("/")
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self.profile, self.region = profile, region
+        self.kms_key, self.expected_owner = kms_key, expected_owner
+        self._client: Any = None
+
+    def _options(self) -> dict:
+        return {"profile": self.profile, "region": self.region, "kms_key": self.kms_key,
+                "expected_owner": self.expected_owner}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = client("s3", self.profile, self.region)
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return "/".join(p for p in (self.prefix, key.strip("/")) if p)
+
+    def _extra(self) -> dict[str, str]:
+        extra = {}
+        if self.kms_key:
+            extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key)
+        if self.expected_owner:
+            extra["ExpectedBucketOwner"] = self.expected_owner
+        return extra
+
+    def _fail(self, action: str, key: str, exc: Exception) -> StoreError:
+        return StoreError(f"cannot {action} {self.url(key)}: {exc}")
+
+    def read_bytes(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        owner = {"ExpectedBucketOwner": self.expected_owner} if self.expected_owner else {}
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **owner)
+            return answer["Body"].read()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                raise FileNotFoundError(self.url(key)) from None
+            raise self._fail("read", key, exc) from None
+        except BotoCoreError as exc:
+            raise self._fail("read", key, exc) from None
+
+    def write_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        extra = self._extra()
+        if create_only:
+            extra["IfNoneMatch"] = "*"  # S3 conditional write: fails if the key exists
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if create_only and code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise StoreExistsError(f"{self.url(key)} already exists") from None
+            raise self._fail("write", key, exc) from None
+        except BotoCoreError as exc:
+            raise self._fail("write", key, exc) from None
+
+    def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.upload_file(str(path), self.bucket, self._key(key),
+                                    ExtraArgs=self._extra() or None, Callback=progress)
+        except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
+            raise self._fail("upload to", key, exc) from None
+
+    def get_file(self, key: str, path: Path) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(path))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                raise FileNotFoundError(self.url(key)) from None
+            raise self._fail("download", key, exc) from None
+        except BotoCoreError as exc:
+            raise self._fail("download", key, exc) from None
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = self._key(prefix)
+        start = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    if key == full or full == "" or key.startswith(full.rstrip("/") + "/"):
+                        yield key[start:]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("list", prefix, exc) from None
+
+    def local_path(self) -> Path | None:
+        return None

@@ -1,0 +1,82 @@
+"""Shared fixtures: a scratch project per test, and Jupyter kept away from the user's kernels."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_CONFIG = REPO / "configs" / "sagemaker_config.local.yaml"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_jupyter(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A user kernel named python3, or JUPYTER_PATH, could otherwise run the notebooks in
+    another Python; papermill then finds this venv's kernel."""
+    base = tmp_path_factory.mktemp("jupyter")
+    for name in ("JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "JUPYTER_CONFIG_DIR"):
+        os.environ[name] = str(base / name.lower())
+    os.environ.pop("JUPYTER_PATH", None)
+    os.environ["SAGEBOOK_WORK_DIR"] = str(base / "work")
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a job config (the local example's, with `changes`) into tmp_path; return its path.
+
+    Paths are made absolute so the config can live anywhere; records go to tmp_path/experiments.
+    """
+
+    def make(name: str = "job.yaml", training: dict[str, Any] | None = None,
+             **changes: Any) -> Path:
+        data = yaml.safe_load(LOCAL_CONFIG.read_text())
+        data["source_dir"] = str(REPO / "sagemaker_container")
+        data["channels"] = {k: str((LOCAL_CONFIG.parent / v).resolve())
+                            for k, v in data["channels"].items()}
+        data["experiments_uri"] = str(tmp_path / "experiments")
+        training_data = yaml.safe_load((REPO / "configs" / "training_config.yaml").read_text())
+        training_data["epochs"] = 2
+        training_data.update(training or {})
+        training_path = tmp_path / f"training-{name}"
+        training_path.write_text(yaml.safe_dump(training_data))
+        data["training_config"] = str(training_path)
+        data.update(changes)
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return make
+
+
+def sagebook(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess:
+    """The real `sagebook` command, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "sagebook.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def runs(experiments: Path) -> list[Path]:
+    return sorted(p.parent for p in experiments.glob("*/*/manifest.json"))
+
+
+def manifest(run: Path) -> dict[str, Any]:
+    return json.loads((run / "manifest.json").read_text())
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    """Poll until `predicate` returns something truthy (for work that outlives a process)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")

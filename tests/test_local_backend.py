@@ -1,0 +1,210 @@
+"""`instance_type: local`: the container contract, logs, metrics, outcomes and records."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, manifest, runs, sagebook, wait_for
+
+PROBE = textwrap.dedent("""
+    import json, os, pathlib
+    base = pathlib.Path(os.environ["SAGEMAKER_BASE_DIR"])
+    seen = {
+        "env": {k: v for k, v in os.environ.items()
+                if k.startswith(("SM_", "SAGEMAKER_", "TRAINING_JOB", "SAGEBOOK_", "LOG_"))},
+        "files": sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()),
+        "config": {n: json.loads((base / "input/config" / n).read_text())
+                   for n in ("hyperparameters.json", "inputdataconfig.json",
+                             "resourceconfig.json")},
+        "training_config": (base / "input/data/config/training_config.yaml").read_text(),
+    }
+    (base / "output/data/contract.json").write_text(json.dumps(seen))
+    (base / "model/weights.txt").write_text("42")
+    print("loss=0.5 acc=0.25")
+    print("loss=0.25 acc=0.75")
+""")
+
+
+@pytest.fixture
+def probe_code(tmp_path: Path) -> Path:
+    code = tmp_path / "probe_code"
+    code.mkdir()
+    (code / "train.py").write_text(PROBE)
+    return code
+
+
+def probe_config(make_config, code: Path, **changes):
+    return make_config(
+        source_dir=str(code), training_schema=None,
+        metric_definitions=[{"name": "loss", "regex": r"loss=([0-9.]+)"},
+                            {"name": "acc", "regex": r"acc=([0-9.]+)"}],
+        **changes,
+    )
+
+
+def test_local_run_emulates_the_container_contract(make_config, probe_code, tmp_path):
+    path = probe_config(make_config, probe_code)
+    result = sagebook("launch", str(path), "-o", "training.epochs=7")
+    assert result.returncode == 0, result.stderr
+    [run] = runs(tmp_path / "experiments")
+    m = manifest(run)
+    assert m["status"] == "Completed" and m["exit_code"] == 0
+    output = Path(m["output_artifact"])
+    with tarfile.open(output) as tar:
+        seen = json.load(tar.extractfile("contract.json"))
+    base = m["work_dir"]
+    env = seen["env"]
+    assert env["SAGEMAKER_BASE_DIR"] == base
+    assert env["TRAINING_JOB_NAME"] == m["job_name"]
+    assert env["TRAINING_JOB_ARN"].endswith(f"training-job/{m['job_name']}")
+    assert env["SM_MODEL_DIR"] == f"{base}/model"
+    assert env["SM_CHANNEL_TRAIN"] == f"{base}/input/data/train"
+    assert env["SM_CHANNEL_CONFIG"] == f"{base}/input/data/config"
+    assert json.loads(env["SM_CHANNELS"]) == ["config", "train", "validation"]
+    assert env["SM_HP_EPOCHS"] == "7"
+    assert json.loads(env["SM_HPS"])["data.train_file"] == "train.csv"
+    assert env["SM_CURRENT_HOST"] == "algo-1" and json.loads(env["SM_HOSTS"]) == ["algo-1"]
+    assert env["SM_OUTPUT_DATA_DIR"] == f"{base}/output/data"
+    assert env["SAGEBOOK_RUN_ID"] == m["run_id"] and env["LOG_LEVEL"] == "INFO"
+    hps = seen["config"]["hyperparameters.json"]
+    assert hps["epochs"] == "7" and all(isinstance(v, str) for v in hps.values())
+    channels = seen["config"]["inputdataconfig.json"]
+    assert channels["train"] == {"ContentType": "", "TrainingInputMode": "File",
+                                 "S3DistributionType": "FullyReplicated",
+                                 "RecordWrapperType": "None"}
+    assert seen["config"]["resourceconfig.json"]["current_host"] == "algo-1"
+    assert "input/data/train/train.csv" in seen["files"]
+    assert "input/data/validation/validation.csv" in seen["files"]
+    # the container reads the very file the record keeps
+    assert seen["training_config"] == (run / "config/training_config.yaml").read_text()
+    with tarfile.open(m["model_artifact"]) as tar:
+        assert tar.extractfile("weights.txt").read() == b"42"
+    assert m["final_metrics"] == {"loss": 0.25, "acc": 0.75}
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["name"], x["value"], x["step"]) for x in metrics] == [
+        ("loss", 0.5, 0), ("acc", 0.25, 0), ("loss", 0.25, 1), ("acc", 0.75, 1)]
+    assert all(isinstance(x["timestamp"], float) for x in metrics)
+    assert "loss=0.25 acc=0.75" in (run / "logs/algo-1.log").read_text()
+    assert "loss=0.25 acc=0.75" in result.stdout  # streamed live to the terminal
+    request = json.loads((run / "request.json").read_text())
+    assert request["TrainingJobName"] == m["job_name"]
+    assert request["HyperParameters"] == hps
+    assert f"record: {run}" in result.stdout
+
+
+def test_example_trains_and_records_the_run(make_config, tmp_path):
+    result = sagebook("launch", str(make_config()), "-o", "training.epochs=3")
+    assert result.returncode == 0, result.stderr
+    [run] = runs(tmp_path / "experiments")
+    m = manifest(run)
+    assert m["status"] == "Completed"
+    assert [h["status"] for h in m["status_history"]] == ["Starting", "InProgress", "Completed"]
+    assert m["final_metrics"]["val_accuracy"] > 0.8
+    lines = (run / "logs/algo-1.log").read_text()
+    assert "epoch=3 " in lines and "epoch=4 " not in lines
+    steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    # every matching line counts, as in SageMaker: three epochs and the final summary line
+    assert [x["step"] for x in steps if x["name"] == "val_accuracy"] == [0, 1, 2, 3]
+    assert m["config"]["overrides"] == ["training.epochs=3"]
+    for key in ("user", "host", "created", "ended", "job_name", "git", "record_uri"):
+        assert m[key] is not None
+    assert (run / "sagemaker_config.yaml").read_text().startswith("# as launched from")
+
+
+def test_failing_training_records_failure_reason_and_traceback(make_config, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("pixel_0,label\n1.0,3\nnot-a-number,4\n")
+    path = make_config(channels={"train": str(bad)})
+    result = sagebook("launch", str(path), "-o", "training.data.train_file=bad.csv")
+    assert result.returncode == 1
+    [run] = runs(tmp_path / "experiments")
+    m = manifest(run)
+    assert m["status"] == "Failed" and m["exit_code"] == 1
+    assert m["failure_reason"]  # the training code's own words, first 1024 chars
+    assert len(m["failure_reason"]) <= 1024
+    failure = (run / "failure.txt").read_text()
+    assert "Traceback (most recent call last)" in failure
+    assert m["failure_reason"].splitlines()[0] == failure.splitlines()[0]
+    assert "model_artifact" not in m
+    assert "failed" in result.stderr or "Failed" in result.stdout
+
+
+def test_run_resumes_from_checkpoint(make_config, tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    path = make_config(checkpoint_uri=str(checkpoints))
+    first = sagebook("launch", str(path), "-o", "training.epochs=2")
+    assert first.returncode == 0, first.stderr
+    assert any(checkpoints.iterdir()), "checkpoints were not saved back"
+    second = sagebook("launch", str(path), "-o", "training.epochs=4")
+    assert second.returncode == 0, second.stderr
+    assert "resuming from checkpoint at epoch 2" in second.stdout
+    assert "epoch=1 " not in second.stdout and "epoch=3 " in second.stdout
+
+
+def test_sigterm_stops_the_run_and_the_record_says_stopped(make_config, tmp_path):
+    path = make_config()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sagebook.cli", "launch", str(path), "-o",
+         "training.epochs=100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("epoch="):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    [run] = runs(tmp_path / "experiments")
+    m = manifest(run)
+    assert m["status"] == "Stopped"
+    assert m["exit_code"] == 143
+    assert "received SIGTERM: checkpoint saved" in (run / "logs/algo-1.log").read_text()
+
+
+def test_pdb_gives_the_training_process_the_terminal(make_config, tmp_path):
+    code = tmp_path / "debug_code"
+    code.mkdir()
+    (code / "train.py").write_text("secret = 6 * 7\nbreakpoint()\nprint('after', secret)\n")
+    path = make_config(source_dir=str(code), training_schema=None)
+    result = sagebook("launch", str(path), "--pdb", input="p secret\nc\n")
+    assert result.returncode == 0, result.stderr
+    assert "(Pdb)" in result.stdout and "42" in result.stdout and "after 42" in result.stdout
+    without = sagebook("launch", str(path))  # no terminal: breakpoints are skipped
+    assert without.returncode == 0 and "(Pdb)" not in without.stdout
+
+
+def test_missing_channel_folder_fails_before_a_record_exists(make_config, tmp_path):
+    result = sagebook("launch", str(make_config()), "-o", "job.channels.train=/nope")
+    assert result.returncode == 2
+    assert "job.channels.train: path not found: /nope" in result.stderr
+    assert not (tmp_path / "experiments").exists()
+
+
+def test_records_of_concurrent_launches_are_distinct(make_config, tmp_path):
+    path = make_config()
+    procs = [subprocess.Popen([sys.executable, "-m", "sagebook.cli", "launch", str(path),
+                               "-o", "training.epochs=1"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) for _ in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    found = runs(tmp_path / "experiments")
+    assert len(found) == 4
+    assert len({manifest(r)["job_name"] for r in found}) == 4
+    assert all(manifest(r)["status"] == "Completed" for r in found)
+
+
+def test_local_run_from_outside_the_repo_uses_config_relative_paths(tmp_path):
+    """The example config works from any working directory."""
+    env = {**os.environ, "SAGEBOOK_EXPERIMENTS_URI": str(tmp_path)}
+    result = sagebook("launch", str(REPO / "configs/sagemaker_config.local.yaml"), "-o",
+                      "training.epochs=1", "-o", f"job.experiments_uri={tmp_path / 'exp'}",
+                      cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: runs(tmp_path / "exp"), what="a record")
