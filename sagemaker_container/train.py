@@ -463,7 +463,7 @@ def train(
     # Train a copy so that `state` keeps the last finished epoch intact for a SIGTERM.
     classifier = copy.deepcopy(state.classifier)
     rng = np.random.default_rng()
-    pass
+    rng.bit_generator.state = state.rng_state
     for epoch in range(state.epoch + 1, config.epochs + 1):
         order = rng.permutation(len(x_train))
         for start in range(0, len(order), config.batch_size):

@@ -80,3 +80,49 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "") 
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Any:
+    """A moto server on 127.0.0.1: boto3 talks to it over real HTTP, as it would to AWS."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Fake credentials and the local endpoint for this test and the processes it starts;
+    the server's state is reset so each test starts from an empty account."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset",
+                                                  method="POST")).read()
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    try:
+        from papermill.s3 import S3
+
+        S3.s3_session = (None, None, None)  # papermill caches its S3 session on the class
+    except ImportError:
+        pass
+    return moto_endpoint
+
+
+@pytest.fixture
+def bucket(aws: str) -> str:
+    """An empty bucket on the local endpoint."""
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="sagebook-test")
+    return "sagebook-test"

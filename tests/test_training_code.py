@@ -240,7 +240,9 @@ def test_checkpoint_written_with_other_options_is_refused(
 
 
 def test_sigterm_saves_checkpoint_exits_143_and_the_next_run_resumes(tmp_path: Path) -> None:
-    base = make_container(tmp_path / "stopped", {**QUICK, "epochs": 100_000})
+    # Small batches make an epoch long, so the signal lands mid-epoch.
+    config = {**QUICK, "batch_size": 8}
+    base = make_container(tmp_path / "stopped", {**config, "epochs": 100_000})
     process = start_training(base)
     assert process.stdout is not None
     seen = []
@@ -261,9 +263,9 @@ def test_sigterm_saves_checkpoint_exits_143_and_the_next_run_resumes(tmp_path: P
 
     # The interrupted epoch is redone from the last finished one, as if never interrupted.
     (base / "input" / "data" / "config" / "training_config.yaml").write_text(
-        yaml.safe_dump({**QUICK, "epochs": last_epoch + 1})
+        yaml.safe_dump({**config, "epochs": last_epoch + 1})
     )
-    straight = make_container(tmp_path / "straight", {**QUICK, "epochs": last_epoch + 1})
+    straight = make_container(tmp_path / "straight", {**config, "epochs": last_epoch + 1})
     straight_run = start_training(straight)
     resumed = run_training(base)
     straight_out, straight_err = straight_run.communicate(timeout=120)

@@ -53,7 +53,7 @@ class Store(ABC):
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys below `prefix`, recursively (sorted within each folder)."""
+        """Keys below the folder `prefix`, recursively, in lexical order."""
 
     @abstractmethod
     def local_path(self) -> Path | None:

@@ -73,11 +73,13 @@ class LocalStore(Store):
             return
         if not base.is_dir():
             return
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if not name.startswith("."):
-                    yield Path(dirpath, name).relative_to(self.root).as_posix()
+        keys = [
+            Path(dirpath, name).relative_to(self.root).as_posix()
+            for dirpath, _, filenames in os.walk(base)
+            for name in filenames
+            if not name.startswith(".")
+        ]
+        yield from sorted(keys)
 
     def local_path(self) -> Path | None:
         return self.root

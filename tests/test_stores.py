@@ -1,0 +1,63 @@
+"""The record store interface, over a local folder and over S3 on the local endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sagebook.stores import StoreExistsError, open_store
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "local":
+        return open_store(str(tmp_path / "store"))
+    bucket = request.getfixturevalue("bucket")
+    return open_store(f"s3://{bucket}/team/records")
+
+
+def test_write_read_list_and_urls(store, tmp_path):
+    store.write_text("exp/run-1/manifest.json", "{}")
+    store.write_text("exp/run-1/logs/algo-1.log", "line\n")
+    source = tmp_path / "model.bin"
+    source.write_bytes(b"\0" * 1000)
+    seen = []
+    store.put_file("exp/run-2/model.bin", source, progress=seen.append)
+    assert sum(seen) == 1000
+    assert store.read_text("exp/run-1/manifest.json") == "{}"
+    assert list(store.list("exp/run-1")) == ["exp/run-1/logs/algo-1.log",
+                                             "exp/run-1/manifest.json"]
+    assert sorted(store.list("exp")) == ["exp/run-1/logs/algo-1.log",
+                                         "exp/run-1/manifest.json", "exp/run-2/model.bin"]
+    assert list(store.list("ex")) == []  # a prefix is a folder, not a string prefix
+    assert store.url("exp/run-1").endswith("/exp/run-1")
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes("exp/nope.json")
+    assert not store.exists("exp/nope.json") and store.exists("exp/run-1/manifest.json")
+
+
+def test_create_only_write_refuses_to_replace(store):
+    store.write_text("exp/run/manifest.json", "first", create_only=True)
+    with pytest.raises(StoreExistsError):
+        store.write_text("exp/run/manifest.json", "second", create_only=True)
+    assert store.read_text("exp/run/manifest.json") == "first"
+    store.write_text("exp/run/manifest.json", "third")
+    assert store.read_text("exp/run/manifest.json") == "third"
+
+
+def test_trees_round_trip(store, tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a")
+    (src / "sub" / "b.txt").write_text("bb")
+    assert store.upload_tree(src, "data") == 3
+    dest = tmp_path / "dest"
+    assert store.child("data").download_tree("", dest) == 3
+    assert (dest / "sub" / "b.txt").read_text() == "bb"
+
+
+def test_local_store_refuses_keys_outside_its_folder(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    with pytest.raises(Exception, match="outside the store"):
+        store.write_text("../escape.txt", "x")
