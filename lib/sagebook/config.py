@@ -59,7 +59,6 @@ KMS_KEY = re.compile(
     r"^(arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/.+|alias/.+|[0-9a-f\-]{36})$"
 )
 INSTANCE_TYPE = re.compile(r"^(local|local-docker|local-gpu|ml\.[a-z0-9]+\.[a-z0-9]+)$")
-LOCAL_INSTANCE_TYPES = ("local", "local-docker", "local-gpu")
 
 
 def _location(value: Any) -> Any:
@@ -173,6 +172,9 @@ class JobConfig(BaseModel):
     network_isolation: bool = Field(False, description="No network access from the container")
     inter_container_encryption: bool = Field(False, description="Encrypt traffic between hosts")
     wait: bool = Field(False, description="Cloud jobs: follow status and logs until the end")
+    pass_aws_credentials: bool = Field(
+        False, description="local-docker: give the container this machine's AWS_* variables"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> JobConfig:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -268,6 +269,8 @@ def capture(record_uri: str, notebook: str | None, source: str, kernel_pid: int,
     if record.status not in TERMINAL and record.manifest.get("instance_type", "").startswith(
         "local"
     ):
+        if record.manifest.get("host") == socket.gethostname():
+            _stop_orphan(record.manifest.get("process_id"))
         record.set_status("Interrupted", notebook=info,
                           failure_reason=f"the launch notebook ended during the run: {error}")
     elif not ok and record.status == "Completed":
@@ -275,6 +278,18 @@ def capture(record_uri: str, notebook: str | None, source: str, kernel_pid: int,
                           failure_reason=f"launch notebook failed: {error}")
     else:
         record.update(notebook=info)
+
+
+def _stop_orphan(pid: int | None) -> None:
+    """A local training process outlives a killed kernel (it runs in its own session): end it,
+    as the run it belonged to is over."""
+    import signal
+
+    if pid and _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:
