@@ -26,8 +26,8 @@ demo: $(STAMP)
 	$(BIN)/papermill notebooks/launch.ipynb experiments/demo-launch.ipynb \
 		-p config $(DEMO_CONFIG) --log-output
 	@echo
-	@echo "The executed notebook is experiments/demo-launch.ipynb; the run's record is the"
-	@echo "folder printed as 'record:' above (it holds a copy of the notebook once papermill exits)."
+	@echo "Done. The run's record is the folder printed as 'record:' just above;"
+	@echo "the executed notebook is experiments/demo-launch.ipynb (and notebook.ipynb in the record)."
 
 test: $(STAMP)
 	$(BIN)/ruff check .

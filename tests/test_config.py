@@ -174,5 +174,5 @@ def test_cli_reports_invalid_config_without_traceback_and_writes_nothing(make_co
 def test_dry_run_prints_a_valid_request_for_the_cloud_example():
     result = sagebook("launch", str(REPO / "configs/sagemaker_config.yaml"), "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert '"TrainingJobName": "digits-sgd-DRY-RUN"' in result.stdout
+    assert '"TrainingJobName": "digits-mlp-DRY-RUN"' in result.stdout
     assert "nothing was written" in result.stderr

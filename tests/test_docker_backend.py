@@ -94,7 +94,7 @@ def test_local_docker_run_records_like_a_local_run(make_config, docker_stub, tmp
     assert argv[:3] == ["run", "--rm", "--name"] and argv[-2:] == ["sagebook-training:test",
                                                                     "train"]
     assert "AWS_SECRET_ACCESS_KEY" not in argv
-    assert call["env"]["TRAINING_JOB_NAME"].startswith("digits-sgd-")
+    assert call["env"]["TRAINING_JOB_NAME"].startswith("digits-mlp-")
     assert "do-not-pass" not in json.dumps(call)
     [run] = runs(tmp_path / "experiments")
     m = manifest(run)
