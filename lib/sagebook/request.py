@@ -58,6 +58,8 @@ def build(cfg: LaunchConfig, run: RunIdentity) -> dict[str, Any]:
             "SAGEBOOK_RUN_ID": run.run_id,
             "SAGEBOOK_EXPERIMENT": job.experiment,
             "SAGEBOOK_RECORD_URI": run.record_uri,
+            **({"SAGEBOOK_ENTRY_POINT": job.entry_point} if job.entry_point != "train.py"
+               else {}),
         },
         "Tags": [{"Key": k, "Value": v} for k, v in job.tags.items()] + _run_tags(cfg, run),
     }
