@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError, format_problem
+from .secrets import inline_secret
 
 KeyPath = tuple[str | int, ...]
 
@@ -212,6 +213,13 @@ class JobConfig(BaseModel):
         for name in self.channels:
             if not re.match(r"^[A-Za-z0-9\.\-_]{1,64}$", name):
                 problems.append(f"channel name {name!r}: letters, digits, . - _ (at most 64)")
+        for name, value in self.environment.items():
+            why = inline_secret(name, value)
+            if why:
+                problems.append(
+                    f"environment.{name}: {why}; a config is shared and recorded, so store the "
+                    "value in SSM Parameter Store or Secrets Manager and put its ARN here"
+                )
         if "config" in self.channels:
             problems.append("channel name 'config' is reserved for the training config")
         if problems:

@@ -61,7 +61,7 @@ class ProcessRun:
             self._checkpoints(job).upload_tree(root / "checkpoints", "")
         failure = contract.failure_reason(root)
         if (root / "output/failure").is_file():
-            record.put_file("failure.txt", root / "output/failure")
+            record.put_text("failure.txt", (root / "output/failure").read_text(errors="replace"))
         if stopped:
             status = "Stopped"
         else:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from ..secrets import redact
+
 
 class LogSink:
     """Receives log lines from one host; appends them to its log and metric values to metrics."""
@@ -33,7 +35,7 @@ class LogSink:
         self._metrics: IO[str] = self.metrics_path.open("a", encoding="utf-8")
 
     def line(self, text: str, timestamp: float | None = None) -> None:
-        text = text.rstrip("\r\n")
+        text = redact(text.rstrip("\r\n"))
         stamp = time.time() if timestamp is None else timestamp
         self.echo(text)
         self._log.write(text + "\n")

@@ -1,0 +1,69 @@
+"""Keeping credentials out of records, which the whole team (and a static report) can read.
+
+Two lines of defence:
+- configs may not carry secrets inline: an `environment` value that looks like a credential,
+  or sits under a secret-sounding name, is refused at validation with advice to reference it
+  (an SSM parameter or Secrets Manager ARN that the training code resolves);
+- every text written to a record passes through `redact()`, which masks the values of this
+  process's credential variables and credential-shaped strings, so a training script that
+  prints its environment still leaves no key in the logs or the executed notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+MASK = "****"
+
+ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA|ANPA|AGPA)[A-Z0-9]{16}\b")
+# A name says "secret" when one of its words does: HF_TOKEN, db-password, aws_secret_access_key
+# (but not TOKENIZERS_PARALLELISM).
+_SECRET_WORD = (r"(?<![A-Za-z0-9])(?:secret|password|passwd|token|credentials?|"
+                r"(?:api|private|access)[_\-]?key)(?![A-Za-z0-9])")
+SECRET_NAME = re.compile(_SECRET_WORD, re.IGNORECASE)
+# name = value, name: value, "name": "value" in logs, notebooks and config dumps
+NAMED_SECRET = re.compile(
+    rf"(?P<name>[A-Za-z0-9_\-.]*{_SECRET_WORD}[A-Za-z0-9_\-.]*)"
+    r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[A-Za-z0-9/+=_\-.]{8,})",
+    re.IGNORECASE,
+)
+SECRET_REFERENCE = re.compile(
+    r"^(arn:aws[a-z\-]*:(secretsmanager|ssm):|\{\{resolve:(secretsmanager|ssm))"
+)
+
+
+def _secret_values() -> list[str]:
+    """The values of this process's credential-like variables, longest first."""
+    values = {
+        value for name, value in os.environ.items()
+        if len(value) >= 8 and SECRET_NAME.search(name) and not SECRET_REFERENCE.match(value)
+    }
+    return sorted(values, key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """`text` with credentials masked; everything else, byte for byte, as it was."""
+    for value in _secret_values():
+        if value in text:
+            text = text.replace(value, MASK)
+    text = ACCESS_KEY_ID.sub(MASK, text)
+    return NAMED_SECRET.sub(_mask_value, text)
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    value = match.group("value")
+    if value.isdigit() or SECRET_REFERENCE.match(value):
+        return match.group(0)
+    return f"{match.group('name')}{match.group('sep')}{MASK}"
+
+
+def inline_secret(name: str, value: str) -> str | None:
+    """Why an environment entry must not be inlined in a config, or None when it may."""
+    if SECRET_REFERENCE.match(value):
+        return None
+    if ACCESS_KEY_ID.search(value):
+        return "looks like an AWS access key id"
+    if SECRET_NAME.search(name) and value:
+        return f"{name} looks like a secret"
+    return None

@@ -1,0 +1,99 @@
+"""No credential ever lands in a record: launched with credentials in the environment, a
+training script that prints its whole environment leaves none in logs, manifest, notebook or
+archives; a config that inlines a secret is refused before anything is written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+from conftest import REPO, manifest, runs, sagebook, wait_for
+
+ACCESS_KEY = "AKIAQWERTYUIOPASDFGH"
+SECRET_KEY = "Zm9vYmFyYmF6cXV4/c2VjcmV0+a2V5MTIzNDU2Nzg5"
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjEHwaCXVzLWVhc3QtMSJGMEQCIBLAHBLAHBLAH0123456789abcdefXYZ"
+HF_TOKEN = "hf_SeCrEtVaLuE1234567890"
+CREDENTIALS = (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, HF_TOKEN)
+
+LEAKY_TRAINING = textwrap.dedent("""
+    import os, pathlib
+    base = pathlib.Path(os.environ["SAGEMAKER_BASE_DIR"])
+    for name, value in sorted(os.environ.items()):
+        print(f"{name}={value}")
+    print("aws_secret_access_key = " + os.environ["AWS_SECRET_ACCESS_KEY"])
+    (base / "output/failure").write_text("boom: token=" + os.environ["AWS_SESSION_TOKEN"])
+    raise SystemExit(1)
+""")
+
+
+def every_byte(folder: Path) -> bytes:
+    """All files of a record, archives opened too."""
+    data = b""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data += path.read_bytes()
+        if path.name.endswith(".tar.gz"):
+            with tarfile.open(path) as tar:
+                for member in tar.getmembers():
+                    if member.isfile():
+                        data += tar.extractfile(member).read()
+    return data
+
+
+def leaky_config(make_config, tmp_path: Path) -> Path:
+    code = tmp_path / "leaky"
+    code.mkdir()
+    (code / "train.py").write_text(LEAKY_TRAINING)
+    return make_config(source_dir=str(code), training_schema=None,
+                       environment={"DB_PASSWORD": "arn:aws:secretsmanager:us-east-1:"
+                                                   "123456789012:secret:db-AbCdEf"})
+
+
+def credential_env(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
+
+
+def test_cli_launch_leaves_no_credential_in_the_record(make_config, tmp_path, monkeypatch):
+    credential_env(monkeypatch)
+    result = sagebook("launch", str(leaky_config(make_config, tmp_path)))
+    assert result.returncode == 1  # the script fails on purpose, after leaking all it can
+    [run] = runs(tmp_path / "experiments")
+    data = every_byte(run)
+    assert b"aws_secret_access_key = ****" in data  # the line is there, the key is not
+    assert b"DB_PASSWORD=arn:aws:secretsmanager" in data  # references stay readable
+    for secret in CREDENTIALS:
+        assert secret.encode() not in data, secret
+    assert manifest(run)["failure_reason"] == "boom: token=****"
+
+
+def test_notebook_launch_leaves_no_credential_in_the_record(make_config, tmp_path,
+                                                            monkeypatch):
+    credential_env(monkeypatch)
+    config = leaky_config(make_config, tmp_path)
+    subprocess.run([str(Path(sys.executable).parent / "papermill"),
+                    str(REPO / "notebooks/launch.ipynb"), str(tmp_path / "out.ipynb"),
+                    "-p", "config", str(config)], capture_output=True, timeout=180)
+    run = wait_for(lambda: [r for r in runs(tmp_path / "experiments")
+                            if (r / "notebook.ipynb").exists()], what="the notebook")[0]
+    wait_for(lambda: manifest(run)["notebook"]["status"] != "running", what="the capture")
+    data = every_byte(run)
+    assert b"AWS_SECRET_ACCESS_KEY=****" in data
+    for secret in CREDENTIALS:
+        assert secret.encode() not in data, secret
+
+
+def test_inline_secrets_in_the_job_environment_are_refused(make_config, tmp_path):
+    path = make_config(environment={"HF_TOKEN": HF_TOKEN, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                                    "TOKENIZERS_PARALLELISM": "false"})
+    result = sagebook("launch", str(path))
+    assert result.returncode == 2
+    assert "job.environment.HF_TOKEN" in result.stderr or "environment.HF_TOKEN" in result.stderr
+    assert "looks like an AWS access key id" in result.stderr
+    assert "TOKENIZERS_PARALLELISM" not in result.stderr
+    assert "Secrets Manager" in result.stderr
+    assert not (tmp_path / "experiments").exists()
