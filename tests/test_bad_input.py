@@ -1,0 +1,83 @@
+"""The bad-input corpus (tests/bad_inputs.yaml): every case gets one clear message naming the
+file, line or override and the key, exit code 2, no traceback, no record and no upload."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sagebook.cli import main
+
+from conftest import REPO
+
+CASES = yaml.safe_load((REPO / "tests" / "bad_inputs.yaml").read_text())
+
+
+def test_the_corpus_is_large_and_names_are_unique():
+    assert len(CASES) >= 40
+    assert len({c["name"] for c in CASES}) == len(CASES)
+
+
+def _deep_update(target: dict, changes: dict) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def write_case(case: dict, make_config, tmp_path: Path) -> Path:
+    path = make_config()
+    job = yaml.safe_load(path.read_text())
+    job.update(case.get("job", {}))
+    for key in case.get("drop", []):
+        job.pop(key)
+    text = yaml.safe_dump(job, sort_keys=False)
+    if "raw_job" in case:
+        text = case["raw_job"]
+    text += case.get("raw_job_append", "")
+    path.write_text(text)
+    training = Path(job.get("training_config", tmp_path / "none"))
+    if "raw_training" in case:
+        training.write_text(case["raw_training"])
+    elif "training" in case:
+        data = yaml.safe_load(training.read_text())
+        _deep_update(data, case["training"])
+        training.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_bad_input_gets_one_clear_message(case, make_config, tmp_path, capsys):
+    path = write_case(case, make_config, tmp_path)
+    args = ["launch", str(path)]
+    for override in case.get("overrides", []):
+        args += ["-o", override]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert case["expect"] in err
+    assert "Traceback" not in err
+    assert err.startswith("sagebook: invalid configuration:\n")
+    # every problem line says where: a file and line, or the override
+    for line in err.splitlines()[1:]:
+        assert re.match(r"^  (/\S+?(:\d+)?|override '[^']*'|CreateTrainingJob request): ",
+                        line), line
+    assert not (tmp_path / "experiments").exists()
+
+
+def test_bad_cloud_config_uploads_nothing(make_config, bucket, capsys):
+    import boto3
+
+    path = make_config(
+        instance_type="ml.m5.large", image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1",
+        role_arn="arn:aws:iam::123456789012:role/SageMaker",
+        experiments_uri=f"s3://{bucket}/records", training={"epochz": 3},
+    )
+    assert main(["launch", str(path)]) == 2
+    assert "did you mean 'epochs'?" in capsys.readouterr().err
+    assert boto3.client("s3").list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
