@@ -236,7 +236,15 @@ def capture(record_uri: str, notebook: str | None, source: str, kernel_pid: int,
     """Wait for the notebook run to end, then store and judge the executed notebook."""
     from .record import TERMINAL, Record
 
-    while _alive(owner_pid) or (owner_pid is None and _alive(kernel_pid)):
+    # The kernel may still write the manifest (the launch cell ending) after papermill is
+    # gone, so wait for both; a kernel that outlives its papermill parent exits within
+    # seconds, and is not waited for beyond a minute.
+    orphaned_since = None
+    while _alive(owner_pid) or _alive(kernel_pid):
+        if owner_pid is not None and not _alive(owner_pid):
+            orphaned_since = orphaned_since or time.monotonic()
+            if time.monotonic() - orphaned_since > 60:
+                break
         time.sleep(poll)
     if owner_pid is None and source == "papermill" and notebook:
         deadline = time.monotonic() + settle_timeout

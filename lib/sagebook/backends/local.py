@@ -118,9 +118,13 @@ class ProcessRun:
         stopped = False
         try:
             proc.wait()
-        except KeyboardInterrupt:
+        except BaseException as exc:
+            # Ctrl-C stops the run; anything else (SystemExit, a bug) must not leave the
+            # training process running on its own either.
             stopped = True
             self.stop(job, proc)
+            if not isinstance(exc, KeyboardInterrupt):
+                raise
         reader.join(timeout=10)
         return _exit_code(proc.returncode), stopped
 
