@@ -61,3 +61,35 @@ def test_local_store_refuses_keys_outside_its_folder(tmp_path):
     store = open_store(str(tmp_path / "store"))
     with pytest.raises(Exception, match="outside the store"):
         store.write_text("../escape.txt", "x")
+
+
+def test_uploads_use_sse_kms_and_the_expected_bucket_owner(bucket, monkeypatch, tmp_path):
+    import boto3
+
+    from sagebook.stores import s3
+
+    sent: list[tuple[str, dict]] = []
+    real_client = s3.client
+
+    def recording_client(*args, **kwargs):
+        client = real_client(*args, **kwargs)
+        client.meta.events.register(
+            "provide-client-params.s3.*",
+            lambda params, model, **_: sent.append((model.name, dict(params))))
+        return client
+
+    monkeypatch.setattr(s3, "client", recording_client)
+    key = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    store = open_store(f"s3://{bucket}/records", kms_key=key, expected_owner="123456789012")
+    store.write_text("exp/run/manifest.json", "{}", create_only=True)
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"x" * 10)
+    store.put_file("exp/run/f.bin", source)
+    store.read_text("exp/run/manifest.json")
+    head = boto3.client("s3").head_object(Bucket=bucket, Key="records/exp/run/manifest.json")
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == key
+    writes = [p for name, p in sent if name in ("PutObject", "CreateMultipartUpload")]
+    assert len(writes) == 2
+    assert all(p["SSEKMSKeyId"] == key and p["ExpectedBucketOwner"] == "123456789012"
+               for p in writes)
+    assert all(p.get("ExpectedBucketOwner") == "123456789012" for name, p in sent)

@@ -7,6 +7,7 @@ file, line and key, not fifteen minutes into a cloud job.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import importlib.util
@@ -166,6 +167,13 @@ class JobConfig(BaseModel):
     experiments_uri: Location | None = Field(
         None, description="Record store: a folder or s3://bucket/prefix (default ./experiments)"
     )
+    s3_kms_key: str | None = Field(
+        None, description="SSE-KMS key for what sagebook uploads (records, configs, code, data)"
+    )
+    expected_bucket_owner: str | None = Field(
+        None, pattern=r"^\d{12}$",
+        description="Account id that must own the buckets sagebook reads and writes",
+    )
     region: str | None = Field(None, description="AWS region (default: the boto3 chain)")
     profile: str | None = Field(None, description="AWS profile (default: the boto3 chain)")
     subnets: list[str] = Field(default_factory=list, description="VPC subnets")
@@ -173,6 +181,15 @@ class JobConfig(BaseModel):
     network_isolation: bool = Field(False, description="No network access from the container")
     inter_container_encryption: bool = Field(False, description="Encrypt traffic between hosts")
     wait: bool = Field(False, description="Cloud jobs: follow status and logs until the end")
+    upload_code: bool = Field(
+        False, description="Cloud jobs: ship source_dir as the `code` channel, which the image "
+                           "runs instead of its baked-in copy (a code change needs no rebuild)"
+    )
+    uploads_uri: Location | None = Field(
+        None, description="Where the code channel and local data channels are uploaded, "
+                          "content-addressed (default: _uploads in the record store, or in "
+                          "config_uri)"
+    )
     pass_aws_credentials: bool = Field(
         False, description="local-docker: give the container this machine's AWS_* variables"
     )
@@ -194,7 +211,7 @@ class JobConfig(BaseModel):
             problems.append(
                 f"role_arn {self.role_arn!r} is not arn:aws:iam::<12-digit account>:role/<name>"
             )
-        for name in ("volume_kms_key", "output_kms_key"):
+        for name in ("volume_kms_key", "output_kms_key", "s3_kms_key"):
             key = getattr(self, name)
             if key and not KMS_KEY.match(key):
                 problems.append(f"{name} {key!r} is not a KMS key id, alias or ARN")
@@ -222,6 +239,8 @@ class JobConfig(BaseModel):
                 )
         if "config" in self.channels:
             problems.append("channel name 'config' is reserved for the training config")
+        if "code" in self.channels:
+            problems.append("channel name 'code' is reserved for the training code (upload_code)")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -229,6 +248,11 @@ class JobConfig(BaseModel):
     @property
     def is_cloud(self) -> bool:
         return self.instance_type.startswith("ml.")
+
+    def store_options(self) -> dict[str, Any]:
+        """What every store opened for this job needs: credentials, encryption, ownership."""
+        return {"profile": self.profile, "region": self.region, "kms_key": self.s3_kms_key,
+                "expected_owner": self.expected_bucket_owner}
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,9 +312,7 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = ()) -> 
     job_overrides, training_overrides = _split_overrides(overrides)
     job_data, job_lines = read_yaml(job_path)
     job_sources = _apply_overrides(job_data, job_overrides, JobConfig, "job.")
-    job = _validate(JobConfig, job_data, job_path, job_lines, job_sources, "job.")
-    job = _resolve_paths(job, job_path.parent)
-    _check_local_paths(job, job_path, job_lines, job_sources)
+    job = _checked_job(job_data, job_path, job_lines, job_sources)
 
     training_path = Path(job.training_config)
     training_data, training_lines = read_yaml(training_path, referenced_from=(job_path, job_lines))
@@ -301,6 +323,62 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = ()) -> 
                   "training.")
     resolved = job.model_dump(mode="json", exclude_defaults=False)
     return LaunchConfig(job, job_path, training_data, training_path, overrides, resolved)
+
+
+def validate(
+    job_data: dict[str, Any],
+    training_data: dict[str, Any],
+    job_path: str | os.PathLike[str],
+    training_path: str | os.PathLike[str] | None = None,
+    *,
+    schema: type[BaseModel] | None = None,
+    job_lines: dict[KeyPath, int] | None = None,
+    training_lines: dict[KeyPath, int] | None = None,
+) -> LaunchConfig:
+    """Validate both configs held in memory with the rules and messages of `load()`.
+
+    For callers that hold the data rather than the files (the config form, validating as the
+    user types). `job_path` is the job config's file: relative paths resolve against it and
+    messages name it (at `job_lines`, when given). `training_path` defaults to the job's
+    `training_config`. Unlike `load()`, the training config is checked even when the job config
+    has problems, against `schema` (the training code's model, when the caller has it), so
+    every problem is reported at once. Raises ConfigError.
+    """
+    job_path = Path(job_path).expanduser().resolve()
+    problems: list[str] = []
+    job: JobConfig | None = None
+    try:
+        job = _checked_job(copy.deepcopy(job_data), job_path, job_lines or {}, {})
+    except ConfigError as exc:
+        problems += exc.problems
+    if training_path is None and job is not None:
+        training_path = job.training_config
+    if schema is None and job is not None and job.training_schema:
+        try:
+            schema = load_training_schema(job)
+        except ConfigError as exc:
+            problems += exc.problems
+    if schema is not None and training_path is not None:
+        try:
+            _validate(schema, training_data, Path(training_path), training_lines or {}, {},
+                      "training.")
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems or job is None:
+        raise ConfigError(problems)
+    resolved = job.model_dump(mode="json", exclude_defaults=False)
+    return LaunchConfig(job, job_path, training_data, Path(training_path or job.training_config),
+                        (), resolved)
+
+
+def _checked_job(
+    data: dict[str, Any], path: Path, lines: dict[KeyPath, int], sources: dict[KeyPath, str]
+) -> JobConfig:
+    """The job config validated, its paths resolved against its file, its local paths found."""
+    job = _validate(JobConfig, data, path, lines, sources, "job.")
+    job = _resolve_paths(job, path.parent)
+    _check_local_paths(job, path, lines, sources)
+    return job
 
 
 # --------------------------------------------------------------------------------------------
@@ -594,6 +672,7 @@ def _resolve_paths(job: JobConfig, base: Path) -> JobConfig:
         "checkpoint_uri": local(job.checkpoint_uri),
         "output_uri": local(job.output_uri),
         "config_uri": local(job.config_uri),
+        "uploads_uri": local(job.uploads_uri),
         "experiments_uri": local(experiments) if job.experiments_uri else (
             experiments if experiments and experiments.startswith("s3://")
             else str(Path(experiments or "experiments").resolve())

@@ -84,8 +84,7 @@ def launch(
     cfg = prepare(config_path, overrides)
     job_cfg = cfg.job
     backend = backend_for(job_cfg.instance_type)
-    store = open_store(job_cfg.experiments_uri or "experiments", profile=job_cfg.profile,
-                       region=job_cfg.region)
+    store = open_store(job_cfg.experiments_uri or "experiments", **job_cfg.store_options())
     git = git_state(cfg.source_dir)
     for _ in range(3):
         run_id = new_run_id()
@@ -114,6 +113,7 @@ def launch(
             },
             "git": {k: v for k, v in git.items() if k != "diff"},
             "image_uri": job_cfg.image_uri,
+            "tags": dict(job_cfg.tags),
             **(extra_manifest or {}),
         }
         try:
@@ -132,8 +132,8 @@ def launch(
         record.put_text("sagemaker_config.yaml", cfg.job_yaml())
         record.put_text("config/training_config.yaml", cfg.training_yaml())
         if job_cfg.config_uri:
-            open_store(identity.config_uri, profile=job_cfg.profile, region=job_cfg.region
-                       ).write_text("training_config.yaml", cfg.training_yaml())
+            open_store(identity.config_uri, **job_cfg.store_options()).write_text(
+                "training_config.yaml", cfg.training_yaml())
         record.put_text("request.json", _json(request))
         if git.get("diff"):
             record.put_text("git.diff", git["diff"])

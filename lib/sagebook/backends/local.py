@@ -188,4 +188,4 @@ def _exit_code(returncode: int) -> int:
 
 
 def _store_options(job: Job) -> dict[str, Any]:
-    return {"profile": job.config.job.profile, "region": job.config.job.region}
+    return job.config.job.store_options()
