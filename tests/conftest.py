@@ -27,6 +27,7 @@ def _isolated_jupyter(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ[name] = str(base / name.lower())
     os.environ.pop("JUPYTER_PATH", None)
     os.environ["SAGEBOOK_WORK_DIR"] = str(base / "work")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"  # never ask a metadata endpoint
 
 
 @pytest.fixture
@@ -108,6 +109,7 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata lookups
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     try:
