@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -41,7 +41,7 @@ def explain_exit(code: int) -> str:
 
 def build_tree(root: Path, request: dict[str, Any], instance_type: str) -> None:
     """Create `root` as the job's /opt/ml: folders and the three JSON config files."""
-    for sub in ("input/config", "input/data", "model", "output/data", "checkpoints", "code"):
+    for sub in ("input/config", "input/data", "model", "output/data", "checkpoints"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     config = root / "input/config"
     _write_json(config / "hyperparameters.json", request.get("HyperParameters", {}))
@@ -83,7 +83,7 @@ def resource_config(instance_type: str) -> dict[str, Any]:
 def environment(request: dict[str, Any], base: str, instance_type: str,
                 gpus: int = 0) -> dict[str, str]:
     """The variables a job sees, with paths under `base` (a host folder, or /opt/ml in Docker)."""
-    path = PurePosixPath(base) if base.startswith("/") and os.sep == "/" else Path(base)
+    path = Path(base)
     hps = request.get("HyperParameters", {})
     channels = [c["ChannelName"] for c in request.get("InputDataConfig", [])]
     job_name = request["TrainingJobName"]
