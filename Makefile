@@ -15,10 +15,17 @@ DEMO_CONFIG ?= configs/sagemaker_config.local.yaml
 
 setup: $(STAMP)
 
+# The launch environment: sagebook and the example's training requirements (local runs).
 $(STAMP): pyproject.toml sagemaker_container/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' -r sagemaker_container/requirements.txt
+	$(BIN)/python -m pip install --quiet -e . -r sagemaker_container/requirements.txt
+	touch $@
+
+# The test tools on top of it.
+TEST_STAMP := $(VENV)/.test-stamp
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
 demo: $(STAMP)
@@ -29,14 +36,14 @@ demo: $(STAMP)
 	@echo "Done. The run's record is the folder printed as 'record:' just above;"
 	@echo "the executed notebook is experiments/demo-launch.ipynb (and notebook.ipynb in the record)."
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
