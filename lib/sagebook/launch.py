@@ -15,7 +15,7 @@ from . import config as config_mod
 from . import request as request_mod
 from .backends import Job, Outcome, backend_for
 from .errors import SagebookError
-from .record import Record, git_state, job_name, new_run_id, user
+from .record import TERMINAL, Record, git_state, job_name, new_run_id, user
 from .stores import StoreExistsError, open_store
 
 
@@ -44,6 +44,11 @@ class Run:
     def ok(self) -> bool:
         return self.outcome.status in ("Completed", "InProgress")
 
+    @property
+    def detached(self) -> bool:
+        """The watch was interrupted while the (cloud) job runs on."""
+        return self.outcome.detached
+
     def summary(self) -> str:
         lines = [f"run:    {self.record.run_id} ({self.outcome.status})",
                  f"job:    {self.record.manifest.get('job_name')}"]
@@ -54,6 +59,9 @@ class Run:
             lines.append(f"failure: {self.outcome.failure_reason.splitlines()[0]}")
         if self.outcome.model_artifact:
             lines.append(f"model:  {self.outcome.model_artifact}")
+        billable = self.outcome.details.get("billable_seconds")
+        if billable is not None:
+            lines.append(f"billed: {billable} s")
         lines.append(f"record: {self.record.uri}")
         return "\n".join(lines)
 
@@ -86,6 +94,7 @@ def launch(
     backend = backend_for(job_cfg.instance_type)
     store = open_store(job_cfg.experiments_uri or "experiments", **job_cfg.store_options())
     git = git_state(cfg.source_dir)
+    staged = backend.stage(cfg, echo)  # hashed, not uploaded: the request names the digests
     for _ in range(3):
         run_id = new_run_id()
         identity = request_mod.RunIdentity(
@@ -95,10 +104,12 @@ def launch(
             config_uri=_config_uri(cfg, store, run_id),
             user=user(),
             git_commit=git.get("commit"),
+            code_uri=staged.code_uri,
+            channel_uris=staged.channel_uris,
         )
         request = request_mod.build(cfg, identity)
         job = Job(cfg, request, record=None, echo=echo, pdb=pdb,  # type: ignore[arg-type]
-                  wait=job_cfg.wait if wait is None else wait)
+                  wait=job_cfg.wait if wait is None else wait, staged=staged)
         backend.check(job)
         manifest = {
             "job_name": identity.job_name,
@@ -139,10 +150,34 @@ def launch(
             record.put_text("git.diff", git["diff"])
         outcome = backend.run(job)
     except BaseException as exc:
+        if record.manifest.get("job_arn") and record.status not in TERMINAL:
+            # A cloud job, once created, runs on whatever happens to this process: its record
+            # keeps the job's status, and `sagebook attach` completes it.
+            record.update(watch_error=f"sagebook: {type(exc).__name__}: {exc}")
+            raise
         status = "Stopped" if isinstance(exc, KeyboardInterrupt) else "Failed"
         record.set_status(status, failure_reason=f"sagebook: {type(exc).__name__}: {exc}")
         raise
     record.set_status(outcome.status, **_outcome_fields(outcome))
+    return Run(record, outcome)
+
+
+def attach(record: Record, *, wait: bool = True, echo: Callable[[str], None] = print) -> Run:
+    """Follow a run that another process launched (or one that died), completing its record;
+    a run whose launch died before creating its job gets it created now, never twice."""
+    backend = backend_for(record.manifest.get("instance_type", ""))
+    outcome = backend.attach(record, wait=wait, echo=echo)
+    record.set_status(outcome.status, **_outcome_fields(outcome))
+    return Run(record, outcome)
+
+
+def stop(record: Record, *, wait: bool = False, echo: Callable[[str], None] = print) -> Run:
+    """Ask a run's job to stop (SageMaker: StopTrainingJob); with `wait`, follow it to the end."""
+    backend = backend_for(record.manifest.get("instance_type", ""))
+    outcome = backend.stop(record, echo)
+    record.set_status(outcome.status, **_outcome_fields(outcome))
+    if wait and outcome.status not in TERMINAL:
+        return attach(record, wait=True, echo=echo)
     return Run(record, outcome)
 
 

@@ -7,7 +7,8 @@ saved verbatim in the record, so what ran is what the record says ran.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ class RunIdentity:
     user: str
     git_commit: str | None = None
     code_uri: str | None = None
+    # channel name -> where a backend uploads that local channel (content-addressed)
+    channel_uris: Mapping[str, str] = field(default_factory=dict)
 
 
 def build(cfg: LaunchConfig, run: RunIdentity) -> dict[str, Any]:
@@ -119,7 +122,8 @@ def _channels(cfg: LaunchConfig, run: RunIdentity) -> list[dict[str, Any]]:
     if run.code_uri:
         channels.append(_channel(CODE_CHANNEL, run.code_uri, "File", "FullyReplicated", None))
     for name, channel in cfg.job.channels.items():
-        channels.append(_channel(name, channel.uri, channel.input_mode, channel.distribution,
+        uri = run.channel_uris.get(name, channel.uri)
+        channels.append(_channel(name, uri, channel.input_mode, channel.distribution,
                                  channel.content_type))
     return channels
 
@@ -134,8 +138,6 @@ def _channel(name: str, uri: str, mode: str, distribution: str,
             "S3DataDistributionType": distribution,
         }},
         "InputMode": mode,
-        "CompressionType": "None",
-        "RecordWrapperType": "None",
     }
     if content_type:
         channel["ContentType"] = content_type
@@ -153,17 +155,20 @@ def _run_tags(cfg: LaunchConfig, run: RunIdentity) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v[:256]} for k, v in tags.items()]
 
 
-def validate(request: dict[str, Any]) -> None:
+def validate(request: dict[str, Any], service_model: Any = None) -> None:
     """Check the request against botocore's own SageMaker service model, before any upload.
 
     A malformed request then fails on the laptop, naming the parameter, instead of as an
-    opaque 400 after the data went up.
+    opaque 400 after the data went up. A client's `meta.service_model` saves loading the
+    (large) model a second time.
     """
-    import botocore.session
     from botocore.validate import ParamValidator
 
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    shape = model.operation_model("CreateTrainingJob").input_shape
+    if service_model is None:
+        import botocore.session
+
+        service_model = botocore.session.get_session().get_service_model("sagemaker")
+    shape = service_model.operation_model("CreateTrainingJob").input_shape
     report = ParamValidator().validate(request, shape)
     if report.has_errors():
         problems = [line.strip() for line in report.generate_report().splitlines()

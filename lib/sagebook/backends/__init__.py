@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import LaunchConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, LaunchError
 from ..record import Record
 
 _BACKENDS: list[tuple[re.Pattern[str], str]] = [
@@ -38,6 +38,20 @@ class Job:
     echo: Callable[[str], None] = print
     pdb: bool = False
     wait: bool = True
+    staged: Staged | None = None
+
+
+@dataclass
+class Staged:
+    """Local inputs a backend ships with the job, hashed but not yet uploaded.
+
+    Their content-addressed URIs go into the request (so it can be validated, and recorded,
+    before anything is uploaded); `run` uploads what is missing.
+    """
+
+    code_uri: str | None = None
+    channel_uris: dict[str, str] = field(default_factory=dict)
+    uploads: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -52,10 +66,16 @@ class Outcome:
     job_arn: str | None = None
     final_metrics: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    detached: bool = False  # the watch was interrupted; the job itself runs on
 
 
 class Backend(ABC):
     """One way of running a training job."""
+
+    def stage(self, config: LaunchConfig, echo: Callable[[str], None]) -> Staged:
+        """Hash (never upload) the local inputs this backend ships; runs before the request
+        is built. Backends that read local paths directly ship nothing."""
+        return Staged()
 
     def check(self, job: Job) -> None:  # noqa: B027 - optional hook
         """Validate what this backend needs before the record is created; raise ConfigError."""
@@ -63,6 +83,16 @@ class Backend(ABC):
     @abstractmethod
     def run(self, job: Job) -> Outcome:
         """Run the job; on Ctrl-C stop it (or detach from it) and return how it stands."""
+
+    def attach(self, record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcome:
+        """Follow a run started by another (or a dead) process; only remote jobs can be."""
+        raise LaunchError(f"run {record.run_id} ran on {record.manifest.get('instance_type')}: "
+                          "only SageMaker jobs outlive the process that launched them")
+
+    def stop(self, record: Record, echo: Callable[[str], None]) -> Outcome:
+        """Ask a remote job to stop; local runs stop with Ctrl-C in their own terminal."""
+        raise LaunchError(f"run {record.run_id} ran on {record.manifest.get('instance_type')}: "
+                          "stop it with Ctrl-C where it runs")
 
 
 def register(pattern: str, target: str) -> None:

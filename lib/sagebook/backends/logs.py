@@ -37,7 +37,7 @@ class LogSink:
     def line(self, text: str, timestamp: float | None = None) -> None:
         text = redact(text.rstrip("\r\n"))
         stamp = time.time() if timestamp is None else timestamp
-        self.echo(text)
+        # Saved before shown: a line someone saw is in the log even if Ctrl-C comes next.
         self._log.write(text + "\n")
         self._log.flush()
         for name, pattern in self.patterns:
@@ -57,6 +57,7 @@ class LogSink:
                                      "step": step, "host": self.host}
             self._metrics.write(json.dumps(entry) + "\n")
             self._metrics.flush()
+        self.echo(text)
 
     def close(self) -> None:
         self._log.close()

@@ -7,21 +7,34 @@ botocore's standard retry mode.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import mimetypes
+import os
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
 from .base import Progress, Store, StoreExistsError
 
+_sessions: dict[tuple[Any, ...], Any] = {}
+_lock = threading.Lock()
+
 
 def session(profile: str | None = None, region: str | None = None) -> Any:
+    """One boto3 session per profile, region and AWS_* environment, reused: every new session
+    parses botocore's endpoint and service models again (~0.2 s each)."""
     import boto3
 
-    try:
-        return boto3.session.Session(profile_name=profile, region_name=region)
-    except Exception as exc:  # botocore's ProfileNotFound and friends
-        raise StoreError(f"AWS session: {exc}") from None
+    key = (profile, region, tuple(sorted((k, v) for k, v in os.environ.items()
+                                         if k.startswith("AWS_"))))
+    with _lock:
+        if key not in _sessions:
+            try:
+                _sessions[key] = boto3.session.Session(profile_name=profile, region_name=region)
+            except Exception as exc:  # botocore's ProfileNotFound and friends
+                raise StoreError(f"AWS session: {exc}") from None
+        return _sessions[key]
 
 
 def client(service: str, profile: str | None = None, region: str | None = None) -> Any:
@@ -30,7 +43,9 @@ def client(service: str, profile: str | None = None, region: str | None = None) 
 
     config = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10,
                     read_timeout=60)
-    return session(profile, region).client(service, config=config)
+    aws = session(profile, region)
+    with _lock:  # a botocore session creates clients one at a time (clients are thread-safe)
+        return aws.client(service, config=config)
 
 
 class S3Store(Store):
@@ -57,8 +72,16 @@ class S3Store(Store):
     def _key(self, key: str) -> str:
         return "/".join(p for p in (self.prefix, key.strip("/")) if p)
 
-    def _extra(self) -> dict[str, str]:
+    def _owner(self) -> dict[str, str]:
+        return {"ExpectedBucketOwner": self.expected_owner} if self.expected_owner else {}
+
+    def _extra(self, key: str = "") -> dict[str, str]:
         extra = {}
+        # A browser opening an object (a report page, a manifest) shows it only when S3 serves
+        # it with its type; S3's default, binary/octet-stream, makes it a download.
+        content_type = mimetypes.guess_type(key)[0]
+        if content_type:
+            extra["ContentType"] = content_type
         if self.kms_key:
             extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key)
         if self.expected_owner:
@@ -85,7 +108,7 @@ class S3Store(Store):
     def write_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        extra = self._extra()
+        extra = self._extra(key)
         if create_only:
             extra["IfNoneMatch"] = "*"  # S3 conditional write: fails if the key exists
         try:
@@ -104,7 +127,7 @@ class S3Store(Store):
 
         try:
             self.client.upload_file(str(path), self.bucket, self._key(key),
-                                    ExtraArgs=self._extra() or None, Callback=progress)
+                                    ExtraArgs=self._extra(key) or None, Callback=progress)
         except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
             raise self._fail("upload to", key, exc) from None
 
@@ -137,3 +160,21 @@ class S3Store(Store):
 
     def local_path(self) -> Path | None:
         return None
+
+    def delete(self, keys: Iterable[str]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = keys[start:start + 1000]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": self._key(k)} for k in batch], "Quiet": True},
+                    **self._owner())
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail("delete in", "", exc) from None
+            if answer.get("Errors"):
+                error = answer["Errors"][0]
+                raise StoreError(f"cannot delete s3://{self.bucket}/{error['Key']}: "
+                                 f"{error.get('Message', error.get('Code'))}")
