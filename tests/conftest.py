@@ -128,3 +128,34 @@ def bucket(aws: str) -> str:
 
     boto3.client("s3").create_bucket(Bucket="sagebook-test")
     return "sagebook-test"
+
+
+def add_run(store: Any, experiment: str = "exp-a", *, status: str = "Completed",
+            user: str = "ann", created: str | None = None, metrics: dict | None = None,
+            tags: dict | None = None, instance_type: str = "local", training: dict | None = None,
+            commit: str = "0123456789abcdef", dirty: bool = False, run_id: str | None = None,
+            failure: str | None = None) -> Any:
+    """A run written into `store` the way launches write them (create, configs, metrics,
+    status changes), without running anything: for tests of what reads records."""
+    from sagebook.record import Record, job_name, new_run_id
+
+    run_id = run_id or new_run_id()
+    record = Record.create(store, experiment, run_id, {
+        "created": created or time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        "user": user, "instance_type": instance_type, "backend": "LocalBackend",
+        "job_name": job_name(experiment, run_id), "tags": tags or {},
+        "git": {"commit": commit, "dirty": dirty, "branch": "main"},
+        "config": {"overrides": [], "digest": "d"}, "image_uri": "img:1",
+    })
+    record.put_text("sagemaker_config.yaml", yaml.safe_dump(
+        {"experiment": experiment, "instance_type": instance_type, "max_runtime": 600}))
+    record.put_text("config/training_config.yaml", yaml.safe_dump(
+        training or {"epochs": 2, "optimizer": "adam"}))
+    if metrics:
+        record.put_text("metrics.jsonl", "".join(
+            json.dumps({"name": k, "value": v * (step + 1) / 2, "step": step}) + "\n"
+            for step in range(2) for k, v in metrics.items()))
+    record.set_status("InProgress")
+    if status != "InProgress":
+        record.set_status(status, final_metrics=metrics or {}, failure_reason=failure)
+    return record

@@ -46,6 +46,14 @@ def test_create_only_write_refuses_to_replace(store):
     assert store.read_text("exp/run/manifest.json") == "third"
 
 
+def test_delete_removes_keys_and_ignores_missing_ones(store):
+    for name in ("a", "b", "c"):
+        store.write_text(f"exp/{name}.json", name)
+    store.delete(["exp/a.json", "exp/c.json", "exp/never-there.json"])
+    assert list(store.list("exp")) == ["exp/b.json"]
+    store.delete([])
+
+
 def test_trees_round_trip(store, tmp_path):
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)

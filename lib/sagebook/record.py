@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import index
+from .secrets import redact
 from .stores import Store
 
 TERMINAL = ("Completed", "Failed", "Stopped", "Interrupted")
@@ -117,8 +119,7 @@ class Record:
         }
         record = cls(store, experiment, run_id, {**base, **manifest})
         record.manifest["record_uri"] = record.uri
-        store.write_text(f"{record.prefix}/manifest.json", record._manifest_text(),
-                         create_only=True)
+        record._write_manifest(create_only=True)
         return record
 
     @classmethod
@@ -138,7 +139,8 @@ class Record:
         self.manifest = json.loads(self.store.read_text(f"{self.prefix}/manifest.json"))
 
     def put_text(self, name: str, text: str) -> str:
-        self.store.write_text(f"{self.prefix}/{name}", text)
+        """Write a text file of the record; credentials in it are masked (see secrets.py)."""
+        self.store.write_text(f"{self.prefix}/{name}", redact(text))
         return self.url(name)
 
     def put_file(self, name: str, path: Path) -> str:
@@ -149,7 +151,7 @@ class Record:
         """Merge fields into the manifest and write it (atomically replacing the old one)."""
         self.manifest.update(fields)
         self.manifest["updated"] = now()
-        self.store.write_text(f"{self.prefix}/manifest.json", self._manifest_text())
+        self._write_manifest()
 
     def set_status(self, status: str, **fields: Any) -> None:
         history = self.manifest.setdefault("status_history", [])
@@ -163,8 +165,16 @@ class Record:
     def status(self) -> str:
         return self.manifest["status"]
 
+    def _write_manifest(self, create_only: bool = False) -> None:
+        """Write the manifest, then its summary in the run index (see index.py), so `list`
+        reads one small object per run instead of every manifest."""
+        self.manifest["revision"] = self.manifest.get("revision", 0) + 1
+        text = self._manifest_text()
+        self.store.write_text(f"{self.prefix}/manifest.json", text, create_only=create_only)
+        index.write(self.store, json.loads(text))  # as written: credentials masked
+
     def _manifest_text(self) -> str:
-        return json.dumps(self.manifest, indent=2, sort_keys=False, default=str) + "\n"
+        return redact(json.dumps(self.manifest, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def user() -> str:

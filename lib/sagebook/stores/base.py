@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ..errors import StoreError
@@ -58,6 +58,11 @@ class Store(ABC):
     @abstractmethod
     def local_path(self) -> Path | None:
         """The folder behind this store when it is local, so local runs can link, not copy."""
+
+    @abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Remove these objects; keys that are already gone are not an error, so that two
+        processes tidying the same keys (index compaction) never fail each other."""
 
     def read_text(self, key: str) -> str:
         return self.read_bytes(key).decode()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import StoreError
 from .base import Progress, Store, StoreExistsError
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class LocalStore(Store):
@@ -35,6 +38,7 @@ class LocalStore(Store):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide records from the team
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
@@ -83,3 +87,12 @@ class LocalStore(Store):
 
     def local_path(self) -> Path | None:
         return self.root
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            try:
+                self._path(key).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StoreError(f"cannot delete {self.url(key)}: {exc.strerror or exc}") from None

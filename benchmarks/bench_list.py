@@ -1,0 +1,150 @@
+"""`sagebook list` over 1,000 and 10,000 synthetic runs, in a local folder and in S3 (moto).
+
+The runs are written through the real write path (`Record.create` → manifest + index event,
+writer-side compaction as it happens in use), spread over 20 experiments. Each figure is the
+wall time of the whole `sagebook list` command (a fresh process: interpreter start, imports,
+index read, sort, print) and its peak resident memory.
+
+Baselines, measured in the same run: for time, reading every manifest (what listing costs
+without the index, with the same parallel reads); for memory, a process that only imports
+what `list` imports (and, for S3, creates its boto3 client). Targets: about two seconds, and
+memory that does not grow with the store (within 100 MB of that process at 10,000 runs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from run import Row
+
+SIZES = (1_000, 10_000)
+EXPERIMENTS = 20
+EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+# Peak memory as VmHWM of this process: ru_maxrss would include the forking parent's, which
+# here holds the whole moto S3 in memory.
+PEAK = "[l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]"
+PROBE = ("import sys; from sagebook.cli import main; code = main(sys.argv[1:]); "
+         f"print('PEAK_KB', {PEAK}, file=sys.stderr); sys.exit(code)")
+
+
+def write_runs(uri: str, count: int, start: int = 0) -> None:
+    """Runs as launches leave them, finished, with metrics and a git commit."""
+    from sagebook.record import Record, job_name
+    from sagebook.stores import open_store
+
+    store = open_store(uri)
+
+    def one(i: int) -> None:
+        experiment = f"exp-{i % EXPERIMENTS:02d}"
+        run_id = f"2026{1 + i // 400_000:02d}{1 + i // 14_400 % 28:02d}-{i % 86400:06d}-{i:06x}"
+        status = ("Completed", "Completed", "Completed", "Failed", "Stopped")[i % 5]
+        Record.create(store, experiment, run_id, {
+            "created": (EPOCH + dt.timedelta(minutes=i)).isoformat(timespec="milliseconds"),
+            "user": f"user{i % 7}",
+            "instance_type": "ml.m5.large" if i % 3 else "local", "backend": "LocalBackend",
+            "job_name": job_name(experiment, run_id), "status": status,
+            "status_history": [{"status": "Starting", "time": "2026-01-01T00:00:00+00:00"},
+                               {"status": status, "time": "2026-01-01T00:20:00+00:00"}],
+            "ended": "2026-01-01T00:20:00.000+00:00",
+            "git": {"commit": f"{i:040x}", "dirty": i % 4 == 0, "branch": "main"},
+            "config": {"overrides": [f"training.epochs={i % 20}"], "digest": f"{i:016x}"},
+            "final_metrics": {"train_loss": 1 / (i + 1), "val_loss": 2 / (i + 1),
+                              "val_accuracy": (i % 100) / 100},
+            "tags": {"team": "ml"}, "image_uri": "123456789012.dkr.ecr/x:1",
+        })
+
+    indices = range(start, start + count)
+    if uri.startswith("s3://"):
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(one, indices))
+    else:
+        for i in indices:
+            one(i)
+
+
+def measure_list(uri: str, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak MB of `sagebook list --store uri` in a fresh process."""
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", PROBE, "list", "--store", uri,
+                             "--no-refresh"], env=env, capture_output=True, text=True,
+                            check=True)
+    seconds = time.perf_counter() - start
+    peak_kb = int(result.stderr.rsplit("PEAK_KB", 1)[1].split()[0])
+    return seconds, peak_kb / 1024
+
+
+def bare_process_mb(env: dict[str, str], s3: bool) -> float:
+    """A process that imports what `list` imports (and, for S3, makes its client), no more."""
+    probe = ("import sagebook.cli, sagebook.runs; "
+             + ("import boto3; boto3.client('s3'); " if s3 else "") + f"print({PEAK})")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    return int(out) / 1024
+
+
+def read_every_manifest(uri: str, env: dict[str, str]) -> float:
+    """The baseline: what listing costs without the index — list the store, read every
+    manifest (in parallel, as the index reads its events) — also in a fresh process."""
+    probe = ("import json, sys; from sagebook import index; from sagebook.stores import "
+             "open_store; store = open_store(sys.argv[1]); "
+             "keys = [k for k in store.list() if k.endswith('/manifest.json')]; "
+             "print(len([json.loads(v) for v in index.fetch(store, keys).values() if v]))")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", probe, uri], env=env, check=True,
+                   capture_output=True)
+    return time.perf_counter() - start
+
+
+def run() -> list[Row]:
+    from moto.server import ThreadedMotoServer
+
+    scratch = Path(tempfile.mkdtemp(prefix="sagebook-bench-list-"))
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    aws = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "bench",
+           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    saved = {k: os.environ.get(k) for k in aws}
+    os.environ.update(aws)
+    env = {**os.environ}
+    rows: list[Row] = []
+    try:
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="bench")
+        for where, uri in (("local", str(scratch / "store")), ("S3", "s3://bench/store")):
+            written = 0
+            bare = bare_process_mb(env, uri.startswith("s3://"))
+            for size in SIZES:
+                print(f"  writing {size - written} runs to {where} …", file=sys.stderr,
+                      flush=True)
+                write_runs(uri, size - written, written)
+                written = size
+                cold, _ = measure_list(uri, env)  # compacts what writers left uncompacted
+                warm, peak = min(measure_list(uri, env) for _ in range(3))
+                naive = read_every_manifest(uri, env)
+                label = f"list {size:,} runs, {where}"
+                rows.append(Row(f"{label}: wall (first list {cold:.2f}s)", warm, naive, "s",
+                                "<= 2 s", warm <= 2.0))
+                rows.append(Row(f"{label}: peak memory", peak, bare, "MB",
+                                "<= bare process + 100 MB", peak <= bare + 100))
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+    return rows

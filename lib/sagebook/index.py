@@ -1,0 +1,312 @@
+"""The run index: one small summary per run, so listing 10,000 runs reads a few objects, not
+10,000 manifests — in a store that many launches write at once, with no lock and no server.
+
+Layout below the store root:
+
+    _index/events/<experiment>/<run_id>.<revision>.json   one immutable summary per manifest write
+    _index/pages/<experiment>/<sequence>.jsonl            compacted summaries, one run a line
+
+Writing. Every manifest write (`record.Record`) bumps the manifest's `revision` and creates the
+event `<run_id>.<revision>.json` with a create-only write; then it deletes the run's previous
+event, which the new one supersedes. Events are never replaced, so nothing a reader or a
+compactor has seen changes under it, and a run in steady state has one event.
+
+Merging. A run's summary is the one with the highest (revision, updated) among its events and
+the latest page. That rule is order-free and idempotent, so applying a summary twice, late or
+from two places never regresses a run — the whole design leans on it.
+
+Compaction. A compactor reads the latest page N and every event of the experiment, writes page
+N+1 with a create-only write, and only then deletes the events it read (and pages before N).
+Because page N+1 can be created once, every page contains its predecessor; because events are
+deleted only after a page holding them exists, a deleted event is always in the latest page.
+Two compactors racing for N+1: one wins, the other deletes nothing. Readers (`sagebook list`,
+`report`) compact an experiment once it has more than COMPACT_AT events, and one terminal
+status write in COMPACT_ONE_IN compacts too, so a store nobody lists still stays compact.
+
+Reading lists events first and pages second. An event deleted in between was deleted by a
+compactor (then the page listed afterwards holds it) or by its run's next write (then the
+reader lists that run's events again). A page deleted in between is listed again.
+
+Measured (benchmarks/bench_list.py, `make bench`): see README, "Seeing the team's experiments".
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import zlib
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .errors import StoreError
+from .stores import Store, StoreExistsError
+
+ROOT = "_index"
+EVENTS = f"{ROOT}/events"
+PAGES = f"{ROOT}/pages"
+COMPACT_AT = 16
+COMPACT_ONE_IN = 16
+FETCH_THREADS = 16
+RETRIES = 5
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries
+
+
+def summarize(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What `list`, `report` and the dashboard need of a run: small, flat, without configs."""
+    history = manifest.get("status_history") or []
+    git = manifest.get("git") or {}
+    config = manifest.get("config") or {}
+    notebook = manifest.get("notebook") or {}
+    parent = manifest.get("parent") or {}
+    failure = manifest.get("failure_reason")
+    entry = {
+        "run_id": manifest["run_id"],
+        "experiment": manifest["experiment"],
+        "revision": manifest.get("revision", 0),
+        "updated": manifest.get("updated") or manifest.get("created"),
+        "status": manifest.get("status"),
+        "created": manifest.get("created"),
+        "started": next((h["time"] for h in history if h.get("status") == "InProgress"), None),
+        "ended": manifest.get("ended"),
+        "user": manifest.get("user"),
+        "host": manifest.get("host"),
+        "job_name": manifest.get("job_name"),
+        "job_arn": manifest.get("job_arn"),
+        "aws_region": (manifest.get("aws") or {}).get("region"),
+        "aws_profile": (manifest.get("aws") or {}).get("profile"),
+        "instance_type": manifest.get("instance_type"),
+        "backend": manifest.get("backend"),
+        "launched_via": manifest.get("launched_via"),
+        "image_uri": manifest.get("image_uri"),
+        "git_commit": git.get("commit"),
+        "git_dirty": git.get("dirty"),
+        "git_branch": git.get("branch"),
+        "overrides": config.get("overrides") or None,
+        "digest": config.get("digest"),
+        "final_metrics": manifest.get("final_metrics") or None,
+        "failure_reason": failure.strip().splitlines()[0][:300] if failure else None,
+        "parent": parent.get("run_id"),
+        "tags": manifest.get("tags") or None,
+        "notebook": notebook.get("status"),
+    }
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def rank(entry: dict[str, Any]) -> tuple[int, str]:
+    """Which of two summaries of one run is newer."""
+    return entry.get("revision", 0), entry.get("updated") or ""
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def write(store: Store, manifest: dict[str, Any]) -> None:
+    """Publish the run's summary as of this manifest (called on every manifest write)."""
+    entry = summarize(manifest)
+    experiment, run_id, revision = entry["experiment"], entry["run_id"], entry["revision"]
+    text = json.dumps(entry, separators=(",", ":"), default=str)
+    key = _event_key(experiment, run_id, revision)
+    try:
+        store.write_text(key, text, create_only=True)
+    except StoreExistsError:
+        # Two writers of one manifest at the same revision (a launch and a status refresh):
+        # both summaries are kept and the merge picks the later.
+        store.write_text(_event_key(experiment, run_id, revision, secrets.token_hex(4)), text,
+                         create_only=True)
+    if revision > 0:
+        try:
+            store.delete([_event_key(experiment, run_id, revision - 1)])
+        except StoreError:
+            pass  # a leftover event costs a read, never correctness; compaction removes it
+    if "ended" in entry and zlib.crc32(run_id.encode()) % COMPACT_ONE_IN == 0:
+        try:
+            compact(store, experiment)
+        except StoreError:
+            pass  # someone may list with a read-only role; the next compaction catches up
+
+
+def _event_key(experiment: str, run_id: str, revision: int, token: str | None = None) -> str:
+    suffix = f"-{token}" if token else ""
+    return f"{EVENTS}/{experiment}/{run_id}.{revision:06d}{suffix}.json"
+
+
+def _page_key(experiment: str, sequence: int) -> str:
+    return f"{PAGES}/{experiment}/{sequence:08d}.jsonl"
+
+
+def _key_run_id(key: str) -> str:
+    return key.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+def _key_experiment(key: str) -> str:
+    return key.split("/")[2]
+
+
+def _page_sequence(key: str) -> int:
+    return int(key.rsplit("/", 1)[-1].split(".", 1)[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def entries(store: Store, experiment: str | None = None, *, compact_after: bool = True
+            ) -> Iterator[dict[str, Any]]:
+    """Every run's newest summary (of one experiment, or all), experiment by experiment.
+
+    Memory holds the un-compacted events and the pages' bytes (a few hundred bytes a run);
+    summaries are parsed one at a time as the caller consumes them.
+    """
+    scope = f"/{experiment}" if experiment else ""
+    event_keys = list(store.list(EVENTS + scope))
+    events = _load_events(store, event_keys)
+    latest_pages: dict[str, str] = {}
+    for key in store.list(PAGES + scope):
+        exp = _key_experiment(key)
+        if key.endswith(".jsonl") and key > latest_pages.get(exp, ""):
+            latest_pages[exp] = key
+    # All pages at once: on S3 each read is a round trip, and together they are only a few
+    # hundred bytes a run.
+    pages = fetch(store, latest_pages.values())
+    crowded = []
+    for exp in sorted(set(latest_pages) | set(events)):
+        pending = events.get(exp, {})
+        if exp in latest_pages:
+            for entry in _page_entries(store, exp, latest_pages[exp], pages.pop(
+                    latest_pages[exp], None)):
+                newer = pending.pop(entry["run_id"], None)
+                yield newer if newer is not None and rank(newer) > rank(entry) else entry
+        yield from pending.values()
+        if sum(_key_experiment(k) == exp for k in event_keys) > COMPACT_AT:
+            crowded.append(exp)
+    if compact_after:
+        for exp in crowded:
+            try:
+                compact(store, exp)
+            except StoreError:
+                pass  # a reader without write access still reads correctly, only slower
+
+
+def _load_events(store: Store, keys: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """experiment → run id → newest summary among these events (and their successors)."""
+    newest: dict[str, dict[str, dict[str, Any]]] = {}
+    tried: set[str] = set()
+    for _ in range(RETRIES):
+        todo = [k for k in keys if k not in tried and k.endswith(".json")]
+        if not todo:
+            break
+        tried.update(todo)
+        gone = set()
+        for key, data in fetch(store, todo).items():
+            if data is None:
+                gone.add((_key_experiment(key), _key_run_id(key)))
+                continue
+            entry = json.loads(data)
+            runs = newest.setdefault(entry["experiment"], {})
+            if entry["run_id"] not in runs or rank(entry) > rank(runs[entry["run_id"]]):
+                runs[entry["run_id"]] = entry
+        # An event deleted since the listing was superseded by its run's next event (list
+        # again to find it) or compacted (the page, listed after this, holds it).
+        keys = [k for exp in {e for e, _ in gone} for k in store.list(f"{EVENTS}/{exp}")
+                if (exp, _key_run_id(k)) in gone]
+    return newest
+
+
+def _page_entries(store: Store, experiment: str, key: str, data: bytes | None
+                  ) -> Iterator[dict[str, Any]]:
+    for _ in range(RETRIES):
+        if data is not None:
+            break
+        # A compactor removed it after writing a newer one: take the newest.
+        key = max((k for k in store.list(f"{PAGES}/{experiment}") if k.endswith(".jsonl")),
+                  default=key)
+        data = fetch(store, [key])[key]
+    else:
+        raise StoreError(f"the run index of {experiment} changed {RETRIES} times while "
+                         "being read; try again")
+    for line in data.splitlines():
+        if line.startswith(b'{"run_id"'):
+            yield json.loads(line)
+
+
+def fetch(store: Store, keys: Iterable[str]) -> dict[str, bytes | None]:
+    """Read many small objects; None for those that are gone. Remote stores read in parallel,
+    as each read there is a round trip."""
+    keys = list(keys)
+
+    def read(key: str) -> bytes | None:
+        try:
+            return store.read_bytes(key)
+        except FileNotFoundError:
+            return None
+
+    if store.local_path() is not None or len(keys) < 4:
+        return {key: read(key) for key in keys}
+    first = {keys[0]: read(keys[0])}  # creates the client once, before the threads share it
+    with ThreadPoolExecutor(FETCH_THREADS) as pool:
+        return {**first, **dict(zip(keys[1:], pool.map(read, keys[1:]), strict=True))}
+
+
+# --------------------------------------------------------------------------------------------
+# Compaction
+
+
+def compact(store: Store, experiment: str) -> bool:
+    """Fold the experiment's events into a new page; False when there was nothing to do or
+    another compactor got there first."""
+    pages = sorted(k for k in store.list(f"{PAGES}/{experiment}") if k.endswith(".jsonl"))
+    event_keys = [k for k in store.list(f"{EVENTS}/{experiment}") if k.endswith(".json")]
+    if not event_keys:
+        return False
+    lines: dict[str, tuple[tuple[int, str], bytes]] = {}
+    if pages:
+        try:
+            data = store.read_bytes(pages[-1])
+        except FileNotFoundError:
+            return False  # a newer page exists: that compactor did this work
+        for line in data.splitlines():
+            if line.startswith(b'{"run_id"'):
+                entry = json.loads(line)
+                lines[entry["run_id"]] = (rank(entry), line)
+    read = {k: v for k, v in fetch(store, event_keys).items() if v is not None}
+    for data in read.values():
+        entry = json.loads(data)
+        if entry["run_id"] not in lines or rank(entry) > lines[entry["run_id"]][0]:
+            lines[entry["run_id"]] = (rank(entry), data.strip())
+    sequence = _page_sequence(pages[-1]) + 1 if pages else 0
+    header = json.dumps({"page": sequence, "experiment": experiment, "runs": len(lines)})
+    body = b"\n".join([header.encode(), *(lines[r][1] for r in sorted(lines))]) + b"\n"
+    try:
+        store.write_bytes(_page_key(experiment, sequence), body, create_only=True)
+    except StoreExistsError:
+        return False
+    store.delete(read)
+    store.delete(pages[:-1])  # keep the previous page for readers that listed it just now
+    return True
+
+
+def rebuild(store: Store, experiment: str | None = None) -> int:
+    """Index records the index does not know (or knows older): records written before the
+    index existed, or copied in by hand. Reads every manifest: a one-off, not a habit."""
+    known = {(e["experiment"], e["run_id"]): rank(e) for e in entries(store, experiment)}
+    manifests = [k for k in store.list(experiment or "")
+                 if k.endswith("/manifest.json") and k.count("/") == 2
+                 and not k.startswith(("_", "."))]
+    added = 0
+    for data in fetch(store, manifests).values():
+        if data is None:
+            continue
+        try:
+            manifest = json.loads(data)
+            entry = summarize(manifest)
+        except (ValueError, KeyError, TypeError):
+            continue  # not a sagebook manifest
+        if known.get((entry["experiment"], entry["run_id"]), (-1, "")) < rank(entry):
+            write(store, manifest)
+            added += 1
+    return added

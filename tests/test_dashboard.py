@@ -1,0 +1,55 @@
+"""notebooks/experiments.ipynb, the team dashboard, executed by papermill with a real kernel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+from sagebook.stores import open_store
+
+from conftest import REPO, add_run
+
+DASHBOARD = REPO / "notebooks" / "experiments.ipynb"
+PAPERMILL = Path(sys.executable).parent / "papermill"
+
+
+def test_dashboard_is_committed_without_outputs_and_declares_parameters():
+    import papermill as pm
+
+    nb = nbformat.read(DASHBOARD, as_version=4)
+    assert all(not c.get("outputs") and not c.get("execution_count")
+               for c in nb.cells if c.cell_type == "code")
+    assert set(pm.inspect_notebook(str(DASHBOARD))) == {"store", "experiment", "selection",
+                                                        "metrics"}
+
+
+def test_dashboard_executes_with_tables_plots_and_a_config_diff(tmp_path):
+    store = open_store(str(tmp_path / "records"))
+    first = add_run(store, metrics={"acc": 0.8, "loss": 0.4}, training={"epochs": 2},
+                    created="2026-01-01T10:00:00+00:00")
+    second = add_run(store, metrics={"acc": 0.9, "loss": 0.3}, training={"epochs": 5},
+                     created="2026-01-01T11:00:00+00:00")
+    failed = add_run(store, "exp-b", status="Failed", failure="boom",
+                     created="2026-01-01T12:00:00+00:00")
+    out = tmp_path / "dashboard.ipynb"
+    result = subprocess.run(
+        [str(PAPERMILL), str(DASHBOARD), str(out), "-p", "store", store.uri,
+         "-p", "selection", f'["{first.run_id}", "{second.run_id[-6:]}"]'],
+        capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    nb = nbformat.read(out, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code)
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 4  # status counts, a curve panel per chosen run, the overlay
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    for run in (first, second, failed):
+        assert run.run_id in html  # the runs table
+    assert "Failed" in html and "Completed" in html  # status counts
+    assert "<code>epochs</code>" in html and "<td>2</td><td>5</td>" in html  # the diff
