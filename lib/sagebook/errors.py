@@ -27,8 +27,30 @@ class ConfigError(SagebookError):
         return cls([format_problem(where, key, message)])
 
 
-def format_problem(where: str, key: str | None, message: str) -> str:
-    return f"{where}: {key}: {message}" if key else f"{where}: {message}"
+class Problem(str):
+    """One problem line, `where: key: message`, that also keeps its three parts.
+
+    It is a str so that every caller that prints or joins problems keeps working; the config
+    form uses `.key` to show each problem next to its field.
+    """
+
+    where: str
+    key: str | None
+    message: str
+
+    def __new__(cls, where: str, key: str | None, message: str) -> Problem:
+        line = f"{where}: {key}: {message}" if key else f"{where}: {message}"
+        problem = super().__new__(cls, line)
+        problem.where, problem.key, problem.message = where, key, message
+        return problem
+
+    def __reduce__(self) -> tuple[type[Problem], tuple[str, str | None, str]]:
+        # an error crossing a process boundary keeps its parts
+        return Problem, (self.where, self.key, self.message)
+
+
+def format_problem(where: str, key: str | None, message: str) -> Problem:
+    return Problem(where, key, message)
 
 
 class StoreError(SagebookError):

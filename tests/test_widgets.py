@@ -1,0 +1,513 @@
+"""The config form, driven headlessly: widgets set by `.value`, buttons by `.click()`.
+
+Every widget type, validation with the CLI's messages, saving that keeps comments and loads
+back, and a launch on the local backend with a real kernel and papermill.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import ipywidgets as widgets
+import nbformat
+import pytest
+import yaml
+
+from sagebook import config
+from sagebook.errors import ConfigError
+from sagebook.form_fields import (
+    INSTANCE_TYPES,
+    ChoiceEditor,
+    CollectionEditor,
+    ModelEditor,
+    UnknownEditor,
+)
+from sagebook.widgets import ConfigEditor, ConfigForm
+
+from conftest import REPO, manifest, runs, sagebook, wait_for
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagebook-training:latest"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The shipped local configs, comments and relative paths as they are, in a scratch copy
+    of the project (training code and data linked): returns the job config's path."""
+    (tmp_path / "configs").mkdir()
+    for name in ("sagemaker_config.local.yaml", "training_config.yaml"):
+        shutil.copy(REPO / "configs" / name, tmp_path / "configs" / name)
+    (tmp_path / "sagemaker_container").symlink_to(REPO / "sagemaker_container")
+    (tmp_path / "data").symlink_to(REPO / "data")
+    return tmp_path / "configs" / "sagemaker_config.local.yaml"
+
+
+def error_of(form: ConfigForm, key: str) -> str:
+    editor = form.field(key)
+    return editor.error.value if editor.error.layout.display != "none" else ""
+
+
+def cli_problems(path: Path) -> list[str]:
+    """The problem lines `sagebook launch --dry-run` prints for a config."""
+    result = sagebook("launch", str(path), "--dry-run")
+    assert result.returncode == 2, result.stderr
+    return [line.strip() for line in result.stderr.splitlines()[1:] if line.strip()]
+
+
+# --------------------------------------------------------------------------------------------
+# The form is generated from the schemas
+
+
+def test_every_schema_field_gets_the_widget_of_its_type(project):
+    form = ConfigForm(project)
+    schema = config.load_training_schema(config.load(project).job)
+    for name in config.JobConfig.model_fields:
+        assert form.field(f"job.{name}")
+    for name in schema.model_fields:
+        assert form.field(f"training.{name}")
+
+    kinds = {
+        "job.experiment": widgets.Text, "job.instance_count": widgets.IntText,
+        "job.max_runtime": widgets.Text, "job.spot": widgets.Checkbox,
+        "job.instance_type": widgets.Combobox, "training.epochs": widgets.IntText,
+        "training.learning_rate": widgets.FloatText, "training.optimizer": widgets.Dropdown,
+        "training.data.validation_fraction": widgets.FloatText,
+    }
+    for key, kind in kinds.items():
+        assert type(form.field(key).widget) is kind, key
+    assert form.field("job.max_runtime").widget.value == "30m"  # as written in the file
+    assert list(form.field("job.instance_type").widget.options) == INSTANCE_TYPES
+    assert not form.field("job.instance_type").widget.ensure_option  # free text too
+    assert form.field("training.optimizer").widget.options == (("adam", "adam"), ("sgd", "sgd"))
+    assert isinstance(form.field("training.data"), ModelEditor)
+    assert isinstance(form.field("job.tags"), CollectionEditor)
+    assert isinstance(form.field("job.subnets"), CollectionEditor)
+    metrics = form.field("job.metric_definitions")
+    assert [r.editor.fields["name"].widget.value for r in metrics.rows] == [
+        "train_loss", "val_loss", "val_accuracy"]
+    channel = form.field("job.channels.train")
+    assert isinstance(channel, ModelEditor)  # written as a bare URI, shown with all options
+    assert isinstance(channel.fields["input_mode"], ChoiceEditor)
+    assert channel.fields["input_mode"].widget.value == "File"
+    assert form.field("job.training_config").widget.disabled  # Save manages this link
+
+
+def test_defaults_and_help_come_from_the_schema_and_defaults_are_not_written(project):
+    form = ConfigForm(project)
+    volume = form.field("job.volume_size_gb")
+    assert volume.widget.value == 30
+    assert "EBS volume per host" in volume.help.value
+    assert "default: 30" in volume.help.value and "≥ 1" in volume.help.value
+    assert "default: 1h" in form.field("job.max_runtime").help.value
+    assert "Strength of the L2 penalty" in form.field("training.alpha").help.value
+    job, training = form.values()
+    assert "volume_size_gb" not in job and "wait" not in job
+    assert (job, training) == (yaml.safe_load(project.read_text()),
+                               yaml.safe_load((project.parent / "training_config.yaml")
+                                              .read_text()))
+    assert not form.changed() and form.launch_button.description == "Launch"
+    assert not form.problems and not form.save_button.disabled
+
+
+def test_section_missing_from_the_file_shows_its_defaults_and_is_written_when_set(project):
+    training = project.parent / "training_config.yaml"
+    training.write_text("epochs: 3\n")
+    form = ConfigForm(project)
+    fraction = form.field("training.data.validation_fraction")
+    assert fraction.widget.value == 0.2 and form.values()[1] == {"epochs": 3}
+    fraction.widget.value = 0.1
+    assert form.values()[1] == {"epochs": 3, "data": {"validation_fraction": 0.1}}
+    assert form.problems == []
+
+
+def test_each_widget_type_sets_its_config_value(project):
+    form = ConfigForm(project)
+    form.field("training.epochs").widget.value = 3
+    form.field("training.learning_rate").widget.value = 0.05
+    form.field("training.optimizer").widget.value = "sgd"
+    form.field("training.data.validation_fraction").widget.value = 0.25
+    form.field("job.max_runtime").widget.value = "2h"
+    form.field("job.volume_size_gb").widget.value = 50
+    form.field("job.network_isolation").widget.value = True
+    form.field("job.instance_type").widget.value = "local"
+    form.field("job.region").widget.value = "eu-west-1"
+    subnets = form.field("job.subnets")
+    subnets.add_button.click()
+    subnets.rows[0].editor.widget.value = "subnet-0abc"
+    tags = form.field("job.tags")
+    tags.add_button.click()
+    tags.rows[-1].key.value = "owner"
+    tags.rows[-1].editor.widget.value = "me"
+    form.field("job.channels.train.input_mode").widget.value = "FastFile"
+
+    assert form.problems == []
+    job, training = form.values()
+    assert training["epochs"] == 3 and training["learning_rate"] == 0.05
+    assert training["optimizer"] == "sgd" and training["data"]["validation_fraction"] == 0.25
+    assert job["max_runtime"] == "2h" and job["volume_size_gb"] == 50
+    assert job["network_isolation"] is True and job["region"] == "eu-west-1"
+    assert job["subnets"] == ["subnet-0abc"]
+    assert job["tags"] == {"team": "ml", "owner": "me"}
+    assert job["channels"]["train"] == {"uri": "../data/digits/train.csv",
+                                        "input_mode": "FastFile"}
+    assert job["channels"]["validation"] == "../data/digits/validation.csv"  # untouched
+    loaded = config.validate(job, training, project, project.parent / "training_config.yaml")
+    assert loaded.job.max_runtime == 7200 and loaded.job.subnets == ["subnet-0abc"]
+    assert form.launch_button.description == "Save and launch"
+
+
+@pytest.mark.parametrize("text, stored", [("90m", "90m"), ("2h", "2h"), ("5400", 5400)])
+def test_durations_are_typed_as_people_write_them(project, text, stored):
+    form = ConfigForm(project)
+    form.field("job.max_runtime").widget.value = text
+    assert form.values()[0]["max_runtime"] == stored and not form.problems
+
+
+# --------------------------------------------------------------------------------------------
+# Validation as the user types
+
+
+def test_invalid_training_value_shows_the_cli_message_and_blocks_save_and_launch(make_config):
+    path = make_config(training={"epochs": 0, "optimizer": "adamw"})
+    form = ConfigForm(path)
+    assert sorted(form.problems) == sorted(cli_problems(path))
+    assert error_of(form, "training.epochs") == (
+        "training.epochs: Input should be greater than or equal to 1 (got 0)")
+    assert error_of(form, "training.optimizer").startswith("training.optimizer: Input should be")
+    assert form.save_button.disabled and form.launch_button.disabled
+
+    form.field("training.epochs").widget.value = 2
+    assert error_of(form, "training.epochs") == ""
+    assert form.save_button.disabled  # the optimizer is still wrong
+    form.field("training.optimizer").widget.value = "sgd"
+    assert form.problems == []
+    assert not form.save_button.disabled and not form.launch_button.disabled
+
+
+def test_invalid_job_value_shows_the_cli_message_under_its_field(make_config, tmp_path):
+    form = ConfigForm(make_config())
+    form.field("job.max_runtime").widget.value = "soon"
+    form.field("job.experiments_uri").widget.value = "gs://bucket/x"
+    assert form.save_button.disabled and form.launch_button.disabled
+    # the CLI's verdict on the same values, written to a file
+    broken = make_config("broken.yaml", max_runtime="soon", experiments_uri="gs://bucket/x")
+    expected = [line.split(": ", 1)[1] for line in cli_problems(broken)]
+    shown = [error_of(form, "job.max_runtime"), error_of(form, "job.experiments_uri")]
+    assert sorted(html_unescape(s) for s in shown) == sorted(expected)
+
+    form.field("job.max_runtime").widget.value = "20m"
+    form.field("job.experiments_uri").widget.value = str(tmp_path / "experiments")
+    assert form.problems == [] and not form.save_button.disabled
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+def test_rule_across_fields_is_shown_under_the_field_it_names(project):
+    form = ConfigForm(project)
+    form.field("job.instance_type").widget.value = "local-docker"
+    assert "image_uri is required for instance_type local-docker" in error_of(
+        form, "job.image_uri")
+    form.field("job.image_uri").widget.value = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x"
+    assert form.problems == []
+
+    form.field("job.spot").widget.value = True
+    assert "spot needs checkpoint_uri" in error_of(form, "job.spot")
+    form.field("job.spot").widget.value = False
+    assert form.problems == []
+
+
+def test_unknown_key_names_the_nearest_option_and_can_be_removed(make_config):
+    form = ConfigForm(make_config(training={"learning_rat": 0.1}))
+    typo = form.field("training.learning_rat")
+    assert isinstance(typo, UnknownEditor)
+    assert "unknown key; did you mean &#x27;learning_rate&#x27;?" in typo.error.value
+    assert form.save_button.disabled
+    typo.remove.click()
+    assert form.problems == [] and "learning_rat" not in form.values()[1]
+
+
+def test_value_the_widget_cannot_show_is_edited_as_yaml_text(make_config):
+    form = ConfigForm(make_config(training={"epochs": "ten"}))
+    epochs = form.field("training.epochs")
+    assert type(epochs.widget) is widgets.Text and epochs.widget.value == "ten"
+    assert error_of(form, "training.epochs").startswith("training.epochs: Input should be")
+    epochs.widget.value = "3"
+    assert form.problems == [] and form.values()[1]["epochs"] == 3
+
+
+def test_map_entries_need_distinct_names(project):
+    form = ConfigForm(project)
+    environment = form.field("job.environment")
+    row = environment.add()
+    assert "an entry has no name" in row.editor.error.value and form.save_button.disabled
+    row.key.value = "LOG_LEVEL"
+    assert "&#x27;LOG_LEVEL&#x27; is used twice" in row.editor.error.value
+    row.key.value = "SEED"
+    row.editor.widget.value = "7"
+    assert form.problems == []
+    assert form.values()[0]["environment"] == {"LOG_LEVEL": "INFO", "SEED": "7"}
+    environment.rows[0].remove.click()
+    assert form.values()[0]["environment"] == {"SEED": "7"}
+
+
+def test_new_list_item_is_validated_like_the_file(project):
+    form = ConfigForm(project)
+    metrics = form.field("job.metric_definitions")
+    row = metrics.add()
+    row.editor.fields["name"].widget.value = "lr"
+    row.editor.fields["regex"].widget.value = "lr=[0-9.]+"
+    assert "regex needs a capture group around the value" in row.editor.error.value
+    row.editor.fields["regex"].widget.value = "lr=([0-9.]+)"
+    assert form.problems == []
+    assert form.values()[0]["metric_definitions"][-1] == {"name": "lr", "regex": "lr=([0-9.]+)"}
+    metrics.rows[1].remove.click()
+    assert [m["name"] for m in form.values()[0]["metric_definitions"]] == [
+        "train_loss", "val_accuracy", "lr"]
+
+
+def test_missing_channel_path_is_reported_on_the_channel(project):
+    form = ConfigForm(project)
+    form.field("job.channels.train.uri").widget.value = "../data/digits/nope.csv"
+    assert "path not found" in form.field("job.channels.train").error.value
+    assert form.launch_button.disabled
+
+
+def test_fields_that_differ_from_the_file_are_highlighted(project):
+    form = ConfigForm(project)
+    epochs = form.field("training.epochs")
+    assert "sagebook-changed" not in epochs.box._dom_classes
+    epochs.widget.value = 4
+    assert "sagebook-changed" in epochs.box._dom_classes
+    epochs.widget.value = 10  # back to the file's value
+    assert "sagebook-changed" not in epochs.box._dom_classes
+    tags = form.field("job.tags")
+    tags.add()
+    assert "sagebook-changed" in tags.box._dom_classes
+    assert "sagebook-changed" not in form.field("job.environment").box._dom_classes
+
+
+# --------------------------------------------------------------------------------------------
+# Saving
+
+
+def test_save_writes_new_files_that_keep_comments_and_load_back_as_the_form(project):
+    job_text = project.read_text()
+    training_path = project.parent / "training_config.yaml"
+    training_text = training_path.read_text()
+    form = ConfigForm(project)
+    form.field("training.epochs").widget.value = 2
+    form.field("training.data.validation_fraction").widget.value = 0.3
+    form.field("job.max_runtime").widget.value = "20m"
+    form.field("job.environment").rows[0].remove.click()
+    tags = form.field("job.tags")
+    tags.add_button.click()
+    tags.rows[-1].key.value = "owner"
+    tags.rows[-1].editor.widget.value = "yes"  # PyYAML would read a bare yes as true
+    form.field("job.wait").widget.value = True
+    before = form.values()
+
+    form.save_button.click()
+
+    saved = project.parent / "sagemaker_config.local-1.yaml"
+    saved_training = project.parent / "training_config-1.yaml"
+    assert "Saved" in form.status.value, form.status.value
+    assert project.read_text() == job_text and training_path.read_text() == training_text
+    assert changed_lines(training_text, saved_training.read_text()) == (
+        ["epochs: 10", "  validation_fraction: 0.2"],
+        ["epochs: 2", "  validation_fraction: 0.3"])
+    removed, added = changed_lines(job_text, saved.read_text())
+    assert removed == ["training_config: training_config.yaml", "max_runtime: 30m",
+                       "environment:", "  LOG_LEVEL: INFO", ""]  # and one of two blank lines
+    assert added == ["training_config: training_config-1.yaml", "max_runtime: 20m",
+                     '  owner: "yes"', "wait: true"]
+    for comment in re.findall(r"^\s*#.*$", job_text, re.MULTILINE):
+        assert comment in saved.read_text()
+
+    loaded = config.load(saved)
+    assert loaded.training["epochs"] == 2 and loaded.job.max_runtime == 1200
+    assert loaded.job.tags == {"team": "ml", "owner": "yes"} and loaded.job.environment == {}
+    # the form now shows the saved files, with the same values and nothing left to save
+    assert form.job_path == saved and form.training_path == saved_training
+    job_after, training_after = form.values()
+    assert training_after == before[1]
+    assert job_after == {**before[0], "training_config": "training_config-1.yaml"}
+    assert not form.changed() and form.save_name.value == "sagemaker_config.local-2.yaml"
+
+
+def changed_lines(old: str, new: str) -> tuple[list[str], list[str]]:
+    diff = list(difflib.ndiff(old.splitlines(), new.splitlines()))
+    return ([d[2:] for d in diff if d.startswith("- ")],
+            [d[2:] for d in diff if d.startswith("+ ")])
+
+
+def test_unchanged_training_config_is_not_copied(project):
+    form = ConfigForm(project)
+    form.field("job.max_runtime").widget.value = "45m"
+    path = form.save()
+    assert path == project.parent / "sagemaker_config.local-1.yaml"
+    assert not (project.parent / "training_config-1.yaml").exists()
+    assert config.load(path).training_path == project.parent / "training_config.yaml"
+
+
+def test_save_overwrites_only_on_request(project):
+    text = project.read_text()
+    form = ConfigForm(project)
+    form.field("job.max_runtime").widget.value = "45m"
+    form.save_name.value = project.name
+    assert form.save() is None
+    assert "exists: tick" in form.status.value and project.read_text() == text
+    form.overwrite.value = True
+    assert form.save() == project
+    assert changed_lines(text, project.read_text()) == (["max_runtime: 30m"],
+                                                        ["max_runtime: 45m"])
+
+
+def test_save_is_refused_while_the_form_has_problems(project):
+    form = ConfigForm(project)
+    form.field("training.batch_size").widget.value = 0
+    assert form.save() is None and "fix the problems" in form.status.value
+    assert sorted(p.name for p in project.parent.iterdir()) == [
+        "sagemaker_config.local.yaml", "training_config.yaml"]
+
+
+def test_revert_restores_the_file_values(project):
+    form = ConfigForm(project)
+    form.field("training.epochs").widget.value = 0
+    form.revert_button.click()
+    assert form.field("training.epochs").widget.value == 10 and form.problems == []
+
+
+def test_picker_lists_the_job_configs_next_to_the_file(project):
+    (project.parent / "other.yaml").write_text(project.read_text())
+    editor = ConfigEditor(project)
+    assert [name for name, _ in editor.picker.options] == ["other.yaml",
+                                                          "sagemaker_config.local.yaml"]
+    editor.picker.value = project.parent / "other.yaml"
+    assert editor.form.job_path == project.parent / "other.yaml"
+    assert editor.widget.children[1] is editor.form.widget
+    editor.form.field("job.max_runtime").widget.value = "40m"
+    editor.form.save_button.click()  # the picker lists and selects the saved file
+    assert editor.picker.value == project.parent / "other-1.yaml"
+    assert "other-1.yaml" in [name for name, _ in editor.picker.options]
+
+
+def test_unreadable_config_shows_the_problem_instead_of_a_form(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("experiment: [unclosed\n")
+    form = ConfigForm(path)
+    assert form.job is None and form.problems and "not valid YAML" in form.problems[0]
+
+
+# --------------------------------------------------------------------------------------------
+# config.validate: the rules of config.load on data held in memory
+
+
+def test_validate_reports_job_and_training_problems_together(make_config):
+    path = make_config()
+    job = yaml.safe_load(path.read_text())
+    training = yaml.safe_load(Path(job["training_config"]).read_text())
+    assert config.validate(job, training, path).job.experiment == job["experiment"]
+    job["max_runtime"] = "soon"
+    training["epochs"] = 0
+    schema = config.load_training_schema(config.load(path).job)
+    with pytest.raises(ConfigError) as info:
+        config.validate(job, training, path, job["training_config"], schema=schema)
+    keys = [p.key for p in info.value.problems]
+    assert keys == ["job.max_runtime", "training.epochs"]
+    assert job["max_runtime"] == "soon"  # the caller's data is not touched
+
+
+# --------------------------------------------------------------------------------------------
+# Launching
+
+
+def test_launch_saves_runs_the_launch_notebook_and_ends_with_the_record(make_config, tmp_path):
+    form = ConfigForm(make_config())
+    form.field("training.epochs").widget.value = 1
+    assert form.launch_button.description == "Save and launch"
+
+    form.launch_button.click()
+    assert form.launch_button.disabled and form.save_button.disabled  # while it runs
+    form.launch_thread.join(timeout=120)
+
+    assert not form.launch_thread.is_alive()
+    (run,) = runs(tmp_path / "experiments")
+    record = manifest(run)
+    assert form.record.value == f"record: {run}"
+    assert record["status"] == "Completed" and record["launched_via"] == "notebook"
+    assert record["config"]["job_file"] == str(tmp_path / "job-1.yaml")
+    assert yaml.safe_load((run / "config" / "training_config.yaml").read_text())["epochs"] == 1
+    assert "Completed" in form.run_status.value
+    assert form.progress.value == form.progress.max and form.progress.bar_style == "success"
+    assert "[sagebook] run" in form.log.value  # the notebook's output, followed live
+    assert not form.launch_button.disabled and form.launch_button.description == "Launch"
+
+    def notebook_captured():
+        status = manifest(run).get("notebook", {}).get("status")
+        return status not in (None, "running") and status
+    assert wait_for(notebook_captured, timeout=60, what="the notebook capture") == "completed"
+    executed = nbformat.read(run / "notebook.ipynb", as_version=4)
+    assert any("job-1.yaml" in "".join(cell.source) for cell in executed.cells)
+
+
+def test_failed_run_is_reported_with_its_record(make_config, tmp_path):
+    form = ConfigForm(make_config(training={"target_column": "no_such_column"}))
+    form.launch()
+    form.launch_thread.join(timeout=120)
+    (run,) = runs(tmp_path / "experiments")
+    assert manifest(run)["status"] == "Failed"
+    assert form.record.value == f"record: {run}"
+    assert "Failed" in form.run_status.value and "RunFailed" in form.run_status.value
+    assert form.progress.bar_style == "danger"
+
+
+# --------------------------------------------------------------------------------------------
+# The notebook
+
+
+def test_edit_config_notebook_is_thin_and_shows_the_form_in_a_real_kernel(make_config, tmp_path):
+    import papermill as pm
+
+    notebook = REPO / "notebooks" / "edit_config.ipynb"
+    committed = nbformat.read(notebook, as_version=4)
+    assert all(not c.get("outputs") and not c.get("execution_count")
+               for c in committed.cells if c.cell_type == "code")
+    assert set(pm.inspect_notebook(str(notebook))) == {"config"}
+
+    out = tmp_path / "edit.ipynb"
+    pm.execute_notebook(str(notebook), str(out), parameters={"config": str(make_config())},
+                        progress_bar=False)
+    outputs = [o for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"
+               for o in c.outputs]
+    assert not [o for o in outputs if o.output_type in ("error", "stream")], outputs
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+               for o in outputs)
+
+
+def test_sagemaker_launch_ends_with_the_record_and_the_job_name(make_config, bucket):
+    import boto3
+
+    path = make_config(instance_type="ml.m5.large", role_arn=ROLE, image_uri=IMAGE,
+                       experiments_uri=f"s3://{bucket}/records")
+    form = ConfigForm(path)
+    form.launch()
+    form.launch_thread.join(timeout=120)
+
+    record, job = form.record.value.split("<br>")
+    match = re.fullmatch(rf"record: (s3://{bucket}/records/[\w-]+/[\w-]+)", record)
+    assert match, form.record.value + form.run_status.value
+    name = job.removeprefix("job: ")
+    assert boto3.client("sagemaker").describe_training_job(TrainingJobName=name)
+    stored = json.loads(boto3.client("s3").get_object(
+        Bucket=bucket, Key=match[1].removeprefix(f"s3://{bucket}/") + "/manifest.json",
+    )["Body"].read())
+    assert stored["job_name"] == name and stored["launched_via"] == "notebook"
+    assert form.progress.bar_style == "success"
