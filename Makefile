@@ -11,7 +11,7 @@ unexport JUPYTER_PATH
 
 DEMO_CONFIG ?= configs/sagemaker_config.local.yaml
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean browser-venv sdk-venv
 
 setup: $(STAMP)
 
@@ -28,6 +28,32 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# voila, for the browser tests of notebooks/edit_config.ipynb, in a venv of its own: it slows
+# every nbformat import (DESIGN.md), so it stays out of the one that runs launches. Its kernel
+# launches runs from the form, hence the training requirements. playwright, which drives
+# chromium, is a plain client and comes with the test extra.
+BROWSER_VENV := .venv-browser
+BROWSER_STAMP := $(BROWSER_VENV)/.installed-stamp
+browser-venv: $(BROWSER_STAMP)
+$(BROWSER_STAMP): pyproject.toml sagemaker_container/requirements.txt
+	test -x $(BROWSER_VENV)/bin/python || $(PYTHON) -m venv $(BROWSER_VENV)
+	$(BROWSER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BROWSER_VENV)/bin/python -m pip install --quiet -e '.[voila]' \
+		-r sagemaker_container/requirements.txt
+	touch $@
+
+# The SageMaker Python SDK v3 (the sdk extra), for the parity test and the launch benchmark,
+# in a venv of its own: its ~1 GB of dependencies and seconds of import (DESIGN.md) stay out of
+# the one that runs launches.
+SDK_VENV := .venv-sdk
+SDK_STAMP := $(SDK_VENV)/.installed-stamp
+sdk-venv: $(SDK_STAMP)
+$(SDK_STAMP): pyproject.toml
+	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SDK_VENV)/bin/python -m pip install --quiet -e '.[sdk]'
+	touch $@
+
 demo: $(STAMP)
 	mkdir -p experiments
 	$(BIN)/papermill notebooks/launch.ipynb experiments/demo-launch.ipynb \
@@ -36,15 +62,15 @@ demo: $(STAMP)
 	@echo "Done. The run's record is the folder printed as 'record:' just above;"
 	@echo "the executed notebook is experiments/demo-launch.ipynb (and notebook.ipynb in the record)."
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(BROWSER_STAMP) $(SDK_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-bench: $(TEST_STAMP)
+bench: $(TEST_STAMP) $(SDK_STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BROWSER_VENV) $(SDK_VENV) .pytest_cache .ruff_cache test-artifacts

@@ -176,3 +176,11 @@ def test_dry_run_prints_a_valid_request_for_the_cloud_example():
     assert result.returncode == 0, result.stderr
     assert '"TrainingJobName": "digits-mlp-DRY-RUN"' in result.stdout
     assert "nothing was written" in result.stderr
+
+
+def test_digest_names_the_settings_not_the_files(make_config):
+    first = config.load(make_config("a.yaml"))
+    second = config.load(make_config("b.yaml"))
+    assert first.job_path != second.job_path and first.training_path != second.training_path
+    assert first.digest() == second.digest()
+    assert first.digest() != config.load(make_config("c.yaml"), ["training.epochs=5"]).digest()

@@ -124,7 +124,7 @@ def test_killed_kernel_marks_the_run_interrupted_and_stops_its_process(make_conf
 
     wait_for(lambda: not psutil.pid_exists(pid) or
              psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-             timeout=10, what="the orphaned training process to stop")
+             timeout=30, what="the orphaned training process to stop")
 
 
 def test_execute_from_python_captures_the_notebook(make_config, tmp_path):

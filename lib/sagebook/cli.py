@@ -9,8 +9,13 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .launch import Run
+    from .stores import Store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from .errors import ConfigError, SagebookError
 
+    # Log lines and progress are read live, also through pipes (CI, papermill, `| tee`).
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     # SIGTERM (a closed terminal, a CI timeout) stops a run the way Ctrl-C does: the training
     # process is stopped and the record says so.
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -73,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     launch.add_argument("--dry-run", action="store_true",
                         help="validate and print the request; write and start nothing")
     launch.set_defaults(command=_launch)
+
+    doctor = commands.add_parser(
+        "doctor", help="check AWS access for a job config before a first launch",
+        description="Check credentials, region, execution role, bucket access and the image "
+                    "in ECR, each with what to do when it fails.",
+    )
+    doctor.add_argument("config", help="job config, e.g. configs/sagemaker_config.yaml")
+    doctor.set_defaults(command=_doctor)
+    _add_team_commands(commands)
+    _add_job_commands(commands)
     return parser
 
 
@@ -83,28 +101,296 @@ def _launch(args: argparse.Namespace) -> int:
 
     run = launch(args.config, args.override, via="cli", pdb=args.pdb, wait=args.wait)
     print(run.summary())
+    return _exit_code(run)
+
+
+def _exit_code(run: Run) -> int:
+    """0 done (or submitted), 1 failed or stopped, 130 when the watch was interrupted: a
+    detached job has not finished, so `launch --wait && next-step` must not go on."""
+    if run.detached:
+        return 130
     return 0 if run.ok else 1
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+
+    report, ok = diagnose(args.config)
+    print(report)
+    return 0 if ok else 1
 
 
 def _dry_run(args: argparse.Namespace) -> int:
     import json
 
     from . import request as request_mod
+    from .backends import Job, backend_for
     from .launch import prepare
 
     cfg = prepare(args.config, args.override)
+    backend = backend_for(cfg.job.instance_type)
+    staged = backend.stage(cfg, lambda line: print(line, file=sys.stderr))  # hashes only
     identity = request_mod.RunIdentity(
         run_id="DRY-RUN", job_name=f"{cfg.job.experiment}-DRY-RUN",
         record_uri=f"{cfg.job.experiments_uri}/{cfg.job.experiment}/DRY-RUN",
         config_uri=f"{cfg.job.experiments_uri}/{cfg.job.experiment}/DRY-RUN/config",
-        user="you",
+        user="you", code_uri=staged.code_uri, channel_uris=staged.channel_uris,
     )
     request = request_mod.build(cfg, identity)
     if cfg.job.is_cloud:
-        request_mod.validate(request)
+        backend.check(Job(cfg, request, record=None, staged=staged))  # type: ignore[arg-type]
     print(json.dumps(request, indent=2))
     print("configs are valid; nothing was written or started", file=sys.stderr)
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Seeing the team's experiments: list, show, diff, rerun, report
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="URI",
+                        help="record store: a folder or s3://bucket/prefix (default: "
+                             "$SAGEBOOK_EXPERIMENTS_URI, else -c's experiments_uri, else "
+                             "./experiments)")
+    parser.add_argument("-c", "--config", metavar="JOBCONFIG",
+                        help="take the store (and AWS profile/region) from this job config")
+
+
+def _add_team_commands(commands: argparse._SubParsersAction) -> None:
+    ls = commands.add_parser(
+        "list", help="table of runs in the record store",
+        description="List runs from the record store's index, newest first. Unfinished "
+                    "SageMaker runs are refreshed from SageMaker (in batches) and written back.",
+    )
+    _store_options(ls)
+    ls.add_argument("-e", "--experiment", help="only this experiment")
+    ls.add_argument("-u", "--user", help="only runs launched by this user")
+    ls.add_argument("-s", "--status", action="append", default=[], metavar="STATUS",
+                    help="only runs with this status, e.g. Failed (repeatable, or comma list)")
+    ls.add_argument("-t", "--tag", action="append", default=[], metavar="KEY[=VALUE]",
+                    help="only runs whose job has this tag (repeatable)")
+    ls.add_argument("--since", metavar="WHEN",
+                    help="only runs created since: 7d, 12h, 30m, or a date like 2026-11-01")
+    ls.add_argument("--sort", default="created", metavar="COLUMN",
+                    help="run, experiment, user, created, instance, status, duration, commit, "
+                         "or a metric name (default: created, newest first)")
+    order = ls.add_mutually_exclusive_group()
+    order.add_argument("--desc", dest="descending", action="store_true", default=None,
+                       help="largest first")
+    order.add_argument("--asc", dest="descending", action="store_false", help="smallest first")
+    ls.add_argument("-n", "--limit", type=int, default=50,
+                    help="show at most this many runs (default 50; 0: all)")
+    ls.add_argument("-m", "--metrics", metavar="A,B",
+                    help="metric columns (default: the three most common final metrics)")
+    ls.add_argument("--json", action="store_true", help="print the runs as JSON lines")
+    ls.add_argument("--no-refresh", dest="refresh", action="store_false",
+                    help="do not ask SageMaker about unfinished runs")
+    ls.add_argument("--reindex", action="store_true",
+                    help="first index records the index does not know (reads every manifest)")
+    ls.set_defaults(command=_list)
+
+    show = commands.add_parser("show", help="everything about one run",
+                               description="Configs, request, status timeline, metrics, "
+                                           "failure and artifacts of one run.")
+    show.add_argument("run", help="run id (or a unique part of it), job name, "
+                                  "experiment/run_id, or the record's URI")
+    _store_options(show)
+    show.add_argument("--json", action="store_true", help="print it all as one JSON document")
+    show.set_defaults(command=_show)
+
+    diff = commands.add_parser("diff", help="what differs between two runs",
+                               description="Both runs' configs key by key, image, git commit, "
+                                           "instance and final metrics side by side.")
+    diff.add_argument("run_a")
+    diff.add_argument("run_b")
+    _store_options(diff)
+    diff.add_argument("--all", action="store_true", help="also show keys that are the same")
+    diff.add_argument("--json", action="store_true", help="print the rows as JSON")
+    diff.set_defaults(command=_diff)
+
+    rerun = commands.add_parser(
+        "rerun", help="launch a new run from a run's record",
+        description="Launch again from the configs as the run launched them (same image, same "
+                    "settings), with optional overrides; the new record names its parent.",
+    )
+    rerun.add_argument("run")
+    _store_options(rerun)
+    rerun.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                       help="change a setting, e.g. -o training.epochs=3 (repeatable)")
+    wait = rerun.add_mutually_exclusive_group()
+    wait.add_argument("--wait", dest="wait", action="store_true", default=None,
+                      help="cloud runs: follow status and logs until the job ends")
+    wait.add_argument("--no-wait", dest="wait", action="store_false",
+                      help="cloud runs: return once the job is created")
+    rerun.set_defaults(command=_rerun)
+
+    report = commands.add_parser(
+        "report", help="write a static HTML site of all runs into the store",
+        description="Render _report/index.html (all runs) and a page per run, with its "
+                    "executed notebook, into the record store. Opens from a folder or S3 with "
+                    "no server; re-running renders only what changed.",
+    )
+    _store_options(report)
+    report.add_argument("--hide-inputs", action="store_true",
+                        help="notebooks without their code cells' inputs")
+    report.add_argument("--force", action="store_true", help="render every page again")
+    report.set_defaults(command=_report)
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    from .runs import store_from_args
+
+    return store_from_args(args.store, args.config)
+
+
+def _list(args: argparse.Namespace) -> int:
+    import json
+
+    from . import runs
+
+    store = _open_store(args)
+    if args.reindex:
+        from . import index
+
+        print(f"indexed {index.rebuild(store, args.experiment)} records", file=sys.stderr)
+    filters = runs.Filters(
+        experiment=args.experiment, user=args.user,
+        status=[s.strip() for item in args.status for s in item.split(",") if s.strip()],
+        tags=runs.parse_tags(args.tag),
+        since=runs.parse_since(args.since) if args.since else None,
+    )
+    profile = getattr(store, "profile", None)
+    listing = runs.list_runs(store, filters, sort=args.sort, descending=args.descending,
+                             limit=args.limit or None, refresh=args.refresh, profile=profile)
+    if listing.warning:
+        print(f"sagebook: {listing.warning}", file=sys.stderr)
+    if args.json:
+        for entry in listing.runs:
+            print(json.dumps({**entry, "duration": runs.duration(entry)}))
+        return 0
+    if not listing.runs:
+        if any((args.experiment, args.user, args.status, args.tag, args.since)):
+            print(f"no runs in {store.uri} match these filters", file=sys.stderr)
+        else:
+            print(f"no runs in {store.uri} (records made before sagebook kept an index: "
+                  "sagebook list --reindex)", file=sys.stderr)
+        return 0
+    if args.metrics:
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    else:
+        from collections import Counter
+
+        counts = Counter(k for e in listing.runs for k in (e.get("final_metrics") or {}))
+        metrics = [name for name, _ in counts.most_common(3)]
+    print(runs.format_table(listing.runs, metrics))
+    if listing.matched > len(listing.runs):
+        print(f"{len(listing.runs)} of {listing.matched} runs shown (--limit 0 shows all)",
+              file=sys.stderr)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import json
+
+    from . import runs
+
+    info = runs.details(runs.find_run(_open_store(args), args.run))
+    if args.json:
+        print(json.dumps(info.as_json(), indent=2, default=str))
+    else:
+        print(runs.format_details(info))
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from . import runs
+
+    store = _open_store(args)
+    a, b = runs.find_run(store, args.run_a), runs.find_run(store, args.run_b)
+    rows = runs.diff(a, b)
+    if args.json:
+        print(json.dumps([{**dataclasses.asdict(r), "same": r.same} for r in rows
+                          if args.all or not r.same or r.section == "metrics"], default=str))
+    else:
+        print(runs.format_diff(a, b, rows, show_all=args.all))
+    return 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    from . import runs
+
+    parent = runs.find_run(_open_store(args), args.run)
+    print(f"re-running {parent.experiment}/{parent.run_id}", file=sys.stderr)
+    run = runs.rerun(parent, args.override, via="cli", wait=args.wait)
+    print(run.summary())
+    commit = (run.record.manifest.get("git") or {}).get("commit")
+    parent_commit = (parent.manifest.get("git") or {}).get("commit")
+    if parent_commit and commit != parent_commit:
+        print(f"note: the training code is at {commit or 'no commit'}; the parent ran "
+              f"{parent_commit} (both are in the new record)", file=sys.stderr)
+    return _exit_code(run)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import render
+
+    result = render(_open_store(args), hide_inputs=args.hide_inputs, force=args.force,
+                    echo=lambda line: print(line, file=sys.stderr))
+    print(result.index_url)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Cloud jobs launched earlier: attach, stop
+
+
+def _add_job_commands(commands: argparse._SubParsersAction) -> None:
+    attach = commands.add_parser(
+        "attach", help="follow a SageMaker run again (after a detach or a crash)",
+        description="Follow a run's SageMaker job: phases, logs, metrics; complete its record "
+                    "when it ends. Ctrl-C detaches again; it never stops the job. A run whose "
+                    "launch died before creating its job gets the job created now (never a "
+                    "second one).",
+    )
+    attach.add_argument("run", help="the record's URI (as printed at launch), "
+                                    "experiment/run_id, a run id or a job name")
+    _store_options(attach)
+    attach.add_argument("--no-wait", dest="wait", action="store_false",
+                        help="refresh the record once and return")
+    attach.set_defaults(command=_attach)
+
+    stop = commands.add_parser(
+        "stop", help="stop a run's SageMaker job",
+        description="Send StopTrainingJob: SageMaker sends SIGTERM, then SIGKILL 120 s later. "
+                    "The record says Stopping until the job has stopped.",
+    )
+    stop.add_argument("run", help="the record's URI, experiment/run_id, a run id or a job name")
+    _store_options(stop)
+    stop.add_argument("--wait", action="store_true",
+                      help="follow the job until it has stopped, and complete the record")
+    stop.set_defaults(command=_stop)
+
+
+def _attach(args: argparse.Namespace) -> int:
+    from . import runs
+    from .launch import attach
+
+    run = attach(runs.find_run(_open_store(args), args.run), wait=args.wait)
+    print(run.summary())
+    return _exit_code(run)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from . import runs
+    from .launch import stop
+
+    run = stop(runs.find_run(_open_store(args), args.run), wait=args.wait)
+    print(run.summary())
+    return 130 if run.detached else 0
 
 
 if __name__ == "__main__":

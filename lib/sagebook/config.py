@@ -11,6 +11,7 @@ import copy
 import difflib
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -287,8 +288,10 @@ class LaunchConfig:
         return _header(self.training_path, self.overrides, "training.") + dump_yaml(self.training)
 
     def digest(self) -> str:
-        """Content hash of both configs as launched, to tell identical settings apart."""
-        text = self.job_yaml() + "\0" + self.training_yaml()
+        """Hash of both configs' settings as launched (not of their text or file paths), so
+        identical settings launched from different files or folders share it."""
+        job = {k: v for k, v in self.job_data.items() if k != "training_config"}
+        text = json.dumps([job, self.training], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
