@@ -16,6 +16,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_CONFIG = REPO / "configs" / "sagemaker_config.local.yaml"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagebook-training:latest"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -159,3 +161,43 @@ def add_run(store: Any, experiment: str = "exp-a", *, status: str = "Completed",
     if status != "InProgress":
         record.set_status(status, final_metrics=metrics or {}, failure_reason=failure)
     return record
+
+
+@pytest.fixture
+def fake(aws, monkeypatch, tmp_path) -> Any:
+    """moto's SageMaker, with job lifecycles and logs scripted (see fake_sagemaker.py)."""
+    from fake_sagemaker import FakeSageMaker
+
+    monkeypatch.setenv("SAGEBOOK_POLL_SECONDS", "0.02")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # file digests, not in ~
+    return FakeSageMaker(monkeypatch)
+
+
+@pytest.fixture
+def cloud_config(make_config, bucket):
+    """A job config for ml.m5.large whose records live in the local S3 bucket."""
+
+    def make(name: str = "job.yaml", **changes):
+        settings = {"instance_type": "ml.m5.large", "image_uri": IMAGE, "role_arn": ROLE,
+                    "experiments_uri": f"s3://{bucket}/records", **changes}
+        return make_config(name, **settings)
+
+    return make
+
+
+@pytest.fixture
+def s3():
+    import boto3
+
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def proxy(aws, monkeypatch):
+    """The fault proxy in front of moto, as the endpoint of this test and its processes."""
+    from faults import FaultProxy
+
+    server = FaultProxy(aws).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+    yield server
+    server.stop()

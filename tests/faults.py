@@ -5,6 +5,8 @@
     proxy.fail("PUT /bucket/", times=1, answer=SLOW_DOWN)
     proxy.lose_answer("SageMaker.CreateTrainingJob")   # forwarded, but the client sees a 500
     gate = proxy.hold("SageMaker.CreateTrainingJob")    # kept waiting until gate.set()
+    proxy.reset("PUT /bucket/key")                      # the connection closes, no answer
+    proxy.delay("PUT /bucket/key", seconds=3)           # answered late: the client times out
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
     ...
     proxy.seen("SageMaker.CreateTrainingJob")   # what reached the proxy, with what it answered
@@ -20,7 +22,9 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -52,6 +56,7 @@ def xml_error(status: int, code: str, message: str) -> Answer:
 THROTTLING = json_error(400, "ThrottlingException", "Rate exceeded")
 SLOW_DOWN = xml_error(503, "SlowDown", "Please reduce your request rate.")
 INTERNAL_ERROR = json_error(500, "InternalFailure", "An internal error occurred")
+RESET = Answer(0, b"")  # no answer at all: the connection is closed
 
 
 @dataclass
@@ -61,6 +66,7 @@ class Rule:
     answer: Answer
     forward: bool  # pass the request on first (its effect happens), then answer with a fault
     gate: threading.Event | None = None  # hold the request until the gate opens
+    delay: float = 0.0  # pass the request on after this long, and answer with upstream's answer
 
 
 @dataclass
@@ -132,6 +138,18 @@ class FaultProxy:
             self.rules.append(Rule(re.compile(pattern), 1, answer, forward=False, gate=gate))
         return gate
 
+    def reset(self, pattern: str, times: int = 1) -> None:
+        """Close the connection of the next `times` matching requests without an answer."""
+        with self._lock:
+            self.rules.append(Rule(re.compile(pattern), times, RESET, forward=False))
+
+    def delay(self, pattern: str, seconds: float, times: int = 1) -> None:
+        """Answer the next `times` matching requests only after `seconds` (then pass them on):
+        a client with a shorter timeout gives up first."""
+        with self._lock:
+            self.rules.append(Rule(re.compile(pattern), times, INTERNAL_ERROR, forward=True,
+                                   delay=seconds))
+
     def seen(self, pattern: str = "") -> list[Seen]:
         with self._lock:
             return [s for s in self.log if re.search(pattern, s.name)]
@@ -155,22 +173,33 @@ class FaultProxy:
             with self._lock:
                 self.log.append(Seen(name, rule.answer.status, True))
             rule.gate.wait(timeout=120)
+        if rule is not None and rule.answer is RESET:
+            with self._lock:
+                self.log.append(Seen(name, 0, True))
+            handler.close_connection = True
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if rule is not None and rule.delay:
+            time.sleep(rule.delay)
         if rule is None or rule.forward:
             status, headers, payload = self._forward(handler, body)
-        if rule is not None:
+        if rule is not None and not rule.delay:
             status, headers, payload = rule.answer.status, list(rule.answer.headers), \
                 rule.answer.body
         if rule is None or rule.gate is None:
             with self._lock:
                 self.log.append(Seen(name, status, rule is not None))
-        handler.send_response(status)
-        for key, value in headers:
-            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(payload)
+        try:
+            handler.send_response(status)
+            for key, value in headers:
+                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    handler.send_header(key, value)
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            if handler.command != "HEAD":
+                handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True  # the client gave up waiting (a delay rule)
 
     def _forward(self, handler: BaseHTTPRequestHandler, body: bytes
                  ) -> tuple[int, list[tuple[str, str]], bytes]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import boto3
-import pytest
 
 from conftest import sagebook
 
@@ -15,23 +14,8 @@ TRUST = {"Version": "2012-10-17", "Statement": [{
     "Action": "sts:AssumeRole"}]}
 
 
-@pytest.fixture
-def cloud_config(make_config, bucket):
-    def make(**changes):
-        account = boto3.client("sts").get_caller_identity()["Account"]
-        values = dict(
-            instance_type="ml.m5.large",
-            image_uri=f"{account}.dkr.ecr.us-east-1.amazonaws.com/sagebook-training:abc",
-            role_arn=f"arn:aws:iam::{account}:role/SageMakerRole",
-            experiments_uri=f"s3://{bucket}/records",
-        )
-        values.update(changes)
-        return make_config(**values)
-    return make
-
-
 def setup_account(trust=TRUST, push_image=True):
-    boto3.client("iam").create_role(RoleName="SageMakerRole",
+    boto3.client("iam").create_role(RoleName="SageMakerExecutionRole",
                                     AssumeRolePolicyDocument=json.dumps(trust))
     ecr = boto3.client("ecr")
     ecr.create_repository(repositoryName="sagebook-training")
@@ -40,7 +24,7 @@ def setup_account(trust=TRUST, push_image=True):
                                "application/vnd.docker.distribution.manifest.v2+json",
                                "config": {}, "layers": []})
         ecr.put_image(repositoryName="sagebook-training", imageManifest=manifest,
-                      imageTag="abc")
+                      imageTag="latest")
 
 
 def test_doctor_passes_when_everything_is_in_place(cloud_config):
@@ -77,4 +61,4 @@ def test_doctor_without_credentials_says_how_to_get_them(cloud_config, monkeypat
 
 def test_doctor_reports_a_missing_role(cloud_config):
     result = sagebook("doctor", str(cloud_config()))
-    assert "role SageMakerRole does not exist" in result.stdout
+    assert "role SageMakerExecutionRole does not exist" in result.stdout

@@ -16,57 +16,16 @@ import tarfile
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from sagebook.backends import uploads
 from sagebook.record import job_name, new_run_id
 
-from conftest import REPO, sagebook, wait_for
-from fake_sagemaker import FakeSageMaker
-from faults import SLOW_DOWN, THROTTLING, FaultProxy
-
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagebook-training:latest"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
+from conftest import IMAGE, REPO, ROLE, sagebook, wait_for
+from faults import SLOW_DOWN, THROTTLING
 
 PROBE = textwrap.dedent("""
     import os
     print("the shipped code ran from", os.getcwd())
 """)
-
-
-@pytest.fixture
-def fake(aws, monkeypatch, tmp_path) -> FakeSageMaker:
-    monkeypatch.setenv("SAGEBOOK_POLL_SECONDS", "0.02")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # file digests, not in ~
-    return FakeSageMaker(monkeypatch)
-
-
-@pytest.fixture
-def cloud_config(make_config, bucket):
-    """A job config for ml.m5.large whose records live in the local S3 bucket."""
-
-    def make(name: str = "job.yaml", **changes):
-        settings = {"instance_type": "ml.m5.large", "image_uri": IMAGE, "role_arn": ROLE,
-                    "experiments_uri": f"s3://{bucket}/records", **changes}
-        return make_config(name, **settings)
-
-    return make
-
-
-@pytest.fixture
-def s3():
-    import boto3
-
-    return boto3.client("s3")
-
-
-@pytest.fixture
-def proxy(aws, monkeypatch):
-    """The fault proxy in front of moto, as the endpoint of this test and its processes."""
-    server = FaultProxy(aws).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
-    yield server
-    server.stop()
 
 
 def keys(s3, bucket: str, prefix: str = "") -> dict[str, dict]:

@@ -38,11 +38,17 @@ def session(profile: str | None = None, region: str | None = None) -> Any:
 
 
 def client(service: str, profile: str | None = None, region: str | None = None) -> Any:
-    """A boto3 client with standard retries (backoff on throttling, 5xx and resets)."""
+    """A boto3 client that retries throttling, 5xx answers, resets and timeouts with backoff.
+
+    botocore's own variables tune it (`AWS_RETRY_MODE`, `AWS_MAX_ATTEMPTS`; default: standard
+    mode, 8 attempts), and `SAGEBOOK_AWS_TIMEOUT` the seconds to wait for an answer (60).
+    """
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10,
-                    read_timeout=60)
+    retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
+               "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))}
+    timeout = float(os.environ.get("SAGEBOOK_AWS_TIMEOUT", "60"))
+    config = Config(retries=retries, connect_timeout=min(10.0, timeout), read_timeout=timeout)
     aws = session(profile, region)
     with _lock:  # a botocore session creates clients one at a time (clients are thread-safe)
         return aws.client(service, config=config)
