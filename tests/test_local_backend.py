@@ -208,3 +208,28 @@ def test_local_run_from_outside_the_repo_uses_config_relative_paths(tmp_path):
                       cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     wait_for(lambda: runs(tmp_path / "exp"), what="a record")
+
+
+def test_record_names_the_commit_and_keeps_uncommitted_changes(make_config, probe_code,
+                                                               tmp_path):
+    def git(*args):
+        return subprocess.run(["git", "-C", str(probe_code), *args], check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "probe")
+    commit = git("rev-parse", "HEAD")
+    path = probe_config(make_config, probe_code)
+    assert sagebook("launch", str(path)).returncode == 0
+    clean = manifest(runs(tmp_path / "experiments")[0])
+    assert clean["git"] == {"commit": commit, "branch": "main", "dirty": False}
+
+    with (probe_code / "train.py").open("a") as handle:
+        handle.write("print('changed after the commit')\n")
+    (probe_code / "notes.txt").write_text("new")
+    assert sagebook("launch", str(path)).returncode == 0
+    dirty_run = [r for r in runs(tmp_path / "experiments") if manifest(r)["git"]["dirty"]][0]
+    state = manifest(dirty_run)["git"]
+    assert state["commit"] == commit and state["changed"] == [".M train.py", "?? notes.txt"]
+    assert "+print('changed after the commit')" in (dirty_run / "git.diff").read_text()

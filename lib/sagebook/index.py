@@ -118,7 +118,7 @@ def write(store: Store, manifest: dict[str, Any]) -> None:
         # both summaries are kept and the merge picks the later.
         store.write_text(_event_key(experiment, run_id, revision, secrets.token_hex(4)), text,
                          create_only=True)
-    if revision > 0:
+    if revision > 1:  # the first revision has no predecessor to remove
         try:
             store.delete([_event_key(experiment, run_id, revision - 1)])
         except StoreError:

@@ -140,14 +140,7 @@ def launch(
     if on_record:
         on_record(record)
     try:
-        record.put_text("sagemaker_config.yaml", cfg.job_yaml())
-        record.put_text("config/training_config.yaml", cfg.training_yaml())
-        if job_cfg.config_uri:
-            open_store(identity.config_uri, **job_cfg.store_options()).write_text(
-                "training_config.yaml", cfg.training_yaml())
-        record.put_text("request.json", _json(request))
-        if git.get("diff"):
-            record.put_text("git.diff", git["diff"])
+        _write_launch_files(record, cfg, request, git, identity)
         outcome = backend.run(job)
     except BaseException as exc:
         if record.manifest.get("job_arn") and record.status not in TERMINAL:
@@ -179,6 +172,27 @@ def stop(record: Record, *, wait: bool = False, echo: Callable[[str], None] = pr
     if wait and outcome.status not in TERMINAL:
         return attach(record, wait=True, echo=echo)
     return Run(record, outcome)
+
+
+def _write_launch_files(record: Record, cfg: config_mod.LaunchConfig, request: dict[str, Any],
+                        git: dict[str, Any], identity: request_mod.RunIdentity) -> None:
+    """The configs as launched, the request and the diff, written side by side: to S3 each
+    write is a round trip, and they do not depend on each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    writes: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+        (record.put_text, ("sagemaker_config.yaml", cfg.job_yaml())),
+        (record.put_text, ("config/training_config.yaml", cfg.training_yaml())),
+        (record.put_text, ("request.json", _json(request))),
+    ]
+    if cfg.job.config_uri:
+        config_store = open_store(identity.config_uri, **cfg.job.store_options())
+        writes.append((config_store.write_text, ("training_config.yaml", cfg.training_yaml())))
+    if git.get("diff"):
+        writes.append((record.put_text, ("git.diff", git["diff"])))
+    with ThreadPoolExecutor(max_workers=len(writes)) as pool:
+        for future in [pool.submit(write, *args) for write, args in writes]:
+            future.result()  # the first failure, as if written one after another
 
 
 def _config_uri(cfg: config_mod.LaunchConfig, store: Any, run_id: str) -> str:

@@ -54,7 +54,11 @@ def job_name(experiment: str, run_id: str) -> str:
 
 
 def git_state(folder: Path) -> dict[str, Any]:
-    """Commit of the training code, and whether (and how) the tree differs from it."""
+    """Commit of the training code, and whether (and how) the tree differs from it.
+
+    One `git status` answers commit, branch and changes (a second call fetches the diff only
+    when there is one): this runs on every launch.
+    """
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -63,21 +67,35 @@ def git_state(folder: Path) -> dict[str, Any]:
         ).stdout
 
     try:
-        commit = git("rev-parse", "HEAD").strip()
+        status = git("status", "--porcelain=v2", "--branch", "--", ".")
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None, "note": f"{folder} is not in a git repository"}
-    status = git("status", "--porcelain", "--", ".")
-    state: dict[str, Any] = {
-        "commit": commit,
-        "branch": git("rev-parse", "--abbrev-ref", "HEAD").strip(),
-        "dirty": bool(status.strip()),
-    }
-    if state["dirty"]:
-        state["changed"] = status.splitlines()[:200]
+    header = dict(line[2:].split(" ", 1) for line in status.splitlines()
+                  if line.startswith("# ") and " " in line[2:])
+    commit = header.get("branch.oid")
+    if commit in (None, "(initial)"):
+        return {"commit": None, "dirty": None, "note": f"{folder}'s repository has no commit"}
+    changed = [_changed_path(line) for line in status.splitlines() if not line.startswith("#")]
+    state: dict[str, Any] = {"commit": commit, "branch": header.get("branch.head"),
+                             "dirty": bool(changed)}
+    if changed:
+        state["changed"] = changed[:200]
         diff = git("diff", "HEAD", "--", ".")
         state["diff"] = diff[:MAX_DIFF_BYTES]
         state["diff_truncated"] = len(diff) > MAX_DIFF_BYTES
     return state
+
+
+def _changed_path(line: str) -> str:
+    """`XY path` from a `git status --porcelain=v2` entry (`?? path` for untracked files)."""
+    kind = line[:1]
+    if kind in ("?", "!"):
+        return f"{kind * 2} {line[2:]}"
+    fields = {"1": 8, "2": 9, "u": 10}.get(kind)
+    if fields is None:
+        return line
+    parts = line.split(" ", fields)
+    return f"{parts[1]} {parts[-1]}"
 
 
 @dataclass

@@ -47,6 +47,12 @@ class Store(ABC):
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         """Copy a local file to `key`, streaming (never read whole into memory)."""
 
+    def put_files(self, files: Iterable[tuple[str, Path]], progress: Progress | None = None
+                  ) -> None:
+        """Copy many local files (key, path) in; stores that can send several at once do."""
+        for key, path in files:
+            self.put_file(key, path, progress)
+
     @abstractmethod
     def get_file(self, key: str, path: Path) -> None:
         """Copy `key` to a local file."""

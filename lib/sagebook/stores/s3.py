@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import StoreError
 from .base import Progress, Store, StoreExistsError
 
+UPLOAD_CONCURRENCY = 10  # boto3's default for a transfer
 _sessions: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
 
@@ -136,6 +137,32 @@ class S3Store(Store):
                                     ExtraArgs=self._extra(key) or None, Callback=progress)
         except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
             raise self._fail("upload to", key, exc) from None
+
+    def put_files(self, files: Iterable[tuple[str, Path]], progress: Progress | None = None
+                  ) -> None:
+        """All files through one TransferManager: its pool sends them concurrently and splits
+        large ones into parts, streaming from disk (a file is never read whole)."""
+        from boto3.exceptions import S3UploadFailedError
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+        from botocore.exceptions import BotoCoreError, ClientError
+        from s3transfer.subscribers import BaseSubscriber
+
+        class Progress(BaseSubscriber):
+            def on_progress(self, bytes_transferred: int, **_: Any) -> None:
+                if progress:
+                    progress(bytes_transferred)
+
+        config = TransferConfig(max_concurrency=UPLOAD_CONCURRENCY)
+        with create_transfer_manager(self.client, config) as manager:
+            pending = [(key, manager.upload(str(path), self.bucket, self._key(key),
+                                            extra_args=self._extra(key) or None,
+                                            subscribers=[Progress()]))
+                       for key, path in files]
+            for key, future in pending:
+                try:
+                    future.result()
+                except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
+                    raise self._fail("upload to", key, exc) from None
 
     def get_file(self, key: str, path: Path) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
