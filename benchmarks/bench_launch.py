@@ -18,15 +18,13 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import yaml
-from run import Row
+from run import Row, timed
 
 REPO = Path(__file__).resolve().parents[1]
 SDK_PYTHON = REPO / ".venv-sdk" / "bin" / "python"
@@ -79,25 +77,15 @@ SDK_SCRIPT = textwrap.dedent("""
 """) % {"image": IMAGE, "role": ROLE}
 
 
-def _timed(command: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
-    return elapsed
-
-
 def _medians(commands: dict[str, list[str]], env: dict[str, str]) -> dict[str, float]:
     """Median wall time of each command, run in turns (a, b, c, a, b, c, …) so that a change
     in the machine's load falls on all of them alike."""
     times: dict[str, list[float]] = {name: [] for name in commands}
     for command in commands.values():
-        _timed(command, env)  # warm the file cache
+        timed(command, env)  # warm the file cache
     for _ in range(REPEATS):
         for name, command in commands.items():
-            times[name].append(_timed(command, env))
+            times[name].append(timed(command, env))
     return {name: statistics.median(values) for name, values in times.items()}
 
 

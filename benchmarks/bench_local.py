@@ -11,13 +11,11 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from run import Row
+from run import Row, timed
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "sagemaker_config.local.yaml"
@@ -25,19 +23,13 @@ EPOCHS = 10
 REPEATS = 5
 
 
-def _timed(command: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
 
 def run() -> list[Row]:
     scratch = Path(tempfile.mkdtemp(prefix="sagebook-bench-"))
     env = {**os.environ, "SAGEBOOK_WORK_DIR": str(scratch / "work")}
     launch = [sys.executable, "-m", "sagebook.cli", "launch", str(CONFIG),
               "-o", f"training.epochs={EPOCHS}", "-o", f"job.experiments_uri={scratch / 'exp'}"]
-    _timed(launch, env)  # warm caches, and leave a prepared tree for the direct run
+    timed(launch, env)  # warm caches, and leave a prepared tree for the direct run
     manifest = json.loads(next((scratch / "exp").glob("*/*/manifest.json")).read_text())
     tree = Path(manifest["work_dir"])
     direct_env = {**os.environ, "SAGEMAKER_BASE_DIR": str(tree), "PYTHONUNBUFFERED": "1"}
@@ -45,10 +37,10 @@ def run() -> list[Row]:
 
     sagebook_times, direct_times = [], []
     for _ in range(REPEATS):
-        sagebook_times.append(_timed(launch, env))
+        sagebook_times.append(timed(launch, env))
         shutil.rmtree(tree / "checkpoints", ignore_errors=True)
         (tree / "checkpoints").mkdir()
-        direct_times.append(_timed(direct, direct_env))
+        direct_times.append(timed(direct, direct_env))
     shutil.rmtree(scratch, ignore_errors=True)
     ours, base = statistics.median(sagebook_times), statistics.median(direct_times)
     return [Row(f"local run, {EPOCHS} epochs (median of {REPEATS})", ours, base, "s",

@@ -9,26 +9,18 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nbformat
-from run import Row
+from run import Row, timed
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "sagemaker_config.local.yaml"
 REPEATS = 5
 PAPERMILL = str(Path(sys.executable).parent / "papermill")
 
-
-def _timed(command: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def run() -> list[Row]:
@@ -50,12 +42,12 @@ def run() -> list[Row]:
     trivial = [PAPERMILL, str(trivial_path), str(scratch / "trivial.out.ipynb")]
 
     for command in (cli, notebook, trivial):  # warm the file cache
-        _timed(command, env)
+        timed(command, env)
     times: dict[str, list[float]] = {"cli": [], "notebook": [], "trivial": []}
     for _ in range(REPEATS):
-        times["cli"].append(_timed(cli, env))
-        times["notebook"].append(_timed(notebook, env))
-        times["trivial"].append(_timed(trivial, env))
+        times["cli"].append(timed(cli, env))
+        times["notebook"].append(timed(notebook, env))
+        times["trivial"].append(timed(trivial, env))
     cli_s, nb_s, trivial_s = (statistics.median(times[k]) for k in ("cli", "notebook", "trivial"))
     extra = nb_s - cli_s - trivial_s
     return [

@@ -8,7 +8,9 @@ Run one module alone with `python benchmarks/run.py local`.
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,17 @@ class Row:
     @property
     def ratio(self) -> float:
         return self.value / self.baseline if self.baseline else float("nan")
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one run of `command`, which must succeed (its error output says why)."""
+    start = time.perf_counter()
+    result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    return elapsed
 
 
 def main(names: list[str]) -> int:
