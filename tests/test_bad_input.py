@@ -81,3 +81,32 @@ def test_bad_cloud_config_uploads_nothing(make_config, bucket, capsys):
     assert "did you mean 'epochs'?" in capsys.readouterr().err
     assert boto3.client("s3").list_objects_v2(Bucket=bucket).get("KeyCount") == 0
     assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
+@pytest.mark.parametrize("config, overrides, wait, expect", [
+    (None, [], None, "parameter config: expected the path of a job config"),
+    (5, [], None, "parameter config: expected the path of a job config"),
+    ("  ", [], None, "parameter config: expected the path of a job config"),
+    ("job.yaml", 7, None, "parameter overrides: expected a list"),
+    ("job.yaml", "epochs", None, "parameter overrides: expected a list"),
+    ("job.yaml", [3], None, "parameter overrides: expected a list"),
+    ("job.yaml", '{"a": 1}', None, "parameter overrides: expected a list"),
+    ("job.yaml", [], "yes", "parameter wait: expected true or false"),
+])
+def test_papermill_parameters_of_the_wrong_type_are_refused(config, overrides, wait, expect):
+    from sagebook.errors import ConfigError
+    from sagebook.notebooks import check_parameters
+
+    with pytest.raises(ConfigError) as info:
+        check_parameters(config, overrides, wait)
+    assert str(info.value).startswith(expect)
+
+
+def test_papermill_parameters_accept_what_papermill_passes():
+    from sagebook.notebooks import check_parameters
+
+    assert check_parameters("job.yaml", '["training.epochs=3"]', True) == (
+        "job.yaml", ["training.epochs=3"], True)
+    assert check_parameters("job.yaml", "training.epochs=3", None) == (
+        "job.yaml", ["training.epochs=3"], None)
+    assert check_parameters("job.yaml", None, False) == ("job.yaml", [], False)

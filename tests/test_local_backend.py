@@ -233,3 +233,18 @@ def test_record_names_the_commit_and_keeps_uncommitted_changes(make_config, prob
     state = manifest(dirty_run)["git"]
     assert state["commit"] == commit and state["changed"] == [".M train.py", "?? notes.txt"]
     assert "+print('changed after the commit')" in (dirty_run / "git.diff").read_text()
+
+
+def test_s3_channels_are_downloaded_for_a_local_run(make_config, probe_code, bucket, s3,
+                                                   tmp_path):
+    s3.put_object(Bucket=bucket, Key="datasets/train/part-0.csv", Body=b"a,b\n1,2\n")
+    s3.put_object(Bucket=bucket, Key="datasets/train/nested/part-1.csv", Body=b"a,b\n3,4\n")
+    path = probe_config(make_config, probe_code,
+                        channels={"train": f"s3://{bucket}/datasets/train/"})
+    result = sagebook("launch", str(path))
+    assert result.returncode == 0, result.stderr
+    m = manifest(runs(tmp_path / "experiments")[0])
+    with tarfile.open(m["output_artifact"]) as tar:
+        seen = json.load(tar.extractfile("contract.json"))
+    assert "input/data/train/part-0.csv" in seen["files"]
+    assert "input/data/train/nested/part-1.csv" in seen["files"]
