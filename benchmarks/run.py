@@ -8,6 +8,7 @@ Run one module alone with `python benchmarks/run.py local`.
 from __future__ import annotations
 
 import importlib
+import logging
 import subprocess
 import sys
 import time
@@ -44,6 +45,8 @@ def timed(command: list[str], env: dict[str, str]) -> float:
 
 def main(names: list[str]) -> int:
     sys.path.insert(0, str(HERE))
+    # the local S3/SageMaker servers some benchmarks start would log every request
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     modules = sorted(p.stem for p in HERE.glob("bench_*.py"))
     if names:
         modules = [m for m in modules if m.removeprefix("bench_") in names]
