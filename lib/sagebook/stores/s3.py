@@ -10,6 +10,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -152,17 +153,24 @@ class S3Store(Store):
                 if progress:
                     progress(bytes_transferred)
 
+        def settle(key: str, future: Any) -> None:
+            try:
+                future.result()
+            except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
+                raise self._fail("upload to", key, exc) from None
+
         config = TransferConfig(max_concurrency=UPLOAD_CONCURRENCY)
+        pending: deque[tuple[str, Any]] = deque()
         with create_transfer_manager(self.client, config) as manager:
-            pending = [(key, manager.upload(str(path), self.bucket, self._key(key),
-                                            extra_args=self._extra(key) or None,
-                                            subscribers=[Progress()]))
-                       for key, path in files]
-            for key, future in pending:
-                try:
-                    future.result()
-                except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
-                    raise self._fail("upload to", key, exc) from None
+            for key, path in files:
+                # a bounded window of submitted files: memory stays flat for any file count
+                if len(pending) >= 8 * UPLOAD_CONCURRENCY:
+                    settle(*pending.popleft())
+                pending.append((key, manager.upload(str(path), self.bucket, self._key(key),
+                                                    extra_args=self._extra(key) or None,
+                                                    subscribers=[Progress()])))
+            while pending:
+                settle(*pending.popleft())
 
     def get_file(self, key: str, path: Path) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
