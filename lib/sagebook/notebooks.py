@@ -278,7 +278,7 @@ def capture(record_uri: str, notebook: str | None, source: str, kernel_pid: int,
         "local"
     ):
         if record.manifest.get("host") == socket.gethostname():
-            _stop_orphan(record.manifest.get("process_id"))
+            _stop_orphans(record.run_id)
         record.set_status("Interrupted", notebook=info,
                           failure_reason=f"the launch notebook ended during the run: {error}")
     elif not ok and record.status == "Completed":
@@ -288,16 +288,20 @@ def capture(record_uri: str, notebook: str | None, source: str, kernel_pid: int,
         record.update(notebook=info)
 
 
-def _stop_orphan(pid: int | None) -> None:
-    """A local training process outlives a killed kernel (it runs in its own session): end it,
-    as the run it belonged to is over."""
+def _stop_orphans(run_id: str) -> None:
+    """A local training process outlives a killed kernel (it runs in its own session, and the
+    kernel may die before noting its pid): find it by the run id in its environment and end
+    it, as the run it belonged to is over."""
     import signal
 
-    if pid and _alive(pid):
+    import psutil
+
+    for process in psutil.process_iter():
         try:
-            os.killpg(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+            if process.environ().get("SAGEBOOK_RUN_ID") == run_id:
+                os.killpg(process.pid, signal.SIGTERM)
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
 
 
 def main(argv: list[str] | None = None) -> None:

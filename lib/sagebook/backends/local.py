@@ -112,7 +112,6 @@ class ProcessRun:
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-        job.record.update(process_id=proc.pid)
         reader = threading.Thread(target=_pump, args=(proc, sink), daemon=True)
         reader.start()
         stopped = False
