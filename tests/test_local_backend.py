@@ -248,3 +248,4 @@ def test_s3_channels_are_downloaded_for_a_local_run(make_config, probe_code, buc
         seen = json.load(tar.extractfile("contract.json"))
     assert "input/data/train/part-0.csv" in seen["files"]
     assert "input/data/train/nested/part-1.csv" in seen["files"]
+    assert f"downloading channel train from s3://{bucket}/datasets/train/" in result.stdout

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -137,7 +138,8 @@ def local_path(uri: str) -> Path | None:
 
 
 def populate_channels(root: Path, request: dict[str, Any], link: bool = True,
-                      store_options: dict[str, Any] | None = None) -> dict[str, Path]:
+                      store_options: dict[str, Any] | None = None,
+                      echo: Callable[[str], None] = print) -> dict[str, Path]:
     """Fill input/data/<channel>: local folders linked (or left to mount), S3 downloaded.
 
     Returns the local sources of channels that were linked, for backends that mount them.
@@ -150,7 +152,9 @@ def populate_channels(root: Path, request: dict[str, Any], link: bool = True,
         source = local_path(uri)
         if source is None:
             target.mkdir(parents=True, exist_ok=True)
-            open_store(uri, **(store_options or {})).download_tree("", target)
+            echo(f"[sagebook] downloading channel {name} from {uri}")
+            size = open_store(uri, **(store_options or {})).download_tree("", target)
+            echo(f"[sagebook] channel {name}: {size} bytes")
             continue
         if not source.exists():
             raise FileNotFoundError(f"channel {name}: {source} does not exist")

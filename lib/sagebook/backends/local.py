@@ -40,7 +40,8 @@ class ProcessRun:
         root = work_dir(job.request["TrainingJobName"]) / "opt_ml"
         contract.build_tree(root, job.request, job.config.job.instance_type)
         self.sources = contract.populate_channels(root, job.request, link=self.link_channels,
-                                                  store_options=_store_options(job))
+                                                  store_options=_store_options(job),
+                                                  echo=job.echo)
         checkpoints = job.request.get("CheckpointConfig")
         if checkpoints:
             restored = self._checkpoints(job).download_tree("", root / "checkpoints")

@@ -287,8 +287,8 @@ class _progress:
         options = {"total": self.total, "desc": self.label, "unit": "B", "unit_scale": True,
                    "unit_divisor": 1024, "leave": False}
         if not self.total:
-            pass
-        elif "ipykernel" in sys.modules and os.environ.get("JPY_SESSION_NAME"):
+            return self.advance  # nothing to send: no bar
+        if "ipykernel" in sys.modules and os.environ.get("JPY_SESSION_NAME"):
             from tqdm.notebook import tqdm as notebook_bar
 
             self.bar = notebook_bar(**options)
