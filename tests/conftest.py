@@ -18,6 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 LOCAL_CONFIG = REPO / "configs" / "sagemaker_config.local.yaml"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagebook-training:latest"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
+CHROMIUM = "/usr/bin/chromium"
+# headless, and no calls home: this machine has no network beyond its package registries
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run"]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -64,6 +69,22 @@ def sagebook(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.Comp
     """The real `sagebook` command, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "sagebook.cli", *args], capture_output=True,
                           text=True, timeout=timeout, **kwargs)
+
+
+def start_launch(*args: str, until: str | None = None) -> subprocess.Popen:
+    """`sagebook launch ARGS` in the background; with `until`, returned once a line of its
+    output starts with that (the run is under way: time to interrupt it)."""
+    proc = subprocess.Popen([sys.executable, "-m", "sagebook.cli", "launch", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if until is not None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(until):
+                break
+        else:
+            raise AssertionError(f"the launch ended without a line starting {until!r}: "
+                                 f"{proc.communicate()[1][-2000:]}")
+    return proc
 
 
 def runs(experiments: Path) -> list[Path]:
@@ -201,3 +222,15 @@ def proxy(aws, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    """Debian's chromium driven by playwright (which cannot download browsers here)."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: .ci/run installs it"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()

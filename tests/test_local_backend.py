@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, manifest, runs, sagebook, wait_for
+from conftest import REPO, manifest, runs, sagebook, start_launch, wait_for
 
 PROBE = textwrap.dedent("""
     import json, os, pathlib
@@ -152,13 +152,7 @@ def test_run_resumes_from_checkpoint(make_config, tmp_path):
 
 def test_sigterm_stops_the_run_and_the_record_says_stopped(make_config, tmp_path):
     path = make_config()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sagebook.cli", "launch", str(path), "-o",
-         "training.epochs=100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("epoch="):
-            break
+    proc = start_launch(str(path), "-o", "training.epochs=100000", until="epoch=")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err

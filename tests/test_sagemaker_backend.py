@@ -19,7 +19,7 @@ from pathlib import Path
 from sagebook.backends import uploads
 from sagebook.record import job_name, new_run_id
 
-from conftest import IMAGE, REPO, ROLE, sagebook, wait_for
+from conftest import IMAGE, REPO, ROLE, sagebook, start_launch, wait_for
 from faults import SLOW_DOWN, THROTTLING
 
 PROBE = textwrap.dedent("""
@@ -48,11 +48,6 @@ def the_record(s3, bucket: str) -> str:
 
 def manifest_of(s3, bucket: str, prefix: str) -> dict:
     return json.loads(text(s3, bucket, f"{prefix}/manifest.json"))
-
-
-def start_launch(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sagebook.cli", "launch", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,11 +341,7 @@ def test_ctrl_c_detaches_without_stopping_and_attach_finishes_the_record(
         cloud_config, fake, bucket, s3):
     fake.script({"secondary": "Training", "message": "Training in progress",
                  "logs": {"algo-1": ["epoch=1 val_accuracy=0.5"]}})
-    proc = start_launch(str(cloud_config()), "--wait")
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("epoch=1"):
-            break
+    proc = start_launch(str(cloud_config()), "--wait", until="epoch=1")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -18,17 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from conftest import REPO, manifest, runs
 
 pytestmark = pytest.mark.browser
 
 VOILA = REPO / ".venv-browser" / "bin" / "voila"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run"]
 ARTIFACTS = REPO / "test-artifacts"
 NOTEBOOK = REPO / "notebooks" / "edit_config.ipynb"
 
@@ -59,7 +55,6 @@ def served_form(make_config, tmp_path: Path) -> Iterator[str]:
     import papermill as pm
 
     assert VOILA.exists(), f"{VOILA} is missing: make browser-venv (make test builds it)"
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: .ci/run installs it"
     notebook = tmp_path / "edit_config.ipynb"
     pm.execute_notebook(str(NOTEBOOK), str(notebook), prepare_only=True,
                         parameters={"config": str(make_config())}, progress_bar=False)
@@ -84,14 +79,12 @@ def served_form(make_config, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        # Keep the test on this machine: voila's template asks a CDN for icon fonts.
-        page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
-        yield page
-        browser.close()
+def page(browser) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    # Keep the test on this machine: voila's template asks a CDN for icon fonts.
+    page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
+    yield page
+    page.close()
 
 
 def field(page: Page, key: str):
