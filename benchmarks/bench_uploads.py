@@ -8,7 +8,8 @@ S3 endpoint (moto's server, in a process of its own) three times, each in a fres
   the upload is complete, so 0 bytes go up.
 Targets: at least as fast as the baseline (ratio <= 1.0); the unchanged re-upload sends 0 bytes
 in under a second; peak memory bounded: within 64 MB of the baseline's, whatever the data's size
-(files are streamed, never read whole). Both timings start after the libraries are imported.
+(files are streamed, never read whole). Both timings start after the libraries are imported;
+each peak is the process's own (`measure`), not this runner's.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import textwrap
 import time
 from pathlib import Path
 
+from measure import measure
 from run import Row
 
 MEGABYTES = int(os.environ.get("SAGEBOOK_BENCH_UPLOAD_MB", "1024"))
 FILES = int(os.environ.get("SAGEBOOK_BENCH_UPLOAD_FILES", "10000"))
 
 BASELINE = textwrap.dedent("""
-    import json, os, resource, sys, time
+    import json, os, sys, time
     from pathlib import Path
     import boto3
     from boto3.s3.transfer import TransferManager
@@ -42,20 +44,18 @@ BASELINE = textwrap.dedent("""
     for future in futures:
         future.result()
     manager.shutdown()
-    print(json.dumps({"seconds": time.perf_counter() - start,
-                      "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    print(json.dumps({"seconds": time.perf_counter() - start}))
 """)
 
 SAGEBOOK = textwrap.dedent("""
-    import json, resource, sys, time
+    import json, sys, time
     from pathlib import Path
     from sagebook.backends import uploads
     start = time.perf_counter()  # as for the baseline: the work, not the library's import
     item = uploads.plan_data("train", Path(sys.argv[1]), "s3://sagebook/_uploads")
     sent = uploads.upload([item], {}, echo=lambda line: None)
     uploads.save_digest_cache()
-    print(json.dumps({"seconds": time.perf_counter() - start, "bytes": sent,
-                      "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "bytes": sent}))
 """)
 
 
@@ -75,9 +75,9 @@ def _make_folder(folder: Path) -> None:
 
 
 def _run(script: str, folder: Path, env: dict[str, str]) -> dict:
-    answer = subprocess.run([sys.executable, "-c", script, str(folder)], env=env, check=True,
-                            capture_output=True, text=True)
-    return json.loads(answer.stdout.strip().splitlines()[-1])
+    """What the script printed, and its own peak memory as "peak"."""
+    answer = measure([sys.executable, "-c", script, str(folder)], env)
+    return {**json.loads(answer.stdout.strip().splitlines()[-1]), "peak": answer.peak}
 
 
 def run() -> list[Row]:
@@ -116,7 +116,6 @@ def run() -> list[Row]:
         Row("  re-upload, nothing changed (s; baseline 1 s)", again["seconds"], 1.0, "s",
             "< 1 s and 0 bytes", again["seconds"] < 1.0 and again["bytes"] == 0),
         Row(f"  peak memory (MB) vs TransferManager's; the data is {data_mb} MB",
-            first["peak_kb"] / 1024, baseline["peak_kb"] / 1024, "M",
-            "bounded: <= base + 64 MB",
-            first["peak_kb"] / 1024 <= baseline["peak_kb"] / 1024 + 64),
+            first["peak"], baseline["peak"], "MB", "bounded: <= base + 64 MB",
+            first["peak"].mb <= baseline["peak"].mb + 64),
     ]

@@ -3,6 +3,10 @@
 Each `bench_*.py` module here has `run() -> list[Row]`. Figures are ratios against a baseline
 measured in the same run on the same machine, so a noisy or slow machine moves both sides.
 Run one module alone with `python benchmarks/run.py local`.
+
+Memory rows (unit "MB") take both figures as `measure.Peak`s: a process's own peak, read as
+`measure` explains. A bare number, or a peak that may be its launcher's, is refused — the row
+says why instead of printing a figure that could be another process's — and the run exits 1.
 """
 
 from __future__ import annotations
@@ -15,21 +19,52 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from measure import Peak
+
 HERE = Path(__file__).resolve().parent
+
+
+MEMORY = "MB"
 
 
 @dataclass
 class Row:
     figure: str
-    value: float
-    baseline: float
+    value: float | Peak
+    baseline: float | Peak
     unit: str
     target: str
     met: bool
 
     @property
     def ratio(self) -> float:
-        return self.value / self.baseline if self.baseline else float("nan")
+        value, baseline = (_number(x) for x in (self.value, self.baseline))
+        return value / baseline if baseline else float("nan")
+
+    @property
+    def refusal(self) -> str:
+        """Why this row's figures cannot be printed ('' when they can)."""
+        if self.unit != MEMORY:
+            return ""
+        for side in (self.value, self.baseline):
+            if not isinstance(side, Peak):
+                return "a bare number, not a process's own peak (see benchmarks/measure.py)"
+            if side.doubt:
+                return side.doubt
+        return ""
+
+
+def _number(figure: float | Peak) -> float:
+    return figure.mb if isinstance(figure, Peak) else figure
+
+
+def format_row(row: Row) -> str:
+    """One line of the table; a refused memory row shows why, not its figures."""
+    if row.refusal:
+        return f"{row.figure:<58} refused: {row.refusal}"
+    value, baseline, unit = _number(row.value), _number(row.baseline), row.unit[:1]
+    return (f"{row.figure:<58} {value:>9.3f}{unit} {baseline:>9.3f}{unit} {row.ratio:>7.2f}  "
+            f"{row.target:<24} {'yes' if row.met else 'NO'}")
 
 
 def timed(command: list[str], env: dict[str, str]) -> float:
@@ -58,9 +93,8 @@ def main(names: list[str]) -> int:
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row.figure:<58} {row.value:>9.3f}{row.unit[:1]} {row.baseline:>9.3f}"
-              f"{row.unit[:1]} {row.ratio:>7.2f}  {row.target:<24} {'yes' if row.met else 'NO'}")
-    return 0
+        print(format_row(row))
+    return 1 if any(row.refusal for row in rows) else 0
 
 
 if __name__ == "__main__":
