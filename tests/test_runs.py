@@ -247,7 +247,7 @@ def test_unfinished_cloud_runs_are_refreshed_in_batches_and_written_back(bucket,
                                                                         capsys):
     import boto3
 
-    import sagebook.stores.s3 as s3
+    import sagebook.aws as aws
 
     store = open_store(f"s3://{bucket}/records")
     sagemaker = boto3.client("sagemaker")
@@ -272,7 +272,7 @@ def test_unfinished_cloud_runs_are_refreshed_in_batches_and_written_back(bucket,
     local = add_run(store, "exp-a", status="InProgress")  # not SageMaker's: not asked
 
     calls: list[str] = []
-    real_client = s3.client
+    real_client = aws.client
 
     def counting_client(service, profile=None, region=None):
         client = real_client(service, profile, region)
@@ -280,7 +280,7 @@ def test_unfinished_cloud_runs_are_refreshed_in_batches_and_written_back(bucket,
                                     lambda model, **_: calls.append(model.name))
         return client
 
-    monkeypatch.setattr(s3, "client", counting_client)
+    monkeypatch.setattr(aws, "client", counting_client)
     rows = {r["run_id"]: r for r in listed(capsys, store)}
     assert calls == ["Search", "Search"]  # one per experiment, not one per run
     for record in cloud:

@@ -82,20 +82,21 @@ def parity_config(make_config, bucket):
 
 def sagebook_sends(path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """Launch in this process and capture the CreateTrainingJob payload as botocore sends it."""
-    import sagebook.stores.s3 as s3
+    import sagebook.aws as aws
     from sagebook.launch import launch
 
     sent: list[dict] = []
-    original = s3.session
+    original = aws.session
 
     def session(profile=None, region=None):
-        aws = original(profile, region)
-        aws.events.register("before-call.sagemaker.CreateTrainingJob",
-                            lambda params, **_: sent.append(json.loads(params["body"])),
-                            unique_id="sagebook-parity")
-        return aws
+        boto_session = original(profile, region)
+        boto_session.events.register(
+            "before-call.sagemaker.CreateTrainingJob",
+            lambda params, **_: sent.append(json.loads(params["body"])),
+            unique_id="sagebook-parity")
+        return boto_session
 
-    monkeypatch.setattr(s3, "session", session)
+    monkeypatch.setattr(aws, "session", session)
     launch(path, wait=False, echo=lambda line: None)
     [request] = sent
     return request

@@ -74,10 +74,10 @@ def test_local_store_refuses_keys_outside_its_folder(tmp_path):
 def test_uploads_use_sse_kms_and_the_expected_bucket_owner(bucket, monkeypatch, tmp_path):
     import boto3
 
-    from sagebook.stores import s3
+    from sagebook import aws
 
     sent: list[tuple[str, dict]] = []
-    real_client = s3.client
+    real_client = aws.client
 
     def recording_client(*args, **kwargs):
         client = real_client(*args, **kwargs)
@@ -86,7 +86,7 @@ def test_uploads_use_sse_kms_and_the_expected_bucket_owner(bucket, monkeypatch, 
             lambda params, model, **_: sent.append((model.name, dict(params))))
         return client
 
-    monkeypatch.setattr(s3, "client", recording_client)
+    monkeypatch.setattr(aws, "client", recording_client)
     key = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
     store = open_store(f"s3://{bucket}/records", kms_key=key, expected_owner="123456789012")
     store.write_text("exp/run/manifest.json", "{}", create_only=True)

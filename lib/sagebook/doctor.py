@@ -9,19 +9,12 @@ record store) and says what to do when it fails.
 from __future__ import annotations
 
 import json
-import re
 import secrets as _random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import aws
 from .config import JobConfig, LaunchConfig
-from .stores.s3 import client as aws_client
-from .stores.s3 import session as aws_session
-
-ECR_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/"
-    r"(?P<repo>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
 
 
 @dataclass
@@ -69,17 +62,17 @@ class DoctorFinding(Exception):
 
 
 def _credentials(job: JobConfig) -> str:
-    session = aws_session(job.profile, job.region)
+    session = aws.session(job.profile, job.region)
     if session.get_credentials() is None:
         raise DoctorFinding(
             "no AWS credentials found: run `aws configure` or `aws sso login`, set AWS_PROFILE, "
             "or give a `profile:` in the job config")
-    identity = aws_client("sts", job.profile, job.region).get_caller_identity()
+    identity = aws.client("sts", job.profile, job.region).get_caller_identity()
     return f"{identity['Arn']} (account {identity['Account']})"
 
 
 def _region(job: JobConfig) -> str:
-    region = aws_session(job.profile, job.region).region_name
+    region = aws.region(job.profile, job.region)
     if not region:
         raise DoctorFinding("no AWS region: add `region:` to the job config or set "
                             "AWS_DEFAULT_REGION")
@@ -89,7 +82,7 @@ def _region(job: JobConfig) -> str:
 def _role(job: JobConfig) -> str:
     assert job.role_arn
     name = job.role_arn.rsplit("/", 1)[-1]
-    iam = aws_client("iam", job.profile, job.region)
+    iam = aws.client("iam", job.profile, job.region)
     try:
         role = iam.get_role(RoleName=name)["Role"]
     except Exception as exc:
@@ -121,7 +114,7 @@ def _bucket(job: JobConfig, uri: str, write: bool) -> str:
     from .stores import open_store
 
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    s3 = aws_client("s3", job.profile, job.region)
+    s3 = aws.client("s3", job.profile, job.region)
     owner = {"ExpectedBucketOwner": job.expected_bucket_owner} if job.expected_bucket_owner \
         else {}
     try:
@@ -152,10 +145,10 @@ def _bucket(job: JobConfig, uri: str, write: bool) -> str:
 
 def _image(job: JobConfig) -> str:
     assert job.image_uri
-    match = ECR_IMAGE.match(job.image_uri)
+    match = aws.ecr_image(job.image_uri)
     if not match:
         return f"{job.image_uri} is not in ECR: not checked (SageMaker pulls only from ECR)"
-    ecr = aws_client("ecr", job.profile, match["region"])
+    ecr = aws.client("ecr", job.profile, match["region"])
     image_id = {"imageDigest": match["digest"]} if match["digest"] else {
         "imageTag": match["tag"] or "latest"}
     try:

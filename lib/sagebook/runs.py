@@ -257,19 +257,19 @@ def refresh_statuses(store: Store, entries: list[dict[str, Any]], *, profile: st
     One Search per experiment and region: jobs carry the `sagebook:experiment` tag, and a
     creation-time floor keeps the answer to the jobs that can matter.
     """
-    from .stores.s3 import client as aws_client
+    from . import aws
 
     groups: dict[tuple[str | None, str | None, str], list[dict[str, Any]]] = {}
     for entry in entries:
         if _awaits_refresh(entry):
-            key = (_region(entry), profile or _usable_profile(entry.get("aws_profile")),
-                   entry["experiment"])
+            region, run_profile = aws.job_location(entry)
+            key = (region, profile or run_profile, entry["experiment"])
             groups.setdefault(key, []).append(entry)
     changed = 0
     clients: dict[tuple[str | None, str | None], Any] = {}
     for (region, run_profile, experiment), group in groups.items():
         if (region, run_profile) not in clients:
-            make = client or (lambda r, p: aws_client("sagemaker", p, r))
+            make = client or (lambda r, p: aws.client("sagemaker", p, r))
             clients[region, run_profile] = make(region, run_profile)
         oldest = min(parse_time(e.get("created")) or _EPOCH for e in group)
         jobs = _search_jobs(clients[region, run_profile], experiment, oldest - SEARCH_SLACK,
@@ -279,24 +279,6 @@ def refresh_statuses(store: Store, entries: list[dict[str, Any]], *, profile: st
             if job is not None and _write_back(store, entry, job):
                 changed += 1
     return changed
-
-
-def _region(entry: dict[str, Any]) -> str | None:
-    """Where the job lives: the region recorded at launch, else the one in its ARN."""
-    if entry.get("aws_region"):
-        return entry["aws_region"]
-    parts = str(entry.get("job_arn") or "").split(":")
-    return parts[3] if len(parts) > 4 and parts[3] else None
-
-
-def _usable_profile(name: str | None) -> str | None:
-    """The launch's AWS profile when this machine has one by that name (a teammate's laptop
-    may not), else the default credential chain."""
-    if not name:
-        return None
-    from .stores.s3 import session
-
-    return name if name in session().available_profiles else None
 
 
 def _search_jobs(sagemaker: Any, experiment: str, since: _dt.datetime, wanted: set[str]

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import aws
 from .. import request as request_mod
 from ..config import LaunchConfig
 from ..errors import ConfigError, LaunchError
@@ -55,19 +56,6 @@ def poll_seconds() -> float:
         return max(0.01, float(os.environ.get("SAGEBOOK_POLL_SECONDS", DEFAULT_POLL_SECONDS)))
     except ValueError:
         return DEFAULT_POLL_SECONDS
-
-
-def aws_client(service: str, profile: str | None, region: str | None) -> Any:
-    from botocore.exceptions import NoRegionError
-
-    from ..stores.s3 import client
-
-    try:
-        return client(service, profile, region)
-    except NoRegionError:
-        raise ConfigError.one(
-            "job.region", None, "no AWS region: set `region:` in the job config, or "
-                                "AWS_DEFAULT_REGION, or a region in the AWS profile") from None
 
 
 class SageMakerBackend(Backend):
@@ -134,7 +122,7 @@ class SageMakerBackend(Backend):
     def _client(self, job: Job) -> Any:
         if self._sagemaker is None:
             cfg = job.config.job
-            self._sagemaker = aws_client("sagemaker", cfg.profile, cfg.region)
+            self._sagemaker = aws.client("sagemaker", cfg.profile, cfg.region)
         return self._sagemaker
 
     def run(self, job: Job) -> Outcome:
@@ -143,9 +131,9 @@ class SageMakerBackend(Backend):
         record = job.record
         region = sagemaker.meta.region_name
         staged = job.staged or Staged()
-        aws = {"region": region, "profile": cfg.profile}
+        location = {"region": region, "profile": cfg.profile}
         if staged.uploads:  # recorded first, so `attach` can finish a launch that dies here
-            record.update(aws=aws, uploads=[u.describe() for u in staged.uploads])
+            record.update(aws=location, uploads=[u.describe() for u in staged.uploads])
             uploads.upload(staged.uploads, cfg.store_options(), job.echo)
         name = job.request["TrainingJobName"]
         interrupted = False
@@ -161,9 +149,9 @@ class SageMakerBackend(Backend):
         if not job.wait and not interrupted:  # the launch writes this outcome right away
             job.echo(f"[sagebook] not waiting; follow it with: sagebook attach {record.uri}")
             return Outcome("InProgress", job_arn=arn,
-                           details={"aws": aws, "console_url": console_url(region, name)})
-        _record_created(record, arn, region, aws=aws)
-        logs = aws_client("logs", cfg.profile, cfg.region)
+                           details={"aws": location, "console_url": console_url(region, name)})
+        _record_created(record, arn, region, aws=location)
+        logs = aws.client("logs", cfg.profile, cfg.region)
         watch = Watch(sagemaker, logs, record, job.request, job.echo)
         return watch.detach(None) if interrupted else watch.follow(wait=True)
 
@@ -344,20 +332,9 @@ def _job_tag(sagemaker: Any, arn: str, key: str) -> str | None:
 def _clients_for(record: Record) -> tuple[Any, Any]:
     """SageMaker and Logs clients where the run's job lives: the region recorded at launch
     (or in the job's ARN, or the job config's), and its profile when this machine has it."""
-    aws = record.manifest.get("aws") or {}
-    region, profile = aws.get("region"), aws.get("profile")
-    arn = str(record.manifest.get("job_arn") or "")
-    if not region and arn.count(":") >= 5:
-        region = arn.split(":")[3] or None
-    if not aws:
-        settings = _store_options(record)
-        region, profile = region or settings.get("region"), settings.get("profile")
-    if profile:
-        import boto3
-
-        if profile not in boto3.session.Session().available_profiles:
-            profile = None
-    return aws_client("sagemaker", profile, region), aws_client("logs", profile, region)
+    settings = None if record.manifest.get("aws") else _store_options(record)
+    region, profile = aws.job_location(record.manifest, settings)
+    return aws.client("sagemaker", profile, region), aws.client("logs", profile, region)
 
 
 def _resume_uploads(record: Record, echo: Callable[[str], None]) -> None:

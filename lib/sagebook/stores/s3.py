@@ -1,59 +1,21 @@
-"""An S3 prefix as a store, through boto3's default credential chain.
-
-Endpoints come from boto3's standard `AWS_ENDPOINT_URL*` variables, so the same code talks to
-AWS or to a local S3-compatible server. Throttling and 5xx answers are retried with backoff by
-botocore's standard retry mode.
+"""An S3 prefix as a store, through the client `aws.py` makes (boto3's default credential
+chain, `AWS_ENDPOINT_URL*` endpoints, botocore's standard retries), so the same code talks to
+AWS or to a local S3-compatible server.
 """
 
 from __future__ import annotations
 
 import mimetypes
-import os
-import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import aws
 from ..errors import StoreError
 from .base import Progress, Store, StoreExistsError
 
 UPLOAD_CONCURRENCY = 10  # boto3's default for a transfer
-_sessions: dict[tuple[Any, ...], Any] = {}
-_lock = threading.Lock()
-
-
-def session(profile: str | None = None, region: str | None = None) -> Any:
-    """One boto3 session per profile, region and AWS_* environment, reused: every new session
-    parses botocore's endpoint and service models again (~0.2 s each)."""
-    import boto3
-
-    key = (profile, region, tuple(sorted((k, v) for k, v in os.environ.items()
-                                         if k.startswith("AWS_"))))
-    with _lock:
-        if key not in _sessions:
-            try:
-                _sessions[key] = boto3.session.Session(profile_name=profile, region_name=region)
-            except Exception as exc:  # botocore's ProfileNotFound and friends
-                raise StoreError(f"AWS session: {exc}") from None
-        return _sessions[key]
-
-
-def client(service: str, profile: str | None = None, region: str | None = None) -> Any:
-    """A boto3 client that retries throttling, 5xx answers, resets and timeouts with backoff.
-
-    botocore's own variables tune it (`AWS_RETRY_MODE`, `AWS_MAX_ATTEMPTS`; default: standard
-    mode, 8 attempts), and `SAGEBOOK_AWS_TIMEOUT` the seconds to wait for an answer (60).
-    """
-    from botocore.config import Config
-
-    retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
-               "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))}
-    timeout = float(os.environ.get("SAGEBOOK_AWS_TIMEOUT", "60"))
-    config = Config(retries=retries, connect_timeout=min(10.0, timeout), read_timeout=timeout)
-    aws = session(profile, region)
-    with _lock:  # a botocore session creates clients one at a time (clients are thread-safe)
-        return aws.client(service, config=config)
 
 
 class S3Store(Store):
@@ -74,7 +36,7 @@ class S3Store(Store):
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = client("s3", self.profile, self.region)
+            self._client = aws.client("s3", self.profile, self.region)
         return self._client
 
     def _key(self, key: str) -> str:

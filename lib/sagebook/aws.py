@@ -1,0 +1,131 @@
+"""AWS access in one place: sessions, clients, and where a job, a bucket or an image lives.
+
+Everything that speaks to AWS (the S3 store, the SageMaker backend and its status refresh,
+uploads, doctor, the price list) resolves profile and region here, so they cannot disagree:
+boto3's standard chain (environment, `AWS_PROFILE` or the config's `profile:`, SSO, instance
+role), endpoints from the standard `AWS_ENDPOINT_URL*` variables (the tests point them at a
+local moto server), botocore's standard retry mode. boto3 is imported on first use, so a
+command that never reaches AWS never pays for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ConfigError, StoreError
+
+_sessions: dict[tuple[Any, ...], Any] = {}
+_lock = threading.RLock()
+
+NO_REGION = ("no AWS region: set `region:` in the job config, or AWS_DEFAULT_REGION, or a "
+             "region in the AWS profile")
+
+ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/"
+    r"(?P<repo>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+
+
+def session(profile: str | None = None, region: str | None = None) -> Any:
+    """One boto3 session per profile, region and AWS_* environment, reused: every new session
+    parses botocore's endpoint and service models again (~0.2 s each)."""
+    import boto3
+
+    key = (profile, region, tuple(sorted((k, v) for k, v in os.environ.items()
+                                         if k.startswith("AWS_"))))
+    with _lock:
+        if key not in _sessions:
+            try:
+                _sessions[key] = boto3.session.Session(profile_name=profile, region_name=region)
+            except Exception as exc:  # botocore's ProfileNotFound and friends
+                raise StoreError(f"AWS session: {exc}") from None
+        return _sessions[key]
+
+
+def client(service: str, profile: str | None = None, region: str | None = None) -> Any:
+    """A boto3 client that retries throttling, 5xx answers, resets and timeouts with backoff.
+
+    botocore's own variables tune it (`AWS_RETRY_MODE`, `AWS_MAX_ATTEMPTS`; default: standard
+    mode, 8 attempts), and `SAGEBOOK_AWS_TIMEOUT` the seconds to wait for an answer (60).
+    A service that needs a region and finds none is a config problem (`job.region`).
+    """
+    from botocore.config import Config
+    from botocore.exceptions import NoRegionError
+
+    retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
+               "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))}
+    timeout = float(os.environ.get("SAGEBOOK_AWS_TIMEOUT", "60"))
+    config = Config(retries=retries, connect_timeout=min(10.0, timeout), read_timeout=timeout)
+    aws = session(profile, region)
+    try:
+        with _lock:  # a botocore session creates clients one at a time (clients are thread-safe)
+            return aws.client(service, config=config)
+    except NoRegionError:
+        raise ConfigError.one("job.region", None, NO_REGION) from None
+
+
+def region(profile: str | None = None, region: str | None = None) -> str | None:
+    """The region the chain resolves for this profile (and explicit region), or None."""
+    return session(profile, region).region_name
+
+
+def usable_profile(name: str | None) -> str | None:
+    """`name` when this machine has a profile of that name, else None (the default chain): a
+    record names the launcher's profile, which a teammate's laptop may not have."""
+    if not name:
+        return None
+    return name if name in session().available_profiles else None
+
+
+def region_from_arn(arn: str | None) -> str | None:
+    """`arn:aws:sagemaker:eu-west-1:…` → `eu-west-1`."""
+    parts = str(arn or "").split(":")
+    return parts[3] if len(parts) > 4 and parts[3] else None
+
+
+def job_location(run: Mapping[str, Any],
+                 fallback: Mapping[str, Any] | None = None) -> tuple[str | None, str | None]:
+    """(region, profile) where a run's SageMaker job lives.
+
+    `run` is a manifest (`aws: {region, profile}`) or an index entry (`aws_region`,
+    `aws_profile`); the region is the one recorded at launch, else the job ARN's, else
+    `fallback`'s (the job config's settings); the profile only if this machine has it.
+    """
+    aws = run.get("aws") or {}
+    region_name = aws.get("region") or run.get("aws_region") or region_from_arn(
+        run.get("job_arn"))
+    profile = aws.get("profile") or run.get("aws_profile")
+    if fallback and not (aws or run.get("aws_region") or run.get("aws_profile")):
+        region_name = region_name or fallback.get("region")
+        profile = fallback.get("profile")
+    return region_name, usable_profile(profile)
+
+
+def ecr_image(uri: str | None) -> dict[str, str | None] | None:
+    """The parts of an ECR image URI (account, region, repo, tag, digest), or None when the
+    image is not in ECR."""
+    match = ECR_IMAGE.match(uri or "")
+    if not match:
+        return None
+    return {k: match[k] for k in ("account", "region", "repo", "tag", "digest")}
+
+
+def bucket_region(bucket: str, profile: str | None = None) -> str | None:
+    """The region a bucket lives in (HeadBucket's `x-amz-bucket-region`), or None when S3 does
+    not say (no access, no such bucket)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = client("s3", profile)
+    try:
+        answer = s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:  # a 301/403 still names the region in its headers
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        return headers.get("x-amz-bucket-region")
+    except BotoCoreError:
+        return None
+    headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return answer.get("BucketRegion") or headers.get("x-amz-bucket-region")

@@ -1,0 +1,49 @@
+"""One place resolves AWS profile and region: where a run's job, a bucket, an image lives."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from sagebook import aws as access
+from sagebook.errors import ConfigError
+
+ARN = "arn:aws:sagemaker:eu-west-1:123456789012:training-job/exp-a-1"
+
+
+def test_a_jobs_region_is_the_recorded_one_then_its_arns_then_the_configs(aws):
+    assert access.job_location({"aws": {"region": "us-west-2"}, "job_arn": ARN}) == (
+        "us-west-2", None)
+    assert access.job_location({"aws_region": "ap-south-1"}) == ("ap-south-1", None)
+    assert access.job_location({"job_arn": ARN}) == ("eu-west-1", None)
+    assert access.job_location({}, {"region": "sa-east-1"}) == ("sa-east-1", None)
+    assert access.region_from_arn("not an arn") is None
+
+
+def test_a_profile_this_machine_lacks_falls_back_to_the_default_chain(aws, tmp_path,
+                                                                      monkeypatch):
+    config = tmp_path / "config"
+    config.write_text("[profile team]\nregion = eu-central-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_DEFAULT_REGION")  # it would win over the profile's
+    assert access.job_location({"aws": {"profile": "team"}}) == (None, "team")
+    assert access.job_location({"aws": {"profile": "someone-elses"}}) == (None, None)
+    assert access.region("team") == "eu-central-1"
+
+
+def test_no_region_is_a_config_problem_naming_the_key(aws, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(ConfigError, match=r"job.region: no AWS region"):
+        access.client("sagemaker")
+
+
+def test_bucket_region_and_ecr_image_parts(aws):
+    boto3.client("s3", region_name="eu-west-1").create_bucket(
+        Bucket="in-ireland", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert access.bucket_region("in-ireland") == "eu-west-1"
+    assert access.bucket_region("no-such-bucket-here") is None
+    digest = "sha256:" + "a" * 64
+    assert access.ecr_image(f"123456789012.dkr.ecr.us-east-2.amazonaws.com/team/img@{digest}") == {
+        "account": "123456789012", "region": "us-east-2", "repo": "team/img", "tag": None,
+        "digest": digest}
+    assert access.ecr_image("python:3.12-slim") is None
