@@ -3,6 +3,7 @@ file, line or override and the key, exit code 2, no traceback, no record and no 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -29,18 +30,39 @@ def _deep_update(target: dict, changes: dict) -> None:
             target[key] = value
 
 
+def _with_tmp(value, tmp_path: Path):
+    if isinstance(value, dict):
+        return {k: _with_tmp(v, tmp_path) for k, v in value.items()}
+    return value.replace("{tmp}", str(tmp_path)) if isinstance(value, str) else value
+
+
+def make_paths(case: dict, tmp_path: Path) -> None:
+    for kind in case.get("make", []):
+        if kind == "loop":
+            (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+            (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+        elif kind == "fifo":
+            os.mkfifo(tmp_path / "fifo")
+        elif kind == "folder":
+            (tmp_path / "folder").mkdir()
+
+
 def write_case(case: dict, make_config, tmp_path: Path) -> Path:
+    make_paths(case, tmp_path)
     path = make_config()
     job = yaml.safe_load(path.read_text())
-    job.update(case.get("job", {}))
+    job.update(_with_tmp(case.get("job", {}), tmp_path))
     for key in case.get("drop", []):
         job.pop(key)
     text = yaml.safe_dump(job, sort_keys=False)
     if "raw_job" in case:
         text = case["raw_job"]
     text += case.get("raw_job_append", "")
+    text += "#" * case.get("pad_job", 0)
     path.write_text(text)
     training = Path(job.get("training_config", tmp_path / "none"))
+    if "job_path" in case:
+        return Path(_with_tmp(case["job_path"], tmp_path))
     if "raw_training" in case:
         training.write_text(case["raw_training"])
     elif "training" in case:

@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from .errors import ConfigError, SagebookError
+    from .inputs import UnreadableFile
 
     # Log lines and progress are read live, also through pipes (CI, papermill, `| tee`).
     if hasattr(sys.stdout, "reconfigure"):
@@ -36,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.command(args)
     except ConfigError as exc:
         print(f"sagebook: invalid configuration:\n{_indent(str(exc))}", file=sys.stderr)
+        return 2
+    except UnreadableFile as exc:  # a path given on the command line: bad input
+        print(f"sagebook: {exc}", file=sys.stderr)
         return 2
     except SagebookError as exc:
         print(f"sagebook: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import re
+import stat
 import sys
 import types
 import typing
@@ -24,7 +25,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ConfigError, format_problem
+from . import inputs
+from .errors import MAX_PROBLEMS, ConfigError, format_problem
 from .secrets import inline_secret
 
 KeyPath = tuple[str | int, ...]
@@ -310,7 +312,7 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = ()) -> 
 
     Raises ConfigError listing every problem found, each with file, line and key path.
     """
-    job_path = Path(path).expanduser().resolve()
+    job_path = inputs.absolute(path)
     overrides = tuple(overrides)
     job_overrides, training_overrides = _split_overrides(overrides)
     job_data, job_lines = read_yaml(job_path)
@@ -347,7 +349,7 @@ def validate(
     has problems, against `schema` (the training code's model, when the caller has it), so
     every problem is reported at once. Raises ConfigError.
     """
-    job_path = Path(job_path).expanduser().resolve()
+    job_path = inputs.absolute(job_path)
     problems: list[str] = []
     job: JobConfig | None = None
     try:
@@ -391,37 +393,27 @@ def _checked_job(
 def read_yaml(
     path: Path, referenced_from: tuple[Path, dict[KeyPath, int]] | None = None
 ) -> tuple[dict[str, Any], dict[KeyPath, int]]:
-    """The mapping in a YAML file and the line of every key in it."""
+    """The mapping in a YAML file and the line of every key in it, read within the bounds of
+    `inputs` (size, alias expansion): a hostile file is refused, never parsed at any cost."""
     try:
-        text = path.read_text()
-    except FileNotFoundError:
+        text = inputs.read_text(path)
+    except inputs.UnreadableFile as exc:
         if referenced_from:
             job_path, lines = referenced_from
             raise ConfigError.one(
                 f"{job_path}:{lines.get(('training_config',), '?')}",
                 "job.training_config",
-                f"file not found: {path}",
+                f"{exc.reason}: {path}",
             ) from None
-        raise ConfigError.one(str(path), None, "file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError.one(str(path), None, f"cannot read: {exc}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = exc.problem or exc.context
-        raise ConfigError.one(where, None, f"not valid YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError.one(str(path), None, f"not valid YAML: {exc}") from None
+        raise ConfigError.one(str(path), None, exc.reason) from None
+    data, node = inputs.parse_yaml(text, str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError.one(f"{path}:1", None, "expected a mapping of keys at the top level")
     lines: dict[KeyPath, int] = {}
     problems: list[str] = []
-    _index_lines(node, (), lines, problems, path)
+    _index_lines(node, (), lines, problems, path, set())
     if problems:
         raise ConfigError(problems)
     return data, lines
@@ -429,22 +421,28 @@ def read_yaml(
 
 def _index_lines(
     node: yaml.Node | None, prefix: KeyPath, lines: dict[KeyPath, int], problems: list[str],
-    path: Path,
+    path: Path, seen: set[int],
 ) -> None:
+    """The line of every key; a node reached again through an alias is not walked again (its
+    keys keep the alias's line), so the walk is linear in the file, whatever the aliases."""
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            key = prefix + (key_node.value,)
+            key = prefix + (str(key_node.value) if isinstance(key_node, yaml.ScalarNode)
+                            else f"<{key_node.tag}>",)
             if key in lines:
                 problems.append(format_problem(
                     f"{path}:{key_node.start_mark.line + 1}", _dotted(key),
                     f"duplicate key (first on line {lines[key]})",
                 ))
             lines[key] = key_node.start_mark.line + 1
-            _index_lines(value_node, key, lines, problems, path)
+            _index_lines(value_node, key, lines, problems, path, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[prefix + (index,)] = item.start_mark.line + 1
-            _index_lines(item, prefix + (index,), lines, problems, path)
+            _index_lines(item, prefix + (index,), lines, problems, path, seen)
 
 
 def _dotted(key: KeyPath, prefix: str = "") -> str:
@@ -580,10 +578,10 @@ def _validate(
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            _describe(error, schema, path, lines, sources, prefix) for error in exc.errors()
-        ]
-        raise ConfigError(problems) from None
+        errors = exc.errors(include_url=False, include_context=False)
+        problems = [_describe(error, schema, path, lines, sources, prefix)
+                    for error in errors[:MAX_PROBLEMS + 1]]
+        raise ConfigError(problems, unlisted=len(errors) - len(problems)) from None
 
 
 def _describe(
@@ -661,7 +659,7 @@ def _resolve_paths(job: JobConfig, base: Path) -> JobConfig:
     def local(value: str | None) -> str | None:
         if value is None or value.startswith("s3://"):
             return value
-        return str((base / Path(value).expanduser()).resolve())
+        return str(inputs.absolute(base / Path(value).expanduser()))
 
     channels = {
         name: channel.model_copy(update={"uri": local(channel.uri)})
@@ -678,7 +676,7 @@ def _resolve_paths(job: JobConfig, base: Path) -> JobConfig:
         "uploads_uri": local(job.uploads_uri),
         "experiments_uri": local(experiments) if job.experiments_uri else (
             experiments if experiments and experiments.startswith("s3://")
-            else str(Path(experiments or "experiments").resolve())
+            else str(inputs.absolute(experiments or "experiments"))
         ),
     })
 
@@ -696,17 +694,29 @@ def _check_local_paths(
     for key, value, kind in checks:
         if value is None or value.startswith("s3://"):
             continue
-        target = Path(value)
-        missing = not target.exists() if kind == "path" else (
-            not target.is_dir() if kind == "folder" else not target.is_file()
-        )
-        if missing:
+        problem = _path_problem(Path(value), kind)
+        if problem:
             problems.append(format_problem(
-                _where(key, path, lines, sources), _dotted(key, "job."),
-                f"{kind} not found: {target}",
-            ))
+                _where(key, path, lines, sources), _dotted(key, "job."), problem))
     if problems:
         raise ConfigError(problems)
+
+
+def _path_problem(target: Path, kind: str) -> str | None:
+    """Why a local path a job reads cannot serve as a `kind` (file, folder, or either)."""
+    try:
+        mode = target.stat().st_mode
+    except (OSError, RuntimeError) as exc:
+        reason = inputs.path_reason(exc)
+        return f"{kind} not found: {target}" if reason == "file not found" else (
+            f"{reason}: {target}")
+    if kind == "folder" and not stat.S_ISDIR(mode) or kind == "file" and not stat.S_ISREG(mode):
+        return f"{kind} not found: {target}"
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        return f"not a file or folder: {target}"
+    if not os.access(target, os.R_OK | (os.X_OK if stat.S_ISDIR(mode) else 0)):
+        return f"permission denied: {target}"
+    return None
 
 
 def load_training_schema(job: JobConfig) -> type[BaseModel]:

@@ -6,6 +6,8 @@ without a traceback: the message alone must say what to fix.
 
 from __future__ import annotations
 
+MAX_PROBLEMS = 20  # problems listed in one ConfigError; the rest are counted
+
 
 class SagebookError(Exception):
     """Base of every error that is the user's to fix, not a bug in sagebook."""
@@ -18,9 +20,16 @@ class ConfigError(SagebookError):
     in one round trip instead of three.
     """
 
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
+    def __init__(self, problems: list[str], unlisted: int = 0):
+        # A 1 MiB file of unknown keys has tens of thousands of problems: the first few say
+        # what is wrong, and a count says how much more there is (bounded output and memory).
+        unlisted += max(0, len(problems) - MAX_PROBLEMS)
+        self.problems = list(problems[:MAX_PROBLEMS])
+        if unlisted:
+            first_unlisted = problems[MAX_PROBLEMS] if len(problems) > MAX_PROBLEMS else None
+            where = getattr(first_unlisted or problems[-1], "where", "sagebook")
+            self.problems.append(Problem(where, None, f"{unlisted:,} more problems not shown"))
+        super().__init__("\n".join(self.problems))
 
     @classmethod
     def one(cls, where: str, key: str | None, message: str) -> ConfigError:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import index
+from . import index, inputs
 from .errors import ConfigError, SagebookError
 from .record import TERMINAL, Record
 from .stores import Store, open_store
@@ -61,14 +61,7 @@ def store_from_args(store: str | None = None, config: str | os.PathLike[str] | N
 def _read_job_settings(path: Path) -> dict[str, Any]:
     """Only the keys that locate the store: reading the whole config would validate the
     training config too, which listing runs has no business failing on."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError.one(str(path), None, "file not found") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError.one(str(path), None, f"cannot read: {exc}") from None
+    data, _ = inputs.load_yaml_file(path)
     return data if isinstance(data, dict) else {}
 
 
@@ -500,7 +493,7 @@ def diff(a: Record, b: Record) -> list[DiffRow]:
         rows.append(DiffRow("run", key, get(ma), get(mb)))
     for section, name in (("job", "sagemaker_config.yaml"),
                           ("training", "config/training_config.yaml")):
-        fa, fb = (flatten(_yaml(read_optional(r, name))) for r in (a, b))
+        fa, fb = (flatten(_yaml(read_optional(r, name), r.url(name))) for r in (a, b))
         for key in sorted(set(fa) | set(fb)):
             rows.append(DiffRow(section, key, fa.get(key), fb.get(key)))
     metrics_a, metrics_b = ma.get("final_metrics") or {}, mb.get("final_metrics") or {}
@@ -513,10 +506,8 @@ def _rounded(value: float | None) -> float | None:
     return round(value, 1) if value is not None else None
 
 
-def _yaml(text: str | None) -> Any:
-    import yaml
-
-    return yaml.safe_load(text) if text else {}
+def _yaml(text: str | None, where: str = "config") -> Any:
+    return inputs.parse_yaml_text(text, where) or {}
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
