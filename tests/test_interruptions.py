@@ -57,7 +57,7 @@ def settled(experiments: Path) -> dict:
     def done():
         found = runs(experiments)
         m = manifest(found[0]) if found else {}
-        if m.get("notebook", {}).get("status") not in (None, "running"):
+        if m.get("notebook", {}).get("status") not in (None, "pending"):
             return m
         return None
     return wait_for(done, timeout=60, what="the notebook capture")

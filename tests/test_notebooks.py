@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from conftest import REPO, manifest, runs, wait_for
+from conftest import REPO, manifest, runs, sagebook, wait_for
 
 LAUNCH = REPO / "notebooks" / "launch.ipynb"
 PAPERMILL = Path(sys.executable).parent / "papermill"
@@ -32,7 +32,7 @@ def captured(experiments: Path) -> dict:
         found = runs(experiments)
         if len(found) == 1:
             m = manifest(found[0])
-            if m.get("notebook", {}).get("status") not in (None, "running"):
+            if m.get("notebook", {}).get("status") not in (None, "pending"):
                 return m
         return None
     return wait_for(done, timeout=60, what="the notebook capture")
@@ -127,16 +127,53 @@ def test_killed_kernel_marks_the_run_interrupted_and_stops_its_process(make_conf
              timeout=30, what="the orphaned training process to stop")
 
 
-def test_execute_from_python_captures_the_notebook(make_config, tmp_path):
+def test_execute_from_python_has_the_notebook_in_the_record_when_it_returns(make_config,
+                                                                              tmp_path):
     from sagebook.notebooks import execute
 
     out = tmp_path / "out.ipynb"
     execute(out, config=str(make_config()), overrides=["training.epochs=1"],
             progress_bar=False)
-    m = captured(tmp_path / "experiments")
-    assert m["notebook"]["status"] == "completed"
-    stored = nbformat.read(runs(tmp_path / "experiments")[0] / "notebook.ipynb", as_version=4)
+    [run] = runs(tmp_path / "experiments")
+    m = manifest(run)  # no waiting: execute() stored it before returning
+    assert m["status"] == "Completed"
+    assert m["notebook"]["status"] == "completed" and m["notebook"]["path"] == str(out)
+    stored = nbformat.read(run / "notebook.ipynb", as_version=4)
     assert stored.metadata.papermill["end_time"]
+    assert stored == nbformat.read(out, as_version=4)
+
+
+def test_execute_stores_the_notebook_of_a_failed_run_before_raising(make_config, tmp_path):
+    import papermill as pm
+
+    from sagebook.notebooks import execute
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("pixel_0,label\nx,1\n")
+    path = make_config(channels={"train": str(bad)}, training={"data": {"train_file": "bad.csv"}})
+    try:
+        execute(tmp_path / "out.ipynb", config=str(path), progress_bar=False)
+    except pm.PapermillExecutionError as exc:
+        assert exc.ename == "RunFailed"
+    else:
+        raise AssertionError("a failed run must fail the notebook")
+    m = manifest(runs(tmp_path / "experiments")[0])
+    assert m["status"] == "Failed" and m["notebook"]["status"] == "failed"
+
+
+def test_show_says_the_notebook_is_pending_until_papermill_has_exited(make_config, tmp_path):
+    from sagebook.record import Record
+    from sagebook.stores import open_store
+
+    store = open_store(str(tmp_path / "experiments"))
+    record = Record.create(store, "exp", "20260101-000000-abcdef", {"instance_type": "local"})
+    record.update(notebook={"status": "pending", "source": "papermill",
+                            "path": str(tmp_path / "out.ipynb"),
+                            "note": "copied into the record once the notebook run is over"})
+    result = sagebook("show", "abcdef", "--store", str(tmp_path / "experiments"))
+    assert result.returncode == 0, result.stderr
+    assert ("notebook status: pending (copied into the record once the notebook run is over: "
+            f"{tmp_path / 'out.ipynb'})") in result.stdout
 
 
 def test_plain_execute_notebook_says_why_the_notebook_is_missing(make_config, tmp_path):
@@ -167,8 +204,9 @@ def test_interactive_kernel_copies_the_saved_notebook_at_shutdown(make_config, t
             timeout=120)
         assert reply["content"]["status"] == "ok"
         m = manifest(runs(tmp_path / "experiments")[0])
-        assert m["notebook"] == {"status": "running", "source": "interactive",
-                                 "path": str(notebook)}
+        assert m["notebook"]["status"] == "pending"
+        assert m["notebook"]["source"] == "interactive"
+        assert m["notebook"]["path"] == str(notebook)
     finally:
         client.stop_channels()
         manager.shutdown_kernel()

@@ -459,7 +459,7 @@ def test_launch_notebook_with_an_ml_config_leaves_its_record_in_s3(cloud_config,
 
     def captured():
         m = manifest_of(s3, bucket, record)
-        return m if m.get("notebook", {}).get("status") not in (None, "running") else None
+        return m if m.get("notebook", {}).get("status") not in (None, "pending") else None
 
     m = wait_for(captured, timeout=60, what="the executed notebook in the record")
     assert m["status"] == "InProgress" and m["launched_via"] == "notebook"

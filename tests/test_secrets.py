@@ -80,7 +80,7 @@ def test_notebook_launch_leaves_no_credential_in_the_record(make_config, tmp_pat
                     "-p", "config", str(config)], capture_output=True, timeout=180)
     run = wait_for(lambda: [r for r in runs(tmp_path / "experiments")
                             if (r / "notebook.ipynb").exists()], what="the notebook")[0]
-    wait_for(lambda: manifest(run)["notebook"]["status"] != "running", what="the capture")
+    wait_for(lambda: manifest(run)["notebook"]["status"] != "pending", what="the capture")
     data = every_byte(run)
     assert b"AWS_SECRET_ACCESS_KEY=****" in data
     for secret in CREDENTIALS:

@@ -9,13 +9,18 @@ final save — then copies the executed notebook into the record and judges it: 
 executed and no error output means the notebook succeeded; otherwise the record is marked
 Failed (or Interrupted, when the kernel died during the run).
 
-How the capture process finds the executed notebook, in order:
+Until then the manifest says the notebook is `pending`. How the capture process finds the
+executed notebook, in order:
 1. a `PAPERMILL_OUTPUT_PATH` variable in the kernel (`papermill --inject-paths`, or
    `sagebook.notebooks.execute()`, which `pm.execute_notebook` users can call instead);
 2. the papermill command line of the kernel's parent process (`papermill in.ipynb out.ipynb …`);
 3. an interactive kernel's notebook file (`JPY_SESSION_NAME`, set by Jupyter Server), copied as
    last saved when the kernel shuts down.
 When none applies (`pm.execute_notebook` without the output path), the record says so.
+
+When sagebook runs papermill itself (`execute()`, and so the form), no detached process is
+needed: the kernel hands the record over to the caller, which stores the notebook as soon as
+papermill returns, so the record holds it when `execute()` returns.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from typing import Any
 from .errors import ConfigError, SagebookError
 
 LAUNCH_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "launch.ipynb"
+# A notebook parameter naming a file: the kernel writes the record's URI there instead of
+# starting a capture process, and the caller that runs papermill stores the notebook.
+HANDOFF = "SAGEBOOK_NOTEBOOK_HANDOFF"
+PENDING_NOTE = "copied into the record once the notebook run is over"
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,8 +105,20 @@ def _install_error_display() -> None:
 
 
 def start_capture(record: Any) -> None:
-    """Start the detached process that puts the executed notebook into `record`."""
+    """Arrange for the executed notebook to reach `record`: hand the record to the caller
+    that runs papermill (execute()), or start the detached capture process."""
     notebook, source, owner = _notebook_location()
+    handoff = _user_variable(HANDOFF)
+    if handoff:
+        Path(str(handoff)).write_text(json.dumps({"record": record.uri}))
+    else:
+        _start_capture_process(record, notebook, source, owner)
+    record.update(notebook={"status": "pending", "source": source, "path": notebook,
+                            "note": PENDING_NOTE})
+
+
+def _start_capture_process(record: Any, notebook: str | None, source: str,
+                           owner: int | None) -> None:
     command = [sys.executable, "-m", "sagebook.notebooks", "capture", "--record", record.uri,
                "--kernel-pid", str(os.getpid()), "--source", source]
     if notebook:
@@ -106,7 +127,6 @@ def start_capture(record: Any) -> None:
         command += ["--owner-pid", str(owner)]
     subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-    record.update(notebook={"status": "running", "source": source, "path": notebook})
 
 
 def _notebook_location() -> tuple[str | None, str, int | None]:
@@ -172,14 +192,24 @@ def _absolute(path: str, cwd: str) -> str:
 
 def execute(output_path: str | os.PathLike[str], config: str, overrides: list[str] | None = None,
             **papermill_options: Any) -> Any:
-    """`pm.execute_notebook` on the launch notebook, telling the kernel where the output goes."""
+    """`pm.execute_notebook` on the launch notebook; the executed notebook is in the run's
+    record when this returns (or raises papermill's error for a failed run)."""
+    import tempfile
+
     import papermill as pm
 
     output = os.path.abspath(output_path)
-    parameters = {"config": config, "overrides": overrides or [],
-                  "PAPERMILL_OUTPUT_PATH": output}
-    return pm.execute_notebook(str(LAUNCH_NOTEBOOK), output, parameters=parameters,
-                               **papermill_options)
+    with tempfile.TemporaryDirectory(prefix="sagebook-notebook-") as folder:
+        handoff = Path(folder) / "record.json"
+        parameters = {"config": config, "overrides": overrides or [],
+                      "PAPERMILL_OUTPUT_PATH": output, HANDOFF: str(handoff)}
+        try:
+            return pm.execute_notebook(str(LAUNCH_NOTEBOOK), output, parameters=parameters,
+                                       **papermill_options)
+        finally:
+            # papermill has written its final save and shut the kernel down by now
+            if handoff.is_file():
+                store_notebook(json.loads(handoff.read_text())["record"], output, "papermill")
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,8 +264,12 @@ def _read_notebook(path: str) -> Any:
 def capture(record_uri: str, notebook: str | None, source: str, kernel_pid: int,
             owner_pid: int | None, poll: float = 0.2, settle_timeout: float = 120.0) -> None:
     """Wait for the notebook run to end, then store and judge the executed notebook."""
-    from .record import TERMINAL, Record
+    _wait_for_the_end(notebook, source, kernel_pid, owner_pid, poll, settle_timeout)
+    store_notebook(record_uri, notebook, source)
 
+
+def _wait_for_the_end(notebook: str | None, source: str, kernel_pid: int,
+                      owner_pid: int | None, poll: float, settle_timeout: float) -> None:
     # The kernel may still write the manifest (the launch cell ending) after papermill is
     # gone, so wait for both; a kernel that outlives its papermill parent exits within
     # seconds, and is not waited for beyond a minute.
@@ -251,6 +285,11 @@ def capture(record_uri: str, notebook: str | None, source: str, kernel_pid: int,
         while not _final_save_done(notebook) and time.monotonic() < deadline:
             time.sleep(poll)
         time.sleep(poll * 2)  # papermill writes once more when it reports errors
+
+
+def store_notebook(record_uri: str, notebook: str | None, source: str) -> None:
+    """Copy the executed notebook into the record and judge the run by it."""
+    from .record import TERMINAL, Record
 
     record = Record.open_uri(record_uri)
     info: dict[str, Any] = {"source": source, "path": notebook}

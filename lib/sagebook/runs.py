@@ -653,7 +653,10 @@ def format_details(info: RunDetails) -> str:
         lines += ["", "artifacts:"]
         lines += [f"  {k + ':':<16} {v}" for k, v in artifacts.items()]
         if notebook:
-            lines.append(f"  {'notebook status:':<16} {notebook.get('status')}")
+            detail = ": ".join(str(notebook[k]) for k in ("note", "path") if notebook.get(k))
+            lines.append(f"  {'notebook status:':<16} {notebook.get('status')}"
+                         + (f" ({detail})" if notebook.get("status") != "completed" and detail
+                            else ""))
         if info.report_page:
             lines.append(f"  {'report page:':<16} {info.report_page}")
             if "notebook.ipynb" in info.files:
