@@ -1,10 +1,10 @@
 """What the team sees of the record store: find, list, compare and re-run runs.
 
 Listing reads the run index (index.py), never the manifests, so it stays fast at 10,000 runs;
-`show`, `diff` and `rerun` read the one or two records they name. Cloud runs that the index
-still shows unfinished are refreshed from SageMaker in batches — one Search call per
-experiment (and region) per 100 jobs, never one describe call per run — and the refreshed
-status is written back to the record, so the next reader, and the report, see it too.
+`show`, `diff` and `rerun` read the one or two records they name. Runs that the index still
+shows unfinished are handed to their backend's refresh hook (the SageMaker backend asks in
+batches, never one describe call per run), which writes what changed back to the record, so
+the next reader, and the report, see it too.
 
 Nothing here imports boto3 until a store or a refresh needs it: `sagebook list` on a local
 store stays a short Python start.
@@ -30,8 +30,6 @@ from .stores import Store, open_store
 
 COLUMNS = ("run", "experiment", "user", "created", "instance", "status", "duration", "commit")
 DEFAULT_SORT = "created"
-SEARCH_PAGE = 100  # SageMaker Search returns at most 100 results a call
-SEARCH_SLACK = _dt.timedelta(hours=1)  # clock skew between a laptop and SageMaker
 
 
 class RunNotFound(SagebookError):
@@ -128,7 +126,7 @@ def list_runs(
     for entry in index.entries(store, filters.experiment):
         if not filters.match(entry, with_status=False):
             continue
-        if refresh and _awaits_refresh(entry):
+        if refresh and _may_change(entry):
             pending.append(entry)  # its status may change: the status filter comes after
             continue
         if filters.match(entry):
@@ -137,6 +135,8 @@ def list_runs(
     refreshed, warning = 0, None
     if pending:
         try:
+            from .backends import refresh as refresh_statuses
+
             refreshed = refresh_statuses(store, pending, profile=profile)
         except SagebookError as exc:  # offline, or no AWS credentials: show what the store says
             warning = f"statuses of {len(pending)} cloud runs not refreshed: {exc}"
@@ -155,6 +155,12 @@ def _keep(kept: list[dict[str, Any]], entry: dict[str, Any], column: str, descen
         pick = heapq.nlargest if descending else heapq.nsmallest
         kept = pick(limit, kept, key=lambda e: sort_key(e, column, descending))
     return kept
+
+
+def _may_change(entry: dict[str, Any]) -> bool:
+    """An unfinished run with a job: its backend may know more than the store (only remote
+    backends do, and the registry knows which)."""
+    return entry.get("status") not in TERMINAL and bool(entry.get("job_name"))
 
 
 def sort_key(entry: dict[str, Any], column: str, descending: bool) -> tuple[bool, Any]:
@@ -230,110 +236,6 @@ def parse_tags(items: Iterable[str]) -> dict[str, str | None]:
         key, sep, value = item.partition("=")
         tags[key] = value if sep else None
     return tags
-
-
-# --------------------------------------------------------------------------------------------
-# Status refresh
-
-
-def _awaits_refresh(entry: dict[str, Any]) -> bool:
-    return (entry.get("status") not in TERMINAL
-            and str(entry.get("instance_type", "")).startswith("ml.")
-            and bool(entry.get("job_name")))
-
-
-def refresh_statuses(store: Store, entries: list[dict[str, Any]], *, profile: str | None = None,
-                     client: Callable[[str | None, str | None], Any] | None = None) -> int:
-    """Ask SageMaker how unfinished cloud runs stand, in batches; write changes back to their
-    records and into `entries`. Returns how many runs changed.
-
-    One Search per experiment and region: jobs carry the `sagebook:experiment` tag, and a
-    creation-time floor keeps the answer to the jobs that can matter.
-    """
-    from . import aws
-
-    groups: dict[tuple[str | None, str | None, str], list[dict[str, Any]]] = {}
-    for entry in entries:
-        if _awaits_refresh(entry):
-            region, run_profile = aws.job_location(entry)
-            key = (region, profile or run_profile, entry["experiment"])
-            groups.setdefault(key, []).append(entry)
-    changed = 0
-    clients: dict[tuple[str | None, str | None], Any] = {}
-    for (region, run_profile, experiment), group in groups.items():
-        if (region, run_profile) not in clients:
-            make = client or (lambda r, p: aws.client("sagemaker", p, r))
-            clients[region, run_profile] = make(region, run_profile)
-        oldest = min(parse_time(e.get("created")) or _EPOCH for e in group)
-        jobs = _search_jobs(clients[region, run_profile], experiment, oldest - SEARCH_SLACK,
-                            {e["job_name"] for e in group})
-        for entry in group:
-            job = jobs.get(entry["job_name"])
-            if job is not None and _write_back(store, entry, job):
-                changed += 1
-    return changed
-
-
-def _search_jobs(sagemaker: Any, experiment: str, since: _dt.datetime, wanted: set[str]
-                 ) -> dict[str, dict[str, Any]]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    found: dict[str, dict[str, Any]] = {}
-    request: dict[str, Any] = {
-        "Resource": "TrainingJob",
-        "SearchExpression": {"Filters": [
-            {"Name": "Tags.sagebook:experiment", "Operator": "Equals", "Value": experiment},
-            {"Name": "CreationTime", "Operator": "GreaterThanOrEqualTo",
-             "Value": since.strftime("%Y-%m-%dT%H:%M:%SZ")},
-        ]},
-        "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": SEARCH_PAGE,
-    }
-    try:
-        while True:
-            answer = sagemaker.search(**request)
-            for result in answer.get("Results", []):
-                job = result.get("TrainingJob") or {}
-                if job.get("TrainingJobName") in wanted:
-                    found[job["TrainingJobName"]] = job
-            token = answer.get("NextToken")
-            if not token or len(found) == len(wanted):
-                return found
-            request["NextToken"] = token
-    except (ClientError, BotoCoreError) as exc:
-        raise SagebookError(f"cannot ask SageMaker for the status of {experiment}'s runs: "
-                            f"{exc}") from None
-
-
-def _write_back(store: Store, entry: dict[str, Any], job: dict[str, Any]) -> bool:
-    status = job.get("TrainingJobStatus")
-    if not status or status == entry.get("status"):
-        return False
-    record = Record.open(store, entry["experiment"], entry["run_id"])
-    if record.status in TERMINAL:  # the launch process got there first
-        entry.update(index.summarize(record.manifest))
-        return False
-    fields: dict[str, Any] = {}
-    if job.get("FailureReason"):
-        fields["failure_reason"] = job["FailureReason"]
-    metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList") or []
-               if "MetricName" in m and "Value" in m}
-    if metrics:
-        fields["final_metrics"] = metrics
-    artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-    if artifact:
-        fields["model_artifact"] = artifact
-    if job.get("TrainingJobArn"):
-        fields["job_arn"] = job["TrainingJobArn"]
-    if job.get("SecondaryStatus"):
-        fields["secondary_status"] = job["SecondaryStatus"]
-    if isinstance(job.get("TrainingEndTime"), _dt.datetime):
-        fields["ended"] = job["TrainingEndTime"].astimezone(_dt.timezone.utc).isoformat(
-            timespec="milliseconds")
-    fields["status_source"] = "sagemaker search"
-    record.set_status(status, **fields)
-    entry.clear()
-    entry.update(index.summarize(record.manifest))
-    return True
 
 
 # --------------------------------------------------------------------------------------------

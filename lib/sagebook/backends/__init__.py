@@ -20,6 +20,7 @@ from typing import Any
 from ..config import LaunchConfig
 from ..errors import ConfigError, LaunchError
 from ..record import Record
+from ..stores import Store
 
 _BACKENDS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^local$"), "sagebook.backends.local:LocalBackend"),
@@ -89,6 +90,14 @@ class Backend(ABC):
         raise LaunchError(f"run {record.run_id} ran on {record.manifest.get('instance_type')}: "
                           "only SageMaker jobs outlive the process that launched them")
 
+    @classmethod
+    def refresh(cls, store: Store, entries: list[dict[str, Any]], *,
+                profile: str | None = None) -> int:
+        """Bring unfinished runs' records up to date with where they run, writing changes back
+        to the records and into `entries` (index summaries); returns how many changed. Only a
+        backend whose runs outlive their launcher has anyone to ask."""
+        return 0
+
     def stop(self, record: Record, echo: Callable[[str], None]) -> Outcome:
         """Ask a remote job to stop; local runs stop with Ctrl-C in their own terminal."""
         raise LaunchError(f"run {record.run_id} ran on {record.manifest.get('instance_type')}: "
@@ -100,9 +109,27 @@ def register(pattern: str, target: str) -> None:
     _BACKENDS.insert(0, (re.compile(pattern), target))
 
 
-def backend_for(instance_type: str) -> Backend:
+def backend_class(instance_type: str) -> type[Backend] | None:
     for pattern, target in _BACKENDS:
         if pattern.search(instance_type):
             module_name, _, class_name = target.partition(":")
-            return getattr(importlib.import_module(module_name), class_name)()
-    raise ConfigError.one("job.instance_type", None, f"no backend runs {instance_type!r}")
+            return getattr(importlib.import_module(module_name), class_name)
+    return None
+
+
+def backend_for(instance_type: str) -> Backend:
+    cls = backend_class(instance_type)
+    if cls is None:
+        raise ConfigError.one("job.instance_type", None, f"no backend runs {instance_type!r}")
+    return cls()
+
+
+def refresh(store: Store, entries: list[dict[str, Any]], *, profile: str | None = None) -> int:
+    """Hand each unfinished run (an index summary) to its backend's `refresh`, in one batch per
+    backend; returns how many runs changed."""
+    groups: dict[type[Backend], list[dict[str, Any]]] = {}
+    for entry in entries:
+        cls = backend_class(str(entry.get("instance_type") or ""))
+        if cls is not None:
+            groups.setdefault(cls, []).append(entry)
+    return sum(cls.refresh(store, group, profile=profile) for cls, group in groups.items())

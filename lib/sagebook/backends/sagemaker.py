@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import aws
+from .. import index as run_index
 from .. import request as request_mod
 from ..config import LaunchConfig
 from ..errors import ConfigError, LaunchError
-from ..record import Record, now
+from ..record import TERMINAL, Record, now
+from ..stores import Store
 from . import Backend, Job, Outcome, Staged, contract, uploads
 from .local import STOP_GRACE_SECONDS, work_dir
 from .logs import LogSink
@@ -61,6 +63,11 @@ def poll_seconds() -> float:
 class SageMakerBackend(Backend):
     def __init__(self) -> None:
         self._sagemaker: Any = None
+
+    @classmethod
+    def refresh(cls, store: Store, entries: list[dict[str, Any]], *,
+                profile: str | None = None) -> int:
+        return refresh_runs(store, entries, profile=profile)
 
     # ----------------------------------------------------------------------------------------
     # launch
@@ -672,3 +679,107 @@ def _tail(path: Path, count: int) -> list[str]:
     except OSError:
         return []
 
+
+# --------------------------------------------------------------------------------------------
+# Refreshing what `sagebook list` shows
+
+SEARCH_PAGE = 100  # SageMaker Search returns at most 100 results a call
+SEARCH_SLACK = _dt.timedelta(hours=1)  # clock skew between a laptop and SageMaker
+
+
+def refresh_runs(store: Store, entries: list[dict[str, Any]], *,
+                 profile: str | None = None) -> int:
+    """Ask SageMaker how unfinished runs stand, in batches; write changes back to their
+    records and into `entries`. Returns how many runs changed.
+
+    One Search per experiment and region (never a describe call per run): jobs carry the
+    `sagebook:experiment` tag, and a creation-time floor keeps the answer to the jobs that can
+    matter. `profile` (the store's) wins over the profile each run was launched with.
+    """
+    groups: dict[tuple[str | None, str | None, str], list[dict[str, Any]]] = {}
+    for entry in entries:
+        region, run_profile = aws.job_location(entry)
+        groups.setdefault((region, profile or run_profile, entry["experiment"]), []).append(entry)
+    changed = 0
+    clients: dict[tuple[str | None, str | None], Any] = {}
+    for (region, run_profile, experiment), group in groups.items():
+        if (region, run_profile) not in clients:
+            clients[region, run_profile] = aws.client("sagemaker", run_profile, region)
+        oldest = min(_created(e) for e in group)
+        jobs = _search_jobs(clients[region, run_profile], experiment, oldest - SEARCH_SLACK,
+                            {e["job_name"] for e in group})
+        for entry in group:
+            job = jobs.get(entry["job_name"])
+            if job is not None and _write_back(store, entry, job):
+                changed += 1
+    return changed
+
+
+def _created(entry: dict[str, Any]) -> _dt.datetime:
+    try:
+        created = _dt.datetime.fromisoformat(str(entry.get("created")))
+    except ValueError:
+        return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    return created if created.tzinfo else created.replace(tzinfo=_dt.timezone.utc)
+
+
+def _search_jobs(sagemaker: Any, experiment: str, since: _dt.datetime, wanted: set[str]
+                 ) -> dict[str, dict[str, Any]]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    found: dict[str, dict[str, Any]] = {}
+    request: dict[str, Any] = {
+        "Resource": "TrainingJob",
+        "SearchExpression": {"Filters": [
+            {"Name": "Tags.sagebook:experiment", "Operator": "Equals", "Value": experiment},
+            {"Name": "CreationTime", "Operator": "GreaterThanOrEqualTo",
+             "Value": since.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        ]},
+        "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": SEARCH_PAGE,
+    }
+    try:
+        while True:
+            answer = sagemaker.search(**request)
+            for result in answer.get("Results", []):
+                job = result.get("TrainingJob") or {}
+                if job.get("TrainingJobName") in wanted:
+                    found[job["TrainingJobName"]] = job
+            token = answer.get("NextToken")
+            if not token or len(found) == len(wanted):
+                return found
+            request["NextToken"] = token
+    except (ClientError, BotoCoreError) as exc:
+        raise LaunchError(f"cannot ask SageMaker for the status of {experiment}'s runs: "
+                          f"{exc}") from None
+
+
+def _write_back(store: Store, entry: dict[str, Any], job: dict[str, Any]) -> bool:
+    status = job.get("TrainingJobStatus")
+    if not status or status == entry.get("status"):
+        return False
+    record = Record.open(store, entry["experiment"], entry["run_id"])
+    if record.status in TERMINAL:  # the launch process got there first
+        entry.update(run_index.summarize(record.manifest))
+        return False
+    fields: dict[str, Any] = {}
+    if job.get("FailureReason"):
+        fields["failure_reason"] = job["FailureReason"]
+    metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList") or []
+               if "MetricName" in m and "Value" in m}
+    if metrics:
+        fields["final_metrics"] = metrics
+    artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if artifact:
+        fields["model_artifact"] = artifact
+    if job.get("TrainingJobArn"):
+        fields["job_arn"] = job["TrainingJobArn"]
+    if job.get("SecondaryStatus"):
+        fields["secondary_status"] = job["SecondaryStatus"]
+    if isinstance(job.get("TrainingEndTime"), _dt.datetime):
+        fields["ended"] = job["TrainingEndTime"].astimezone(_dt.timezone.utc).isoformat(
+            timespec="milliseconds")
+    fields["status_source"] = "sagemaker search"
+    record.set_status(status, **fields)
+    entry.clear()
+    entry.update(run_index.summarize(record.manifest))
+    return True
