@@ -43,7 +43,6 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-DEFAULT_BASE_DIR = "/opt/ml"
 CHECKPOINT_FILE = "checkpoint.joblib"
 CHECKPOINT_FORMAT = 1
 EXIT_STOPPED = 128 + signal.SIGTERM
@@ -64,7 +63,7 @@ def container_path(env_var: str | None, *relative: str) -> Path:
     """Resolve a container path: `SM_*` variable, else `$SAGEMAKER_BASE_DIR`, else /opt/ml."""
     if env_var and os.environ.get(env_var):
         return Path(os.environ[env_var])
-    return Path(os.environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR, *relative)
+    return Path(os.environ.get("SAGEMAKER_BASE_DIR") or "/opt/ml", *relative)
 
 
 def channel_dir(name: str) -> Path | None:

@@ -17,7 +17,7 @@ from conftest import REPO, manifest, runs, sagebook, start_launch, wait_for
 
 PROBE = textwrap.dedent("""
     import json, os, pathlib
-    base = pathlib.Path(os.environ["SAGEMAKER_BASE_DIR"])
+    base = pathlib.Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
     seen = {
         "env": {k: v for k, v in os.environ.items()
                 if k.startswith(("SM_", "SAGEMAKER_", "TRAINING_JOB", "SAGEBOOK_", "LOG_"))},
@@ -61,9 +61,10 @@ def test_local_run_emulates_the_container_contract(make_config, probe_code, tmp_
     output = Path(m["output_artifact"])
     with tarfile.open(output) as tar:
         seen = json.load(tar.extractfile("contract.json"))
-    base = m["work_dir"]
+    # a private /opt/ml, as in the container: no SAGEMAKER_BASE_DIR needed
+    base = "/opt/ml"
     env = seen["env"]
-    assert env["SAGEMAKER_BASE_DIR"] == base
+    assert m["opt_ml"] == "private namespace" and "SAGEMAKER_BASE_DIR" not in env
     assert env["TRAINING_JOB_NAME"] == m["job_name"]
     assert env["TRAINING_JOB_ARN"].endswith(f"training-job/{m['job_name']}")
     assert env["SM_MODEL_DIR"] == f"{base}/model"

@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     launch.set_defaults(command=_launch)
 
     doctor = commands.add_parser(
-        "doctor", help="check AWS access for a job config before a first launch",
+        "doctor", help="check AWS access (and, for local runs, /opt/ml) before a first launch",
         description="Check credentials, region, execution role, bucket access and the image "
                     "in ECR, each with what to do when it fails.",
     )

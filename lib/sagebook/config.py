@@ -194,7 +194,8 @@ class JobConfig(BaseModel):
                           "config_uri)"
     )
     pass_aws_credentials: bool = Field(
-        False, description="local-docker: give the container this machine's AWS_* variables"
+        False, description="local runs: give the training code this machine's AWS credentials "
+                           "(AWS_* variables, and ~/.aws for local); off, it gets none"
     )
 
     @model_validator(mode="after")

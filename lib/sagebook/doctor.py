@@ -44,6 +44,10 @@ def run_checks(cfg: LaunchConfig) -> list[Check]:
             checks.append(Check(name, False, f"{_error_code(exc)}: {exc}"))
         return False
 
+    if job.instance_type == "local":
+        check("local /opt/ml", lambda: _local_opt_ml(cfg))
+        if not _s3_locations(job):
+            return checks  # a local run of local data needs nothing from AWS
     if not check("credentials", lambda: _credentials(job)):
         return checks
     if not check("region", lambda: _region(job)):
@@ -59,6 +63,19 @@ def run_checks(cfg: LaunchConfig) -> list[Check]:
 
 class DoctorFinding(Exception):
     """A check failed in a way we can explain."""
+
+
+def _local_opt_ml(cfg: LaunchConfig) -> str:
+    from pathlib import Path
+
+    from .backends import namespace
+
+    mode = namespace.support()
+    problem = None if mode.available else namespace.fallback_problem(
+        Path(cfg.job.source_dir), mode.detail)
+    if problem:
+        raise DoctorFinding(problem)
+    return namespace.host_environment_note()
 
 
 def _credentials(job: JobConfig) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,18 @@ from ..stores import open_store
 
 HOST = "algo-1"
 CONTAINER_BASE = "/opt/ml"
+
+# What a process needs to run on this machine. Nothing else of the launcher's environment
+# reaches the training code (no credentials, tokens, PYTHONPATH or virtualenv settings): a
+# SageMaker container sees none of it, and code that works only thanks to a laptop variable
+# would pass here and fail in the cloud.
+MACHINE_VARIABLES = ("HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+                     "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES")
+# Given to the training code only when the job config says `pass_aws_credentials: true`.
+AWS_CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+    "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE",
+)
 
 EXIT_CODES = {
     1: "the training code raised an error",
@@ -81,18 +94,48 @@ def resource_config(instance_type: str) -> dict[str, Any]:
     }
 
 
+def machine_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The launcher's variables a local process needs to run here, and nothing else.
+
+    PATH starts with the launcher's interpreter folder, so `python` is the Python that runs
+    the training code, whether or not its virtualenv is activated.
+    """
+    env = {k: v for k, v in environ.items() if k in MACHINE_VARIABLES or k.startswith("LC_")}
+    interpreter = str(Path(sys.executable).parent)
+    path = environ.get("PATH", os.defpath)
+    env["PATH"] = path if path.split(os.pathsep)[0] == interpreter else (
+        interpreter + os.pathsep + path)
+    return env
+
+
+def aws_credentials(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """This machine's AWS credentials and settings, for a job that opted in."""
+    return {k: v for k, v in environ.items()
+            if k in AWS_CREDENTIAL_VARIABLES or k.startswith("AWS_ENDPOINT_URL_")}
+
+
+def container_variables(request: dict[str, Any]) -> dict[str, str]:
+    """What SageMaker itself sets in a training container: the job's environment and name."""
+    job_name = request["TrainingJobName"]
+    return {
+        **request.get("Environment", {}),
+        "TRAINING_JOB_NAME": job_name,
+        "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}",
+    }
+
+
 def environment(request: dict[str, Any], base: str, instance_type: str,
                 gpus: int = 0) -> dict[str, str]:
-    """The variables a job sees, with paths under `base` (a host folder, or /opt/ml in Docker)."""
+    """The variables a job sees, with paths under `base`: /opt/ml, or a host folder where no
+    private /opt/ml can be had (then also named by SAGEMAKER_BASE_DIR, which the toolkit and
+    the example honour)."""
     path = Path(base)
     hps = request.get("HyperParameters", {})
     channels = [c["ChannelName"] for c in request.get("InputDataConfig", [])]
     job_name = request["TrainingJobName"]
     env = {
-        **request.get("Environment", {}),
-        "SAGEMAKER_BASE_DIR": str(path),
-        "TRAINING_JOB_NAME": job_name,
-        "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}",
+        **container_variables(request),
+        **({"SAGEMAKER_BASE_DIR": str(path)} if base != CONTAINER_BASE else {}),
         "SM_MODEL_DIR": str(path / "model"),
         "SM_INPUT_DIR": str(path / "input"),
         "SM_INPUT_CONFIG_DIR": str(path / "input/config"),

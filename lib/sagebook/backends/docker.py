@@ -19,22 +19,12 @@ from ..errors import LaunchError
 from . import Backend, Job, Outcome, contract
 from .local import STOP_GRACE_SECONDS, ProcessRun
 
-AWS_CREDENTIAL_VARIABLES = (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-    "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
-)
-
 
 def container_environment(request: dict, aws_credentials: bool) -> dict[str, str]:
     """What SageMaker sets in a training container, plus credentials only when asked for."""
-    name = request["TrainingJobName"]
-    env = {
-        **request.get("Environment", {}),
-        "TRAINING_JOB_NAME": name,
-        "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{name}",
-    }
+    env = contract.container_variables(request)
     if aws_credentials:
-        env.update({k: os.environ[k] for k in AWS_CREDENTIAL_VARIABLES if k in os.environ})
+        env.update(contract.aws_credentials(os.environ))
     return env
 
 

@@ -1,7 +1,9 @@
 """`instance_type: local`: the training code as a local process under the container contract.
 
 No Docker, no image: seconds from launch to the first log line, and a debugger that works
-(`--pdb` hands the terminal to the training process, so `breakpoint()` stops there).
+(`--pdb` hands the terminal to the training process, so `breakpoint()` stops there). On Linux
+the process gets a private /opt/ml (see `namespace`), and in any case only the environment a
+container would have, plus what a process needs to run on this machine.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..stores import open_store
-from . import Backend, Job, Outcome, contract
+from . import Backend, Job, Outcome, contract, namespace
 from .logs import LogSink
 
 STOP_GRACE_SECONDS = 120  # SageMaker's grace between SIGTERM and SIGKILL on StopTrainingJob
@@ -162,19 +165,47 @@ class ProcessRun:
 
 
 class LocalBackend(ProcessRun, Backend):
+    def check(self, job: Job) -> None:
+        """Without namespaces, code that hard-codes /opt/ml would fail mid-run: stop now."""
+        mode = namespace.support()
+        if mode.available:
+            return
+        source_dir = job.config.job.source_dir
+        problem = namespace.fallback_problem(Path(source_dir), mode.detail)
+        if problem:
+            raise ConfigError.one(source_dir, "job.source_dir", problem)
+
     def run(self, job: Job) -> Outcome:
         self.root = root = self.prepare(job)
         entry = Path(job.config.job.source_dir) / job.config.job.entry_point
         if not entry.is_file():
             raise FileNotFoundError(f"entry point {entry} does not exist")
-        env = {**os.environ,
-               **contract.environment(job.request, str(root), job.config.job.instance_type),
+        private = namespace.support().available
+        base = contract.CONTAINER_BASE if private else str(root)
+        env = self.environment(job, base)
+        command = [sys.executable, "-u", str(entry)]
+        if private:
+            command = namespace.wrap(command, root, root.parent / "namespace", [contract.HOST])
+        job.record.update(opt_ml="private namespace" if private else "host folder",
+                          **({"aws_credentials_passed": True}
+                             if job.config.job.pass_aws_credentials else {}))
+        job.echo(f"[sagebook] local run {job.request['TrainingJobName']} in {root}"
+                 + (f" (at {base} for the training code)" if private else ""))
+        return self.execute(job, command, env, Path(job.config.job.source_dir))
+
+    def environment(self, job: Job, base: str) -> dict[str, str]:
+        """The container's variables and what a process needs here; credentials on request."""
+        env = {**contract.machine_environment(os.environ),
+               **contract.environment(job.request, base, job.config.job.instance_type),
                "PYTHONUNBUFFERED": "1"}
+        if job.config.job.pass_aws_credentials:
+            env.update(contract.aws_credentials(os.environ))
+        else:
+            # HOME stays, so boto3 would find ~/.aws: point it at nothing, as in a container.
+            env.update(AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_CONFIG_FILE=os.devnull)
         if not job.pdb:
             env["PYTHONBREAKPOINT"] = "0"  # no terminal to debug in: skip breakpoints
-        job.echo(f"[sagebook] local run {job.request['TrainingJobName']} in {root}")
-        return self.execute(job, [sys.executable, "-u", str(entry)], env,
-                            Path(job.config.job.source_dir))
+        return env
 
 
 def _pump(proc: subprocess.Popen[bytes], sink: LogSink) -> None:
