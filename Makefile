@@ -29,7 +29,7 @@ $(TEST_STAMP): $(STAMP)
 	touch $@
 
 # voila, for the browser tests of notebooks/edit_config.ipynb, in a venv of its own: it slows
-# every nbformat import (DESIGN.md), so it stays out of the one that runs launches. Its kernel
+# every nbformat import (by ~1 s), so it stays out of the one that runs launches. Its kernel
 # launches runs from the form, hence the training requirements. playwright, which drives
 # chromium, is a plain client and comes with the test extra.
 BROWSER_VENV := .venv-browser
@@ -43,7 +43,7 @@ $(BROWSER_STAMP): pyproject.toml sagemaker_container/requirements.txt
 	touch $@
 
 # The SageMaker Python SDK v3 (the sdk extra), for the parity test and the launch benchmark,
-# in a venv of its own: its ~1 GB of dependencies and seconds of import (DESIGN.md) stay out of
+# in a venv of its own: its ~1 GB of dependencies and seconds of import stay out of
 # the one that runs launches.
 SDK_VENV := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed-stamp

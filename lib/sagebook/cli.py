@@ -93,6 +93,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("config", help="job config, e.g. configs/sagemaker_config.yaml")
     doctor.set_defaults(command=_doctor)
+
+    init = commands.add_parser(
+        "init", help="lay out a new training project",
+        description="Write a new project into FOLDER: job and training configs with comments, "
+                    "the example training code and its schema, the launch, dashboard and form "
+                    "notebooks, the example data, Dockerfile, build_and_push.sh, "
+                    "environment.yaml and a README. Existing files are never overwritten.",
+    )
+    init.add_argument("folder", help="the new project's folder (created if needed)")
+    init.set_defaults(command=_init)
     _add_team_commands(commands)
     _add_job_commands(commands)
     return parser
@@ -122,6 +132,22 @@ def _doctor(args: argparse.Namespace) -> int:
     report, ok = diagnose(args.config)
     print(report)
     return 0 if ok else 1
+
+
+def _init(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .project import init
+
+    files = init(args.folder)
+    folder = shlex.quote(args.folder)
+    print(f"a new project in {args.folder}: {len(files)} files. First run, on this machine:\n"
+          f"  cd {folder}\n"
+          "  pip install -r sagemaker_container/requirements.txt\n"
+          "  papermill notebooks/launch.ipynb out.ipynb "
+          "-p config configs/sagemaker_config.local.yaml\n"
+          "then README.md, for your own code and SageMaker.")
+    return 0
 
 
 def _dry_run(args: argparse.Namespace) -> int:

@@ -37,7 +37,8 @@ from typing import Any
 
 from .errors import ConfigError, SagebookError
 
-LAUNCH_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "launch.ipynb"
+LAUNCH_NOTEBOOK = Path(__file__).resolve().parent / "project_template" / "notebooks" / (
+    "launch.ipynb")  # package data (see project.py)
 # A notebook parameter naming a file: the kernel writes the record's URI there instead of
 # starting a capture process, and the caller that runs papermill stores the notebook.
 HANDOFF = "SAGEBOOK_NOTEBOOK_HANDOFF"

@@ -1,0 +1,120 @@
+"""sagebook used as a team would: a wheel installed outside this repository, `sagebook init`,
+and the new project's launch notebook run with papermill, its executed notebook in the record."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from sagebook.project import TEMPLATE, template_files
+
+from conftest import REPO, manifest, runs, wait_for
+
+# what the wheel is built from; the rest of the repository is not needed for a build
+NOT_BUILT = shutil.ignore_patterns(".git", ".venv*", "experiments", "build", "dist", "tests",
+                                   "benchmarks", "__pycache__", "*.egg-info", "test-artifacts",
+                                   ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints")
+
+
+def _run(*args: str | Path, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                            timeout=300, **kwargs)
+    assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv outside the repository with sagebook's wheel, built from this tree, in it.
+
+    The wheel goes in without its dependencies, which come from the test environment's
+    site-packages through a path file (no index is asked); sagebook itself is the wheel's.
+    """
+    base = tmp_path_factory.mktemp("wheel")
+    source = base / "source"
+    shutil.copytree(REPO, source, symlinks=True, ignore=NOT_BUILT)
+    offline = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", base / "dist", source, env=offline)
+    [wheel] = (base / "dist").glob("sagebook-*.whl")
+    venv = base / "venv"
+    _run(sys.executable, "-m", "venv", "--without-pip", venv)
+    python = venv / "bin" / "python"
+    _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", wheel,
+         env=offline)
+    purelib = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+                        ).stdout.strip())
+    (purelib / "_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv
+
+
+def _outside(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a user outside this repository: no source tree on the path."""
+    return {k: v for k, v in env.items() if k != "PYTHONPATH"}
+
+
+def test_template_is_this_repository(tmp_path):
+    """One source: every template file but the new project's README and .gitignore is this
+    repository's own file, reached through a link."""
+    own = {"README.md", ".gitignore"}
+    names = {name for _, name in template_files()}
+    assert {"configs/sagemaker_config.local.yaml", "configs/sagemaker_config.yaml",
+            "configs/training_config.yaml", "sagemaker_container/train.py",
+            "sagemaker_container/schema.py", "sagemaker_container/train",
+            "notebooks/launch.ipynb", "notebooks/experiments.ipynb",
+            "notebooks/edit_config.ipynb", "Dockerfile", "build_and_push.sh",
+            "environment.yaml", "data/digits/train.csv", *own} <= names
+    for source, name in template_files():
+        if name not in own:
+            assert source.resolve() == (REPO / name).resolve(), name
+    assert not any(p.is_symlink() for p in (TEMPLATE / "README.md", TEMPLATE / "gitignore"))
+
+
+def test_init_writes_nothing_over_existing_files(tmp_path):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "training_config.yaml").write_text("mine: 1\n")
+    result = subprocess.run([sys.executable, "-m", "sagebook.cli", "init", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "already has configs/training_config.yaml" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["configs", "training_config.yaml"]
+
+
+def test_wheel_outside_the_repository_inits_a_project_and_launches_its_notebook(venv,
+                                                                                 tmp_path):
+    env = _outside(os.environ)
+    python, sagebook = venv / "bin" / "python", venv / "bin" / "sagebook"
+    where = _run(python, "-c", "import sagebook.notebooks as n; print(n.__file__); "
+                 "print(n.LAUNCH_NOTEBOOK)", env=env, cwd=tmp_path).stdout.split()
+    assert all(path.startswith(str(venv)) for path in where), where  # the wheel, not the tree
+
+    project = tmp_path / "my-project"
+    result = _run(sagebook, "init", project, env=env, cwd=tmp_path)
+    assert "papermill notebooks/launch.ipynb" in result.stdout
+    assert os.access(project / "sagemaker_container" / "train", os.X_OK)
+    assert os.access(project / "build_and_push.sh", os.X_OK)
+    assert "- sagebook" in (project / "environment.yaml").read_text()
+    assert "-e ." not in (project / "environment.yaml").read_text()
+    for name in ("configs/sagemaker_config.yaml", "sagemaker_container/train.py", "Dockerfile"):
+        assert (project / name).read_bytes() == (REPO / name).read_bytes(), name
+
+    out = project / "out.ipynb"
+    _run(python, "-m", "papermill", "notebooks/launch.ipynb", out,
+         "-p", "config", "configs/sagemaker_config.local.yaml",
+         "-p", "overrides", '["training.epochs=1"]', env=env, cwd=project)
+    [run] = runs(project / "experiments")
+    final = wait_for(lambda: manifest(run)["notebook"]["status"] != "pending" and manifest(run),
+                     timeout=60, what="the notebook capture")
+    assert final["status"] == "Completed" and final["launched_via"] == "notebook"
+    assert final["notebook"]["status"] == "completed"
+    stored = json.loads((run / "notebook.ipynb").read_text())
+    assert stored["metadata"]["papermill"]["end_time"]  # papermill's final save
+    assert f"record: {run}" in json.dumps(stored)
