@@ -4,8 +4,7 @@ SageMaker hands a training container an `/opt/ml` tree (config files, channel da
 the model, outputs and checkpoints) and a set of environment variables. The local backends build
 the same tree in a per-run folder, so training code that resolves its paths as
 `SM_*` → `$SAGEMAKER_BASE_DIR/...` → `/opt/ml/...` runs unchanged here and in the cloud.
-The `SM_*` names are those of the sagemaker-training toolkit; the toolkit itself is not used
-because it waits for cluster host names to resolve and installs packages on import.
+The `SM_*` variables are those the sagemaker-training toolkit computes (see `toolkit`).
 """
 
 from __future__ import annotations
@@ -14,15 +13,17 @@ import json
 import os
 import sys
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ..stores import open_store
+from . import toolkit
 
 HOST = "algo-1"
 CONTAINER_BASE = "/opt/ml"
+MASTER_PORT = 7777  # what SageMaker's distributed drivers use on a cluster of its own
 
 # What a process needs to run on this machine. Nothing else of the launcher's environment
 # reaches the training code (no credentials, tokens, PYTHONPATH or virtualenv settings): a
@@ -53,14 +54,15 @@ def explain_exit(code: int) -> str:
     return f"exit code {code}" + (f" ({reason})" if reason else "")
 
 
-def build_tree(root: Path, request: dict[str, Any], instance_type: str) -> None:
-    """Create `root` as the job's /opt/ml: folders and the three JSON config files."""
+def build_tree(root: Path, request: dict[str, Any], instance_type: str, host: str = HOST,
+               hosts: Sequence[str] = (HOST,)) -> None:
+    """Create `root` as /opt/ml of one host of the job: folders and the JSON config files."""
     for sub in ("input/config", "input/data", "model", "output/data", "checkpoints"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     config = root / "input/config"
     _write_json(config / "hyperparameters.json", request.get("HyperParameters", {}))
     _write_json(config / "inputdataconfig.json", input_data_config(request))
-    _write_json(config / "resourceconfig.json", resource_config(instance_type))
+    _write_json(config / "resourceconfig.json", resource_config(instance_type, host, hosts))
     _write_json(config / "trainingjobconfig.json", {
         k: v for k, v in request.items() if k not in ("Tags",)
     })
@@ -79,16 +81,18 @@ def input_data_config(request: dict[str, Any]) -> dict[str, dict[str, str]]:
     }
 
 
-def resource_config(instance_type: str) -> dict[str, Any]:
+def resource_config(instance_type: str, host: str = HOST,
+                    hosts: Sequence[str] = (HOST,)) -> dict[str, Any]:
+    """resourceconfig.json as SageMaker writes it on `host` of a homogeneous cluster."""
     return {
-        "current_host": HOST,
+        "current_host": host,
         "current_instance_type": instance_type,
-        "current_group_name": "homogeneousCluster",
-        "hosts": [HOST],
+        "current_group_name": toolkit.GROUP,
+        "hosts": list(hosts),
         "instance_groups": [{
-            "instance_group_name": "homogeneousCluster",
+            "instance_group_name": toolkit.GROUP,
             "instance_type": instance_type,
-            "hosts": [HOST],
+            "hosts": list(hosts),
         }],
         "network_interface_name": "eth0",
     }
@@ -124,53 +128,35 @@ def container_variables(request: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def environment(request: dict[str, Any], base: str, instance_type: str,
-                gpus: int = 0) -> dict[str, str]:
-    """The variables a job sees, with paths under `base`: /opt/ml, or a host folder where no
-    private /opt/ml can be had (then also named by SAGEMAKER_BASE_DIR, which the toolkit and
-    the example honour)."""
-    path = Path(base)
-    hps = request.get("HyperParameters", {})
-    channels = [c["ChannelName"] for c in request.get("InputDataConfig", [])]
-    job_name = request["TrainingJobName"]
+def environment(request: dict[str, Any], base: str, instance_type: str, gpus: int = 0,
+                host: str = HOST, hosts: Sequence[str] = (HOST,),
+                master_addr: str | None = None,
+                master_port: int = MASTER_PORT) -> dict[str, str]:
+    """The variables one host of a job sees, with paths under `base`: /opt/ml, or a host folder
+    where no private /opt/ml can be had (then also named by SAGEMAKER_BASE_DIR, which the
+    toolkit and the example honour).
+
+    The toolkit's `SM_*` variables, plus what SageMaker's distributed drivers add for
+    several hosts: SM_HOST_COUNT, SM_CURRENT_HOST_RANK, SM_MASTER_ADDR, SM_MASTER_PORT.
+    """
     env = {
         **container_variables(request),
-        **({"SAGEMAKER_BASE_DIR": str(path)} if base != CONTAINER_BASE else {}),
-        "SM_MODEL_DIR": str(path / "model"),
-        "SM_INPUT_DIR": str(path / "input"),
-        "SM_INPUT_CONFIG_DIR": str(path / "input/config"),
-        "SM_OUTPUT_DIR": str(path / "output"),
-        "SM_OUTPUT_DATA_DIR": str(path / "output/data"),
-        "SM_CHANNELS": json.dumps(sorted(channels)),
-        "SM_HPS": json.dumps(hps),
-        "SM_INPUT_DATA_CONFIG": json.dumps(input_data_config(request)),
-        "SM_RESOURCE_CONFIG": json.dumps(resource_config(instance_type)),
-        "SM_CURRENT_HOST": HOST,
-        "SM_CURRENT_INSTANCE_TYPE": instance_type,
-        "SM_HOSTS": json.dumps([HOST]),
-        "SM_NETWORK_INTERFACE_NAME": "eth0",
-        "SM_NUM_CPUS": str(os.cpu_count() or 1),
-        "SM_NUM_GPUS": str(gpus),
-        "SM_LOG_LEVEL": "20",
+        **({"SAGEMAKER_BASE_DIR": base} if base != CONTAINER_BASE else {}),
+        **toolkit.variables(base, request.get("HyperParameters", {}),
+                            input_data_config(request),
+                            resource_config(instance_type, host, hosts),
+                            request["TrainingJobName"], gpus),
+        "SM_HOST_COUNT": str(len(hosts)),
+        "SM_CURRENT_HOST_RANK": str(list(hosts).index(host)),
+        "SM_MASTER_ADDR": master_addr or hosts[0],
+        "SM_MASTER_PORT": str(master_port),
     }
-    for name in channels:
-        env[f"SM_CHANNEL_{name.upper().replace('-', '_').replace('.', '_')}"] = str(
-            path / "input/data" / name
-        )
-    for key, value in hps.items():
-        env[f"SM_HP_{key.upper().replace('.', '_').replace('-', '_')}"] = value
-    env["SM_TRAINING_ENV"] = json.dumps({
-        "job_name": job_name,
-        "current_host": HOST,
-        "hosts": [HOST],
-        "channel_input_dirs": {n: str(path / "input/data" / n) for n in channels},
-        "hyperparameters": hps,
-        "model_dir": str(path / "model"),
-        "output_data_dir": str(path / "output/data"),
-        "num_cpus": int(env["SM_NUM_CPUS"]),
-        "num_gpus": gpus,
-    })
     return env
+
+
+def host_names(count: int) -> list[str]:
+    """`algo-1` … `algo-N`, as SageMaker names the hosts of a job."""
+    return [f"algo-{n}" for n in range(1, count + 1)]
 
 
 def local_path(uri: str) -> Path | None:
