@@ -4,6 +4,7 @@ archives; a config that inlines a secret is refused before anything is written."
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tarfile
@@ -20,11 +21,13 @@ CREDENTIALS = (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, HF_TOKEN)
 
 LEAKY_TRAINING = textwrap.dedent("""
     import os, pathlib
-    base = pathlib.Path(os.environ["SAGEMAKER_BASE_DIR"])
+    base = pathlib.Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
     for name, value in sorted(os.environ.items()):
         print(f"{name}={value}")
     print("aws_secret_access_key = " + os.environ["AWS_SECRET_ACCESS_KEY"])
-    (base / "output/failure").write_text("boom: token=" + os.environ["AWS_SESSION_TOKEN"])
+    (base / "output/failure").write_text(
+        "boom: " + os.environ["AWS_SECRET_ACCESS_KEY"] + " token="
+        + os.environ["AWS_SESSION_TOKEN"])
     raise SystemExit(1)
 """)
 
@@ -46,7 +49,8 @@ def leaky_config(make_config, tmp_path: Path) -> Path:
     code = tmp_path / "leaky"
     code.mkdir()
     (code / "train.py").write_text(LEAKY_TRAINING)
-    return make_config(source_dir=str(code), training_schema=None,
+    # the credentials reach the training process only when the config passes them
+    return make_config(source_dir=str(code), training_schema=None, pass_aws_credentials=True,
                        environment={"DB_PASSWORD": "arn:aws:secretsmanager:us-east-1:"
                                                    "123456789012:secret:db-AbCdEf"})
 
@@ -68,16 +72,30 @@ def test_cli_launch_leaves_no_credential_in_the_record(make_config, tmp_path, mo
     assert b"DB_PASSWORD=arn:aws:secretsmanager" in data  # references stay readable
     for secret in CREDENTIALS:
         assert secret.encode() not in data, secret
-    assert manifest(run)["failure_reason"] == "boom: token=****"
+    assert manifest(run)["failure_reason"] == "boom: **** token=****"
+    # and what the terminal showed: the log, the summary's failure line, the error
+    printed = result.stdout + result.stderr
+    assert "failure: boom: **** token=****" in printed
+    assert "aws_secret_access_key = ****" in printed
+    for secret in CREDENTIALS:
+        assert secret not in printed, secret
 
 
 def test_notebook_launch_leaves_no_credential_in_the_record(make_config, tmp_path,
                                                             monkeypatch):
     credential_env(monkeypatch)
     config = leaky_config(make_config, tmp_path)
-    subprocess.run([str(Path(sys.executable).parent / "papermill"),
-                    str(REPO / "notebooks/launch.ipynb"), str(tmp_path / "out.ipynb"),
-                    "-p", "config", str(config)], capture_output=True, timeout=180)
+    out = tmp_path / "out.ipynb"
+    result = subprocess.run([str(Path(sys.executable).parent / "papermill"),
+                             str(REPO / "notebooks/launch.ipynb"), str(out),
+                             "-p", "config", str(config)], capture_output=True, text=True,
+                            timeout=180)
+    # papermill's own output notebook (anyone may commit it) and its terminal output
+    executed = out.read_text() + result.stdout + result.stderr
+    assert "AWS_SECRET_ACCESS_KEY=****" in executed
+    assert "boom: **** token=****" in executed  # the summary's failure line and RunFailed
+    for secret in CREDENTIALS:
+        assert secret not in executed, secret
     run = wait_for(lambda: [r for r in runs(tmp_path / "experiments")
                             if (r / "notebook.ipynb").exists()], what="the notebook")[0]
     wait_for(lambda: manifest(run)["notebook"]["status"] != "pending", what="the capture")
@@ -85,6 +103,21 @@ def test_notebook_launch_leaves_no_credential_in_the_record(make_config, tmp_pat
     assert b"AWS_SECRET_ACCESS_KEY=****" in data
     for secret in CREDENTIALS:
         assert secret.encode() not in data, secret
+
+
+def test_form_launch_shows_no_credential(make_config, tmp_path, monkeypatch):
+    from sagebook.widgets import ConfigForm
+
+    credential_env(monkeypatch)
+    form = ConfigForm(leaky_config(make_config, tmp_path))
+    form.launch().join(timeout=180)
+    shown = form.log.value + form.run_status.value + form.record.value
+    assert "Failed" in form.run_status.value and "boom: **** token=****" in shown
+    executed = re.search(r"executed notebook <code>(.+?)</code>", form.run_status.value)[1]
+    shown += Path(executed).read_text()
+    assert "AWS_SECRET_ACCESS_KEY=****" in shown
+    for secret in CREDENTIALS:
+        assert secret not in shown, secret
 
 
 def test_inline_secrets_in_the_job_environment_are_refused(make_config, tmp_path):

@@ -24,8 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    from .errors import ConfigError, SagebookError
-    from .inputs import UnreadableFile
+    from .printing import masked_output
 
     # Log lines and progress are read live, also through pipes (CI, papermill, `| tee`).
     if hasattr(sys.stdout, "reconfigure"):
@@ -33,6 +32,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (a closed terminal, a CI timeout) stops a run the way Ctrl-C does: the training
     # process is stopped and the record says so.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    with masked_output():  # log lines, failure reasons and AWS messages: as in the record
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, its errors rendered as one message each, without a traceback."""
+    from .errors import ConfigError, SagebookError
+    from .inputs import UnreadableFile
+
     try:
         return args.command(args)
     except ConfigError as exc:

@@ -53,12 +53,14 @@ def launch(config: Any, overrides: Any = None, wait: Any = None, pdb: Any = Fals
     """Run the launch notebook's job: validate the papermill parameters, launch, capture."""
     from .launch import RunFailed
     from .launch import launch as launch_run
+    from .printing import masked_output
 
     _install_error_display()
     config_path, override_list, wait_flag = check_parameters(config, overrides, wait)
-    run = launch_run(config_path, override_list, via="notebook", wait=wait_flag,
-                     pdb=bool(pdb), on_record=start_capture)
-    print(run.summary())
+    with masked_output():  # the cell's output is saved in the notebook: mask it as the record
+        run = launch_run(config_path, override_list, via="notebook", wait=wait_flag,
+                         pdb=bool(pdb), on_record=start_capture)
+        print(run.summary())
     if not run.ok:
         raise RunFailed(run)
     return run
@@ -99,8 +101,11 @@ def _install_error_display() -> None:
     except NameError:
         return
 
+    from .printing import MaskedError
+
     def show(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None):
-        shell._showtraceback(etype, value, [f"{etype.__name__}: {value}"])
+        masked = MaskedError(value)
+        shell._showtraceback(etype, masked, [f"{etype.__name__}: {masked}"])
 
     shell.set_custom_exc((SagebookError,), show)
 

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from . import config
 from .errors import ConfigError, SagebookError
 from .form_fields import INPUT_WIDTH, LABEL_WIDTH, Editor, ModelEditor, Spec
+from .secrets import redact
 from .yaml_update import same, update_yaml
 
 # How the job config's flat fields are grouped on screen. Fields not listed here (a new
@@ -460,6 +461,7 @@ class _RunWatch:
         pass
 
     def _line(self, line: str) -> None:
+        line = redact(line)
         self.lines.append(line)
         match = RECORD_LINE.search(line)
         if match and self.uri is None:
@@ -520,9 +522,11 @@ class _RunWatch:
         self.form.record.value = "<br>".join(lines)
         summary = f"<b>{html.escape(status or 'not started')}</b>"
         if error:
-            summary = f"<span class='sagebook-problems'>{summary}: {html.escape(error)}</span>"
+            summary = (f"<span class='sagebook-problems'>{summary}: "
+                       f"{html.escape(redact(error))}</span>")
         if manifest.get("failure_reason"):
-            summary += f" — {html.escape(str(manifest['failure_reason']).splitlines()[0])}"
+            reason = redact(str(manifest["failure_reason"]).splitlines()[0])
+            summary += f" — {html.escape(reason)}"
         elapsed = time.monotonic() - self.started
         self.form.run_status.value = (f"{summary} · {elapsed:.0f}s · executed notebook "
                                       f"<code>{html.escape(str(output))}</code>")
