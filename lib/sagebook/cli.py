@@ -95,11 +95,17 @@ def _parser() -> argparse.ArgumentParser:
     launch.set_defaults(command=_launch)
 
     doctor = commands.add_parser(
-        "doctor", help="check AWS access (and, for local runs, /opt/ml) before a first launch",
-        description="Check credentials, region, execution role, bucket access and the image "
-                    "in ECR, each with what to do when it fails.",
+        "doctor", help="check what a job config needs before a first launch",
+        description="Check what this config's run needs, each with what to do when it fails: "
+                    "for local runs the training code, its data and /opt/ml; for SageMaker "
+                    "(and any s3:// location) credentials, region, execution role, buckets in "
+                    "the job's region, write access where the launch writes, and the image in "
+                    "ECR. Exits 1 when a check fails (warnings pass).",
     )
     doctor.add_argument("config", help="job config, e.g. configs/sagemaker_config.yaml")
+    doctor.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="check the config with this change, as launch -o takes it "
+                             "(repeatable)")
     doctor.set_defaults(command=_doctor)
 
     init = commands.add_parser(
@@ -137,7 +143,7 @@ def _exit_code(run: Run) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from .doctor import diagnose
 
-    report, ok = diagnose(args.config)
+    report, ok = diagnose(args.config, args.override)
     print(report)
     return 0 if ok else 1
 

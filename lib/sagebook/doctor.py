@@ -1,17 +1,21 @@
-"""`sagebook doctor`: check, before a first cloud launch, everything AWS must grant it.
+"""`sagebook doctor`: check, before a launch, what this job config needs from outside the code.
 
-A first SageMaker launch usually fails on something outside the code: no credentials, no
-region, a role SageMaker cannot assume, a bucket the user cannot write, an image that was never
-pushed. Each check here makes one cheap read-only call (and one small write-then-delete in the
-record store) and says what to do when it fails.
+The checks follow the config. A local run needs its training code, schema and data, and a way to
+give the code `/opt/ml`; it needs AWS only where the config names an `s3://` location. A
+SageMaker job needs what AWS must grant: credentials, a region, a role SageMaker can assume,
+buckets in the job's region that the launcher can write where the launch writes (records,
+training configs, uploads) and read where the job reads (a channel with no objects is a warning),
+and the image in ECR in the job's region. Each check makes one cheap call (a write check writes
+and deletes one small object) and says what to do when it fails.
 """
 
 from __future__ import annotations
 
 import json
 import secrets as _random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import aws
 from .config import JobConfig, LaunchConfig
@@ -22,6 +26,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # passes, but the launch will probably not do what was meant
 
 
 def _error_code(exc: Exception) -> str:
@@ -30,7 +35,7 @@ def _error_code(exc: Exception) -> str:
 
 
 def run_checks(cfg: LaunchConfig) -> list[Check]:
-    """Every check for this job config, in the order a user would fix them."""
+    """Every check this job config needs, in the order a user would fix them."""
     job = cfg.job
     checks: list[Check] = []
 
@@ -38,24 +43,35 @@ def run_checks(cfg: LaunchConfig) -> list[Check]:
         try:
             checks.append(Check(name, True, probe()))
             return True
+        except DoctorWarning as warning:
+            checks.append(Check(name, True, str(warning), warning=True))
+            return True
         except DoctorFinding as finding:
             checks.append(Check(name, False, str(finding)))
         except Exception as exc:  # any AWS or network failure is a finding, not a crash
             checks.append(Check(name, False, f"{_error_code(exc)}: {exc}"))
         return False
 
-    if job.instance_type == "local":
-        check("local /opt/ml", lambda: _local_opt_ml(cfg))
-        if not _s3_locations(job):
-            return checks  # a local run of local data needs nothing from AWS
+    check("training code", lambda: _training_code(cfg))
+    if not job.is_cloud:
+        if job.instance_type == "local":
+            check("local /opt/ml", lambda: _local_opt_ml(cfg))
+        else:
+            check("docker", _docker)
+    for name, channel in job.channels.items():
+        if "://" not in channel.uri:
+            check(f"channel {name}", lambda uri=channel.uri: _local_channel(job, uri))
+    locations = _s3_locations(job)
+    if not job.is_cloud and not locations:
+        return checks  # a local run of local data needs nothing from AWS
     if not check("credentials", lambda: _credentials(job)):
         return checks
     if not check("region", lambda: _region(job)):
         return checks
-    if job.role_arn:
+    if job.role_arn and job.is_cloud:
         check("execution role", lambda: _role(job))
-    for label, uri in _s3_locations(job):
-        check(label, lambda uri=uri, label=label: _bucket(job, uri, write=label == "record store"))
+    for label, uri, access in locations:
+        check(label, lambda uri=uri, access=access: _bucket(job, uri, access))
     if job.image_uri and job.is_cloud:
         check("training image", lambda: _image(job))
     return checks
@@ -65,9 +81,42 @@ class DoctorFinding(Exception):
     """A check failed in a way we can explain."""
 
 
-def _local_opt_ml(cfg: LaunchConfig) -> str:
-    from pathlib import Path
+class DoctorWarning(Exception):
+    """A check passed, but what it found is probably not what was meant."""
 
+
+def _training_code(cfg: LaunchConfig) -> str:
+    """Loading the config already found the code and validated the training config against
+    its schema (a failure there is a config error, exit 2): say what was checked."""
+    job = cfg.job
+    schema = (f"; {cfg.training_path.name} fits {job.training_schema}" if job.training_schema
+              else "; no training_schema: training options are not checked")
+    return f"{Path(job.source_dir) / job.entry_point}{schema}"
+
+
+def _docker() -> str:
+    import shutil
+
+    docker = shutil.which("docker")
+    if not docker:
+        raise DoctorFinding("no `docker` on PATH: install Docker to run the image locally, or "
+                            "use instance_type: local")
+    return docker
+
+
+def _local_channel(job: JobConfig, uri: str) -> str:
+    path = Path(uri)
+    if not path.exists():
+        raise DoctorFinding(f"{uri} does not exist")
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    if not files:
+        raise DoctorWarning(f"{uri} holds no files: the training code will find no data")
+    size = sum(p.stat().st_size for p in files)
+    where = "uploaded, content-addressed, at launch" if job.is_cloud else "linked into the run"
+    return f"{uri}: {len(files)} file(s), {size:,} bytes ({where})"
+
+
+def _local_opt_ml(cfg: LaunchConfig) -> str:
     from .backends import namespace
 
     mode = namespace.support()
@@ -120,14 +169,21 @@ def _role(job: JobConfig) -> str:
     return f"{role['Arn']} trusts sagemaker.amazonaws.com"
 
 
-def _s3_locations(job: JobConfig) -> list[tuple[str, str]]:
-    found = [("record store", job.experiments_uri), ("config upload", job.config_uri),
-             ("outputs", job.output_uri), ("checkpoints", job.checkpoint_uri)]
-    found += [(f"channel {name}", c.uri) for name, c in job.channels.items()]
-    return [(label, uri) for label, uri in found if uri and uri.startswith("s3://")]
+def _s3_locations(job: JobConfig) -> list[tuple[str, str, str]]:
+    """(label, uri, access) of every S3 location: "write" where the launch (this process)
+    writes, "read" where the job reads, "job" where only SageMaker's role writes."""
+    job_writes = "job" if job.is_cloud else "write"  # local runs write outputs themselves
+    found = [("record store", job.experiments_uri, "write"),
+             ("config upload", job.config_uri, "write"),
+             ("uploads", job.uploads_uri, "write"),
+             ("outputs", job.output_uri, job_writes),
+             ("checkpoints", job.checkpoint_uri, job_writes)]
+    found += [(f"channel {name}", c.uri, "read") for name, c in job.channels.items()]
+    return [(label, uri, access) for label, uri, access in found
+            if uri and uri.startswith("s3://")]
 
 
-def _bucket(job: JobConfig, uri: str, write: bool) -> str:
+def _bucket(job: JobConfig, uri: str, access: str) -> str:
     from .stores import open_store
 
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
@@ -146,18 +202,33 @@ def _bucket(job: JobConfig, uri: str, write: bool) -> str:
                                 "s3:ListBucket on it (and the bucket's owner must be "
                                 f"{job.expected_bucket_owner or 'as expected'})") from None
         raise
-    if not write:
-        s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1, **owner)
-        return f"{uri} readable"
-    store = open_store(uri, **job.store_options())
-    probe = f"_doctor/{_random.token_hex(4)}"
-    try:
-        store.write_text(probe, "sagebook doctor write check\n")
-        store.delete([probe])
-    except Exception as exc:
-        raise DoctorFinding(f"cannot write to {uri}: your identity needs s3:PutObject and "
-                            f"s3:DeleteObject there ({exc})") from None
-    return f"{uri} readable and writable"
+    if job.is_cloud:
+        _same_region(job, f"bucket {bucket}", aws.bucket_region(bucket, job.profile))
+    if access == "write":
+        store = open_store(uri, **job.store_options())
+        probe = f"_doctor/{_random.token_hex(4)}"
+        try:
+            store.write_text(probe, "sagebook doctor write check\n")
+            store.delete([probe])
+        except Exception as exc:
+            raise DoctorFinding(f"cannot write to {uri}: your identity needs s3:PutObject and "
+                                f"s3:DeleteObject there ({exc})") from None
+        return f"{uri} readable and writable"
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1, **owner)
+    if access == "read" and not listed.get("KeyCount"):
+        raise DoctorWarning(f"{uri} holds no objects: the job would start and find no data "
+                            f"(sagebook upload <folder> {uri})")
+    return f"{uri} readable" + (" (SageMaker writes here with the execution role)"
+                                if access == "job" else "")
+
+
+def _same_region(job: JobConfig, what: str, where: str | None) -> None:
+    """SageMaker reads data and pulls images only in the job's own region."""
+    region = aws.region(job.profile, job.region)
+    if where and region and where != region:
+        raise DoctorFinding(f"{what} is in {where}, but the job runs in {region}: SageMaker "
+                            f"uses S3 and ECR only in its own region; move it to {region}, or "
+                            f"set region: {where}")
 
 
 def _image(job: JobConfig) -> str:
@@ -165,6 +236,7 @@ def _image(job: JobConfig) -> str:
     match = aws.ecr_image(job.image_uri)
     if not match:
         return f"{job.image_uri} is not in ECR: not checked (SageMaker pulls only from ECR)"
+    _same_region(job, f"image {job.image_uri}", match["region"])
     ecr = aws.client("ecr", job.profile, match["region"])
     image_id = {"imageDigest": match["digest"]} if match["digest"] else {
         "imageTag": match["tag"] or "latest"}
@@ -184,13 +256,18 @@ def _image(job: JobConfig) -> str:
 
 def render(checks: list[Check]) -> str:
     width = max(len(c.name) for c in checks)
-    return "\n".join(f"{'ok ' if c.ok else 'FAIL'} {c.name:<{width}}  {c.detail}" for c in checks)
+
+    def mark(c: Check) -> str:
+        return "FAIL" if not c.ok else "warn" if c.warning else "ok  "
+
+    return "\n".join(f"{mark(c)} {c.name:<{width}}  {c.detail}" for c in checks)
 
 
-def diagnose(config_path: str) -> tuple[str, bool]:
-    """The report for a job config, and whether every check passed."""
+def diagnose(config_path: str, overrides: Iterable[str] = ()) -> tuple[str, bool]:
+    """The report for a job config (with overrides, as `launch -o` takes them), and whether
+    every check passed (warnings pass)."""
     from .config import load
 
-    checks = run_checks(load(config_path))
+    checks = run_checks(load(config_path, overrides))
     return render(checks), all(c.ok for c in checks)
 
