@@ -117,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument("folder", help="the new project's folder (created if needed)")
     init.set_defaults(command=_init)
+    _add_sweep_command(commands)
     _add_team_commands(commands)
     _add_job_commands(commands)
     return parser
@@ -189,6 +190,63 @@ def _dry_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# Sweeps
+
+
+def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
+    sweep = commands.add_parser(
+        "sweep", help="run a grid or random search here, or a SageMaker tuning job",
+        description="Run the sweep described by the job config's `sweep:` section or by "
+                    "--sweep FILE: grid and random trials in parallel on this machine, or one "
+                    "hyperparameter tuning job on SageMaker. Every trial is a run with a record.",
+    )
+    sweep.add_argument("config", nargs="?", help="job config, e.g. configs/sagemaker_config.yaml")
+    sweep.add_argument("--sweep", dest="sweep_file", metavar="FILE",
+                       help="the sweep block in a file of its own, e.g. configs/sweep.yaml")
+    sweep.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting of every trial (repeatable)")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="validate and print the trials (or the search space and the "
+                            "tuning request); write and start nothing")
+    sweep.add_argument("--resume", metavar="SWEEP",
+                       help="run the trials of this local sweep that failed or never ran")
+    sweep.add_argument("--wait", action="store_true",
+                       help="SageMaker: follow the tuning job until it ends")
+    _store_options(sweep)
+    sweep.set_defaults(command=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from . import sweeps
+
+    if args.resume:
+        if args.config or args.sweep_file or args.override:
+            from .errors import ConfigError
+
+            raise ConfigError.one("--resume", None, "resumes with the sweep's own configs: give "
+                                                    "no CONFIG, --sweep or -o with it")
+        sweeps.resume(_open_store(args), args.resume)
+        return 0
+    if not args.config:
+        from .errors import ConfigError
+
+        raise ConfigError.one("sagebook sweep", None, "give a job config (or --resume SWEEP)")
+    plan = sweeps.plan(args.config, args.sweep_file, args.override)
+    if args.dry_run:
+        print(plan.describe())
+        if plan.remote:
+            import json
+
+            from .sweeps import tuning
+
+            print(json.dumps(tuning.dry_run_request(plan), indent=2, default=str))
+        print("sweep and configs are valid; nothing was written or started", file=sys.stderr)
+        return 0
+    sweeps.start(plan, wait=args.wait or None)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Seeing the team's experiments: list, show, diff, rerun, report
 
 
@@ -214,9 +272,11 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
                     help="only runs with this status, e.g. Failed (repeatable, or comma list)")
     ls.add_argument("-t", "--tag", action="append", default=[], metavar="KEY[=VALUE]",
                     help="only runs whose job has this tag (repeatable)")
+    ls.add_argument("--sweep", metavar="SWEEP",
+                    help="only the trials of this sweep, with their parameters, best first")
     ls.add_argument("--since", metavar="WHEN",
                     help="only runs created since: 7d, 12h, 30m, or a date like 2026-11-01")
-    ls.add_argument("--sort", default="created", metavar="COLUMN",
+    ls.add_argument("--sort", default=None, metavar="COLUMN",
                     help="run, experiment, user, created, instance, status, duration, commit, "
                          "or a metric name (default: created, newest first)")
     order = ls.add_mutually_exclusive_group()
@@ -234,11 +294,11 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
                     help="first index records the index does not know (reads every manifest)")
     ls.set_defaults(command=_list)
 
-    show = commands.add_parser("show", help="everything about one run",
+    show = commands.add_parser("show", help="everything about one run (or sweep)",
                                description="Configs, request, status timeline, metrics, "
                                            "failure and artifacts of one run.")
     show.add_argument("run", help="run id (or a unique part of it), job name, "
-                                  "experiment/run_id, or the record's URI")
+                                  "experiment/run_id, the record's URI, or a sweep's id")
     _store_options(show)
     show.add_argument("--json", action="store_true", help="print it all as one JSON document")
     show.set_defaults(command=_show)
@@ -304,8 +364,20 @@ def _list(args: argparse.Namespace) -> int:
         tags=runs.parse_tags(args.tag),
         since=runs.parse_since(args.since) if args.since else None,
     )
+    sort, descending, parameters, objective = args.sort or "created", args.descending, [], None
+    if args.sweep:
+        from .sweeps import find_sweep
+
+        sweep = find_sweep(store, args.sweep)
+        filters.sweep, filters.experiment = sweep.sweep_id, sweep.experiment
+        parameters = sweep.manifest.get("parameters") or []
+        objective = sweep.manifest["objective"]["metric"]
+        if args.sort is None:  # best first
+            sort = objective
+            if descending is None:
+                descending = sweep.manifest["objective"]["goal"] == "maximize"
     profile = getattr(store, "profile", None)
-    listing = runs.list_runs(store, filters, sort=args.sort, descending=args.descending,
+    listing = runs.list_runs(store, filters, sort=sort, descending=descending,
                              limit=args.limit or None, refresh=args.refresh, profile=profile)
     if listing.warning:
         print(f"sagebook: {listing.warning}", file=sys.stderr)
@@ -314,7 +386,7 @@ def _list(args: argparse.Namespace) -> int:
             print(json.dumps({**entry, "duration": runs.duration(entry)}))
         return 0
     if not listing.runs:
-        if any((args.experiment, args.user, args.status, args.tag, args.since)):
+        if any((args.experiment, args.user, args.status, args.tag, args.since, args.sweep)):
             print(f"no runs in {store.uri} match these filters", file=sys.stderr)
         else:
             print(f"no runs in {store.uri} (records made before sagebook kept an index: "
@@ -327,7 +399,9 @@ def _list(args: argparse.Namespace) -> int:
 
         counts = Counter(k for e in listing.runs for k in (e.get("final_metrics") or {}))
         metrics = [name for name, _ in counts.most_common(3)]
-    print(runs.format_table(listing.runs, metrics))
+        if objective:
+            metrics = [objective] + [m for m in metrics if m != objective][:2]
+    print(runs.format_table(listing.runs, metrics, parameters))
     if listing.matched > len(listing.runs):
         print(f"{len(listing.runs)} of {listing.matched} runs shown (--limit 0 shows all)",
               file=sys.stderr)
@@ -337,9 +411,25 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     import json
 
-    from . import runs
+    from . import runs, sweeps
 
-    info = runs.details(runs.find_run(_open_store(args), args.run))
+    store = _open_store(args)
+    try:
+        record = (sweeps.find_sweep(store, args.run) if sweeps.is_sweep_ref(args.run)
+                  else runs.find_run(store, args.run))
+    except runs.RunNotFound as not_a_run:
+        try:
+            record = sweeps.find_sweep(store, args.run)
+        except sweeps.SweepNotFound:
+            raise not_a_run from None
+    if isinstance(record, sweeps.SweepRecord):
+        sweeps.refresh(record)
+        if args.json:
+            print(json.dumps(record.manifest, indent=2, default=str))
+        else:
+            print(sweeps.format_sweep(record))
+        return 0
+    info = runs.details(record)
     if args.json:
         print(json.dumps(info.as_json(), indent=2, default=str))
     else:

@@ -317,6 +317,7 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = ()) -> 
     overrides = tuple(overrides)
     job_overrides, training_overrides = _split_overrides(overrides)
     job_data, job_lines = read_yaml(job_path)
+    job_data.pop("sweep", None)  # a sweep over this job (sweeps/spec.py), not a job setting
     job_sources = _apply_overrides(job_data, job_overrides, JobConfig, "job.")
     job = _checked_job(job_data, job_path, job_lines, job_sources)
 
@@ -566,6 +567,33 @@ def _plain_types(annotation: Any) -> list[Any]:
 
 # --------------------------------------------------------------------------------------------
 # Validation and error messages
+
+
+def has_key(schema: type[BaseModel], dotted: str) -> bool:
+    """Whether `dotted` (as in an override, without its job./training. prefix) is a key of
+    the schema, or inside one of its maps."""
+    key = tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
+    return _annotation_at(schema, key) is not None
+
+
+def keys_of(schema: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every key of the schema, sections' keys dotted (`data.train_file`): for suggestions."""
+    keys = []
+    for name, info in schema.model_fields.items():
+        keys.append(prefix + name)
+        inner = _unwrap(info.annotation)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            keys += keys_of(inner, f"{prefix}{name}.")
+    return keys
+
+
+def validate_model(
+    schema: type[BaseModel], data: dict[str, Any], path: Path, lines: dict[KeyPath, int],
+    sources: dict[KeyPath, str], prefix: str,
+) -> Any:
+    """Validate `data` read from `path` against any model, with this module's messages (file,
+    line, key, nearest key for a typo)."""
+    return _validate(schema, data, path, lines, sources, prefix)
 
 
 def _validate(

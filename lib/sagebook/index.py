@@ -63,6 +63,7 @@ def summarize(manifest: dict[str, Any]) -> dict[str, Any]:
     notebook = manifest.get("notebook") or {}
     parent = manifest.get("parent") or {}
     failure = manifest.get("failure_reason")
+    sweep = manifest.get("sweep") or {}
     entry = {
         "run_id": manifest["run_id"],
         "experiment": manifest["experiment"],
@@ -92,6 +93,8 @@ def summarize(manifest: dict[str, Any]) -> dict[str, Any]:
         "parent": parent.get("run_id"),
         "tags": manifest.get("tags") or None,
         "notebook": notebook.get("status"),
+        "sweep": sweep.get("id"),
+        "parameters": sweep.get("parameters"),
     }
     return {k: v for k, v in entry.items() if v is not None}
 

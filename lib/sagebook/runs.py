@@ -76,11 +76,14 @@ class Filters:
     status: Sequence[str] = ()
     tags: dict[str, str | None] = field(default_factory=dict)
     since: _dt.datetime | None = None
+    sweep: str | None = None  # a sweep's id: only its trials
 
     def match(self, entry: dict[str, Any], *, with_status: bool = True) -> bool:
         if self.experiment and entry.get("experiment") != self.experiment:
             return False
         if self.user and entry.get("user") != self.user:
+            return False
+        if self.sweep and entry.get("sweep") != self.sweep:
             return False
         if with_status and self.status and (
             str(entry.get("status", "")).lower() not in {s.lower() for s in self.status}
@@ -487,10 +490,12 @@ def format_commit(entry: dict[str, Any]) -> str:
     return commit[:8] + ("*" if entry.get("git_dirty") else "")
 
 
-def format_table(rows: list[dict[str, Any]], metrics: list[str]) -> str:
+def format_table(rows: list[dict[str, Any]], metrics: list[str],
+                 parameters: Sequence[str] = ()) -> str:
+    """The runs as a table; `parameters`: a sweep's searched keys, as columns of their own."""
     now = _dt.datetime.now(_dt.timezone.utc)
     header = ["RUN", "EXPERIMENT", "USER", "CREATED", "INSTANCE", "STATUS", "DURATION",
-              *(m.upper() for m in metrics), "COMMIT"]
+              *parameters, *(m.upper() for m in metrics), "COMMIT"]
     lines = [header]
     for e in rows:
         created = parse_time(e.get("created"))
@@ -499,12 +504,19 @@ def format_table(rows: list[dict[str, Any]], metrics: list[str]) -> str:
             e["run_id"], e.get("experiment", ""), e.get("user", ""),
             created.strftime("%Y-%m-%d %H:%M") if created else "", e.get("instance_type", ""),
             e.get("status", ""), format_duration(duration(e, now)),
+            *(_cell((e.get("parameters") or {}).get(p)) for p in parameters),
             *("" if final.get(m) is None else f"{final[m]:.4g}" for m in metrics),
             format_commit(e),
         ])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True))
                      .rstrip() for line in lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def format_details(info: RunDetails) -> str:
