@@ -289,3 +289,175 @@ def test_ctrl_c_stops_every_trial_then_resume_runs_only_the_rest(tiny, tmp_path)
     again = sagebook("sweep", "--resume", sweep_dir.name, "--store", str(experiments))
     assert again.returncode == 0 and "nothing to resume" in again.stdout
     wait_for(lambda: not _training_processes(script), 5, "no training process left")
+
+
+# --------------------------------------------------------------------------------------------
+# On SageMaker: one tuning job (moto's server), its training jobs driven from the test
+
+
+SEARCH_SPACES = {
+    "grid": "parameters:\n  training.learning_rate: [0.001, 0.01]\n"
+            "  training.optimizer: [adam, sgd]\n",
+    "random": "max_trials: 6\nseed: 3\nparameters:\n"
+              "  training.learning_rate: {min: 0.001, max: 0.1, scale: log}\n"
+              "  training.hidden_units: {min: 16, max: 128}\n",
+    "bayesian": "max_trials: 12\nearly_stopping: true\n"
+                "stop_when: {target: 0.99, no_improvement: 4}\n"
+                "parameters:\n  training.learning_rate: {min: 0.001, max: 0.1, scale: log}\n"
+                "  training.optimizer: [adam, sgd]\n"
+                "  job.instance_type: [ml.m5.large, ml.c5.xlarge]\n",
+    "hyperband": "max_trials: 9\nmax_runtime: 2h\nhyperband: {min_resource: 1, max_resource: 9}\n"
+                 "parameters:\n  training.alpha: {min: 0.00001, max: 0.01, scale: log}\n",
+}
+
+
+def cloud_sweep(tmp_path: Path, strategy: str, extra: str = "") -> Path:
+    return write_sweep(tmp_path, "objective: {metric: val_accuracy, goal: maximize}\n"
+                       f"strategy: {strategy}\nmax_parallel: 3\n{extra}"
+                       + SEARCH_SPACES[strategy], f"{strategy}.yaml")
+
+
+def tuning_jobs() -> dict:
+    from moto.sagemaker.models import sagemaker_backends
+
+    return {name: job for account in sagemaker_backends.values() for region in account.values()
+            for name, job in region.hyper_parameter_tuning_jobs.items()}
+
+
+@pytest.mark.parametrize("strategy", list(SEARCH_SPACES))
+def test_every_strategy_becomes_one_checked_tuning_job(strategy, fake, cloud_config, tmp_path,
+                                                       capsys, s3, bucket):
+    import boto3
+
+    config = cloud_config(training={"epochs": 9})
+    assert main(["sweep", str(config), "--sweep", str(cloud_sweep(tmp_path, strategy))]) == 0
+    out = capsys.readouterr().out
+    (name,) = tuning_jobs()
+    assert f"tuning job {name} created" in out
+    sent = boto3.client("sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    request_key = next(k for k in keys if k.endswith(f"{name}/request.json"))
+    request = json.loads(s3.get_object(Bucket=bucket, Key=request_key)["Body"].read())
+    tuning = sent["HyperParameterTuningJobConfig"]
+    assert tuning == request["HyperParameterTuningJobConfig"]
+    assert tuning["Strategy"] == strategy.capitalize()
+    assert tuning["ResourceLimits"]["MaxParallelTrainingJobs"] == 3
+    definitions = request.get("TrainingJobDefinitions") or [request["TrainingJobDefinition"]]
+    for definition in definitions:
+        static = definition["StaticHyperParameters"]
+        assert static["epochs"] == "9"  # the training config, as static hyperparameters
+        assert "learning_rate" not in static or strategy == "hyperband"
+        assert all(c["ChannelName"] != "config" for c in definition["InputDataConfig"])
+        assert definition["RoleArn"].endswith("role/SageMakerExecutionRole")
+    tags = {t["Key"]: t["Value"] for t in request["Tags"]}
+    assert tags["sagebook:sweep"] == name and tags["sagebook:experiment"] == "digits-mlp"
+    if strategy == "grid":
+        assert tuning["ParameterRanges"]["CategoricalParameterRanges"] == [
+            {"Name": "learning_rate", "Values": ["0.001", "0.01"]},
+            {"Name": "optimizer", "Values": ["adam", "sgd"]}]
+    elif strategy == "random":
+        assert tuning["RandomSeed"] == 3
+        assert tuning["ParameterRanges"]["IntegerParameterRanges"] == [
+            {"Name": "hidden_units", "MinValue": "16", "MaxValue": "128",
+             "ScalingType": "Linear"}]
+    elif strategy == "bayesian":
+        assert tuning["TrainingJobEarlyStoppingType"] == "Auto"
+        assert tuning["TuningJobCompletionCriteria"] == {
+            "TargetObjectiveMetricValue": 0.99,
+            "BestObjectiveNotImproving": {"MaxNumberOfTrainingJobsNotImproving": 4}}
+        assert [d["ResourceConfig"]["InstanceType"] for d in definitions] == [
+            "ml.m5.large", "ml.c5.xlarge"]
+        assert all(d["TuningObjective"] == {"Type": "Maximize", "MetricName": "val_accuracy"}
+                   for d in definitions)
+    else:
+        assert tuning["StrategyConfig"] == {
+            "HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": 9}}
+        assert tuning["ResourceLimits"]["MaxRuntimeInSeconds"] == 7200
+        assert tuning["ParameterRanges"]["ContinuousParameterRanges"][0]["ScalingType"] == (
+            "Logarithmic")
+
+
+def test_a_request_the_model_refuses_is_refused_before_any_upload(fake, cloud_config, tmp_path,
+                                                                  capsys, s3, bucket):
+    sweep = cloud_sweep(tmp_path, "bayesian").read_text().replace("no_improvement: 4",
+                                                                  "no_improvement: 1")
+    path = write_sweep(tmp_path, sweep, "refused.yaml")
+    assert main(["sweep", str(cloud_config()), "--sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    line = sweep.splitlines().index(next(ln for ln in sweep.splitlines()
+                                         if ln.startswith("stop_when"))) + 1
+    assert f"{path}:{line}: sweep.stop_when.no_improvement: at least 3 allowed, got 1" in err
+    assert tuning_jobs() == {}
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    dry = main(["sweep", str(cloud_config()), "--sweep", str(path), "--dry-run"])
+    assert dry == 2 and "at least 3 allowed, got 1" in capsys.readouterr().err
+
+
+def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, tmp_path,
+                                                          capsys, bucket):
+    import boto3
+
+    from sagebook.stores import open_store
+    from sagebook.sweeps import find_sweep
+
+    config = cloud_config()
+    assert main(["sweep", str(config), "--sweep", str(cloud_sweep(tmp_path, "random"))]) == 0
+    (name,) = tuning_jobs()
+    tuning_jobs()[name].hyper_parameter_tuning_job_status = "InProgress"
+    store_uri = f"s3://{bucket}/records"
+    request = find_sweep(open_store(store_uri), name).read_text("request.json")
+    definition = json.loads(request)["TrainingJobDefinition"]
+    sagemaker = boto3.client("sagemaker")
+    # The tuner's training jobs, as SageMaker creates them: the tuning job's tags, its static
+    # hyperparameters plus the tuned ones.
+    tried = [(0.01, 64, "Completed", 0.95), (0.05, 32, "Completed", 0.97),
+             (0.002, 128, "Failed", None), (0.02, 16, "InProgress", None)]
+    for number, (rate, units, _, _) in enumerate(tried, start=1):
+        sagemaker.create_training_job(
+            TrainingJobName=f"{name}-{number:03d}-0a1b2c3d",
+            HyperParameters={**definition["StaticHyperParameters"],
+                             "learning_rate": str(rate), "hidden_units": str(units)},
+            AlgorithmSpecification=definition["AlgorithmSpecification"],
+            RoleArn=definition["RoleArn"], OutputDataConfig=definition["OutputDataConfig"],
+            ResourceConfig=definition["ResourceConfig"],
+            StoppingCondition=definition["StoppingCondition"],
+            Tags=json.loads(request)["Tags"])
+    for number, (_, _, status, accuracy) in enumerate(tried, start=1):
+        job = fake.job(f"{name}-{number:03d}-0a1b2c3d")
+        job.training_job_status = status
+        if accuracy is not None:
+            job.final_metric_data_list = [{"MetricName": "val_accuracy", "Value": accuracy}]
+        if status == "Failed":
+            job.failure_reason = "AlgorithmError: out of memory"
+    capsys.readouterr()
+
+    assert main(["list", "--store", store_uri, "--sweep", name[-6:]]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert len(listing) == 1 + 4
+    assert "learning_rate" in listing[0] and "VAL_ACCURACY" in listing[0]
+    assert listing[1].startswith(f"{name}-002-") and "0.97" in listing[1]  # best first
+    assert listing[2].startswith(f"{name}-001-") and "0.95" in listing[2]
+    assert fake.progress == {}  # Search, never a describe per trial
+
+    assert main(["show", name, "--store", store_uri]) == 0
+    shown = capsys.readouterr().out
+    assert "trials:   2 completed, 1 failed, 1 inprogress" in shown
+    assert f"best:     trial 1 (run {name}-002-0a1b2c3d), val_accuracy=0.97" in shown
+    run = json.loads(boto3.client("s3").get_object(
+        Bucket=bucket, Key=f"records/digits-mlp/{name}-003-0a1b2c3d/manifest.json")["Body"].read())
+    assert run["status"] == "Failed" and run["failure_reason"] == "AlgorithmError: out of memory"
+    assert run["sweep"] == {"id": name, "trial": 2, "parameters": {
+        "training.learning_rate": 0.002, "training.hidden_units": 128},
+        "record": f"{store_uri}/_sweeps/digits-mlp/{name}"}
+    assert run["instance_type"] == "ml.m5.large"
+
+    fake.job(f"{name}-004-0a1b2c3d").training_job_status = "Completed"
+    fake.job(f"{name}-004-0a1b2c3d").final_metric_data_list = [
+        {"MetricName": "val_accuracy", "Value": 0.99}]
+    tuning_jobs()[name].hyper_parameter_tuning_job_status = "Completed"
+    assert main(["show", name, "--store", store_uri, "--json"]) == 0
+    sweep = json.loads(capsys.readouterr().out)
+    assert sweep["status"] == "Completed" and sweep["best"]["run_id"].endswith("-004-0a1b2c3d")
+    assert sweep["counts"] == {"Completed": 3, "Failed": 1}
+    assert fake.progress == {}

@@ -233,13 +233,16 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError.one("sagebook sweep", None, "give a job config (or --resume SWEEP)")
     plan = sweeps.plan(args.config, args.sweep_file, args.override)
     if args.dry_run:
-        print(plan.describe())
-        if plan.remote:
-            import json
-
+        request = None
+        if plan.remote:  # checked against the service model before anything is printed
             from .sweeps import tuning
 
-            print(json.dumps(tuning.dry_run_request(plan), indent=2, default=str))
+            request = tuning.dry_run_request(plan)
+        print(plan.describe())
+        if request is not None:
+            import json
+
+            print(json.dumps(request, indent=2, default=str))
         print("sweep and configs are valid; nothing was written or started", file=sys.stderr)
         return 0
     sweeps.start(plan, wait=args.wait or None)
@@ -366,9 +369,11 @@ def _list(args: argparse.Namespace) -> int:
     )
     sort, descending, parameters, objective = args.sort or "created", args.descending, [], None
     if args.sweep:
-        from .sweeps import find_sweep
+        from . import sweeps
 
-        sweep = find_sweep(store, args.sweep)
+        sweep = sweeps.find_sweep(store, args.sweep)
+        if args.refresh:
+            sweeps.refresh(sweep)  # a SageMaker sweep's new trials become records
         filters.sweep, filters.experiment = sweep.sweep_id, sweep.experiment
         parameters = sweep.manifest.get("parameters") or []
         objective = sweep.manifest["objective"]["metric"]

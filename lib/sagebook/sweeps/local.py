@@ -1,8 +1,8 @@
 """Grid and random sweeps on this machine: trials in parallel, each a full run and record.
 
 Each trial is a `sagebook.sweeps.trial` process (which runs `launch()`), at most `max_parallel`
-at once, each pinned to its own share of the CPUs (with the usual thread-count variables set
-to match, so numpy and friends do not oversubscribe). Ctrl-C (or SIGTERM) stops every running
+at once, each pinned to its own share of the CPUs (the training process inherits the pinning,
+so two trials never fight over one core). Ctrl-C (or SIGTERM) stops every running
 trial as `sagebook launch` stops a run — SIGTERM to the training code, SIGKILL after the grace
 period — waits for their records to say Stopped, and leaves trials that never started to a
 later `sagebook sweep --resume`.
@@ -32,8 +32,6 @@ from .record import SweepRecord
 from .spec import Sweep
 
 POLL_SECONDS = 0.2
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                    "NUMEXPR_NUM_THREADS")
 
 
 @dataclass
@@ -121,14 +119,9 @@ def _start(record: SweepRecord, entry: dict[str, Any], job_path: Path, overrides
     }
     spec_path = scratch / f"trial-{index}.spec.json"
     spec_path.write_text(json.dumps(spec))
-    env = dict(os.environ)
-    if cpus:
-        for name in THREAD_VARIABLES:
-            env[name] = str(len(cpus))
-    env["SAGEBOOK_SWEEP_SLOT"] = str(slot)
     # Its own session: a terminal's Ctrl-C reaches the sweep, which stops each trial itself.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sagebook.sweeps.trial", str(spec_path)], env=env,
+        [sys.executable, "-m", "sagebook.sweeps.trial", str(spec_path)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,

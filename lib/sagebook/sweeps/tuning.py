@@ -1,0 +1,447 @@
+"""A sweep on SageMaker: one CreateHyperParameterTuningJob, and its training jobs as records.
+
+The training-job definition comes from the same request builder as every launch
+(`request.build`), so a trial runs what `sagebook launch` would have run: same image, role,
+channels, outputs, environment. The training config travels as static hyperparameters (the
+example's `train.py` reads hyperparameters.json when there is no `config` channel); the
+swept keys are the tuned ones. The request is checked against every constraint of the service
+model (apicheck) before anything is uploaded or created.
+
+The tuning job's training jobs carry its tags (SageMaker copies them), among them
+`sagebook:sweep`: `sync` finds them all with Search, one call per 100 jobs — never one
+describe per trial — and writes each as a record of the sweep.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import aws
+from .. import request as request_mod
+from ..errors import ConfigError, Problem, SagebookError, format_problem
+from ..record import TERMINAL, Record, git_state, user
+from ..stores import Store, StoreExistsError
+from .record import SweepRecord, new_sweep_id
+
+if TYPE_CHECKING:
+    from . import Plan
+    from .spec import Parameter, Sweep
+
+OPERATION = "CreateHyperParameterTuningJob"
+STRATEGIES = {"grid": "Grid", "random": "Random", "bayesian": "Bayesian",
+              "hyperband": "Hyperband"}
+WARM_START = {"identical_data_and_algorithm": "IdenticalDataAndAlgorithm",
+              "transfer_learning": "TransferLearning"}
+# Keys of a CreateTrainingJob request that name one job; a tuning job names its own.
+PER_JOB = ("TrainingJobName", "HyperParameters", "Tags")
+# Where a problem in the request comes from in the sweep block.
+SWEEP_KEYS = {
+    "MaxNumberOfTrainingJobs": ("max_trials",), "MaxParallelTrainingJobs": ("max_parallel",),
+    "MaxRuntimeInSeconds": ("max_runtime",), "RandomSeed": ("seed",),
+    "TargetObjectiveMetricValue": ("stop_when", "target"),
+    "MaxNumberOfTrainingJobsNotImproving": ("stop_when", "no_improvement"),
+    "MinResource": ("hyperband", "min_resource"), "MaxResource": ("hyperband", "max_resource"),
+    "WarmStartConfig": ("warm_start",), "HyperParameterTuningJobObjective": ("objective",),
+    "Strategy": ("strategy",),
+}
+SEARCH_PAGE = 100
+
+
+def _hyperparameter(key: str) -> str:
+    """`training.data.train_file` → `data.train_file`, the name SageMaker knows it by."""
+    return key.removeprefix("training.")
+
+
+# --------------------------------------------------------------------------------------------
+# The request
+
+
+def build(plan: Plan, training_request: dict[str, Any], sweep_id: str, record_uri: str,
+          service_model: Any = None) -> dict[str, Any]:
+    """The CreateHyperParameterTuningJob request for `plan`, around the CreateTrainingJob
+    request the launch path builds for its configs."""
+    sweep = plan.sweep
+    tuned = {_hyperparameter(k) for k in sweep.parameters if k.startswith("training.")}
+    definition: dict[str, Any] = {}
+    members = _definition_members(service_model)
+    unplaced = []
+    for key, value in training_request.items():
+        if key in PER_JOB:
+            continue
+        if key in members:
+            definition[key] = copy.deepcopy(value)
+        else:
+            unplaced.append(key)
+    if unplaced:
+        raise ConfigError([format_problem(
+            f"{OPERATION} request", key,
+            "a tuning job's training jobs cannot have this CreateTrainingJob setting")
+            for key in unplaced])
+    algorithm = definition["AlgorithmSpecification"]
+    definition["AlgorithmSpecification"] = {
+        k: v for k, v in algorithm.items()
+        if k in ("TrainingImage", "TrainingInputMode", "MetricDefinitions", "AlgorithmName")}
+    # The training config travels as hyperparameters, the tuned keys among them.
+    definition["StaticHyperParameters"] = {
+        k: v for k, v in training_request["HyperParameters"].items() if k not in tuned}
+    definition["InputDataConfig"] = [
+        c for c in definition.get("InputDataConfig", [])
+        if c["ChannelName"] != request_mod.CONFIG_CHANNEL]
+    if not definition["InputDataConfig"]:
+        del definition["InputDataConfig"]
+    environment = definition.get("Environment") or {}
+    environment.pop("SAGEBOOK_RUN_ID", None)
+    environment.update(SAGEBOOK_SWEEP_ID=sweep_id, SAGEBOOK_RECORD_URI=record_uri)
+    definition["Environment"] = environment
+
+    objective = {"Type": sweep.objective.goal.capitalize(), "MetricName": sweep.objective.metric}
+    ranges = parameter_ranges(sweep)
+    config: dict[str, Any] = {
+        "Strategy": STRATEGIES[sweep.strategy],
+        "ResourceLimits": {"MaxParallelTrainingJobs": sweep.max_parallel},
+        "TrainingJobEarlyStoppingType": "Auto" if sweep.early_stopping else "Off",
+    }
+    if sweep.max_trials is not None:
+        config["ResourceLimits"]["MaxNumberOfTrainingJobs"] = sweep.max_trials
+    if sweep.max_runtime is not None:
+        config["ResourceLimits"]["MaxRuntimeInSeconds"] = sweep.max_runtime
+    if sweep.seed is not None:
+        config["RandomSeed"] = sweep.seed
+    if sweep.hyperband is not None:
+        config["StrategyConfig"] = {"HyperbandStrategyConfig": {
+            "MinResource": sweep.hyperband.min_resource,
+            "MaxResource": sweep.hyperband.max_resource}}
+    if sweep.stop_when is not None:
+        criteria: dict[str, Any] = {}
+        if sweep.stop_when.target is not None:
+            criteria["TargetObjectiveMetricValue"] = sweep.stop_when.target
+        if sweep.stop_when.no_improvement is not None:
+            criteria["BestObjectiveNotImproving"] = {
+                "MaxNumberOfTrainingJobsNotImproving": sweep.stop_when.no_improvement}
+        config["TuningJobCompletionCriteria"] = criteria
+    request: dict[str, Any] = {"HyperParameterTuningJobName": sweep_id,
+                               "HyperParameterTuningJobConfig": config}
+    instance_types = sweep.parameters.get("job.instance_type")
+    if instance_types is None:
+        config["HyperParameterTuningJobObjective"] = objective
+        config["ParameterRanges"] = ranges
+        request["TrainingJobDefinition"] = definition
+    else:
+        # One definition per instance type; the tuner spreads trials over them.
+        request["TrainingJobDefinitions"] = []
+        for value in instance_types.values or ():
+            variant = copy.deepcopy(definition)
+            variant["ResourceConfig"]["InstanceType"] = value
+            variant.update(DefinitionName=str(value).replace(".", "-"),
+                           TuningObjective=objective, HyperParameterRanges=ranges)
+            request["TrainingJobDefinitions"].append(variant)
+    if sweep.warm_start is not None:
+        request["WarmStartConfig"] = {
+            "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": name}
+                                               for name in sweep.warm_start.sweeps],
+            "WarmStartType": WARM_START[sweep.warm_start.type]}
+    tags = {t["Key"]: t["Value"] for t in training_request.get("Tags", [])}
+    tags.pop("sagebook:run-id", None)
+    tags.update({"sagebook:sweep": sweep_id, "sagebook:record": record_uri[:256]})
+    request["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+    return request
+
+
+def parameter_ranges(sweep: Sweep) -> dict[str, list[dict[str, Any]]]:
+    """The swept training keys as SageMaker's integer, continuous and categorical ranges."""
+    ranges: dict[str, list[dict[str, Any]]] = {}
+    for key, parameter in sweep.parameters.items():
+        if not key.startswith("training."):
+            continue
+        kind, entry = _range(_hyperparameter(key), parameter)
+        ranges.setdefault(kind, []).append(entry)
+    return ranges
+
+
+def _range(name: str, parameter: Parameter) -> tuple[str, dict[str, Any]]:
+    if parameter.values is not None:
+        return "CategoricalParameterRanges", {"Name": name, "Values": [
+            v if isinstance(v, str) else json.dumps(v) for v in parameter.values]}
+    scaling = "Logarithmic" if parameter.scale == "log" else "Linear"
+    if parameter.kind == "int":
+        return "IntegerParameterRanges", {
+            "Name": name, "MinValue": str(int(parameter.min or 0)),
+            "MaxValue": str(int(parameter.max or 0)), "ScalingType": scaling}
+    return "ContinuousParameterRanges", {
+        "Name": name, "MinValue": f"{parameter.min:g}", "MaxValue": f"{parameter.max:g}",
+        "ScalingType": scaling}
+
+
+def _definition_members(service_model: Any) -> set[str]:
+    """What a tuning job's training-job definition can hold, as the service model says."""
+    if service_model is None:
+        import botocore.session
+
+        service_model = botocore.session.get_session().get_service_model("sagemaker")
+    return set(service_model.shape_for("HyperParameterTrainingJobDefinition").members)
+
+
+def check(plan: Plan, request: dict[str, Any], service_model: Any = None) -> None:
+    """Every constraint of the service model, before anything is uploaded; each problem at the
+    line of the sweep (or the config key) it comes from when that is known."""
+    from ..apicheck import check_request
+
+    problems = check_request(OPERATION, request, service_model)
+    if problems:
+        raise ConfigError([_locate(plan, request, p.path, p.message) for p in problems])
+
+
+def _locate(plan: Plan, request: dict[str, Any], path: tuple[str | int, ...], message: str
+            ) -> Problem:
+    spec = plan.spec
+    for depth, part in enumerate(path):
+        if part in SWEEP_KEYS:
+            key = SWEEP_KEYS[str(part)]
+            return format_problem(spec.where(*key), "sweep." + ".".join(key), message)
+        if str(part).endswith("ParameterRanges") and depth + 1 < len(path):
+            entry = _at(request, path[: depth + 2])
+            name = entry.get("Name") if isinstance(entry, dict) else None
+            key = f"training.{name}"
+            if key in plan.sweep.parameters:
+                return format_problem(spec.where("parameters", key), f"sweep.parameters.{key}",
+                                      message)
+    dotted = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path)
+    return format_problem(f"{OPERATION} request", dotted or None, message)
+
+
+def _at(data: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Starting it
+
+
+def _training_request(plan: Plan, staged: Any, sweep_id: str, record_uri: str,
+                      commit: str | None) -> dict[str, Any]:
+    identity = request_mod.RunIdentity(
+        run_id=sweep_id, job_name=sweep_id, record_uri=record_uri,
+        config_uri=f"{record_uri}/config", user=user(), git_commit=commit,
+        code_uri=staged.code_uri, channel_uris=staged.channel_uris)
+    return request_mod.build(plan.cfg, identity)
+
+
+def dry_run_request(plan: Plan) -> dict[str, Any]:
+    """The request `start` would send, checked; writes and uploads nothing."""
+    from ..backends import backend_for
+
+    job = plan.cfg.job
+    staged = backend_for(job.instance_type).stage(plan.cfg, lambda line: None)
+    record_uri = f"{job.experiments_uri}/_sweeps/{job.experiment}/DRY-RUN"
+    request = build(plan, _training_request(plan, staged, "DRY-RUN", record_uri, None),
+                    "DRY-RUN", record_uri)
+    check(plan, request)
+    return request
+
+
+def start(plan: Plan, store: Store, manifest: dict[str, Any], *,
+          echo: Callable[[str], None] = print, wait: bool | None = None) -> SweepRecord:
+    """Check, create the sweep's record, upload what the trials read, create the tuning job."""
+    from ..backends import Job, backend_for, uploads
+
+    job = plan.cfg.job
+    backend = backend_for(job.instance_type)
+    sagemaker = aws.client("sagemaker", job.profile, job.region)
+    staged = backend.stage(plan.cfg, echo)
+    commit = git_state(plan.cfg.source_dir).get("commit")
+    for _ in range(3):
+        sweep_id = new_sweep_id()
+        record_uri = store.url(f"_sweeps/{job.experiment}/{sweep_id}")
+        training = _training_request(plan, staged, sweep_id, record_uri, commit)
+        backend.check(Job(plan.cfg, training, record=None, staged=staged))  # type: ignore[arg-type]
+        request = build(plan, training, sweep_id, record_uri, sagemaker.meta.service_model)
+        check(plan, request, sagemaker.meta.service_model)
+        try:
+            record = SweepRecord.create(store, job.experiment, sweep_id, {
+                **manifest, "tuning_job": {"name": sweep_id, "status": "Creating"},
+                "aws": {"region": sagemaker.meta.region_name, "profile": job.profile},
+                "trials": []})
+            break
+        except StoreExistsError:
+            continue
+    else:
+        raise StoreExistsError(f"no free sweep id in {store.url(job.experiment)}")
+    record.put_text("sweep.yaml", plan.spec.text)
+    record.put_text("request.json", json.dumps(request, indent=2) + "\n")
+    echo(f"[sweep] {sweep_id}: record at {record.uri}")
+    try:
+        if staged.uploads:
+            uploads.upload(staged.uploads, job.store_options(), echo)
+        answer = sagemaker.create_hyper_parameter_tuning_job(**request)
+    except BaseException as exc:
+        record.set_status("Failed", failure_reason=f"sagebook: {type(exc).__name__}: {exc}")
+        raise
+    record.manifest["tuning_job"] = {"name": sweep_id, "status": "InProgress",
+                                     "arn": answer["HyperParameterTuningJobArn"]}
+    record.set_status("InProgress")
+    region = sagemaker.meta.region_name
+    echo(f"[sweep] tuning job {sweep_id} created: https://{region}.console.aws.amazon.com/"
+         f"sagemaker/home?region={region}#/hyper-tuning-jobs/{sweep_id}")
+    if wait if wait is not None else job.wait:
+        follow(record, echo=echo)
+    else:
+        echo(f"[sweep] `sagebook show {sweep_id}` shows its trials as they come")
+    echo(f"sweep: {record.uri}")
+    return record
+
+
+def follow(record: SweepRecord, *, echo: Callable[[str], None] = print) -> None:
+    """Sync the sweep until its tuning job ends; Ctrl-C detaches (the job runs on)."""
+    interval = float(os.environ.get("SAGEBOOK_POLL_SECONDS", "5"))
+    seen: dict[str, str] = {}
+    try:
+        while True:
+            sync(record)
+            for entry in record.trials:
+                if seen.get(entry["run_id"]) != entry["status"]:
+                    seen[entry["run_id"]] = entry["status"]
+                    echo(f"[sweep] trial {entry['trial']} {entry['status'].lower()} "
+                         f"({entry['run_id']})")
+            if record.status in TERMINAL:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        echo(f"[sweep] detached; the tuning job runs on (`sagebook show {record.sweep_id}`)")
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Its training jobs, as records
+
+
+def sync(record: SweepRecord, client: Any = None) -> int:
+    """Bring the sweep and its trials' records up to date with SageMaker: one describe of the
+    tuning job and one Search per 100 training jobs. Returns how many trial records changed."""
+    location = record.manifest.get("aws") or {}
+    sagemaker = client or aws.client("sagemaker", aws.usable_profile(location.get("profile")),
+                                     location.get("region"))
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    name = record.manifest["tuning_job"]["name"]
+    try:
+        tuning = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        jobs = _search(sagemaker, record.sweep_id)
+    except (ClientError, BotoCoreError) as exc:
+        raise SagebookError(f"cannot ask SageMaker about tuning job {name}: {exc}") from None
+    metric = record.manifest["objective"]["metric"]
+    parameters = record.manifest.get("parameters") or []
+    known = {t["run_id"]: t for t in record.trials}
+    changed = 0
+    jobs.sort(key=lambda j: (_time(j.get("CreationTime")), j["TrainingJobName"]))
+    for job in jobs:
+        run_id = job["TrainingJobName"]
+        entry = known.get(run_id)
+        if entry is None:
+            entry = known[run_id] = {"trial": len(record.trials), "run_id": run_id}
+            record.trials.append(entry)
+        hyper = job.get("HyperParameters") or {}
+        entry["parameters"] = {
+            key: (job.get("ResourceConfig") or {}).get("InstanceType") if key == "job.instance_type"
+            else _decode(hyper.get(_hyperparameter(key))) for key in parameters}
+        metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList") or []
+                   if "MetricName" in m and "Value" in m}
+        status = job.get("TrainingJobStatus", "InProgress")
+        entry.update(status=status, objective=metrics.get(metric))
+        if _write_trial(record, job, entry, metrics):
+            changed += 1
+    status = tuning.get("HyperParameterTuningJobStatus")
+    record.manifest["tuning_job"]["status"] = status
+    best = record.best()
+    record.manifest["best"] = best and {k: best.get(k) for k in
+                                        ("trial", "run_id", "objective", "parameters")}
+    counts: dict[str, int] = {}
+    for entry in record.trials:
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    record.manifest["counts"] = counts
+    sweep_status = {"Completed": "Completed", "Failed": "Failed", "Stopped": "Stopped"}.get(
+        status or "", "InProgress")
+    record.set_status(sweep_status)
+    return changed
+
+
+def _search(sagemaker: Any, sweep_id: str) -> list[dict[str, Any]]:
+    request: dict[str, Any] = {
+        "Resource": "TrainingJob", "MaxResults": SEARCH_PAGE,
+        "SearchExpression": {"Filters": [
+            {"Name": "Tags.sagebook:sweep", "Operator": "Equals", "Value": sweep_id}]},
+    }
+    jobs = []
+    while True:
+        answer = sagemaker.search(**request)
+        jobs += [r["TrainingJob"] for r in answer.get("Results", []) if r.get("TrainingJob")]
+        if not answer.get("NextToken"):
+            return jobs
+        request["NextToken"] = answer["NextToken"]
+
+
+def _write_trial(record: SweepRecord, job: dict[str, Any], entry: dict[str, Any],
+                 metrics: dict[str, float]) -> bool:
+    """Create or update the trial's run record; True when it changed."""
+    store, experiment, run_id = record.store, record.experiment, entry["run_id"]
+    try:
+        run = Record.open(store, experiment, run_id)
+    except FileNotFoundError:
+        tags = {t["Key"]: t["Value"] for t in job.get("Tags") or []
+                if not t["Key"].startswith("sagebook:")}
+        try:
+            run = Record.create(store, experiment, run_id, {
+                "job_name": run_id, "job_arn": job.get("TrainingJobArn"),
+                "instance_type": (job.get("ResourceConfig") or {}).get("InstanceType"),
+                "backend": "SageMakerBackend", "launched_via": "sweep",
+                "image_uri": (job.get("AlgorithmSpecification") or {}).get("TrainingImage"),
+                "aws": record.manifest.get("aws"), "tags": tags,
+                "created": _iso(job.get("CreationTime")) or record.manifest.get("created"),
+                "sweep": {"id": record.sweep_id, "trial": entry["trial"],
+                          "parameters": entry["parameters"], "record": record.uri},
+                "hyperparameters": job.get("HyperParameters") or {},
+            })
+        except StoreExistsError:  # another reader created it just now
+            run = Record.open(store, experiment, run_id)
+    status = entry["status"]
+    if run.status == status and (run.manifest.get("final_metrics") or {}) == metrics:
+        return False
+    fields: dict[str, Any] = {"status_source": "sagemaker search"}
+    if metrics:
+        fields["final_metrics"] = metrics
+    if job.get("FailureReason"):
+        fields["failure_reason"] = job["FailureReason"]
+    artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if artifact:
+        fields["model_artifact"] = artifact
+    if job.get("TrainingEndTime"):
+        fields["ended"] = _iso(job["TrainingEndTime"])
+    run.set_status(status, **fields)
+    return True
+
+
+def _decode(value: Any) -> Any:
+    """A hyperparameter as the sweep wrote it: SageMaker hands every value back as text."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _time(value: Any) -> float:
+    return value.timestamp() if isinstance(value, _dt.datetime) else 0.0
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, _dt.datetime):
+        return value.astimezone(_dt.timezone.utc).isoformat(timespec="milliseconds")
+    return None
