@@ -416,8 +416,8 @@ def load_checkpoint(config: TrainingConfig, checkpoint_dir: Path) -> TrainState 
     if changed:
         raise ConfigError(
             f"{path} was written with other options ({'; '.join(changed)}); only epochs and "
-            "checkpoint_every may change when resuming. Use a new checkpoint location to "
-            "start over."
+            "checkpoint_every may change when resuming. Resume from a run with the same "
+            "options, or start afresh (without resume_from)."
         )
     return TrainState(
         epoch=payload["epoch"],

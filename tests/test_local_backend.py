@@ -139,16 +139,50 @@ def test_failing_training_records_failure_reason_and_traceback(make_config, tmp_
     assert "failed" in result.stderr or "Failed" in result.stdout
 
 
-def test_run_resumes_from_checkpoint(make_config, tmp_path):
+def test_runs_keep_their_own_checkpoints_and_resume_only_when_asked(make_config, tmp_path):
     checkpoints = tmp_path / "checkpoints"
     path = make_config(checkpoint_uri=str(checkpoints))
     first = sagebook("launch", str(path), "-o", "training.epochs=2")
     assert first.returncode == 0, first.stderr
-    assert any(checkpoints.iterdir()), "checkpoints were not saved back"
-    second = sagebook("launch", str(path), "-o", "training.epochs=4")
+    [run1] = runs(tmp_path / "experiments")
+    saved = checkpoints / run1.name / "checkpoint.joblib"
+    assert saved.is_file(), "checkpoints were not saved back into the run's own prefix"
+    assert manifest(run1)["checkpoints"] == {"uri": saved.parent.as_uri()}
+    before = saved.read_bytes()
+
+    # Same checkpoint_uri, other settings: a fresh start, not the first run's epoch 2
+    second = sagebook("launch", str(path), "-o", "training.epochs=3",
+                      "-o", "training.learning_rate=0.02")
     assert second.returncode == 0, second.stderr
-    assert "resuming from checkpoint at epoch 2" in second.stdout
-    assert "epoch=1 " not in second.stdout and "epoch=3 " in second.stdout
+    assert "resuming" not in second.stdout and "epoch=1 " in second.stdout
+
+    third = sagebook("rerun", run1.name, "--resume", "-o", "training.epochs=4",
+                     "--store", str(tmp_path / "experiments"))
+    assert third.returncode == 0, third.stderr
+    assert "resuming from checkpoint at epoch 2" in third.stdout
+    assert "epoch=1 " not in third.stdout and "epoch=3 " in third.stdout
+    [run3] = [r for r in runs(tmp_path / "experiments") if manifest(r).get("parent")]
+    assert manifest(run3)["checkpoints"] == {
+        "uri": (checkpoints / run3.name).as_uri(), "resumed_from": saved.parent.as_uri(),
+        "resumed_from_run": f"digits-mlp/{run1.name}"}
+    assert saved.read_bytes() == before  # the run it resumed from keeps its own checkpoints
+    assert sorted(p.name for p in checkpoints.iterdir()) == sorted(
+        r.name for r in runs(tmp_path / "experiments"))
+
+
+def test_resume_from_nothing_or_without_checkpoint_uri_is_refused(make_config, tmp_path):
+    path = make_config(checkpoint_uri=str(tmp_path / "checkpoints"),
+                       resume_from="./no-such-folder")
+    result = sagebook("launch", str(path))
+    assert result.returncode == 2
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1)
+                if text.startswith("resume_from:"))
+    assert f"{path}:{line}: job.resume_from: no checkpoints at " \
+           f"{(tmp_path / 'no-such-folder').as_uri()}" in result.stderr
+    path = make_config(resume_from="some-run")
+    result = sagebook("launch", str(path))
+    assert result.returncode == 2 and "resume_from needs checkpoint_uri" in result.stderr
+    assert not (tmp_path / "experiments").exists()
 
 
 def test_sigterm_stops_the_run_and_the_record_says_stopped(make_config, tmp_path):

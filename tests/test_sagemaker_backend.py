@@ -86,8 +86,10 @@ def test_every_job_option_reaches_create_training_job(cloud_config, fake, bucket
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200,
                                             "MaxWaitTimeInSeconds": 10800}
     assert request["EnableManagedSpotTraining"] is True
-    assert request["CheckpointConfig"] == {"S3Uri": f"s3://{bucket}/checkpoints/digits",
-                                           "LocalPath": "/opt/ml/checkpoints"}
+    assert request["CheckpointConfig"] == {
+        "S3Uri": f"s3://{bucket}/checkpoints/digits/{m['run_id']}",
+        "LocalPath": "/opt/ml/checkpoints"}
+    assert m["checkpoints"] == {"uri": request["CheckpointConfig"]["S3Uri"]}
     assert request["VpcConfig"] == {"Subnets": ["subnet-0abc"], "SecurityGroupIds": ["sg-0abc"]}
     assert request["EnableNetworkIsolation"] is True
     assert request["EnableInterContainerTrafficEncryption"] is True
@@ -131,6 +133,48 @@ def test_every_job_option_reaches_create_training_job(cloud_config, fake, bucket
     assert m["aws"]["region"] == "us-east-1"
     assert "epochs: 3" in text(s3, bucket, f"{record}/config/training_config.yaml")
     assert f"sagebook attach {record_uri}" in result.stdout
+
+
+def test_runs_never_share_checkpoints_and_resume_from_copies_before_the_job(
+        cloud_config, fake, bucket, s3):
+    base = f"s3://{bucket}/checkpoints/digits"
+    path = cloud_config(spot=True, checkpoint_uri=base)
+    for _ in range(2):
+        result = sagebook("launch", str(path))
+        assert result.returncode == 0, result.stderr
+    first, second = [manifest_of(s3, bucket, k.removesuffix("/manifest.json"))
+                     for k in sorted(keys(s3, bucket, "records/")) if k.endswith("manifest.json")]
+    prefixes = [fake.job(m["job_name"]).checkpoint_config["S3Uri"] for m in (first, second)]
+    assert prefixes == [f"{base}/{first['run_id']}", f"{base}/{second['run_id']}"]
+    assert [m["checkpoints"] for m in (first, second)] == [{"uri": p} for p in prefixes]
+
+    # What the first job saved (moto runs nothing: put it there as SageMaker would)
+    saved = {"checkpoint.joblib": b"epoch 2", "extra/state.json": b"{}"}
+    for name, body in saved.items():
+        s3.put_object(Bucket=bucket, Key=f"checkpoints/digits/{first['run_id']}/{name}",
+                      Body=body)
+    result = sagebook("launch", str(path), "-o", f"job.resume_from={first['run_id']}")
+    assert result.returncode == 0, result.stderr
+    [third] = [manifest_of(s3, bucket, k.removesuffix("/manifest.json"))
+               for k in keys(s3, bucket, "records/") if k.endswith("manifest.json")
+               and first["run_id"] not in k and second["run_id"] not in k]
+    own = f"checkpoints/digits/{third['run_id']}"
+    assert third["checkpoints"] == {"uri": f"s3://{bucket}/{own}",
+                                    "resumed_from": prefixes[0],
+                                    "resumed_from_run": f"digits-mlp/{first['run_id']}"}
+    assert fake.job(third["job_name"]).checkpoint_config["S3Uri"] == f"s3://{bucket}/{own}"
+    assert {k.removeprefix(own + "/"): s3.get_object(Bucket=bucket, Key=k)["Body"].read()
+            for k in keys(s3, bucket, own + "/")} == saved
+    assert "2 checkpoint files copied" in result.stdout
+    assert len(keys(s3, bucket, f"checkpoints/digits/{first['run_id']}/")) == 2  # untouched
+
+    # Asked to resume from nothing: refused before any record, upload or job
+    jobs = len(fake.created)
+    result = sagebook("launch", str(path), "-o", f"job.resume_from={second['run_id']}")
+    assert result.returncode == 2
+    assert f"override 'job.resume_from={second['run_id']}': job.resume_from: no checkpoints " \
+           f"at {prefixes[1]}" in result.stderr
+    assert len(fake.created) == jobs
 
 
 def test_job_names_are_valid_for_sagemaker_and_unique_per_run():

@@ -34,6 +34,9 @@ DELIBERATE = {
     "Tags": "sagebook adds sagebook:run-id, :experiment, :user, :git-commit and :record, so the "
             "job points to its record",
     "OutputDataConfig": "the SDK also sends CompressionType GZIP, the API's default",
+    "CheckpointConfig": "sagebook gives each run a prefix of its own below checkpoint_uri, so "
+                        "runs never restore each other's checkpoints; the SDK syncs the "
+                        "location as given",
 }
 RUN_VARIABLES = {"SAGEBOOK_RUN_ID", "SAGEBOOK_EXPERIMENT", "SAGEBOOK_RECORD_URI"}
 
@@ -139,6 +142,9 @@ def test_sagebook_sends_what_the_sdk_sends_but_for_the_listed_differences(
         "sagebook:run-id", "sagebook:experiment", "sagebook:user", "sagebook:git-commit",
         "sagebook:record"}
     assert theirs["OutputDataConfig"] == {**ours["OutputDataConfig"], "CompressionType": "GZIP"}
+    run_id = ours["Environment"]["SAGEBOOK_RUN_ID"]
+    assert ours["CheckpointConfig"] == {
+        **theirs["CheckpointConfig"], "S3Uri": f"{theirs['CheckpointConfig']['S3Uri']}/{run_id}"}
     flattened = {k: v for k, v in ours["HyperParameters"].items() if "." not in k}
     assert {k: v for k, v in theirs["HyperParameters"].items() if k != "data"} == flattened
     assert {f"data.{k}": json.dumps(v) if not isinstance(v, str) else v
@@ -150,8 +156,10 @@ def test_sagebook_sends_what_the_sdk_sends_but_for_the_listed_differences(
     assert converted["Environment"] == theirs["Environment"]
     assert converted["Tags"] == theirs["Tags"]
     assert converted["HyperParameters"] == ours["HyperParameters"]
+    assert converted["CheckpointConfig"]["S3Uri"].startswith(
+        theirs["CheckpointConfig"]["S3Uri"] + "/2")  # a prefix of its own, as a run's
     for field in ("AlgorithmSpecification", "ResourceConfig", "StoppingCondition", "VpcConfig",
-                  "CheckpointConfig", "RoleArn", "EnableNetworkIsolation",
+                  "RoleArn", "EnableNetworkIsolation",
                   "EnableInterContainerTrafficEncryption", "EnableManagedSpotTraining",
                   "OutputDataConfig"):
         assert converted[field] == theirs[field], field

@@ -325,6 +325,9 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
     _store_options(rerun)
     rerun.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                        help="change a setting, e.g. -o training.epochs=3 (repeatable)")
+    rerun.add_argument("--resume", action="store_true",
+                       help="start from a copy of the run's checkpoints (by default a run "
+                            "starts afresh in a checkpoint prefix of its own)")
     wait = rerun.add_mutually_exclusive_group()
     wait.add_argument("--wait", dest="wait", action="store_true", default=None,
                       help="cloud runs: follow status and logs until the job ends")
@@ -464,7 +467,7 @@ def _rerun(args: argparse.Namespace) -> int:
 
     parent = runs.find_run(_open_store(args), args.run)
     print(f"re-running {parent.experiment}/{parent.run_id}", file=sys.stderr)
-    run = runs.rerun(parent, args.override, via="cli", wait=args.wait)
+    run = runs.rerun(parent, args.override, resume=args.resume, via="cli", wait=args.wait)
     print(run.summary())
     commit = (run.record.manifest.get("git") or {}).get("commit")
     parent_commit = (parent.manifest.get("git") or {}).get("commit")

@@ -63,6 +63,7 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}$")
 KMS_KEY = re.compile(
     r"^(arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/.+|alias/.+|[0-9a-f\-]{36})$"
 )
+RUN_ID_PLACEHOLDER = "{run_id}"
 INSTANCE_TYPE = re.compile(r"^(local|local-docker|local-gpu|ml\.[a-z0-9]+\.[a-z0-9]+)$")
 
 
@@ -146,7 +147,14 @@ class JobConfig(BaseModel):
         None, le=28 * 86400, description="Spot: give up after waiting this long (>= max_runtime)"
     )
     checkpoint_uri: Location | None = Field(
-        None, description="Synced with checkpoint_local_path; required for spot"
+        None, description="Where runs keep checkpoints: each run syncs its own prefix, "
+                          "<checkpoint_uri>/<run id> (or {run_id} expanded), with "
+                          "checkpoint_local_path; required for spot"
+    )
+    resume_from: Location | None = Field(
+        None, description="Start from these checkpoints, copied into the run's own prefix "
+                          "first: a run (its id, or experiment/run_id) or a location "
+                          "(s3://… or a folder: /…, ./…, ../…, ~/…); needs checkpoint_uri"
     )
     checkpoint_local_path: str = Field("/opt/ml/checkpoints", description="Inside the container")
     keep_alive: Duration | None = Field(
@@ -229,6 +237,14 @@ class JobConfig(BaseModel):
                 )
         elif self.max_wait is not None:
             problems.append("max_wait applies only with spot: true")
+        if self.resume_from and not self.checkpoint_uri:
+            problems.append("resume_from needs checkpoint_uri: the run's own checkpoints go "
+                            "there, starting from a copy of those it resumes from")
+        if self.checkpoint_uri:
+            unknown = set(re.findall(r"\{[^}]*\}", self.checkpoint_uri)) - {RUN_ID_PLACEHOLDER}
+            if unknown:
+                problems.append(f"checkpoint_uri: only {RUN_ID_PLACEHOLDER} is expanded, not "
+                                f"{', '.join(sorted(unknown))}")
         if self.instance_count > 1 and not cloud:
             problems.append(f"instance_type {self.instance_type} runs one host: instance_count 1")
         for name in self.channels:
@@ -273,6 +289,12 @@ class LaunchConfig:
     training_path: Path
     overrides: tuple[str, ...] = ()
     job_data: dict[str, Any] = field(default_factory=dict)
+    job_lines: dict[KeyPath, int] = field(default_factory=dict)
+    job_sources: dict[KeyPath, str] = field(default_factory=dict)
+
+    def where(self, *key: str | int) -> str:
+        """Where a job key was set: `file:line`, or the override that set it."""
+        return _where(tuple(key), self.job_path, self.job_lines, self.job_sources)
 
     @property
     def source_dir(self) -> Path:
@@ -329,7 +351,8 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = ()) -> 
         _validate(schema, training_data, training_path, training_lines, training_sources,
                   "training.")
     resolved = job.model_dump(mode="json", exclude_defaults=False)
-    return LaunchConfig(job, job_path, training_data, training_path, overrides, resolved)
+    return LaunchConfig(job, job_path, training_data, training_path, overrides, resolved,
+                        job_lines, job_sources)
 
 
 def validate(
@@ -375,7 +398,7 @@ def validate(
         raise ConfigError(problems)
     resolved = job.model_dump(mode="json", exclude_defaults=False)
     return LaunchConfig(job, job_path, training_data, Path(training_path or job.training_config),
-                        (), resolved)
+                        (), resolved, dict(job_lines or {}))
 
 
 def _checked_job(
@@ -700,6 +723,8 @@ def _resolve_paths(job: JobConfig, base: Path) -> JobConfig:
         "source_dir": local(job.source_dir),
         "channels": channels,
         "checkpoint_uri": local(job.checkpoint_uri),
+        "resume_from": local(job.resume_from) if names_location(job.resume_from)
+        else job.resume_from,
         "output_uri": local(job.output_uri),
         "config_uri": local(job.config_uri),
         "uploads_uri": local(job.uploads_uri),
@@ -708,6 +733,12 @@ def _resolve_paths(job: JobConfig, base: Path) -> JobConfig:
             else str(inputs.absolute(experiments or "experiments"))
         ),
     })
+
+
+def names_location(resume_from: str | None) -> bool:
+    """Whether `resume_from` is a checkpoint location (s3://…, or a folder written as /…,
+    ./…, ../… or ~/…) rather than a run: `exp/run_id` must not be taken for a folder."""
+    return bool(resume_from) and str(resume_from).startswith(("s3://", "/", ".", "~"))
 
 
 def _check_local_paths(

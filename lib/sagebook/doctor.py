@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import aws
-from .config import JobConfig, LaunchConfig
+from .config import RUN_ID_PLACEHOLDER, JobConfig, LaunchConfig
 
 
 @dataclass
@@ -173,11 +173,12 @@ def _s3_locations(job: JobConfig) -> list[tuple[str, str, str]]:
     """(label, uri, access) of every S3 location: "write" where the launch (this process)
     writes, "read" where the job reads, "job" where only SageMaker's role writes."""
     job_writes = "job" if job.is_cloud else "write"  # local runs write outputs themselves
+    checkpoints = (job.checkpoint_uri or "").split(RUN_ID_PLACEHOLDER)[0]  # runs' prefixes' base
     found = [("record store", job.experiments_uri, "write"),
              ("config upload", job.config_uri, "write"),
              ("uploads", job.uploads_uri, "write"),
              ("outputs", job.output_uri, job_writes),
-             ("checkpoints", job.checkpoint_uri, job_writes)]
+             ("checkpoints", checkpoints, job_writes)]
     found += [(f"channel {name}", c.uri, "read") for name, c in job.channels.items()]
     return [(label, uri, access) for label, uri, access in found
             if uri and uri.startswith("s3://")]

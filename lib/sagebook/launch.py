@@ -6,15 +6,17 @@ show progress and errors.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
 from . import request as request_mod
-from .backends import Job, Outcome, backend_for
-from .errors import SagebookError
+from .backends import Job, Outcome, backend_for, checkpoints
+from .errors import ConfigError, SagebookError
 from .record import TERMINAL, Record, git_state, job_name, new_run_id, user
 from .stores import StoreExistsError, open_store
 
@@ -95,6 +97,7 @@ def launch(
     store = open_store(job_cfg.experiments_uri or "experiments", **job_cfg.store_options())
     git = git_state(cfg.source_dir)
     staged = backend.stage(cfg, echo)  # hashed, not uploaded: the request names the digests
+    resume = resume_source(cfg, store)
     for _ in range(3):
         run_id = new_run_id()
         identity = request_mod.RunIdentity(
@@ -109,7 +112,8 @@ def launch(
         )
         request = request_mod.build(cfg, identity)
         job = Job(cfg, request, record=None, echo=echo, pdb=pdb,  # type: ignore[arg-type]
-                  wait=job_cfg.wait if wait is None else wait, staged=staged)
+                  wait=job_cfg.wait if wait is None else wait, staged=staged,
+                  resume_from=resume["uri"] if resume else None)
         backend.check(job)
         manifest = {
             "job_name": identity.job_name,
@@ -125,6 +129,7 @@ def launch(
             "git": {k: v for k, v in git.items() if k != "diff"},
             "image_uri": job_cfg.image_uri,
             "tags": dict(job_cfg.tags),
+            **_checkpoints_entry(request, resume),
             **(extra_manifest or {}),
         }
         try:
@@ -195,6 +200,56 @@ def _write_launch_files(record: Record, cfg: config_mod.LaunchConfig, request: d
             future.result()  # the first failure, as if written one after another
 
 
+def resume_source(cfg: config_mod.LaunchConfig, store: Any) -> dict[str, str] | None:
+    """Where the checkpoints named by `resume_from` are: the location itself, or the run's
+    own checkpoint prefix as its request recorded it. Reads only; the checkpoints must exist,
+    since a run asked to resume that silently starts afresh would waste the whole job."""
+    ref = cfg.job.resume_from
+    if not ref:
+        return None
+    where = cfg.where("resume_from")
+    source: dict[str, str] = {}
+    if config_mod.names_location(ref):
+        source["uri"] = ref if ref.startswith("s3://") else Path(ref).as_uri()
+    else:
+        from . import runs
+
+        try:
+            parent = runs.find_run(store, ref)
+        except SagebookError as exc:
+            raise ConfigError.one(where, "job.resume_from", str(exc)) from None
+        text = runs.read_optional(parent, "request.json")
+        uri = (json.loads(text).get("CheckpointConfig") or {}).get("S3Uri") if text else None
+        if not uri:
+            raise ConfigError.one(where, "job.resume_from",
+                                  f"run {parent.experiment}/{parent.run_id} kept no checkpoints "
+                                  "(its job config had no checkpoint_uri)")
+        source = {"uri": uri, "run": f"{parent.experiment}/{parent.run_id}"}
+    try:
+        found = next(iter(checkpoints.store_at(source["uri"], cfg.job.store_options()).list()),
+                     None)
+    except SagebookError as exc:
+        raise ConfigError.one(where, "job.resume_from", f"cannot list {source['uri']}: {exc}") \
+            from None
+    if found is None:
+        raise ConfigError.one(where, "job.resume_from", f"no checkpoints at {source['uri']}")
+    return source
+
+
+def _checkpoints_entry(request: dict[str, Any], resume: dict[str, str] | None
+                       ) -> dict[str, Any]:
+    """What the record says of the run's checkpoints: its own prefix, and what it resumed."""
+    own = (request.get("CheckpointConfig") or {}).get("S3Uri")
+    if not own:
+        return {}
+    entry: dict[str, Any] = {"uri": own}
+    if resume:
+        entry["resumed_from"] = resume["uri"]
+        if resume.get("run"):
+            entry["resumed_from_run"] = resume["run"]
+    return {"checkpoints": entry}
+
+
 def _config_uri(cfg: config_mod.LaunchConfig, store: Any, run_id: str) -> str:
     """The training config channel: the run's own record, unless the config says elsewhere."""
     if cfg.job.config_uri:
@@ -216,7 +271,5 @@ def _outcome_fields(outcome: Outcome) -> dict[str, Any]:
 
 
 def _json(data: Any) -> str:
-    import json
-
     return json.dumps(data, indent=2) + "\n"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import LaunchConfig
+from .config import RUN_ID_PLACEHOLDER, LaunchConfig
 from .errors import ConfigError
 
 CONFIG_CHANNEL = "config"
@@ -79,7 +79,8 @@ def build(cfg: LaunchConfig, run: RunIdentity) -> dict[str, Any]:
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = job.max_wait or job.max_runtime
     if job.checkpoint_uri:
         request["CheckpointConfig"] = {
-            "S3Uri": _uri(job.checkpoint_uri), "LocalPath": job.checkpoint_local_path,
+            "S3Uri": _uri(checkpoint_location(job.checkpoint_uri, run.run_id)),
+            "LocalPath": job.checkpoint_local_path,
         }
     if job.subnets or job.security_group_ids:
         request["VpcConfig"] = {
@@ -109,6 +110,18 @@ def hyperparameters(training: dict[str, Any]) -> dict[str, str]:
 
     walk(training, "")
     return flat
+
+
+def checkpoint_location(base: str, run_id: str) -> str:
+    """The run's own checkpoint prefix: `base` with {run_id} expanded, else `base/<run id>`.
+
+    Checkpoints belong to one run: a second run with the same `checkpoint_uri` starts afresh
+    instead of restoring the first one's, and a spot job that SageMaker restarts syncs the same
+    prefix again, so it resumes its own. Starting from other checkpoints is `resume_from`.
+    """
+    if RUN_ID_PLACEHOLDER in base:
+        return base.replace(RUN_ID_PLACEHOLDER, run_id)
+    return f"{base.rstrip('/')}/{run_id}"
 
 
 def _uri(location: str) -> str:

@@ -434,9 +434,11 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 # Re-running
 
 
-def rerun(record: Record, overrides: Iterable[str] = (), **launch_options: Any) -> Any:
+def rerun(record: Record, overrides: Iterable[str] = (), *, resume: bool = False,
+          **launch_options: Any) -> Any:
     """Launch a new run from a record's configs as launched (same image, same settings), with
-    `overrides` on top; the new record names its parent and the commit the parent ran."""
+    `overrides` on top; the new record names its parent and the commit the parent ran. With
+    `resume`, the run starts from a copy of the parent's checkpoints."""
     from .launch import launch
 
     job_text = read_optional(record, "sagemaker_config.yaml")
@@ -455,6 +457,8 @@ def rerun(record: Record, overrides: Iterable[str] = (), **launch_options: Any) 
         "config_digest": (m.get("config") or {}).get("digest"),
         "overrides": list(overrides),
     }
+    if resume:  # first, so that an explicit -o job.resume_from=… still wins
+        overrides = [f"job.resume_from={record.experiment}/{record.run_id}", *overrides]
     # The record keeps the job config next to `config/training_config.yaml`; the config loader
     # wants it next to the job config, as `training_config: training_config.yaml` says.
     with tempfile.TemporaryDirectory(prefix=f"sagebook-rerun-{record.run_id}-") as folder:

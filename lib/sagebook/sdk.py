@@ -7,8 +7,9 @@
 The trainer is configured from the very request `sagebook launch` would send (tests prove that
 the SDK then sends the same CreateTrainingJob fields): image, role, compute (instance type and
 count, volume and its KMS key, warm pool, managed spot), stopping condition, networking, output
-and checkpoint locations, environment, hyperparameters, tags, metric definitions, and the
-input channels with their input mode, distribution and content type.
+and checkpoint locations (a prefix of its own below `checkpoint_uri`, as for a run),
+environment, hyperparameters, tags, metric definitions, and the input channels with their input
+mode, distribution and content type.
 
 What stays sagebook's, because the run is no longer a sagebook run: the record (and the
 SAGEBOOK_* variables and `sagebook:*` tags that point to it), the run id in the job name (the
@@ -32,7 +33,7 @@ from typing import Any
 from . import config as config_mod
 from . import request as request_mod
 from .errors import ConfigError, SagebookError
-from .record import user
+from .record import new_run_id, user
 
 # Request fields that belong to a sagebook run and have no meaning outside one.
 RUN_ENVIRONMENT = ("SAGEBOOK_RUN_ID", "SAGEBOOK_EXPERIMENT", "SAGEBOOK_RECORD_URI")
@@ -127,8 +128,8 @@ def _request(cfg: config_mod.LaunchConfig, staging: Path) -> dict[str, Any]:
 
         plan = uploads.plan_code(Path(cfg.job.source_dir), "", staging / "code")
         code_uri = str(plan.files[0][1].parent)
-    identity = request_mod.RunIdentity(
-        run_id="sdk", job_name=cfg.job.experiment, record_uri="", user=user(),
+    identity = request_mod.RunIdentity(  # a fresh id: the trainer's own checkpoint prefix
+        run_id=new_run_id(), job_name=cfg.job.experiment, record_uri="", user=user(),
         config_uri=str(staging / "config"), code_uri=code_uri)
     return request_mod.build(cfg, identity)
 

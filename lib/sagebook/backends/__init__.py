@@ -40,6 +40,7 @@ class Job:
     pdb: bool = False
     wait: bool = True
     staged: Staged | None = None
+    resume_from: str | None = None  # checkpoints copied into the run's own prefix first
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..stores import open_store
-from . import Backend, Job, Outcome, contract, namespace
+from . import Backend, Job, Outcome, checkpoints, contract, namespace
 from .logs import LogSink
 
 STOP_GRACE_SECONDS = 120  # SageMaker's grace between SIGTERM and SIGKILL on StopTrainingJob
@@ -45,24 +45,22 @@ class ProcessRun:
         self.sources = contract.populate_channels(root, job.request, link=self.link_channels,
                                                   store_options=_store_options(job),
                                                   echo=job.echo)
-        checkpoints = job.request.get("CheckpointConfig")
-        if checkpoints:
-            restored = self._checkpoints(job).download_tree("", root / "checkpoints")
+        own = (job.request.get("CheckpointConfig") or {}).get("S3Uri")
+        if own:
+            if job.resume_from:
+                checkpoints.resume(job.resume_from, own, _store_options(job), job.echo)
+            restored = checkpoints.store_at(own, _store_options(job)).download_tree(
+                "", root / "checkpoints")
             if restored:
-                job.echo(f"[sagebook] restored {restored} bytes of checkpoints from "
-                         f"{checkpoints['S3Uri']}")
+                job.echo(f"[sagebook] restored {restored} bytes of checkpoints from {own}")
         return root
-
-    def _checkpoints(self, job: Job) -> Any:
-        uri = job.request["CheckpointConfig"]["S3Uri"]
-        path = contract.local_path(uri)
-        return open_store(str(path) if path else uri, **_store_options(job))
 
     def finish(self, job: Job, root: Path, exit_code: int, stopped: bool,
                sink: LogSink) -> Outcome:
         record = job.record
-        if job.request.get("CheckpointConfig"):
-            self._checkpoints(job).upload_tree(root / "checkpoints", "")
+        own = (job.request.get("CheckpointConfig") or {}).get("S3Uri")
+        if own:
+            checkpoints.store_at(own, _store_options(job)).upload_tree(root / "checkpoints", "")
         failure = contract.failure_reason(root)
         if (root / "output/failure").is_file():
             record.put_text("failure.txt", (root / "output/failure").read_text(errors="replace"))

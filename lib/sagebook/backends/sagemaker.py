@@ -38,7 +38,7 @@ from ..config import LaunchConfig
 from ..errors import ConfigError, LaunchError
 from ..record import TERMINAL, Record, now
 from ..stores import Store
-from . import Backend, Job, Outcome, Staged, contract, uploads
+from . import Backend, Job, Outcome, Staged, checkpoints, contract, uploads
 from .local import STOP_GRACE_SECONDS, work_dir
 from .logs import LogSink
 
@@ -142,6 +142,9 @@ class SageMakerBackend(Backend):
         if staged.uploads:  # recorded first, so `attach` can finish a launch that dies here
             record.update(aws=location, uploads=[u.describe() for u in staged.uploads])
             uploads.upload(staged.uploads, cfg.store_options(), job.echo)
+        if job.resume_from:
+            checkpoints.resume(job.resume_from, job.request["CheckpointConfig"]["S3Uri"],
+                               cfg.store_options(), job.echo)
         name = job.request["TrainingJobName"]
         interrupted = False
         try:
@@ -183,6 +186,10 @@ class SageMakerBackend(Backend):
             echo(f"[sagebook] run {record.run_id} has no job yet (its launch ended before "
                  "CreateTrainingJob): creating it from the record's request")
             _resume_uploads(record, echo)
+            resumed = (record.manifest.get("checkpoints") or {}).get("resumed_from")
+            if resumed:
+                checkpoints.resume(resumed, request["CheckpointConfig"]["S3Uri"],
+                                   _store_options(record), echo)
             arn = create_job(sagemaker, request, echo)
             _record_created(record, arn, sagemaker.meta.region_name)
         else:

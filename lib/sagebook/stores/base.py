@@ -95,6 +95,24 @@ class Store(ABC):
             total += target.stat().st_size
         return total
 
+    def copy_from(self, source: Store) -> int:
+        """Copy every object of `source` to the same key here; return how many were copied.
+
+        Through this machine; stores that can copy on their side (S3 to S3) do so instead.
+        """
+        import tempfile
+
+        count = 0
+        local = source.local_path()
+        with tempfile.TemporaryDirectory(prefix="sagebook-copy-") as folder:
+            for key in list(source.list()):  # listed first: `source` may hold this prefix
+                path = local / key if local else Path(folder, "object")
+                if local is None:
+                    source.get_file(key, path)
+                self.put_file(key, path)
+                count += 1
+        return count
+
     def upload_tree(self, src: Path, prefix: str, progress: Progress | None = None) -> int:
         """Copy every file below `src` to `prefix`; return the number of bytes."""
         total = 0

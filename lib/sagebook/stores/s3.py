@@ -134,6 +134,27 @@ class S3Store(Store):
             while pending:
                 settle(*pending.popleft())
 
+    def copy_from(self, source: Store) -> int:
+        """From another S3 prefix, S3 copies the objects itself (CopyObject, in parts when
+        large): no byte passes through this machine."""
+        if not isinstance(source, S3Store):
+            return super().copy_from(source)
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        extra = {k: v for k, v in self._extra().items() if k != "ContentType"}
+        if source.expected_owner:
+            extra["ExpectedSourceBucketOwner"] = source.expected_owner
+        count = 0
+        for key in list(source.list()):  # listed first: `source` may hold this prefix
+            try:
+                self.client.copy({"Bucket": source.bucket, "Key": source._key(key)},
+                                 self.bucket, self._key(key), ExtraArgs=extra or None)
+            except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
+                raise self._fail(f"copy {source.url(key)} to", key, exc) from None
+            count += 1
+        return count
+
     def get_file(self, key: str, path: Path) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
