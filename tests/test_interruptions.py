@@ -30,12 +30,13 @@ SLOW_TRAINING = textwrap.dedent("""
 
 
 @pytest.fixture
-def slow_config(make_config, tmp_path, monkeypatch):
+def slow_config(make_config, tmp_path):
     code = tmp_path / "slow"
     code.mkdir()
     (code / "train.py").write_text(SLOW_TRAINING)
-    monkeypatch.setenv("PID_FILE", str(tmp_path / "train.pid"))
-    return make_config(source_dir=str(code), training_schema=None)
+    # the job's environment: the training process does not inherit the launcher's
+    return make_config(source_dir=str(code), training_schema=None,
+                       environment={"PID_FILE": str(tmp_path / "train.pid")})
 
 
 def start_papermill(config: Path, out: Path) -> subprocess.Popen:
