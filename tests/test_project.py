@@ -15,7 +15,7 @@ import pytest
 
 from sagebook.project import TEMPLATE, template_files
 
-from conftest import REPO, manifest, runs, wait_for
+from conftest import REPO, add_run, manifest, runs, sagebook, wait_for
 
 # what the wheel is built from; the rest of the repository is not needed for a build
 NOT_BUILT = shutil.ignore_patterns(".git", ".venv*", "experiments", "build", "dist", "tests",
@@ -118,3 +118,31 @@ def test_wheel_outside_the_repository_inits_a_project_and_launches_its_notebook(
     stored = json.loads((run / "notebook.ipynb").read_text())
     assert stored["metadata"]["papermill"]["end_time"]  # papermill's final save
     assert f"record: {run}" in json.dumps(stored)
+
+
+def test_commands_find_the_project_store_from_inside_the_project(tmp_path):
+    from sagebook.project import init
+    from sagebook.stores import open_store
+
+    project = tmp_path / "proj"
+    init(project)
+    empty = sagebook("list", cwd=project / "notebooks")
+    assert empty.returncode == 0
+    # no run yet: it names the project's store, and where its cloud config keeps records
+    assert f"no runs in {project / 'experiments'}" in empty.stderr
+    assert ("configs/sagemaker_config.yaml keeps records in s3://my-ml-bucket/sagebook/"
+            "experiments: sagebook list -c ../configs/sagemaker_config.yaml") in empty.stderr
+    assert "--reindex" not in empty.stderr
+
+    record = add_run(open_store(str(project / "experiments")), "digits-mlp")
+    for where in (project, project / "notebooks", project / "sagemaker_container"):
+        listed = sagebook("list", cwd=where)
+        assert record.run_id in listed.stdout, (where, listed.stderr)
+    shown = sagebook("show", record.run_id[-6:], cwd=project / "data" / "digits")
+    assert shown.returncode == 0 and f"record:      {record.uri}" in shown.stdout
+
+    # records the index does not know: then, and only then, --reindex
+    other = tmp_path / "elsewhere"
+    (other / "experiments" / "exp" / "20260101-000000-abcdef").mkdir(parents=True)
+    (other / "experiments" / "exp" / "20260101-000000-abcdef" / "manifest.json").write_text("{}")
+    assert "sagebook list --reindex" in sagebook("list", cwd=other).stderr

@@ -257,7 +257,7 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="URI",
                         help="record store: a folder or s3://bucket/prefix (default: "
                              "$SAGEBOOK_EXPERIMENTS_URI, else -c's experiments_uri, else "
-                             "./experiments)")
+                             "the local store of the project around this folder)")
     parser.add_argument("-c", "--config", metavar="JOBCONFIG",
                         help="take the store (and AWS profile/region) from this job config")
 
@@ -397,8 +397,7 @@ def _list(args: argparse.Namespace) -> int:
         if any((args.experiment, args.user, args.status, args.tag, args.since, args.sweep)):
             print(f"no runs in {store.uri} match these filters", file=sys.stderr)
         else:
-            print(f"no runs in {store.uri} (records made before sagebook kept an index: "
-                  "sagebook list --reindex)", file=sys.stderr)
+            print(runs.no_runs_message(store), file=sys.stderr)
         return 0
     if args.metrics:
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]

@@ -1,4 +1,5 @@
-"""`sagebook init DIR`: a new training project, laid out like this repository.
+"""A training project: `sagebook init DIR` lays one out like this repository, and commands
+run anywhere inside one find its root, its job configs and its record store.
 
 The template is `project_template/`, package data of the wheel. In the source tree its entries
 are links to this repository's own files (configs, training code, notebooks, Dockerfile, …), so
@@ -79,3 +80,46 @@ def _rewrite(name: str, text: str, changes: list[tuple[str, str]]) -> str:
                                 "its rewrite for new projects needs updating")
         text = text.replace(old, new)
     return text
+
+
+def job_configs(folder: Path) -> list[Path]:
+    """The YAML files in `folder` that are job configs (they name an instance_type)."""
+    import yaml
+
+    found = []
+    for candidate in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        try:
+            data = yaml.safe_load(candidate.read_text())
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict) and "instance_type" in data:
+            found.append(candidate.resolve())
+    return found
+
+
+def root(start: Path | None = None) -> Path | None:
+    """The project around `start` (default: the current folder): the nearest folder, going up,
+    with a `configs/` folder of job configs or an `experiments/` record folder."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "experiments").is_dir() or job_configs(folder / "configs"):
+            return folder
+    return None
+
+
+def record_stores(folder: Path) -> dict[str, Path]:
+    """The record stores that the project's job configs name (`experiments_uri`, resolved as a
+    launch resolves it), each with the first config that names it."""
+    import yaml
+
+    stores: dict[str, Path] = {}
+    for path in job_configs(folder / "configs"):
+        try:
+            uri = yaml.safe_load(path.read_text()).get("experiments_uri")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        if uri:
+            uri = str(uri) if "://" in str(uri) else str(
+                (path.parent / Path(str(uri)).expanduser()).resolve())
+            stores.setdefault(uri, path)
+    return stores

@@ -43,7 +43,7 @@ class RunNotFound(SagebookError):
 def store_from_args(store: str | None = None, config: str | os.PathLike[str] | None = None
                     ) -> Store:
     """The record store a command reads: `--store URI`, else $SAGEBOOK_EXPERIMENTS_URI, else the
-    `experiments_uri` of the job config `-c`, else ./experiments."""
+    `experiments_uri` of the job config `-c`, else the project's (see `default_store`)."""
     profile = region = None
     uri = store or os.environ.get("SAGEBOOK_EXPERIMENTS_URI")
     if config is not None:
@@ -53,7 +53,40 @@ def store_from_args(store: str | None = None, config: str | os.PathLike[str] | N
             uri = str(settings["experiments_uri"])
             if "://" not in uri:
                 uri = str((Path(config).parent / Path(uri).expanduser()).resolve())
-    return open_store(uri or "experiments", profile=profile, region=region)
+    return open_store(uri or default_store(), profile=profile, region=region)
+
+
+def default_store(start: Path | None = None) -> str:
+    """The record store of the project around the current folder, so that `sagebook list` means
+    the same in its `notebooks/` as at its top: the local store its job configs name (when they
+    name one), else its `experiments/` folder; outside a project, ./experiments."""
+    from . import project
+
+    folder = project.root(start)
+    if folder is None:
+        return str((start or Path.cwd()) / "experiments")
+    local = [uri for uri in project.record_stores(folder) if "://" not in uri]
+    return local[0] if len(local) == 1 else str(folder / "experiments")
+
+
+def no_runs_message(store: Store) -> str:
+    """Why `list` shows nothing, pointing where the runs may be instead."""
+    from itertools import islice
+
+    from . import project
+
+    has_records = any(key.endswith("/manifest.json") for key in islice(store.list(), 1000))
+    if has_records:
+        return (f"no runs in the index of {store.uri} (records made before sagebook kept an "
+                "index: sagebook list --reindex)")
+    message = f"no runs in {store.uri}"
+    folder = project.root()
+    others = {uri: path for uri, path in (project.record_stores(folder) if folder else {}).items()
+              if uri.rstrip("/") != store.uri.rstrip("/")}
+    for uri, path in others.items():
+        config = os.path.relpath(path)
+        message += f"\nthis project's {config} keeps records in {uri}: sagebook list -c {config}"
+    return message
 
 
 def _read_job_settings(path: Path) -> dict[str, Any]:

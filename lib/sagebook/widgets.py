@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-import yaml
 from pydantic import BaseModel
 
 from . import config
 from .errors import ConfigError, SagebookError
 from .form_fields import INPUT_WIDTH, LABEL_WIDTH, Editor, ModelEditor, Spec
+from .project import job_configs
 from .secrets import redact
 from .yaml_update import same, update_yaml
 
@@ -577,19 +577,6 @@ class ConfigEditor:
         from IPython.display import display
 
         display(self.widget)
-
-
-def job_configs(folder: Path) -> list[Path]:
-    """The YAML files in `folder` that are job configs (they name an instance_type)."""
-    found = []
-    for candidate in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        try:
-            data = yaml.safe_load(candidate.read_text())
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
-            continue
-        if isinstance(data, dict) and "instance_type" in data:
-            found.append(candidate.resolve())
-    return found
 
 
 def _next_free(path: Path) -> Path:
