@@ -44,7 +44,7 @@ def test_launch_notebook_is_committed_without_outputs_and_declares_parameters():
     nb = nbformat.read(LAUNCH, as_version=4)
     assert all(not c.get("outputs") and not c.get("execution_count")
                for c in nb.cells if c.cell_type == "code")
-    assert set(pm.inspect_notebook(str(LAUNCH))) == {"config", "overrides", "wait"}
+    assert set(pm.inspect_notebook(str(LAUNCH))) == {"config", "overrides", "wait", "sweep"}
 
 
 def test_papermill_cli_run_lands_the_executed_notebook_in_the_record(make_config, tmp_path):

@@ -461,3 +461,44 @@ def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, t
     assert sweep["status"] == "Completed" and sweep["best"]["run_id"].endswith("-004-0a1b2c3d")
     assert sweep["counts"] == {"Completed": 3, "Failed": 1}
     assert fake.progress == {}
+
+
+# --------------------------------------------------------------------------------------------
+# From a notebook
+
+
+def test_papermill_runs_a_sweep_from_the_launch_notebook(tiny, tmp_path):
+    sweep = write_sweep(tmp_path, """
+        objective: {metric: val_accuracy, goal: maximize}
+        parameters:
+          training.units: [4, 16]
+        max_parallel: 2
+    """)
+    out = tmp_path / "out.ipynb"
+    papermill = Path(sys.executable).parent / "papermill"
+    result = subprocess.run(
+        [str(papermill), str(REPO / "notebooks" / "launch.ipynb"), str(out),
+         "-p", "config", str(tiny), "-p", "sweep", str(sweep),
+         "-p", "overrides", '["training.epochs=1"]'],
+        capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiments = tmp_path / "experiments"
+    (sweep_dir,) = (experiments / "_sweeps" / "tiny").iterdir()
+    record = json.loads((sweep_dir / "sweep.json").read_text())
+    assert record["launched_via"] == "notebook" and record["status"] == "Completed"
+    trial_runs = [manifest(run) for run in runs(experiments)]
+    assert sorted(r["sweep"]["parameters"]["training.units"] for r in trial_runs) == [4, 16]
+    assert all(r["launched_via"] == "notebook" and r["status"] == "Completed"
+               for r in trial_runs)
+    executed = out.read_text()
+    assert f"record: {sweep_dir}" in executed and "[sweep] best: trial 1" in executed
+
+
+@pytest.mark.parametrize("value", [5, "  ", ["a"]])
+def test_a_sweep_parameter_of_the_wrong_type_is_refused(value, tiny):
+    from sagebook.errors import ConfigError
+    from sagebook.notebooks import launch
+
+    with pytest.raises(ConfigError) as info:
+        launch(str(tiny), sweep=value)
+    assert str(info.value).startswith("parameter sweep: expected the path of a sweep file")

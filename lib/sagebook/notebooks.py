@@ -49,14 +49,18 @@ PENDING_NOTE = "copied into the record once the notebook run is over"
 # Inside the kernel
 
 
-def launch(config: Any, overrides: Any = None, wait: Any = None, pdb: Any = False) -> Any:
-    """Run the launch notebook's job: validate the papermill parameters, launch, capture."""
+def launch(config: Any, overrides: Any = None, wait: Any = None, pdb: Any = False,
+           sweep: Any = None) -> Any:
+    """Run the launch notebook's job: validate the papermill parameters, launch, capture.
+    With `sweep` (a sweep file, or True for the config's `sweep:` section), run that sweep."""
     from .launch import RunFailed
     from .launch import launch as launch_run
     from .printing import masked_output
 
     _install_error_display()
     config_path, override_list, wait_flag = check_parameters(config, overrides, wait)
+    if sweep is not None and sweep is not False:
+        return _sweep(config_path, override_list, wait_flag, sweep)
     with masked_output():  # the cell's output is saved in the notebook: mask it as the record
         run = launch_run(config_path, override_list, via="notebook", wait=wait_flag,
                          pdb=bool(pdb), on_record=start_capture)
@@ -64,6 +68,23 @@ def launch(config: Any, overrides: Any = None, wait: Any = None, pdb: Any = Fals
     if not run.ok:
         raise RunFailed(run)
     return run
+
+
+def _sweep(config: str, overrides: list[str], wait: bool | None, sweep: Any) -> Any:
+    from . import sweeps
+    from .printing import masked_output
+
+    if sweep is True:
+        sweep_file = None
+    elif isinstance(sweep, str) and sweep.strip():
+        sweep_file = sweep
+    else:
+        raise ConfigError.one("parameter sweep", None, "expected the path of a sweep file, or "
+                                                       f"true for the config's sweep section, "
+                                                       f"got {sweep!r}")
+    plan = sweeps.plan(config, sweep_file, overrides)
+    with masked_output():
+        return sweeps.start(plan, via="notebook", wait=wait)
 
 
 def check_parameters(config: Any, overrides: Any, wait: Any) -> tuple[str, list[str], bool | None]:
