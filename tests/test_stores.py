@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -93,11 +95,42 @@ def test_uploads_use_sse_kms_and_the_expected_bucket_owner(bucket, monkeypatch, 
     source = tmp_path / "f.bin"
     source.write_bytes(b"x" * 10)
     store.put_file("exp/run/f.bin", source)
+    store.put_files([("exp/run/g.bin", source, hashlib.sha256(b"x" * 10).hexdigest())])
     store.read_text("exp/run/manifest.json")
     head = boto3.client("s3").head_object(Bucket=bucket, Key="records/exp/run/manifest.json")
     assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == key
     writes = [p for name, p in sent if name in ("PutObject", "CreateMultipartUpload")]
-    assert len(writes) == 2
+    assert len(writes) == 3
     assert all(p["SSEKMSKeyId"] == key and p["ExpectedBucketOwner"] == "123456789012"
                for p in writes)
     assert all(p.get("ExpectedBucketOwner") == "123456789012" for name, p in sent)
+
+
+def test_put_files_sends_each_digest_as_the_objects_checksum(bucket, tmp_path):
+    """S3 checks the bytes against the digest the upload is named by, and botocore does not hash
+    them a second time (unsigned payload; the signed checksum header binds them)."""
+    import boto3
+
+    store = open_store(f"s3://{bucket}/uploads")
+    headers: dict[str, dict] = {}
+    store._checked_client.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_: headers.update({request.url.rsplit("/", 1)[1]: request.headers}))
+    files = []
+    for name in ("a.bin", "b.bin", "c.bin"):
+        content = name.encode() * 1000
+        (tmp_path / name).write_bytes(content)
+        digest = None if name == "c.bin" else hashlib.sha256(content).hexdigest()
+        files.append((f"data/{name}", tmp_path / name, digest))
+    seen: list[int] = []
+    store.put_files(files, seen.append)
+    assert sum(seen) == 3 * 5000
+    assert sorted(headers) == ["a.bin", "b.bin"]  # c.bin, without a digest, went the usual way
+    for key, path, sha256 in files:
+        if sha256:
+            sent = headers[path.name]
+            assert sent["x-amz-checksum-sha256"].decode() == \
+                base64.b64encode(bytes.fromhex(sha256)).decode()
+            assert sent["X-Amz-Content-SHA256"].decode() == "UNSIGNED-PAYLOAD"
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=f"uploads/{key}")["Body"]
+        assert body.read() == path.read_bytes()

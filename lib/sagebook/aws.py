@@ -46,11 +46,13 @@ def session(profile: str | None = None, region: str | None = None) -> Any:
         return _sessions[key]
 
 
-def client(service: str, profile: str | None = None, region: str | None = None) -> Any:
+def client(service: str, profile: str | None = None, region: str | None = None,
+           **settings: Any) -> Any:
     """A boto3 client that retries throttling, 5xx answers, resets and timeouts with backoff.
 
     botocore's own variables tune it (`AWS_RETRY_MODE`, `AWS_MAX_ATTEMPTS`; default: standard
     mode, 8 attempts), and `SAGEBOOK_AWS_TIMEOUT` the seconds to wait for an answer (60).
+    `settings` are further botocore `Config` options (`s3={...}`).
     A service that needs a region and finds none is a config problem (`job.region`).
     """
     from botocore.config import Config
@@ -59,7 +61,8 @@ def client(service: str, profile: str | None = None, region: str | None = None) 
     retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
                "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))}
     timeout = float(os.environ.get("SAGEBOOK_AWS_TIMEOUT", "60"))
-    config = Config(retries=retries, connect_timeout=min(10.0, timeout), read_timeout=timeout)
+    config = Config(retries=retries, connect_timeout=min(10.0, timeout), read_timeout=timeout,
+                    **settings)
     aws = session(profile, region)
     try:
         with _lock:  # a botocore session creates clients one at a time (clients are thread-safe)

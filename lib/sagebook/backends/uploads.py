@@ -54,7 +54,8 @@ class Upload:
     kind: str  # "code" or "data"
     source: Path  # what the user named: the code folder, a data folder or a data file
     digest: str
-    files: tuple[tuple[str, Path, int], ...]  # (key below the digest prefix, local file, bytes)
+    # (key below the digest prefix, local file, bytes, its sha256 in hex when it has one)
+    files: tuple[tuple[str, Path, int, str | None], ...]
     root: str  # the uploads root URI
 
     @property
@@ -71,7 +72,7 @@ class Upload:
 
     @property
     def size(self) -> int:
-        return sum(size for _, _, size in self.files)
+        return sum(file[2] for file in self.files)
 
     def describe(self) -> dict[str, Any]:
         """What the record keeps of it: enough to find the source again and check it."""
@@ -95,7 +96,7 @@ def plan_data(channel: str, source: Path, root: str) -> Upload:
     for (rel, path), file_sha in zip(files, file_digests, strict=True):
         size = path.stat().st_size
         digest.update(f"{rel}\0{size}\0{file_sha}\n".encode())
-        entries.append((rel, path, size))
+        entries.append((rel, path, size, file_sha))
     return Upload(channel, "data", source, digest.hexdigest()[:32], tuple(entries), root)
 
 
@@ -109,7 +110,7 @@ def plan_code(source_dir: Path, root: str, workdir: Path) -> Upload:
     archive = workdir / digest / CODE_ARCHIVE
     archive.parent.mkdir(exist_ok=True)
     os.replace(partial, archive)
-    files = ((CODE_ARCHIVE, archive, archive.stat().st_size),)
+    files = ((CODE_ARCHIVE, archive, archive.stat().st_size, None),)
     return Upload("code", "code", source_dir, digest, files, root)
 
 
@@ -259,13 +260,13 @@ def _upload_one(item: Upload, store: Any, echo: Callable[[str], None]) -> int:
         echo(f"[sagebook] {label}: unchanged, already at {item.uri} (0 bytes uploaded)")
         return 0
     present = set(store.list(item.prefix))
-    missing = [(rel, path, size) for rel, path, size in item.files
-               if f"{item.prefix}/{rel}" not in present]
-    total = sum(size for _, _, size in missing)
+    missing = [file for file in item.files if f"{item.prefix}/{file[0]}" not in present]
+    total = sum(size for _, _, size, _ in missing)
     with _progress(total, f"[sagebook] uploading {label}") as advance:
-        store.put_files(((f"{item.prefix}/{rel}", path) for rel, path, _ in missing), advance)
+        store.put_files(((f"{item.prefix}/{rel}", path, sha256)
+                         for rel, path, _, sha256 in missing), advance)
     store.write_text(item.marker, json.dumps({
-        **item.describe(), "files": [{"key": rel, "bytes": size} for rel, _, size in item.files],
+        **item.describe(), "files": [{"key": rel, "bytes": size} for rel, _, size, _ in item.files],
     }, indent=1) + "\n")
     echo(f"[sagebook] {label}: {_size(total)} uploaded to {item.uri}")
     return total

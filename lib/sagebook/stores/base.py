@@ -47,10 +47,11 @@ class Store(ABC):
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         """Copy a local file to `key`, streaming (never read whole into memory)."""
 
-    def put_files(self, files: Iterable[tuple[str, Path]], progress: Progress | None = None
-                  ) -> None:
-        """Copy many local files (key, path) in; stores that can send several at once do."""
-        for key, path in files:
+    def put_files(self, files: Iterable[tuple[str, Path, str | None]],
+                  progress: Progress | None = None) -> None:
+        """Copy many local files in: (key, path, the file's sha256 in hex when the caller has
+        it, or None). Stores that can send several at once, or use the digest, do."""
+        for key, path, _ in files:
             self.put_file(key, path, progress)
 
     @abstractmethod

@@ -5,9 +5,11 @@ AWS or to a local S3-compatible server.
 
 from __future__ import annotations
 
+import base64
 import mimetypes
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ class S3Store(Store):
         self.profile, self.region = profile, region
         self.kms_key, self.expected_owner = kms_key, expected_owner
         self._client: Any = None
+        self._checked: Any = None
 
     def _options(self) -> dict:
         return {"profile": self.profile, "region": self.region, "kms_key": self.kms_key,
@@ -101,10 +104,19 @@ class S3Store(Store):
         except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
             raise self._fail("upload to", key, exc) from None
 
-    def put_files(self, files: Iterable[tuple[str, Path]], progress: Progress | None = None
-                  ) -> None:
-        """All files through one TransferManager: its pool sends them concurrently and splits
-        large ones into parts, streaming from disk (a file is never read whole)."""
+    def put_files(self, files: Iterable[tuple[str, Path, str | None]],
+                  progress: Progress | None = None) -> None:
+        """Many files at once, through a bounded window: memory stays flat for any file count.
+
+        A file up to the multipart threshold whose sha256 the caller has (an upload named by
+        its content has hashed every file already) goes up in one PutObject that carries the
+        digest as the object's checksum: S3 checks the bytes it receives against it, so botocore
+        neither signs the payload nor computes a CRC32 of its own, and the bytes are hashed
+        once. Larger files, and files without a digest, go through a TransferManager, which
+        splits them into parts streamed from disk.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
         from boto3.exceptions import S3UploadFailedError
         from boto3.s3.transfer import TransferConfig, create_transfer_manager
         from botocore.exceptions import BotoCoreError, ClientError
@@ -115,24 +127,56 @@ class S3Store(Store):
                 if progress:
                     progress(bytes_transferred)
 
+        config = TransferConfig(max_concurrency=UPLOAD_CONCURRENCY)
+
+        def put(key: str, path: Path, sha256: str, size: int) -> None:
+            with path.open("rb") as body:
+                self._checked_client.put_object(
+                    Bucket=self.bucket, Key=self._key(key), Body=body,
+                    ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
+                    **self._extra(key))
+            if progress:
+                progress(size)
+
         def settle(key: str, future: Any) -> None:
             try:
                 future.result()
             except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
                 raise self._fail("upload to", key, exc) from None
 
-        config = TransferConfig(max_concurrency=UPLOAD_CONCURRENCY)
         pending: deque[tuple[str, Any]] = deque()
-        with create_transfer_manager(self.client, config) as manager:
-            for key, path in files:
-                # a bounded window of submitted files: memory stays flat for any file count
-                if len(pending) >= 8 * UPLOAD_CONCURRENCY:
+        with ExitStack() as stack:
+            pool = stack.enter_context(ThreadPoolExecutor(UPLOAD_CONCURRENCY))
+            manager = None
+            try:
+                for key, path, sha256 in files:
+                    if len(pending) >= 8 * UPLOAD_CONCURRENCY:
+                        settle(*pending.popleft())
+                    size = path.stat().st_size
+                    if sha256 and size < config.multipart_threshold:
+                        future = pool.submit(put, key, path, sha256, size)
+                    else:
+                        if manager is None:
+                            manager = stack.enter_context(
+                                create_transfer_manager(self.client, config))
+                        future = manager.upload(str(path), self.bucket, self._key(key),
+                                                extra_args=self._extra(key) or None,
+                                                subscribers=[Progress()])
+                    pending.append((key, future))
+                while pending:
                     settle(*pending.popleft())
-                pending.append((key, manager.upload(str(path), self.bucket, self._key(key),
-                                                    extra_args=self._extra(key) or None,
-                                                    subscribers=[Progress()])))
-            while pending:
-                settle(*pending.popleft())
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+    @property
+    def _checked_client(self) -> Any:
+        """A client for PutObjects that carry their own checksum: unsigned payload (the signed
+        checksum header binds the bytes instead), so botocore does not hash them again."""
+        if self._checked is None:
+            self._checked = aws.client("s3", self.profile, self.region,
+                                       s3={"payload_signing_enabled": False})
+        return self._checked
 
     def copy_from(self, source: Store) -> int:
         """From another S3 prefix, S3 copies the objects itself (CopyObject, in parts when
