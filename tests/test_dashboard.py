@@ -23,7 +23,7 @@ def test_dashboard_is_committed_without_outputs_and_declares_parameters():
     assert all(not c.get("outputs") and not c.get("execution_count")
                for c in nb.cells if c.cell_type == "code")
     assert set(pm.inspect_notebook(str(DASHBOARD))) == {"store", "experiment", "selection",
-                                                        "metrics"}
+                                                        "metrics", "sweep"}
 
 
 def test_dashboard_executes_with_tables_plots_and_a_config_diff(tmp_path):

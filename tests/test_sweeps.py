@@ -215,6 +215,32 @@ def test_local_grid_runs_six_trials_two_at_a_time_each_a_record_of_the_sweep(tin
     assert re.search(r"best:\s+trial \d .*val_accuracy=0\.\d+", shown.stdout)
     assert "training.lr=0.01" in shown.stdout
 
+    # the report's sweep page, and the dashboard's
+    report = sagebook("report", "--store", str(experiments))
+    assert report.returncode == 0, report.stderr
+    site = experiments / "_report"
+    index_page = (site / "index.html").read_text()
+    assert f'href="sweeps/tiny/{sweep_dir.name}.html"' in index_page
+    page = (site / "sweeps" / "tiny" / f"{sweep_dir.name}.html").read_text()
+    over_time = re.search(r'<svg id="over-time".*?</svg>', page, re.S).group(0)
+    assert over_time.count("<circle") == 6 and "<polyline" in over_time  # and the best so far
+    scatters = re.findall(r'<svg class="scatter".*?</svg>', page, re.S)
+    assert [re.search(r'aria-label="([^"]+)"', s).group(1) for s in scatters] == [
+        "training.lr", "training.units"]
+    assert all(s.count("<circle") == 6 for s in scatters)
+    parallel = re.search(r'<svg id="parallel".*?</svg>', page, re.S).group(0)
+    assert parallel.count('class="trial"') == 6
+    assert [a for a in re.findall(r'text-anchor="middle">([^<]+)</text>', parallel)] == [
+        "training.lr", "training.units", "val_accuracy"]
+    for link in re.findall(r'href="(\.\./\.\./runs/[^"]+)"', page):
+        assert (site / "sweeps" / "tiny" / link).resolve().is_file(), link
+    assert len(re.findall(r'href="\.\./\.\./runs/', page)) == 6
+
+    from sagebook.dashboard import Dashboard
+
+    board = Dashboard(str(experiments)).sweep(sweep_dir.name[-6:])
+    assert board._repr_html_().count('class="trial"') == 6
+
 
 def _time(run: dict, status: str) -> str:
     return next(h["time"] for h in run["status_history"] if h["status"] == status)

@@ -156,6 +156,14 @@ class Dashboard:
 
     # comparing configs -------------------------------------------------------------------------
 
+    def sweep(self, ref: str) -> Html:
+        """A sweep's page, as in the report: its trials, the objective per trial over time,
+        each parameter against the objective, parallel coordinates (SageMaker sweeps are
+        refreshed first)."""
+        from .sweeps import find_sweep, page, refresh
+
+        return Html(page.render(refresh(find_sweep(self.store, ref)), run_link=""))
+
     def diff(self, a: Record, b: Record, show_all: bool = False) -> Html:
         """Both runs' configs key by key (the differences, unless show_all), and metrics."""
         rows = [r for r in runs.diff(a, b) if show_all or not r.same or r.section == "metrics"]

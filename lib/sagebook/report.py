@@ -81,13 +81,35 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
     else:
         with ThreadPoolExecutor(8) as pool:  # on S3 each run is a handful of round trips
             notebooks = sum(pool.map(render_one, changed))
-    if changed or not same_options:
-        store.write_text(f"{ROOT}/index.html", index_page(entries, store.uri))
+    sweeps = _render_sweeps(store)
+    if changed or not same_options or sweeps:
+        store.write_text(f"{ROOT}/index.html", index_page(entries, store.uri, sweeps))
     state = {"options": options,
              "runs": {**rendered_before, **{_name(e): list(index.rank(e)) for e in changed}}}
     store.write_text(STATE, json.dumps(state, separators=(",", ":")))
     echo(f"{len(changed)} of {len(entries)} run pages rendered ({notebooks} notebooks)")
     return ReportResult(store.url(f"{ROOT}/index.html"), len(entries), len(changed), notebooks)
+
+
+def sweep_page_key(experiment: str, sweep_id: str) -> str:
+    return f"{ROOT}/sweeps/{experiment}/{sweep_id}.html"
+
+
+def _render_sweeps(store: Store) -> list[dict[str, Any]]:
+    """Every sweep's page (a handful of small records: always rendered); their summaries."""
+    from .sweeps import page
+    from .sweeps.record import all_sweeps
+
+    summaries = []
+    for sweep in all_sweeps(store):
+        store.write_text(sweep_page_key(sweep.experiment, sweep.sweep_id), page.render(sweep))
+        best = sweep.best()
+        summaries.append({"id": sweep.sweep_id, "experiment": sweep.experiment,
+                          "status": sweep.status, "strategy": sweep.manifest.get("strategy"),
+                          "trials": len(sweep.trials),
+                          "objective": (sweep.manifest.get("objective") or {}).get("metric"),
+                          "best": best and best.get("objective")})
+    return summaries
 
 
 def _name(entry: dict[str, Any]) -> str:
@@ -210,7 +232,8 @@ def _short_time(value: Any) -> str:
     return parsed.strftime("%Y-%m-%d %H:%M") if parsed else ""
 
 
-def index_page(entries: list[dict[str, Any]], store_uri: str) -> str:
+def index_page(entries: list[dict[str, Any]], store_uri: str,
+               sweeps: Iterable[dict[str, Any]] = ()) -> str:
     ordered = sorted(entries, key=lambda e: e.get("created") or "", reverse=True)
     counts = Counter(e.get("status", "?") for e in entries)
     summary = "".join(f"<span class=\"s-{_e(s)}\">{_e(s)}: {n}</span>"
@@ -220,9 +243,18 @@ def index_page(entries: list[dict[str, Any]], store_uri: str) -> str:
             f"</p><p class=\"counts\">{summary}</p>"
             f"<p><input id=\"filter\" type=\"search\" placeholder=\"filter: user, status, "
             f"experiment, run…\"> <span class=\"muted\"><span id=\"shown\">{len(entries)}</span>"
-            f" shown; click a column to sort</span></p>\n{table}\n"
+            f" shown; click a column to sort</span></p>\n{table}\n{_sweep_list(sweeps)}"
             f"<script>{_SORT_SCRIPT}</script>")
     return _page("Experiments", body)
+
+
+def _sweep_list(sweeps: Iterable[dict[str, Any]]) -> str:
+    items = [f"<li><a href=\"sweeps/{_e(s['experiment'])}/{_e(s['id'])}.html\">{_e(s['id'])}"
+             f"</a> {_e(s['experiment'])}: {_e(s['strategy'])}, {s['trials']} trials, "
+             f"<span class=\"s-{_e(s['status'])}\">{_e(s['status'])}</span>"
+             + (f", best {_e(s['objective'])} {s['best']:.4g}" if s["best"] is not None else "")
+             + "</li>" for s in reversed(list(sweeps))]
+    return f"<h2>Sweeps</h2><ul id=\"sweeps\">{''.join(items)}</ul>" if items else ""
 
 
 def _render_run(store: Store, entry: dict[str, Any], converter: _NotebookConverter) -> bool:
