@@ -116,6 +116,31 @@ def test_local_docker_failure_explains_the_exit_code(make_config, docker_stub, t
     assert "out of memory" in m["failure_reason"]
 
 
+def test_local_docker_runs_a_container_per_host_on_a_network_of_its_own(make_config,
+                                                                          docker_stub, tmp_path):
+    path = make_config(instance_type="local-docker", image_uri="img:1", instance_count=2)
+    result = sagebook("launch", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = [json.loads(line)["argv"] for line in docker_stub.read_text().splitlines()]
+    m = manifest(runs(tmp_path / "experiments")[0])
+    network = f"sagebook-{m['job_name']}"
+    assert calls[0] == ["network", "create", network]
+    assert calls[-1] == ["network", "rm", network]
+    runs_ = calls[1:-1]
+    assert len(runs_) == 2
+    for n, argv in enumerate(runs_, 1):
+        host = f"algo-{n}"
+        assert argv[argv.index("--name") + 1] == f"{network}-{host}"
+        assert argv[argv.index("--hostname") + 1] == host
+        assert argv[argv.index("--network") + 1:argv.index("--network") + 4] == [
+            network, "--network-alias", host]
+        tree = [a for a in argv if a.endswith(":/opt/ml")][0].rsplit(":", 1)[0]
+        config = json.loads(open(f"{tree}/input/config/resourceconfig.json").read())
+        assert config["current_host"] == host and config["hosts"] == ["algo-1", "algo-2"]
+    assert m["docker_commands"]["algo-2"][1:] == runs_[1]
+    assert m["status"] == "Completed"
+
+
 def _engine_answers() -> str | None:
     if shutil.which("docker") is None:
         return "no docker CLI"

@@ -245,8 +245,10 @@ class JobConfig(BaseModel):
             if unknown:
                 problems.append(f"checkpoint_uri: only {RUN_ID_PLACEHOLDER} is expanded, not "
                                 f"{', '.join(sorted(unknown))}")
-        if self.instance_count > 1 and not cloud:
-            problems.append(f"instance_type {self.instance_type} runs one host: instance_count 1")
+        local_hosts = 1 if self.instance_type == "local-gpu" else 8
+        if not cloud and self.instance_count > local_hosts:
+            problems.append(f"instance_type {self.instance_type} runs at most {local_hosts} "
+                            f"host{'s' if local_hosts > 1 else ''}: instance_count")
         for name in self.channels:
             if not re.match(r"^[A-Za-z0-9\.\-_]{1,64}$", name):
                 problems.append(f"channel name {name!r}: letters, digits, . - _ (at most 64)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tarfile
 from collections.abc import Callable, Sequence
@@ -168,25 +169,41 @@ def local_path(uri: str) -> Path | None:
 
 def populate_channels(root: Path, request: dict[str, Any], link: bool = True,
                       store_options: dict[str, Any] | None = None,
-                      echo: Callable[[str], None] = print) -> dict[str, Path]:
+                      echo: Callable[[str], None] = print,
+                      shard: tuple[int, int] = (0, 1)) -> dict[str, Path]:
     """Fill input/data/<channel>: local folders linked (or left to mount), S3 downloaded.
 
-    Returns the local sources of channels that were linked, for backends that mount them.
+    `shard` is (this host's index, host count): a `ShardedByS3Key` channel gets only this
+    host's share of the objects (see `shard_of`). Returns the local sources of channels that
+    were linked whole, for backends that mount them.
     """
     sources: dict[str, Path] = {}
     for channel in request.get("InputDataConfig", []):
         name = channel["ChannelName"]
-        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        s3 = channel["DataSource"]["S3DataSource"]
+        uri = s3["S3Uri"]
+        sharded = s3["S3DataDistributionType"] == "ShardedByS3Key" and shard[1] > 1
         target = root / "input/data" / name
         source = local_path(uri)
         if source is None:
             target.mkdir(parents=True, exist_ok=True)
+            store = open_store(uri, **(store_options or {}))
             echo(f"[sagebook] downloading channel {name} from {uri}")
-            size = open_store(uri, **(store_options or {})).download_tree("", target)
+            if sharded:
+                keys = shard_of(list(store.list("")), *shard)
+                for key in keys:
+                    (target / key).parent.mkdir(parents=True, exist_ok=True)
+                    store.get_file(key, target / key)
+                size = sum((target / key).stat().st_size for key in keys)
+            else:
+                size = store.download_tree("", target)
             echo(f"[sagebook] channel {name}: {size} bytes")
             continue
         if not source.exists():
             raise FileNotFoundError(f"channel {name}: {source} does not exist")
+        if sharded:
+            _place_shard(source, target, shard, link)
+            continue
         sources[name] = source
         if not link:
             target.mkdir(parents=True, exist_ok=True)
@@ -198,6 +215,32 @@ def populate_channels(root: Path, request: dict[str, Any], link: bool = True,
             target.mkdir(parents=True, exist_ok=True)
             (target / source.name).symlink_to(source)
     return sources
+
+
+def shard_of(keys: list[str], index: int, count: int) -> list[str]:
+    """The objects host `index` of `count` gets from a ShardedByS3Key channel.
+
+    SageMaker documents only that each of n hosts gets about 1/n of the objects, each object
+    on one host. Here the keys, sorted, are dealt out in turn: algo-1 gets the 1st, the
+    (n+1)th…, so shares differ by at most one object and do not depend on object sizes.
+    """
+    return sorted(keys)[index::count]
+
+
+def _place_shard(source: Path, target: Path, shard: tuple[int, int], link: bool) -> None:
+    """This host's share of a local channel, file by file: linked, or copied where a link
+    would point outside a container's mounted tree."""
+    if target.is_symlink() or target.exists():
+        _remove(target)
+    target.mkdir(parents=True)
+    files = {path.relative_to(source).as_posix(): path for path in source.rglob("*")
+             if path.is_file()} if source.is_dir() else {source.name: source}
+    for key in shard_of(list(files), *shard):
+        (target / key).parent.mkdir(parents=True, exist_ok=True)
+        if link:
+            (target / key).symlink_to(files[key])
+        else:
+            shutil.copyfile(files[key], target / key)
 
 
 def _remove(path: Path) -> None:
@@ -218,14 +261,19 @@ def failure_reason(root: Path) -> str | None:
     return text[:1024] or None
 
 
-def pack(folder: Path, archive: Path) -> bool:
-    """Tar-gzip the contents of `folder` as SageMaker does; False when it is empty."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+def pack(folders: Sequence[Path], archive: Path) -> bool:
+    """Tar-gzip the contents of `folders` (one per host) into one archive, as SageMaker
+    aggregates /opt/ml/model and /opt/ml/output/data of every host; of two files with one
+    name, the later host's wins. False when there is nothing to pack."""
+    files: dict[str, Path] = {}
+    for folder in folders:
+        files.update({p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
+                      if p.is_file()})
     if not files:
         return False
     with tarfile.open(archive, "w:gz") as tar:
-        for path in files:
-            tar.add(path, arcname=path.relative_to(folder).as_posix())
+        for name in sorted(files):
+            tar.add(files[name], arcname=name)
     return True
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import LaunchError
 from . import Backend, Job, Outcome, contract
-from .local import STOP_GRACE_SECONDS, ProcessRun
+from .local import STOP_GRACE_SECONDS, Host, ProcessRun
 
 
 def container_environment(request: dict, aws_credentials: bool) -> dict[str, str]:
@@ -38,12 +38,15 @@ def docker_command(
     checkpoint_local_path: str = "/opt/ml/checkpoints",
     network_isolation: bool = False,
     platform: str = "linux/amd64",
+    host: str = contract.HOST,
+    network: str | None = None,
 ) -> list[str]:
-    """The `docker run` argv for one job: pure, so it is tested exactly without an engine."""
+    """The `docker run` argv for one host of a job: pure, so it is tested exactly without an
+    engine. Several hosts share `network`, on which each answers to its name (`algo-2`)."""
     argv = [
         "docker", "run", "--rm",
         "--name", name,
-        "--hostname", contract.HOST,  # resourceconfig.json's current_host resolves to itself
+        "--hostname", host,  # resourceconfig.json's current_host resolves to itself
         "--platform", platform,
         "--stop-timeout", str(STOP_GRACE_SECONDS),
         "-v", f"{root.resolve()}:{contract.CONTAINER_BASE}",
@@ -59,9 +62,19 @@ def docker_command(
         argv += ["-e", key]
     if gpu:
         argv += ["--gpus", "all", "--shm-size", "1g"]
-    if network_isolation:
+    if network:
+        argv += ["--network", network, "--network-alias", host]
+    elif network_isolation:
         argv += ["--network", "none"]
     return argv + [image, "train"]
+
+
+def network_commands(name: str, isolated: bool) -> tuple[list[str], list[str]]:
+    """Create and remove the network of a several-host job. An isolated job's network is
+    internal: its hosts reach each other, and nothing else, as with network isolation on
+    SageMaker."""
+    return (["docker", "network", "create", *(["--internal"] if isolated else []), name],
+            ["docker", "network", "rm", name])
 
 
 class DockerBackend(ProcessRun, Backend):
@@ -71,29 +84,45 @@ class DockerBackend(ProcessRun, Backend):
     def run(self, job: Job) -> Outcome:
         if shutil.which("docker") is None:
             raise LaunchError("local-docker needs the Docker CLI: `docker` is not on PATH")
-        self.root = root = self.prepare(job)
+        hosts = self.prepare(job)
         cfg = job.config.job
         gpu = cfg.instance_type == "local-gpu"
         env = container_environment(job.request, cfg.pass_aws_credentials)
         checkpoint_path = job.request.get("CheckpointConfig", {}).get(
             "LocalPath", "/opt/ml/checkpoints")
-        argv = docker_command(
-            cfg.image_uri or "", root, list(env), self.container_name(job), gpu=gpu,
-            channel_mounts=self.sources, checkpoint_local_path=checkpoint_path,
-            network_isolation=cfg.network_isolation,
-        )
-        job.record.update(docker_command=argv)
-        job.echo(f"[sagebook] {' '.join(argv)}")
-        if job.pdb:
-            argv.insert(2, "-it")
-        return self.execute(job, argv, {**os.environ, **env}, Path.cwd())
+        network = self.container_name(job) if len(hosts) > 1 else None
+        for host in hosts:
+            host.command = docker_command(
+                cfg.image_uri or "", host.root, list(env), self.container_name(job, host.name),
+                gpu=gpu, channel_mounts=self.sources, checkpoint_local_path=checkpoint_path,
+                network_isolation=cfg.network_isolation, host=host.name, network=network)
+            host.env = {**os.environ, **env}
+            if job.pdb:
+                host.command.insert(2, "-it")
+        job.record.update(docker_command=hosts[0].command,
+                          **({"docker_commands": {h.name: h.command for h in hosts}}
+                             if network else {}))
+        for host in hosts:
+            job.echo(f"[sagebook] {' '.join(host.command)}")
+        if network is None:
+            return self.execute(job, hosts)
+        create, remove = network_commands(network, cfg.network_isolation)
+        job.echo(f"[sagebook] {' '.join(create)}")
+        subprocess.run(create, capture_output=True, check=True)
+        try:
+            return self.execute(job, hosts)
+        finally:
+            subprocess.run(remove, capture_output=True, check=False)
 
-    def container_name(self, job: Job) -> str:
-        return f"sagebook-{job.request['TrainingJobName']}"
+    def container_name(self, job: Job, host: str | None = None) -> str:
+        """`sagebook-<job>`, and `-<host>` for each container of a several-host job."""
+        name = f"sagebook-{job.request['TrainingJobName']}"
+        return f"{name}-{host}" if host and job.config.job.instance_count > 1 else name
 
-    def stop(self, job: Job, proc: subprocess.Popen[bytes]) -> None:
-        """`docker stop` gives the container SIGTERM, then SIGKILL after the grace period."""
+    def stop(self, job: Job, hosts: list[Host]) -> None:
+        """`docker stop` gives each container SIGTERM, then SIGKILL after the grace period."""
         job.echo(f"[sagebook] stopping: docker stop (SIGKILL after {STOP_GRACE_SECONDS}s)")
         subprocess.run(["docker", "stop", "--time", str(STOP_GRACE_SECONDS),
-                        self.container_name(job)], capture_output=True, check=False)
-        super().stop(job, proc)
+                        *(self.container_name(job, h.name) for h in hosts)],
+                       capture_output=True, check=False)
+        super().stop(job, hosts)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,113 +35,182 @@ def work_dir(job_name: str) -> Path:
     return base / job_name
 
 
-class ProcessRun:
-    """Shared by the local backends: tree, channels, checkpoints, logs, artifacts, outcome.
+@dataclass
+class Host:
+    """One host of a local job: its /opt/ml tree, how its process starts, and the process."""
 
-    Subclasses say how the process starts (`command`, `environment`).
+    name: str
+    root: Path
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = field(default_factory=Path.cwd)
+    proc: subprocess.Popen[bytes] | None = None
+    sink: LogSink | None = None
+
+    def exit_code(self) -> int:
+        assert self.proc is not None and self.proc.returncode is not None
+        return _exit_code(self.proc.returncode)
+
+
+class ProcessRun:
+    """Shared by the local backends: trees, channels, checkpoints, logs, artifacts, outcome.
+
+    A job of N hosts runs N processes, `algo-1`…`algo-N`, each with a tree of its own; one
+    failing host fails the job and stops the others, as on SageMaker. Subclasses say how each
+    host's process starts (`command`, `env`).
     """
 
     link_channels = True
 
-    def prepare(self, job: Job) -> Path:
-        root = work_dir(job.request["TrainingJobName"]) / "opt_ml"
-        contract.build_tree(root, job.request, job.config.job.instance_type)
-        self.sources = contract.populate_channels(root, job.request, link=self.link_channels,
-                                                  store_options=_store_options(job),
-                                                  echo=job.echo)
+    def prepare(self, job: Job) -> list[Host]:
+        names = contract.host_names(job.config.job.instance_count)
+        work = work_dir(job.request["TrainingJobName"])
+        # one host keeps the plain layout; several get a folder each
+        roots = [work / "opt_ml"] if len(names) == 1 else [work / n / "opt_ml" for n in names]
+        hosts = [Host(name, root) for name, root in zip(names, roots, strict=True)]
+        for index, host in enumerate(hosts):
+            contract.build_tree(host.root, job.request, job.config.job.instance_type,
+                                host.name, names)
+            self.sources = contract.populate_channels(
+                host.root, job.request, link=self.link_channels,
+                store_options=_store_options(job), echo=job.echo, shard=(index, len(hosts)))
         own = (job.request.get("CheckpointConfig") or {}).get("S3Uri")
         if own:
             if job.resume_from:
                 checkpoints.resume(job.resume_from, own, _store_options(job), job.echo)
-            restored = checkpoints.store_at(own, _store_options(job)).download_tree(
-                "", root / "checkpoints")
+            store = checkpoints.store_at(own, _store_options(job))
+            for host in hosts:  # each host restores the one checkpoint prefix, as on SageMaker
+                restored = store.download_tree("", host.root / "checkpoints")
             if restored:
                 job.echo(f"[sagebook] restored {restored} bytes of checkpoints from {own}")
-        return root
+        self.hosts = hosts
+        self.root = hosts[0].root
+        return hosts
 
-    def finish(self, job: Job, root: Path, exit_code: int, stopped: bool,
-               sink: LogSink) -> Outcome:
+    def finish(self, job: Job, hosts: list[Host], exit_code: int, stopped: bool,
+               failed: Host | None) -> Outcome:
         record = job.record
         own = (job.request.get("CheckpointConfig") or {}).get("S3Uri")
         if own:
-            checkpoints.store_at(own, _store_options(job)).upload_tree(root / "checkpoints", "")
-        failure = contract.failure_reason(root)
-        if (root / "output/failure").is_file():
-            record.put_text("failure.txt", (root / "output/failure").read_text(errors="replace"))
+            store = checkpoints.store_at(own, _store_options(job))
+            for host in hosts:  # every host syncs its folder to the one checkpoint prefix
+                store.upload_tree(host.root / "checkpoints", "")
+        failing = failed or next((h for h in hosts if (h.root / "output/failure").is_file()),
+                                 hosts[0])
+        failure = contract.failure_reason(failing.root)
+        if (failing.root / "output/failure").is_file():
+            record.put_text("failure.txt",
+                            (failing.root / "output/failure").read_text(errors="replace"))
         if stopped:
             status = "Stopped"
         else:
             status = "Completed" if exit_code == 0 else "Failed"
-        outcome = Outcome(status=status, exit_code=exit_code, final_metrics=dict(sink.last))
+        metrics: dict[str, float] = {}
+        for host in reversed(hosts):  # algo-1's values win, as the host that usually reports
+            metrics.update(host.sink.last if host.sink else {})
+        outcome = Outcome(status=status, exit_code=exit_code, final_metrics=metrics)
         if status == "Failed":
             meaning = contract.explain_exit(exit_code)
-            outcome.failure_reason = failure or f"AlgorithmError: {meaning}"
+            where = f" on {failing.name}" if len(hosts) > 1 else ""
+            outcome.failure_reason = failure or f"AlgorithmError: {meaning}{where}"
             outcome.details["exit_meaning"] = meaning
+            if len(hosts) > 1:
+                outcome.details["failed_host"] = failing.name
         output = job.request["OutputDataConfig"]["S3OutputPath"]
         path = contract.local_path(output)
         store = open_store(str(path) if path else output, **_store_options(job))
         name = job.request["TrainingJobName"]
-        archives = root.parent / "archives"
+        archives = work_dir(name) / "archives"
         archives.mkdir(exist_ok=True)
-        if status == "Completed" and contract.pack(root / "model", archives / "model.tar.gz"):
+        # SageMaker packs /opt/ml/model and /opt/ml/output/data of all hosts into one archive
+        models = [h.root / "model" for h in hosts]
+        if status == "Completed" and contract.pack(models, archives / "model.tar.gz"):
             store.put_file(f"{name}/output/model.tar.gz", archives / "model.tar.gz")
             outcome.model_artifact = store.url(f"{name}/output/model.tar.gz")
-        if contract.pack(root / "output/data", archives / "output.tar.gz"):
+        if contract.pack([h.root / "output/data" for h in hosts], archives / "output.tar.gz"):
             store.put_file(f"{name}/output/output.tar.gz", archives / "output.tar.gz")
             outcome.output_artifact = store.url(f"{name}/output/output.tar.gz")
         return outcome
 
-    def execute(self, job: Job, command: list[str], env: dict[str, str], cwd: Path) -> Outcome:
-        root = self.root
+    def execute(self, job: Job, hosts: list[Host]) -> Outcome:
         record = job.record
         local_record = record.local_path()
-        spool = local_record or root.parent / "record"
-        sink = LogSink(spool / "logs/algo-1.log", spool / "metrics.jsonl",
-                       job.request["AlgorithmSpecification"]["MetricDefinitions"], job.echo)
-        record.set_status("InProgress", work_dir=str(root))
+        spool = local_record or work_dir(job.request["TrainingJobName"]) / "record"
+        definitions = job.request["AlgorithmSpecification"]["MetricDefinitions"]
+        for host in hosts:
+            echo = job.echo if len(hosts) == 1 else _prefixed(job.echo, host.name)
+            host.sink = LogSink(spool / f"logs/{host.name}.log", spool / "metrics.jsonl",
+                                definitions, echo, host=host.name)
+        work = hosts[0].root if len(hosts) == 1 else hosts[0].root.parent.parent
+        record.set_status("InProgress", work_dir=str(work))
+        failed = None
         try:
             if job.pdb:
-                exit_code, stopped = self._interactive(job, command, env, cwd, sink)
+                exit_code, stopped = self._interactive(job, hosts[0])
             else:
-                exit_code, stopped = self._streamed(job, command, env, cwd, sink)
+                exit_code, stopped, failed = self._streamed(job, hosts)
         finally:
-            sink.close()
+            for host in hosts:
+                assert host.sink is not None
+                host.sink.close()
+                if local_record is None:
+                    record.put_file(f"logs/{host.name}.log", host.sink.log_path)
             if local_record is None:
-                record.put_file("logs/algo-1.log", sink.log_path)
-                record.put_file("metrics.jsonl", sink.metrics_path)
-        return self.finish(job, root, exit_code, stopped, sink)
+                record.put_file("metrics.jsonl", hosts[0].sink.metrics_path)  # type: ignore
+        return self.finish(job, hosts, exit_code, stopped, failed)
 
-    def _streamed(self, job: Job, command: list[str], env: dict[str, str], cwd: Path,
-                  sink: LogSink) -> tuple[int, bool]:
-        # A new session keeps a terminal's Ctrl-C away from the training process: we decide
-        # how it stops (SIGTERM, then SIGKILL), as SageMaker does.
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        reader = threading.Thread(target=_pump, args=(proc, sink), daemon=True)
-        reader.start()
+    def _streamed(self, job: Job, hosts: list[Host]) -> tuple[int, bool, Host | None]:
+        """Run every host's process to its end; the first to fail stops the others."""
+        readers = []
         stopped = False
+        failed: Host | None = None
         try:
-            proc.wait()
+            for host in hosts:
+                # A new session keeps a terminal's Ctrl-C away from the training process: we
+                # decide how it stops (SIGTERM, then SIGKILL), as SageMaker does.
+                host.proc = subprocess.Popen(
+                    host.command, cwd=host.cwd, env=host.env, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                reader = threading.Thread(target=_pump, args=(host.proc, host.sink),
+                                          daemon=True)
+                reader.start()
+                readers.append(reader)
+            while failed is None and any(h.proc.poll() is None for h in hosts):  # type: ignore
+                failed = next((h for h in hosts if h.proc.poll()), None)  # type: ignore
+                time.sleep(0.05)
+            failed = failed or next((h for h in hosts if h.proc.poll()), None)  # type: ignore
+            if failed is not None and any(h.proc.poll() is None for h in hosts):  # type: ignore
+                job.echo(f"[sagebook] {failed.name} failed "
+                         f"({contract.explain_exit(failed.exit_code())}): stopping the others")
+                self.stop(job, hosts)
         except BaseException as exc:
             # Ctrl-C stops the run; anything else (SystemExit, a bug) must not leave the
-            # training process running on its own either.
+            # training processes running on their own either.
             stopped = True
-            self.stop(job, proc)
+            self.stop(job, [h for h in hosts if h.proc is not None])
             if not isinstance(exc, KeyboardInterrupt):
                 raise
-        reader.join(timeout=10)
-        return _exit_code(proc.returncode), stopped
+        for reader in readers:
+            reader.join(timeout=10)
+        if stopped:
+            return max(h.exit_code() for h in hosts if h.proc is not None), True, None
+        return (failed.exit_code() if failed else 0), False, failed
 
-    def stop(self, job: Job, proc: subprocess.Popen[bytes]) -> None:
+    def stop(self, job: Job, hosts: list[Host]) -> None:
         job.echo(f"[sagebook] stopping: SIGTERM sent, SIGKILL in {STOP_GRACE_SECONDS}s "
                  "(Ctrl-C again to kill now)")
-        self.signal(proc, signal.SIGTERM)
+        running = [h.proc for h in hosts if h.proc is not None and h.proc.poll() is None]
+        for proc in running:
+            self.signal(proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         try:
-            proc.wait(timeout=STOP_GRACE_SECONDS)
+            for proc in running:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except (KeyboardInterrupt, subprocess.TimeoutExpired):
-            self.signal(proc, signal.SIGKILL)
-            proc.wait()
+            for proc in running:
+                self.signal(proc, signal.SIGKILL)
+            for proc in running:
+                proc.wait()
 
     def signal(self, proc: subprocess.Popen[bytes], sig: int) -> None:
         try:
@@ -145,13 +218,13 @@ class ProcessRun:
         except ProcessLookupError:
             pass
 
-    def _interactive(self, job: Job, command: list[str], env: dict[str, str], cwd: Path,
-                     sink: LogSink) -> tuple[int, bool]:
+    def _interactive(self, job: Job, host: Host) -> tuple[int, bool]:
         """The process gets this terminal, so pdb can read commands; its output is not saved."""
         job.echo("[sagebook] --pdb: the training process has this terminal; breakpoint() "
                  "stops there. Logs and metrics are not captured in this mode.")
-        sink.line("[sagebook] run with --pdb: output went to the terminal, not to this log")
-        proc = subprocess.Popen(command, cwd=cwd, env=env)
+        assert host.sink is not None
+        host.sink.line("[sagebook] run with --pdb: output went to the terminal, not to this log")
+        proc = host.proc = subprocess.Popen(host.command, cwd=host.cwd, env=host.env)
         stopped = False
         while True:
             try:
@@ -165,6 +238,9 @@ class ProcessRun:
 class LocalBackend(ProcessRun, Backend):
     def check(self, job: Job) -> None:
         """Without namespaces, code that hard-codes /opt/ml would fail mid-run: stop now."""
+        if job.pdb and job.config.job.instance_count > 1:
+            raise ConfigError.one("--pdb", "job.instance_count",
+                                  "--pdb gives one process the terminal: run one host")
         mode = namespace.support()
         if mode.available:
             return
@@ -174,27 +250,40 @@ class LocalBackend(ProcessRun, Backend):
             raise ConfigError.one(source_dir, "job.source_dir", problem)
 
     def run(self, job: Job) -> Outcome:
-        self.root = root = self.prepare(job)
+        hosts = self.prepare(job)
         entry = Path(job.config.job.source_dir) / job.config.job.entry_point
         if not entry.is_file():
             raise FileNotFoundError(f"entry point {entry} does not exist")
         private = namespace.support().available
-        base = contract.CONTAINER_BASE if private else str(root)
-        env = self.environment(job, base)
-        command = [sys.executable, "-u", str(entry)]
-        if private:
-            command = namespace.wrap(command, root, root.parent / "namespace", [contract.HOST])
+        names = [h.name for h in hosts]
+        # All hosts share this machine's loopback: a free port, not SageMaker's fixed one, so
+        # concurrent runs do not collide. Host names resolve only inside the namespaces.
+        port = _free_port()
+        for host in hosts:
+            base = contract.CONTAINER_BASE if private else str(host.root)
+            host.env = self.environment(job, base, host.name, names,
+                                        names[0] if private else "127.0.0.1", port)
+            host.command = [sys.executable, "-u", str(entry)]
+            host.cwd = Path(job.config.job.source_dir)
+            if private:
+                host.command = namespace.wrap(host.command, host.root,
+                                              host.root.parent / "namespace", names)
         job.record.update(opt_ml="private namespace" if private else "host folder",
                           **({"aws_credentials_passed": True}
                              if job.config.job.pass_aws_credentials else {}))
-        job.echo(f"[sagebook] local run {job.request['TrainingJobName']} in {root}"
-                 + (f" (at {base} for the training code)" if private else ""))
-        return self.execute(job, command, env, Path(job.config.job.source_dir))
+        where = self.root if len(hosts) == 1 else self.root.parent.parent
+        job.echo(f"[sagebook] local run {job.request['TrainingJobName']} in {where}"
+                 + (f" ({len(hosts)} hosts)" if len(hosts) > 1 else "")
+                 + (f" (at {contract.CONTAINER_BASE} for the training code)" if private else ""))
+        return self.execute(job, hosts)
 
-    def environment(self, job: Job, base: str) -> dict[str, str]:
+    def environment(self, job: Job, base: str, host: str, hosts: list[str], master: str,
+                    port: int) -> dict[str, str]:
         """The container's variables and what a process needs here; credentials on request."""
         env = {**contract.machine_environment(os.environ),
-               **contract.environment(job.request, base, job.config.job.instance_type),
+               **contract.environment(job.request, base, job.config.job.instance_type,
+                                      host=host, hosts=hosts, master_addr=master,
+                                      master_port=port),
                "PYTHONUNBUFFERED": "1"}
         if job.config.job.pass_aws_credentials:
             env.update(contract.aws_credentials(os.environ))
@@ -204,6 +293,16 @@ class LocalBackend(ProcessRun, Backend):
         if not job.pdb:
             env["PYTHONBREAKPOINT"] = "0"  # no terminal to debug in: skip breakpoints
         return env
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _prefixed(echo: Callable[[str], None], host: str) -> Callable[[str], None]:
+    return lambda line: echo(f"[{host}] {line}")
 
 
 def _pump(proc: subprocess.Popen[bytes], sink: LogSink) -> None:

@@ -1,0 +1,108 @@
+"""Several hosts on one machine: `instance_count: N` under `local` runs algo-1…algo-N, each with
+its own /opt/ml, reaching the master on the loopback; a sharded channel is split as SageMaker
+splits it; logs are kept per host; one failing host fails the job and stops the others.
+(`local-docker`'s container per host is in test_docker_backend.py.)"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import textwrap
+
+import pytest
+
+from conftest import manifest, runs, sagebook
+
+# Each host sends rank+1 to the master, which sums and answers; every host checks the sum.
+ALL_REDUCE = textwrap.dedent("""\
+    import json, os, socket, sys, time
+    base = '/opt/ml/'
+    host, hosts = os.environ['SM_CURRENT_HOST'], json.loads(os.environ['SM_HOSTS'])
+    rank, count = int(os.environ['SM_CURRENT_HOST_RANK']), int(os.environ['SM_HOST_COUNT'])
+    master = (os.environ['SM_MASTER_ADDR'], int(os.environ['SM_MASTER_PORT']))
+    config = json.load(open(base + 'input/config/resourceconfig.json'))
+    assert config['current_host'] == host and config['hosts'] == hosts, config
+    if json.load(open(base + 'input/config/hyperparameters.json')).get('fail_on') == host:
+        open(base + 'output/failure', 'w').write(f'{host} gave up')
+        sys.exit(3)
+    if rank == 0:
+        server = socket.create_server(master)
+        peers = [server.accept()[0] for _ in range(count - 1)]
+        total = 1 + sum(int(p.recv(64)) for p in peers)
+        for p in peers:
+            p.sendall(str(total).encode())
+    else:
+        for _ in range(200):  # the master may not listen yet
+            try:
+                conn = socket.create_connection(master)
+                break
+            except OSError:
+                time.sleep(0.05)
+        conn.sendall(str(rank + 1).encode())
+        total = int(conn.recv(64))
+    assert total == count * (count + 1) // 2, total
+    print(f'{host} all-reduce total={total}', flush=True)
+    shard = sorted(os.listdir(base + 'input/data/shards'))
+    open(base + f'model/{host}.json', 'w').write(json.dumps({'total': total, 'shard': shard}))
+    open(base + 'output/data/' + host, 'w').write('done')
+""")
+
+
+@pytest.fixture
+def cluster_config(make_config, tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text(ALL_REDUCE)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for n in range(7):
+        (shards / f"part-{n}.csv").write_text(f"{n}\n")
+
+    def make(count, **changes):
+        return make_config(source_dir=str(code), training_schema=None, instance_count=count,
+                           channels={"shards": {"uri": str(shards),
+                                                "distribution": "ShardedByS3Key"}},
+                           **changes)
+    return make
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_hosts_exchange_data_and_each_keeps_its_log(cluster_config, tmp_path, count):
+    result = sagebook("launch", str(cluster_config(count)), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [run] = runs(tmp_path / "experiments")
+    m = manifest(run)
+    assert m["status"] == "Completed"
+    hosts = [f"algo-{n}" for n in range(1, count + 1)]
+    expected = count * (count + 1) // 2
+    for host in hosts:
+        assert f"{host} all-reduce total={expected}" in (run / f"logs/{host}.log").read_text()
+        assert f"[{host}] {host} all-reduce total={expected}" in result.stdout  # live, prefixed
+    # the model of every host in one archive, as SageMaker aggregates them
+    with tarfile.open(m["model_artifact"]) as tar:
+        seen = {name.removesuffix(".json"): json.load(tar.extractfile(name))
+                for name in tar.getnames()}
+    assert sorted(seen) == hosts and {s["total"] for s in seen.values()} == {expected}
+    with tarfile.open(m["output_artifact"]) as tar:
+        assert sorted(tar.getnames()) == hosts
+    if count == 3:  # the sharded channel, file by file: the sorted keys dealt out in turn
+        assert {h: s["shard"] for h, s in seen.items()} == {
+            "algo-1": ["part-0.csv", "part-3.csv", "part-6.csv"],
+            "algo-2": ["part-1.csv", "part-4.csv"],
+            "algo-3": ["part-2.csv", "part-5.csv"]}
+
+
+def test_a_failing_host_fails_the_job_and_stops_the_others(cluster_config, tmp_path):
+    # algo-1 waits for a peer that never comes, algo-3 for a master that never answers:
+    # only the launcher stopping them ends the run.
+    result = sagebook("launch", str(cluster_config(3)), "-o", "training.fail_on=algo-2",
+                      timeout=90)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [run] = runs(tmp_path / "experiments")
+    m = manifest(run)
+    assert m["status"] == "Failed" and m["exit_code"] == 3
+    assert m["failure_reason"] == "algo-2 gave up" and m["failed_host"] == "algo-2"
+    assert "algo-2 failed (exit code 3" in result.stdout and "stopping the others" in result.stdout
+    assert {p.name for p in (run / "logs").iterdir()} == {"algo-1.log", "algo-2.log",
+                                                          "algo-3.log"}
+
