@@ -126,18 +126,17 @@ def test_local_docker_runs_a_container_per_host_on_a_network_of_its_own(make_con
     network = f"sagebook-{m['job_name']}"
     assert calls[0] == ["network", "create", network]
     assert calls[-1] == ["network", "rm", network]
-    runs_ = calls[1:-1]
-    assert len(runs_) == 2
-    for n, argv in enumerate(runs_, 1):
-        host = f"algo-{n}"
+    # the containers start side by side: their calls come in any order
+    by_host = {argv[argv.index("--hostname") + 1]: argv for argv in calls[1:-1]}
+    assert sorted(by_host) == ["algo-1", "algo-2"]
+    for host, argv in by_host.items():
         assert argv[argv.index("--name") + 1] == f"{network}-{host}"
-        assert argv[argv.index("--hostname") + 1] == host
         assert argv[argv.index("--network") + 1:argv.index("--network") + 4] == [
             network, "--network-alias", host]
         tree = [a for a in argv if a.endswith(":/opt/ml")][0].rsplit(":", 1)[0]
         config = json.loads(open(f"{tree}/input/config/resourceconfig.json").read())
         assert config["current_host"] == host and config["hosts"] == ["algo-1", "algo-2"]
-    assert m["docker_commands"]["algo-2"][1:] == runs_[1]
+    assert m["docker_commands"]["algo-2"][1:] == by_host["algo-2"]
     assert m["status"] == "Completed"
 
 
