@@ -161,19 +161,21 @@ def add_run(store: Any, experiment: str = "exp-a", *, status: str = "Completed",
     """A run written into `store` the way launches write them (create, configs, metrics,
     status changes), without running anything: for tests of what reads records."""
     from sagebook.record import Record, job_name, new_run_id
+    from sagebook.request import parameters
 
     run_id = run_id or new_run_id()
+    training = training or {"epochs": 2, "optimizer": "adam"}
     record = Record.create(store, experiment, run_id, {
         "created": created or time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         "user": user, "instance_type": instance_type, "backend": "LocalBackend",
         "job_name": job_name(experiment, run_id), "tags": tags or {},
         "git": {"commit": commit, "dirty": dirty, "branch": "main"},
         "config": {"overrides": [], "digest": "d"}, "image_uri": "img:1",
+        "params": parameters(training),
     })
     record.put_text("sagemaker_config.yaml", yaml.safe_dump(
         {"experiment": experiment, "instance_type": instance_type, "max_runtime": 600}))
-    record.put_text("config/training_config.yaml", yaml.safe_dump(
-        training or {"epochs": 2, "optimizer": "adam"}))
+    record.put_text("config/training_config.yaml", yaml.safe_dump(training))
     if metrics:
         record.put_text("metrics.jsonl", "".join(
             json.dumps({"name": k, "value": v * (step + 1) / 2, "step": step}) + "\n"

@@ -81,7 +81,8 @@ def test_list_filters_and_sorts_runs(store, capsys):
     code, out, err = run_cli(capsys, "list", "--store", store.uri, "--limit", "3")
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["RUN", "EXPERIMENT", "USER", "CREATED", "INSTANCE",
-                                               "STATUS", "DURATION", "ACC", "COMMIT"]
+                                               "STATUS", "DURATION", "ACC", "COMMIT",
+                                               "TAGS"]
     assert lines[1].startswith(d.run_id) and "InProgress" in lines[1]
     assert "Failed" in lines[3] and "0.5" in lines[3] and "01234567" in lines[3]
     assert "3 of 4 runs shown" in err

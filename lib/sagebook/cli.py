@@ -55,6 +55,13 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("sagebook: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left (`sagebook show … | head`): end quietly, as `cat` does, without a
+        # second error when Python flushes stdout at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -279,9 +286,14 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
                     help="only the trials of this sweep, with their parameters, best first")
     ls.add_argument("--since", metavar="WHEN",
                     help="only runs created since: 7d, 12h, 30m, or a date like 2026-11-01")
+    ls.add_argument("-w", "--where", action="append", default=[], metavar="EXPR",
+                    help="only runs where a column, metric, parameter or tag compares: "
+                         "'val_accuracy>0.95', optimizer=adam, 'cost<5', team=ml, "
+                         "'note~baseline' (ops: = != > >= < <= ~; repeatable: all must hold)")
     ls.add_argument("--sort", default=None, metavar="COLUMN",
-                    help="run, experiment, user, created, instance, status, duration, commit, "
-                         "or a metric name (default: created, newest first)")
+                    help="run, name, experiment, user, created, instance, status, duration, "
+                         "cost, commit, or a metric, parameter or tag name "
+                         "(default: created, newest first)")
     order = ls.add_mutually_exclusive_group()
     order.add_argument("--desc", dest="descending", action="store_true", default=None,
                        help="largest first")
@@ -290,6 +302,9 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
                     help="show at most this many runs (default 50; 0: all)")
     ls.add_argument("-m", "--metrics", metavar="A,B",
                     help="metric columns (default: the three most common final metrics)")
+    ls.add_argument("-p", "--params", nargs="?", const="", metavar="A,B",
+                    help="parameter columns: the named training-config keys, or alone: the "
+                         "keys whose values differ among the listed runs")
     ls.add_argument("--json", action="store_true", help="print the runs as JSON lines")
     ls.add_argument("--no-refresh", dest="refresh", action="store_false",
                     help="do not ask SageMaker about unfinished runs")
@@ -305,6 +320,30 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
     _store_options(show)
     show.add_argument("--json", action="store_true", help="print it all as one JSON document")
     show.set_defaults(command=_show)
+
+    tag = commands.add_parser("tag", help="add or remove tags of a run",
+                              description="Tag a run after launch (kept in its record as an "
+                                          "event; list -t and --where see it).")
+    tag.add_argument("run", help="run id (or a unique part of it), job name, "
+                                 "experiment/run_id, or the record's URI")
+    tag.add_argument("tags", nargs="*", metavar="KEY=VALUE")
+    tag.add_argument("--remove", action="append", default=[], metavar="KEY",
+                     help="remove this tag (repeatable)")
+    _store_options(tag)
+    tag.set_defaults(command=_annotate)
+    note = commands.add_parser("note", help="add a note to a run",
+                               description="Add a note to a run (kept with who and when; the "
+                                           "latest shows in list, all in show).")
+    note.add_argument("run")
+    note.add_argument("note", metavar="TEXT")
+    _store_options(note)
+    note.set_defaults(command=_annotate)
+    rename = commands.add_parser("rename", help="give a run a name",
+                                 description="Give a run a human name, shown beside its id.")
+    rename.add_argument("run")
+    rename.add_argument("name", metavar="NAME")
+    _store_options(rename)
+    rename.set_defaults(command=_annotate)
 
     diff = commands.add_parser("diff", help="what differs between two runs",
                                description="Both runs' configs key by key, image, git commit, "
@@ -369,6 +408,7 @@ def _list(args: argparse.Namespace) -> int:
         status=[s.strip() for item in args.status for s in item.split(",") if s.strip()],
         tags=runs.parse_tags(args.tag),
         since=runs.parse_since(args.since) if args.since else None,
+        where=[runs.parse_where(w) for w in args.where],
     )
     sort, descending, parameters, objective = args.sort or "created", args.descending, [], None
     if args.sweep:
@@ -389,30 +429,42 @@ def _list(args: argparse.Namespace) -> int:
                              limit=args.limit or None, refresh=args.refresh, profile=profile)
     if listing.warning:
         print(f"sagebook: {listing.warning}", file=sys.stderr)
+    metrics = _names(args.metrics)
+    params = _names(args.params) if args.params else []
+    for name in metrics:
+        listing.names.check("--metrics", name, ("metric",))
+    for name in params:
+        listing.names.check("--params", name, ("param",))
     if args.json:
         for entry in listing.runs:
             print(json.dumps({**entry, "duration": runs.duration(entry)}))
         return 0
     if not listing.runs:
-        if any((args.experiment, args.user, args.status, args.tag, args.since, args.sweep)):
+        if any((args.experiment, args.user, args.status, args.tag, args.since, args.sweep,
+                args.where)):
             print(f"no runs in {store.uri} match these filters", file=sys.stderr)
         else:
             print(runs.no_runs_message(store), file=sys.stderr)
         return 0
-    if args.metrics:
-        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    else:
+    if not metrics:
         from collections import Counter
 
         counts = Counter(k for e in listing.runs for k in (e.get("final_metrics") or {}))
         metrics = [name for name, _ in counts.most_common(3)]
         if objective:
             metrics = [objective] + [m for m in metrics if m != objective][:2]
-    print(runs.format_table(listing.runs, metrics, parameters))
+    if args.params == "":
+        params = runs.differing_params(listing.runs)
+    print(runs.format_table(listing.runs, metrics, params, colour=runs.use_colour(sys.stdout),
+                            sweep_parameters=parameters))
     if listing.matched > len(listing.runs):
         print(f"{len(listing.runs)} of {listing.matched} runs shown (--limit 0 shows all)",
               file=sys.stderr)
     return 0
+
+
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -441,6 +493,18 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(info.as_json(), indent=2, default=str))
     else:
         print(runs.format_details(info))
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from . import runs
+
+    record = runs.find_run(_open_store(args), args.run)
+    fields = runs.annotate(record, tags=getattr(args, "tags", ()),
+                           remove=getattr(args, "remove", ()), note=getattr(args, "note", None),
+                           name=getattr(args, "name", None))
+    changes = ", ".join(f"{k}={v}" if v is not None else f"-{k}" for k, v in fields.items())
+    print(f"{record.experiment}/{record.run_id}: {changes}")
     return 0
 
 

@@ -23,6 +23,12 @@ Two compactors racing for N+1: one wins, the other deletes nothing. Readers (`sa
 `report`) compact an experiment once it has more than COMPACT_AT events, and one terminal
 status write in COMPACT_ONE_IN compacts too, so a store nobody lists still stays compact.
 
+Annotations (`sagebook tag`, `note`, `rename`) are a second stream of events,
+`<run_id>.note-<stamp>.json`, never superseded by manifest writes. Each sets fields (a tag, the
+name, the latest note) stamped with its time and a random part; a run's annotation state keeps,
+per field, the value with the highest stamp. That merge is order-free and idempotent too, so a
+page line carries the state folded so far and an event applied again changes nothing.
+
 Reading lists events first and pages second. An event deleted in between was deleted by a
 compactor (then the page listed afterwards holds it) or by its run's next write (then the
 reader lists that run's events again). A page deleted in between is listed again.
@@ -49,6 +55,7 @@ COMPACT_AT = 16
 COMPACT_ONE_IN = 16
 FETCH_THREADS = 16
 RETRIES = 5
+NOTE = "note-"  # annotation events: `<run_id>.note-<stamp>.json`
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,6 +99,8 @@ def summarize(manifest: dict[str, Any]) -> dict[str, Any]:
         "failure_reason": failure.strip().splitlines()[0][:300] if failure else None,
         "parent": parent.get("run_id"),
         "tags": manifest.get("tags") or None,
+        "params": manifest.get("params") or None,
+        "cost": (manifest.get("cost") or {}).get("usd"),
         "notebook": notebook.get("status"),
         "sweep": sweep.get("id"),
         "parameters": sweep.get("parameters"),
@@ -133,6 +142,46 @@ def write(store: Store, manifest: dict[str, Any]) -> None:
             pass  # someone may list with a read-only role; the next compaction catches up
 
 
+def annotate(store: Store, experiment: str, run_id: str, stamp: str,
+             fields: dict[str, Any]) -> None:
+    """Publish an annotation of a run: `fields` maps `tags.KEY` (None removes the tag),
+    `name` and `note` to their new values, all stamped with `stamp`."""
+    event = {"run_id": run_id, "experiment": experiment,
+             "annotations": {k: [v, stamp] for k, v in fields.items()}}
+    store.write_text(f"{EVENTS}/{experiment}/{run_id}.{NOTE}{stamp}.json",
+                     json.dumps(event, separators=(",", ":")), create_only=True)
+
+
+def merge_annotations(*states: dict[str, list[Any]] | None) -> dict[str, list[Any]]:
+    """Per field, the [value, stamp] with the highest stamp."""
+    merged: dict[str, list[Any]] = {}
+    for state in states:
+        for key, (value, stamp) in (state or {}).items():
+            if key not in merged or stamp > merged[key][1]:
+                merged[key] = [value, stamp]
+    return merged
+
+
+def annotated(entry: dict[str, Any]) -> dict[str, Any]:
+    """The summary as readers see it: annotation tags over the job config's, name, note."""
+    state = entry.get("annotations")
+    if not state:
+        return entry
+    tags = dict(entry.get("tags") or {})
+    for key, (value, _) in state.items():
+        if key.startswith("tags."):
+            if value is None:
+                tags.pop(key[5:], None)
+            else:
+                tags[key[5:]] = value
+        elif value is not None:
+            entry[key] = value
+    entry["tags"] = tags or None
+    if not tags:
+        del entry["tags"]
+    return entry
+
+
 def _event_key(experiment: str, run_id: str, revision: int, token: str | None = None) -> str:
     suffix = f"-{token}" if token else ""
     return f"{EVENTS}/{experiment}/{run_id}.{revision:06d}{suffix}.json"
@@ -167,7 +216,7 @@ def entries(store: Store, experiment: str | None = None, *, compact_after: bool 
     """
     scope = f"/{experiment}" if experiment else ""
     event_keys = list(store.list(EVENTS + scope))
-    events = _load_events(store, event_keys)
+    events, notes = _load_events(store, event_keys)
     latest_pages: dict[str, str] = {}
     for key in store.list(PAGES + scope):
         exp = _key_experiment(key)
@@ -178,13 +227,15 @@ def entries(store: Store, experiment: str | None = None, *, compact_after: bool 
     pages = fetch(store, latest_pages.values())
     crowded = []
     for exp in sorted(set(latest_pages) | set(events)):
-        pending = events.get(exp, {})
+        pending, noted = events.get(exp, {}), notes.get(exp, {})
         if exp in latest_pages:
             for entry in _page_entries(store, exp, latest_pages[exp], pages.pop(
                     latest_pages[exp], None)):
                 newer = pending.pop(entry["run_id"], None)
-                yield newer if newer is not None and rank(newer) > rank(entry) else entry
-        yield from pending.values()
+                chosen = newer if newer is not None and rank(newer) > rank(entry) else entry
+                yield _with_notes(chosen, entry, noted.get(entry["run_id"]))
+        for entry in pending.values():
+            yield _with_notes(entry, None, noted.get(entry["run_id"]))
         if sum(_key_experiment(k) == exp for k in event_keys) > COMPACT_AT:
             crowded.append(exp)
     if compact_after:
@@ -195,9 +246,22 @@ def entries(store: Store, experiment: str | None = None, *, compact_after: bool 
                 pass  # a reader without write access still reads correctly, only slower
 
 
-def _load_events(store: Store, keys: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    """experiment → run id → newest summary among these events (and their successors)."""
+def _with_notes(chosen: dict[str, Any], paged: dict[str, Any] | None,
+                notes: dict[str, list[Any]] | None) -> dict[str, Any]:
+    """The chosen summary with the annotation state of its page line and pending events."""
+    state = merge_annotations((paged or {}).get("annotations"), chosen.get("annotations"), notes)
+    if state:
+        chosen["annotations"] = state
+    return annotated(chosen)
+
+
+def _load_events(store: Store, keys: list[str]
+                 ) -> tuple[dict[str, dict[str, dict[str, Any]]],
+                            dict[str, dict[str, dict[str, list[Any]]]]]:
+    """experiment → run id → newest summary among these events (and their successors), and
+    experiment → run id → the annotation state of its annotation events."""
     newest: dict[str, dict[str, dict[str, Any]]] = {}
+    notes: dict[str, dict[str, dict[str, list[Any]]]] = {}
     tried: set[str] = set()
     for _ in range(RETRIES):
         todo = [k for k in keys if k not in tried and k.endswith(".json")]
@@ -210,6 +274,11 @@ def _load_events(store: Store, keys: list[str]) -> dict[str, dict[str, dict[str,
                 gone.add((_key_experiment(key), _key_run_id(key)))
                 continue
             entry = json.loads(data)
+            if "revision" not in entry:  # an annotation
+                noted = notes.setdefault(entry["experiment"], {})
+                noted[entry["run_id"]] = merge_annotations(noted.get(entry["run_id"]),
+                                                           entry.get("annotations"))
+                continue
             runs = newest.setdefault(entry["experiment"], {})
             if entry["run_id"] not in runs or rank(entry) > rank(runs[entry["run_id"]]):
                 runs[entry["run_id"]] = entry
@@ -217,7 +286,7 @@ def _load_events(store: Store, keys: list[str]) -> dict[str, dict[str, dict[str,
         # again to find it) or compacted (the page, listed after this, holds it).
         keys = [k for exp in {e for e, _ in gone} for k in store.list(f"{EVENTS}/{exp}")
                 if (exp, _key_run_id(k)) in gone]
-    return newest
+    return newest, notes
 
 
 def _page_entries(store: Store, experiment: str, key: str, data: bytes | None
@@ -277,10 +346,25 @@ def compact(store: Store, experiment: str) -> bool:
                 entry = json.loads(line)
                 lines[entry["run_id"]] = (rank(entry), line)
     read = {k: v for k, v in fetch(store, event_keys).items() if v is not None}
+    notes: dict[str, dict[str, list[Any]]] = {}
     for data in read.values():
         entry = json.loads(data)
-        if entry["run_id"] not in lines or rank(entry) > lines[entry["run_id"]][0]:
+        if "revision" not in entry:  # an annotation
+            notes[entry["run_id"]] = merge_annotations(notes.get(entry["run_id"]),
+                                                       entry.get("annotations"))
+        elif entry["run_id"] not in lines or rank(entry) > lines[entry["run_id"]][0]:
+            old = lines.get(entry["run_id"])
+            if old is not None and b'"annotations"' in old[1]:  # the page's state carries over
+                notes[entry["run_id"]] = merge_annotations(
+                    json.loads(old[1]).get("annotations"), notes.get(entry["run_id"]))
             lines[entry["run_id"]] = (rank(entry), data.strip())
+    for run_id, state in notes.items():
+        if run_id not in lines:  # no summary to carry them yet: leave its events in place
+            read = {k: v for k, v in read.items() if _key_run_id(k) != run_id}
+            continue
+        entry = json.loads(lines[run_id][1])
+        entry["annotations"] = merge_annotations(entry.get("annotations"), state)
+        lines[run_id] = (lines[run_id][0], json.dumps(entry, separators=(",", ":")).encode())
     sequence = _page_sequence(pages[-1]) + 1 if pages else 0
     header = json.dumps({"page": sequence, "experiment": experiment, "runs": len(lines)})
     body = b"\n".join([header.encode(), *(lines[r][1] for r in sorted(lines))]) + b"\n"

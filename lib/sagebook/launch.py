@@ -130,6 +130,7 @@ def launch(
             "image_uri": job_cfg.image_uri,
             "tags": dict(job_cfg.tags),
             **_checkpoints_entry(request, resume),
+            "params": request_mod.parameters(cfg.training),
             **(extra_manifest or {}),
         }
         try:

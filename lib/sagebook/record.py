@@ -10,6 +10,7 @@ Layout of `<experiments_uri>/<experiment>/<run_id>/`:
     logs/<host>.log          the job's log lines
     metrics.jsonl            every metric value with its time and step
     notebook.ipynb           the executed launch notebook, when launched from one
+    annotations/<stamp>.json tags, notes and names added after launch, one immutable event each
     output/                  model.tar.gz and output.tar.gz of local runs without output_uri
 
 The manifest is created with a create-only write, so two launches can never claim one folder,
@@ -34,6 +35,8 @@ from .secrets import redact
 from .stores import Store
 
 TERMINAL = ("Completed", "Failed", "Stopped", "Interrupted")
+STATUSES = ("Starting", "InProgress", "Stopping", *TERMINAL)
+ANNOTATIONS = "annotations"  # the run's tag, note and rename events, one object each
 MAX_DIFF_BYTES = 2_000_000
 
 
@@ -182,6 +185,27 @@ class Record:
     @property
     def status(self) -> str:
         return self.manifest["status"]
+
+    def annotate(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Add an annotation (`tags.KEY`: value or None to remove, `name`, `note`) as a new
+        immutable event in `annotations/`, and publish it to the index. Never touches the
+        manifest, so it is safe while the run's launcher, or other annotators, write."""
+        moment = _dt.datetime.now(_dt.timezone.utc)
+        stamp = f"{moment.strftime('%Y%m%dT%H%M%S.%f')}Z-{secrets.token_hex(4)}"
+        fields = {k: (redact(v) if isinstance(v, str) else v) for k, v in fields.items()}
+        event = {"time": moment.isoformat(timespec="milliseconds"), "user": user(),
+                 "host": socket.gethostname(), "set": fields}
+        self.store.write_text(f"{self.prefix}/{ANNOTATIONS}/{stamp}.json",
+                              json.dumps(event, indent=1) + "\n", create_only=True)
+        index.annotate(self.store, self.experiment, self.run_id, stamp, fields)
+        return event
+
+    def annotations(self) -> list[dict[str, Any]]:
+        """Every annotation of the run, oldest first."""
+        keys = sorted(k for k in self.store.list(f"{self.prefix}/{ANNOTATIONS}")
+                      if k.endswith(".json"))
+        return [json.loads(data) for data in index.fetch(self.store, keys).values()
+                if data is not None]
 
     def _write_manifest(self, create_only: bool = False) -> None:
         """Write the manifest, then its summary in the run index (see index.py), so `list`

@@ -93,23 +93,30 @@ def build(cfg: LaunchConfig, run: RunIdentity) -> dict[str, Any]:
     return request
 
 
-def hyperparameters(training: dict[str, Any]) -> dict[str, str]:
-    """The training config flattened to `dotted.key: "string"`, as SageMaker shows them.
-
-    The training code reads its config from the `config` channel; these copies make the
-    settings visible in the SageMaker console and searchable with the Search API.
-    """
-    flat: dict[str, str] = {}
+def parameters(training: dict[str, Any]) -> dict[str, Any]:
+    """The training config flattened to dotted keys, values as typed: the run's parameters as
+    `list`, the report and the MLflow export show them."""
+    flat: dict[str, Any] = {}
 
     def walk(value: Any, prefix: str) -> None:
         if isinstance(value, dict) and value:
             for key, item in value.items():
                 walk(item, f"{prefix}.{key}" if prefix else str(key))
         else:
-            flat[prefix] = value if isinstance(value, str) else json.dumps(value)
+            flat[prefix] = value
 
     walk(training, "")
     return flat
+
+
+def hyperparameters(training: dict[str, Any]) -> dict[str, str]:
+    """The training config flattened to `dotted.key: "string"`, as SageMaker shows them.
+
+    The training code reads its config from the `config` channel; these copies make the
+    settings visible in the SageMaker console and searchable with the Search API.
+    """
+    return {key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in parameters(training).items()}
 
 
 def checkpoint_location(base: str, run_id: str) -> str:

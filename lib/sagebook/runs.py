@@ -13,6 +13,7 @@ store stays a short Python start.
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import heapq
 import json
 import os
@@ -25,7 +26,7 @@ from typing import Any
 
 from . import index, inputs
 from .errors import ConfigError, SagebookError
-from .record import TERMINAL, Record
+from .record import ANNOTATIONS, STATUSES, TERMINAL, Record
 from .stores import Store, open_store
 
 COLUMNS = ("run", "experiment", "user", "created", "instance", "status", "duration", "commit")
@@ -100,6 +101,50 @@ def _read_job_settings(path: Path) -> dict[str, Any]:
 # Listing
 
 
+_WHERE = re.compile(r"^\s*([^<>=!~\s]+)\s*(>=|<=|!=|==|=|>|<|~)\s*(.*?)\s*$")
+
+
+@dataclass
+class Condition:
+    """One `--where` test: NAME OP VALUE, NAME a column, metric, parameter or tag."""
+
+    name: str
+    op: str
+    value: str
+
+    def test(self, entry: dict[str, Any]) -> bool:
+        """Runs without the value never match. Numbers compare as numbers, the rest as
+        text (`~`: contains, ignoring case)."""
+        actual = column_value(entry, self.name)
+        if actual is None or actual == "":
+            return False
+        if self.op == "~":
+            return self.value.lower() in str(actual).lower()
+        if isinstance(actual, bool):
+            actual = str(actual).lower()
+        expected: Any = self.value
+        if isinstance(actual, int | float):
+            try:
+                expected = float(self.value)
+            except ValueError:
+                actual = str(actual)
+        else:
+            actual = str(actual)
+        return {"=": actual == expected, "==": actual == expected, "!=": actual != expected,
+                ">": actual > expected, "<": actual < expected, ">=": actual >= expected,
+                "<=": actual <= expected}[self.op]
+
+
+def parse_where(text: str) -> Condition:
+    """`val_accuracy>0.95`, `optimizer=adam`, `tag.team=ml`, `note~baseline`."""
+    match = _WHERE.match(text)
+    if not match:
+        raise ConfigError.one("--where", None, f"expected NAME OP VALUE with OP one of = != > "
+                                               f">= < <= ~ (e.g. 'val_accuracy>0.95'), got "
+                                               f"{text!r}")
+    return Condition(*match.groups())
+
+
 @dataclass
 class Filters:
     """Which runs to show; an empty filter shows every run."""
@@ -110,6 +155,7 @@ class Filters:
     tags: dict[str, str | None] = field(default_factory=dict)
     since: _dt.datetime | None = None
     sweep: str | None = None  # a sweep's id: only its trials
+    where: Sequence[Condition] = ()
 
     def match(self, entry: dict[str, Any], *, with_status: bool = True) -> bool:
         if self.experiment and entry.get("experiment") != self.experiment:
@@ -126,7 +172,61 @@ class Filters:
         for key, value in self.tags.items():
             if key not in tags or (value is not None and tags[key] != value):
                 return False
-        return not (self.since and (parse_time(entry.get("created")) or _EPOCH) < self.since)
+        if self.since and (parse_time(entry.get("created")) or _EPOCH) < self.since:
+            return False
+        return all(c.test(entry) for c in self.where if with_status or c.name != "status")
+
+
+@dataclass
+class Names:
+    """Every metric, parameter, tag and status seen in the listed store: what `--where`,
+    `--sort`, `-m`, `--params` and `-s` may name."""
+
+    metrics: set[str] = field(default_factory=set)
+    params: set[str] = field(default_factory=set)
+    tags: set[str] = field(default_factory=set)
+    statuses: set[str] = field(default_factory=lambda: set(STATUSES))
+    runs: int = 0
+
+    def see(self, entry: dict[str, Any]) -> None:
+        self.runs += 1
+        self.metrics.update(entry.get("final_metrics") or ())
+        self.params.update(entry.get("params") or ())
+        self.tags.update(entry.get("tags") or ())
+        if entry.get("status"):
+            self.statuses.add(entry["status"])
+
+    def check(self, option: str, name: str, kinds: Sequence[str]) -> None:
+        """Raise, naming the nearest known name, unless `name` is one of `kinds`
+        (column, metric, param, tag). A store without runs knows no names: nothing to say."""
+        if not self.runs or self.knows(name, kinds):
+            return
+        words = [{"param": "parameter"}.get(k, k) for k in kinds]
+        what = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+        raise ConfigError.one(option, None, f"no {what} {name!r} in this store; "
+                                            f"{nearest(name, self.candidates(kinds))}")
+
+    def knows(self, name: str, kinds: Sequence[str]) -> bool:
+        kind, _, rest = name.partition(".")
+        if rest and kind in _PREFIXES:
+            return _PREFIXES[kind] in kinds and rest in self._set(_PREFIXES[kind])
+        return any(name in self._set(kind) for kind in kinds)
+
+    def candidates(self, kinds: Sequence[str]) -> list[str]:
+        return sorted({n for kind in kinds for n in self._set(kind)})
+
+    def _set(self, kind: str) -> set[str] | tuple[str, ...]:
+        return {"column": COLUMN_NAMES, "metric": self.metrics, "param": self.params,
+                "tag": self.tags, "status": self.statuses}[kind]
+
+
+def nearest(name: str, candidates: Iterable[str]) -> str:
+    """`did you mean 'x'?`, or the known names when none is close."""
+    candidates = sorted(candidates)
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"known: {', '.join(candidates[:12])}{', …' if len(candidates) > 12 else ''}"
 
 
 @dataclass
@@ -137,6 +237,7 @@ class Listing:
     matched: int
     refreshed: int = 0
     warning: str | None = None
+    names: Names = field(default_factory=Names)
 
 
 def list_runs(
@@ -158,8 +259,9 @@ def list_runs(
     column = sort.lstrip("-")
     if descending is None:  # newest first for times, smallest first for everything else
         descending = sort.startswith("-") or column in ("created", "started", "ended", "updated")
-    pending, kept, matched = [], [], 0
+    pending, kept, matched, names = [], [], 0, Names()
     for entry in index.entries(store, filters.experiment):
+        names.see(entry)
         if not filters.match(entry, with_status=False):
             continue
         if refresh and _may_change(entry):
@@ -180,8 +282,15 @@ def list_runs(
         if filters.match(entry):
             matched += 1
             kept = _keep(kept, entry, column, descending, limit)
+    names.check("--sort", column, ("column", "metric", "param", "tag"))
+    for condition in filters.where:
+        names.check("--where", condition.name, ("column", "metric", "param", "tag"))
+    for status in filters.status:  # a status is known even in an empty store
+        if status.lower() not in {s.lower() for s in names.statuses}:
+            raise ConfigError.one("--status", None, f"no status {status!r}; "
+                                                    f"{nearest(status, names.statuses)}")
     kept.sort(key=lambda e: sort_key(e, column, descending), reverse=descending)
-    return Listing(kept[:limit] if limit else kept, matched, refreshed, warning)
+    return Listing(kept[:limit] if limit else kept, matched, refreshed, warning, names)
 
 
 def _keep(kept: list[dict[str, Any]], entry: dict[str, Any], column: str, descending: bool,
@@ -208,8 +317,17 @@ def sort_key(entry: dict[str, Any], column: str, descending: bool) -> tuple[bool
     return (present, value) if descending else (not present, value)
 
 
+COLUMN_NAMES = ("run", "name", "experiment", "user", "created", "instance", "status",
+                "duration", "cost", "commit", "note", "ended", "started", "host", "backend",
+                "job_name", "parent", "image_uri", "updated")
+_PREFIXES = {"metric": "metric", "metrics": "metric", "param": "param", "params": "param",
+             "tag": "tag", "tags": "tag"}
+_SECTIONS = {"metric": "final_metrics", "param": "params", "tag": "tags"}
+
+
 def column_value(entry: dict[str, Any], column: str, now: _dt.datetime | None = None) -> Any:
-    """A column of the table (or any final metric by name) for one run."""
+    """A column of the table for one run: a column name, else a final metric, a parameter or
+    a tag of that name (`metric.`, `param.`, `tag.` say which when names collide)."""
     if column == "run":
         return entry.get("run_id")
     if column == "instance":
@@ -218,10 +336,16 @@ def column_value(entry: dict[str, Any], column: str, now: _dt.datetime | None = 
         return duration(entry, now)
     if column == "commit":
         return entry.get("git_commit")
-    if column in ("experiment", "user", "created", "status", "ended", "started", "host",
-                  "backend", "job_name", "parent", "image_uri", "updated"):
+    if column in COLUMN_NAMES:
         return entry.get(column)
-    return (entry.get("final_metrics") or {}).get(column)
+    kind, _, rest = column.partition(".")
+    if rest and kind in _PREFIXES:
+        return (entry.get(_SECTIONS[_PREFIXES[kind]]) or {}).get(rest)
+    for section in _SECTIONS.values():
+        value = (entry.get(section) or {}).get(column)
+        if value is not None:
+            return value
+    return None
 
 
 def duration(entry: dict[str, Any], now: _dt.datetime | None = None) -> float | None:
@@ -345,6 +469,7 @@ class RunDetails:
     failure: str | None
     files: list[str]
     report_page: str | None
+    annotations: dict[str, Any] = field(default_factory=dict)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -371,6 +496,7 @@ class RunDetails:
             "failure": self.failure,
             "artifacts": self.artifacts(),
             "report_page": self.report_page,
+            "annotations": self.annotations,
         }
 
 
@@ -389,7 +515,60 @@ def details(record: Record) -> RunDetails:
         failure=read_optional(record, "failure.txt"),
         files=files,
         report_page=record.store.url(page) if record.store.exists(page) else None,
+        annotations=current_annotations(record) if any(
+            f.startswith(f"{ANNOTATIONS}/") for f in files) else
+        {"tags": dict(record.manifest.get("tags") or {}), "notes": []},
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Annotating after launch
+
+
+def annotate(record: Record, *, tags: Iterable[str] = (), remove: Iterable[str] = (),
+             note: str | None = None, name: str | None = None) -> dict[str, Any]:
+    """Tag, untag, note or rename a run: one immutable event in its record (and the index),
+    so annotating is safe while the run, or a teammate, writes. Returns the fields set."""
+    fields: dict[str, Any] = {}
+    for item in tags:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError.one("tag", None, f"expected KEY=VALUE, got {item!r} "
+                                               "(--remove KEY removes a tag)")
+        fields[f"tags.{key.strip()}"] = value
+    for key in remove:
+        fields[f"tags.{key.strip()}"] = None
+    if note is not None:
+        if not note.strip():
+            raise ConfigError.one("note", None, "the note is empty")
+        fields["note"] = note
+    if name is not None:
+        if not name.strip():
+            raise ConfigError.one("rename", None, "the name is empty")
+        fields["name"] = " ".join(name.split())
+    if not fields:
+        raise ConfigError.one("tag", None, "nothing to do: give KEY=VALUE or --remove KEY")
+    record.annotate(fields)
+    return fields
+
+
+def current_annotations(record: Record) -> dict[str, Any]:
+    """The run's name, latest note, tags (the job config's, then those added or removed since)
+    and every note with who wrote it when, from its annotation events."""
+    state: dict[str, Any] = {"tags": dict(record.manifest.get("tags") or {}), "notes": []}
+    for event in record.annotations():
+        for key, value in (event.get("set") or {}).items():
+            if key.startswith("tags."):
+                if value is None:
+                    state["tags"].pop(key[5:], None)
+                else:
+                    state["tags"][key[5:]] = value
+            else:
+                state[key] = value
+            if key == "note":
+                state["notes"].append({"time": event.get("time"), "user": event.get("user"),
+                                       "note": value})
+    return state
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,27 +706,101 @@ def format_commit(entry: dict[str, Any]) -> str:
     return commit[:8] + ("*" if entry.get("git_dirty") else "")
 
 
-def format_table(rows: list[dict[str, Any]], metrics: list[str],
-                 parameters: Sequence[str] = ()) -> str:
-    """The runs as a table; `parameters`: a sweep's searched keys, as columns of their own."""
+def differing_params(rows: list[dict[str, Any]]) -> list[str]:
+    """The parameters whose values are not the same in every one of `rows`, in key order."""
+    keys = sorted({k for e in rows for k in (e.get("params") or {})})
+    return [k for k in keys
+            if len({json.dumps((e.get("params") or {}).get(k)) for e in rows}) > 1]
+
+
+STATUS_COLOURS = {"Completed": "32", "Failed": "31", "Lost": "31", "Stopped": "33",
+                  "Interrupted": "33", "Stopping": "33", "InProgress": "36", "Starting": "36"}
+
+
+def use_colour(stream: Any) -> bool:
+    """Colour on a terminal only, and never under NO_COLOR (https://no-color.org)."""
+    return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
+
+
+def format_number(value: Any, places: int = 4) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "" if value is None else str(value)
+    return f"{value:.{places}f}" if isinstance(value, float) else str(value)
+
+
+def format_param(value: Any) -> str:
+    """A parameter as the user wrote it: 0.01, not 0.0100."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return format_number(value)
+
+
+def format_cost(value: Any) -> str:
+    return f"${value:,.2f}" if isinstance(value, int | float) else ""
+
+
+def format_table(rows: list[dict[str, Any]], metrics: list[str], params: Sequence[str] = (),
+                 colour: bool = False, sweep_parameters: Sequence[str] = ()) -> str:
+    """The runs as a text table: numbers right-aligned, each metric at one precision; a name,
+    cost, tags and note column only when a run has one; `sweep_parameters`: a sweep's searched
+    keys, as columns of their own before the metrics."""
     now = _dt.datetime.now(_dt.timezone.utc)
-    header = ["RUN", "EXPERIMENT", "USER", "CREATED", "INSTANCE", "STATUS", "DURATION",
-              *parameters, *(m.upper() for m in metrics), "COMMIT"]
-    lines = [header]
-    for e in rows:
-        created = parse_time(e.get("created"))
-        final = e.get("final_metrics") or {}
-        lines.append([
-            e["run_id"], e.get("experiment", ""), e.get("user", ""),
-            created.strftime("%Y-%m-%d %H:%M") if created else "", e.get("instance_type", ""),
-            e.get("status", ""), format_duration(duration(e, now)),
-            *(_cell((e.get("parameters") or {}).get(p)) for p in parameters),
-            *("" if final.get(m) is None else f"{final[m]:.4g}" for m in metrics),
-            format_commit(e),
-        ])
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True))
-                     .rstrip() for line in lines)
+    optional = {key: any(e.get(key) for e in rows) for key in ("name", "cost", "tags", "note")}
+    columns: list[tuple[str, bool, Callable[[dict[str, Any]], str]]] = [
+        ("RUN", False, lambda e: e["run_id"]),
+        *([("NAME", False, lambda e: _cut(e.get("name") or "", 30))] if optional["name"] else []),
+        ("EXPERIMENT", False, lambda e: e.get("experiment", "")),
+        ("USER", False, lambda e: e.get("user", "")),
+        ("CREATED", False, lambda e: _created(e)),
+        ("INSTANCE", False, lambda e: e.get("instance_type", "")),
+        ("STATUS", False, lambda e: e.get("status", "")),
+        ("DURATION", True, lambda e: format_duration(duration(e, now))),
+        *([("COST", True, lambda e: format_cost(e.get("cost")))] if optional["cost"] else []),
+        *((p, False, lambda e, p=p: _cell((e.get("parameters") or {}).get(p)))
+          for p in sweep_parameters),
+        *((m.upper(), True, lambda e, m=m: format_number((e.get("final_metrics") or {}).get(m)))
+          for m in metrics),
+        *((p, _numeric(rows, p), lambda e, p=p: format_param((e.get("params") or {}).get(p)))
+          for p in params),
+        ("COMMIT", False, format_commit),
+        *([("TAGS", False, lambda e: _cut(",".join(
+            f"{k}={v}" for k, v in sorted((e.get("tags") or {}).items())), 40))]
+          if optional["tags"] else []),
+        *([("NOTE", False, lambda e: _cut(e.get("note") or "", 40))]
+          if optional["note"] else []),
+    ]
+    table = [[name for name, _, _ in columns]]
+    table += [[cell(e) for _, _, cell in columns] for e in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    status_at = [name for name, _, _ in columns].index("STATUS")
+    lines = []
+    for n, line in enumerate(table):
+        cells = []
+        for i, (text, width) in enumerate(zip(line, widths, strict=True)):
+            padded = text.rjust(width) if columns[i][1] and n else text.ljust(width)
+            if colour and n and i == status_at and text in STATUS_COLOURS:
+                padded = f"\033[{STATUS_COLOURS[text]}m{text}\033[0m" + " " * (width - len(text))
+            cells.append(padded)
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _numeric(rows: list[dict[str, Any]], param: str) -> bool:
+    values = [(e.get("params") or {}).get(param) for e in rows]
+    return all(v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+               for v in values)
+
+
+def _created(entry: dict[str, Any]) -> str:
+    created = parse_time(entry.get("created"))
+    return created.strftime("%Y-%m-%d %H:%M") if created else ""
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _cell(value: Any) -> str:
@@ -561,8 +814,10 @@ def format_details(info: RunDetails) -> str:
     summary = index.summarize(m)
     git = m.get("git") or {}
     parent = m.get("parent") or {}
+    notes = info.annotations
     lines = [
         f"run:         {info.record.run_id}",
+        *([f"name:        {notes['name']}"] if notes.get("name") else []),
         f"experiment:  {info.record.experiment}",
         f"status:      {m.get('status')}",
         f"user:        {m.get('user')}@{m.get('host')}",
@@ -579,8 +834,17 @@ def format_details(info: RunDetails) -> str:
         f"overrides:   {', '.join((m.get('config') or {}).get('overrides') or [])}",
         f"record:      {info.record.uri}",
     ]
+    if notes.get("tags"):
+        lines.append("tags:        " + ", ".join(f"{k}={v}" for k, v in
+                                                 sorted(notes["tags"].items())))
     if parent.get("run_id"):
         lines.append(f"parent:      {parent.get('experiment')}/{parent['run_id']}")
+    if notes.get("notes"):
+        lines += ["", "notes:"]
+        for item in notes["notes"]:
+            text = str(item["note"]).splitlines() or [""]
+            lines.append(f"  {item.get('time')}  {item.get('user')}: {text[0]}")
+            lines += [f"    {line}" for line in text[1:]]
     lines += ["", "status timeline:"]
     start = parse_time(m.get("created"))
     for step in m.get("status_history") or []:

@@ -22,9 +22,11 @@ ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA|ANPA|AGPA)[A-Z0-9]{16}\b")
 _SECRET_WORD = (r"(?<![A-Za-z0-9])(?:secret|password|passwd|token|credentials?|"
                 r"(?:api|private|access)[_\-]?key)(?![A-Za-z0-9])")
 SECRET_NAME = re.compile(_SECRET_WORD, re.IGNORECASE)
-# name = value, name: value, "name": "value" in logs, notebooks and config dumps
+# name = value, name: value, "name": "value" in logs, notebooks and config dumps. The name's
+# parts are bounded: unbounded, a long run of word characters (a base64 blob in a log line)
+# costs quadratic time, 20 s for 20,000 characters.
 NAMED_SECRET = re.compile(
-    rf"(?P<name>[A-Za-z0-9_\-.]*{_SECRET_WORD}[A-Za-z0-9_\-.]*)"
+    rf"(?P<name>[A-Za-z0-9_\-.]{{0,64}}{_SECRET_WORD}[A-Za-z0-9_\-.]{{0,64}})"
     r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[A-Za-z0-9/+=_\-.]{8,})",
     re.IGNORECASE,
 )
