@@ -528,3 +528,38 @@ def test_a_sweep_parameter_of_the_wrong_type_is_refused(value, tiny):
     with pytest.raises(ConfigError) as info:
         launch(str(tiny), sweep=value)
     assert str(info.value).startswith("parameter sweep: expected the path of a sweep file")
+
+
+# --------------------------------------------------------------------------------------------
+# From the config form (headless: the widgets' values set and buttons clicked as a user would)
+
+
+def test_the_form_checks_saves_and_runs_a_sweep(tiny, tmp_path):
+    from sagebook.widgets import ConfigForm
+
+    form = ConfigForm(tiny)
+    part = form.sweep
+    assert part.box in form.widget.children
+    assert part.file.value == "sweep.yaml" and "metric: val_accuracy" in part.text.value
+    assert part.problems and part.run_button.disabled  # the starter names no real key yet
+
+    part.text.value = ("objective: {metric: val_accuracy, goal: maximize}\n"
+                       "parameters:\n  training.unit: [4, 16]\nmax_parallel: 2\n")
+    sweep_file = tmp_path / "sweep.yaml"
+    assert f"{sweep_file}:3: sweep.parameters.training.unit: the training config has no key " \
+           "'unit'; did you mean 'training.units'?" in part.check_view.value.replace("&#x27;", "'")
+    assert part.save_button.disabled and part.run_button.disabled
+    part.save_button.click()
+    assert not sweep_file.exists()
+
+    part.text.value = part.text.value.replace("training.unit:", "training.units:")
+    assert not part.problems and not part.run_button.disabled
+    assert "2 trials, 2 at a time" in part.check_view.value
+    part.run_button.click()
+    assert part.thread is not None
+    part.thread.join(timeout=120)
+    assert sweep_file.read_text() == part.text.value
+    assert part.record_uri and "Completed" in part.status.value, part.status.value
+    record = json.loads((Path(part.record_uri) / "sweep.json").read_text())
+    assert record["launched_via"] == "form" and record["counts"] == {"Completed": 2}
+    assert "sweep: " in part.log.value and not part.run_button.disabled

@@ -433,6 +433,11 @@ def read_yaml(
                 f"{exc.reason}: {path}",
             ) from None
         raise ConfigError.one(str(path), None, exc.reason) from None
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+    """`read_yaml` of text held in memory (a form's editor) that stands for the file `path`."""
     data, node = inputs.parse_yaml(text, str(path))
     if data is None:
         data = {}

@@ -179,8 +179,13 @@ class ConfigForm:
         else:
             self.training = ModelEditor(Spec("", ("training",), _Free), self.training_data,
                                         self.refresh, title=training_title)
+        from .sweeps.form import SweepPart
+
+        metrics = [m.get("name") for m in self.job_data.get("metric_definitions") or []
+                   if isinstance(m, dict)]
+        self.sweep = SweepPart(self.job_path, metrics)
         self.widget.children = [self.style, self.header, self.actions, self.job.box,
-                                self.training.box]
+                                self.training.box, self.sweep.box]
         self.refresh()
 
     def _read(self) -> None:

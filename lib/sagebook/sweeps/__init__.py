@@ -83,12 +83,12 @@ def _cell(value: Any) -> str:
 
 
 def plan(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | None = None,
-         overrides: Iterable[str] = ()) -> Plan:
+         overrides: Iterable[str] = (), *, text: str | None = None) -> Plan:
     """Read and check the sweep and the configs it varies; nothing is written. Raises
-    ConfigError with every problem."""
+    ConfigError with every problem. `text`: the sweep file's content, as a form holds it."""
     overrides = list(overrides)
     path = Path(job_path).expanduser().resolve()
-    spec = spec_mod.read(path, sweep_path)
+    spec = spec_mod.read(path, sweep_path, text)
     base = config_mod.load(path, overrides)
     remote = base.job.is_cloud
     cfg = spec_mod.check(spec, path, overrides, remote=remote)

@@ -114,6 +114,7 @@ def _start(record: SweepRecord, entry: dict[str, Any], job_path: Path, overrides
         "overrides": [*overrides, *entry["overrides"]],
         "via": via,
         "result": str(result),
+        "cpus": cpus,
         "sweep": {"id": record.sweep_id, "trial": index, "parameters": entry["parameters"],
                   "record": record.uri, "digests": entry.get("digests")},
     }
@@ -123,9 +124,7 @@ def _start(record: SweepRecord, entry: dict[str, Any], job_path: Path, overrides
     proc = subprocess.Popen(
         [sys.executable, "-m", "sagebook.sweeps.trial", str(spec_path)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
-    )
+        start_new_session=True)
     reader = threading.Thread(target=_pump, args=(proc, f"[trial {index}] ", echo, lock),
                               daemon=True)
     reader.start()

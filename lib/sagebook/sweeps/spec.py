@@ -209,15 +209,19 @@ def override(key: str, value: Any) -> str:
 # Loading
 
 
-def read(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | None = None
-         ) -> SweepFile:
+def read(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | None = None,
+         text: str | None = None) -> SweepFile:
     """The sweep of `--sweep FILE`, else the `sweep:` section of the job config; validated on
-    its own (the configs are checked against it by `check`)."""
+    its own (the configs are checked against it by `check`). `text`: the sweep file's content
+    as a form's editor holds it, in place of the file's."""
     job_path = Path(job_path).expanduser().resolve()
     if sweep_path is not None:
         path = Path(sweep_path).expanduser().resolve()
-        data, lines = config_mod.read_yaml(path)
-        text = path.read_text()
+        if text is None:
+            data, lines = config_mod.read_yaml(path)
+            text = path.read_text()
+        else:
+            data, lines = config_mod.parse_yaml(text, path)
     else:
         path = job_path
         job, job_lines = config_mod.read_yaml(job_path)

@@ -9,6 +9,7 @@ config, the overrides, what the manifest says about the sweep, and where to repo
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # first: the sweep may stop us at any moment
     signal.signal(signal.SIGINT, _interrupt)
     spec = json.loads(Path(argv[0]).read_text())
+    if spec.get("cpus"):  # before the training process starts: it inherits the CPU set
+        os.sched_setaffinity(0, spec["cpus"])
     result = Path(spec["result"])
 
     def report(**fields: Any) -> None:
