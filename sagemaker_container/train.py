@@ -15,6 +15,10 @@ Outputs: `model.joblib`, `metrics.json` and `training_config.json` in the model 
 epoch on stdout (`epoch=3 train_loss=… val_loss=… val_accuracy=…`) for the job's metric
 definitions. SIGTERM (StopTrainingJob, Spot interruption) saves a checkpoint and exits 143;
 any error writes `output/failure` and exits 1.
+
+On several hosts it trains data-parallel: each host takes every n-th training row, and the
+network's parameters are averaged across hosts after every epoch (`allreduce.py`), so the
+model, metrics and outputs have the same shape as on one host; the first host writes them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 import joblib
 import numpy as np
 import yaml
+from allreduce import AllReduce, Cluster, PeerLost
 from pydantic import BaseModel, ValidationError
 from schema import TrainingConfig
 from sklearn.metrics import log_loss
@@ -441,17 +446,41 @@ def train(
     config: TrainingConfig, config_source: str, paths: ContainerPaths, stop: StopSignal
 ) -> int:
     """Run the epochs, log metrics, checkpoint, and write the model; returns the exit code."""
+    cluster = Cluster.from_environment(paths.input_config_dir)
     train_data, validation = load_datasets(config)
+    # Fitted on all training rows, so every host scales its inputs alike.
     scaler = StandardScaler().fit(train_data.features)
+    classes = np.unique(np.concatenate([train_data.labels, validation.labels]))
+    if cluster.size > 1:
+        # Data parallel: each host trains on every size-th row; parameters are averaged
+        # across hosts after every epoch, so all hosts hold the same model.
+        train_data = train_data.subset(np.arange(cluster.rank, len(train_data.labels),
+                                                 cluster.size))
     x_train = scaler.transform(train_data.features)
     x_validation = scaler.transform(validation.features)
-    classes = np.unique(np.concatenate([train_data.labels, validation.labels]))
     print(
         f"starting training: epochs={config.epochs} hidden_units={config.hidden_units} "
         f"optimizer={config.optimizer} batch_size={config.batch_size} "
-        f"train_rows={len(x_train)} validation_rows={len(x_validation)} config={config_source}",
+        f"train_rows={len(x_train)} validation_rows={len(x_validation)} config={config_source}"
+        + (f" host={cluster.hosts[cluster.rank]} of {cluster.size}" if cluster.size > 1 else ""),
         flush=True,
     )
+    group = AllReduce(cluster)
+    try:
+        return _train_epochs(config, paths, stop, cluster, group, train_data, validation,
+                             scaler, x_train, x_validation, classes)
+    finally:
+        group.close()
+
+
+def _train_epochs(
+    config: TrainingConfig, paths: ContainerPaths, stop: StopSignal, cluster: Cluster,
+    group: AllReduce, train_data: Dataset, validation: Dataset, scaler: StandardScaler,
+    x_train: np.ndarray, x_validation: np.ndarray, classes: np.ndarray,
+) -> int:
+    # Only the first host writes checkpoints and the model: the others hold the same
+    # parameters, and SageMaker packs every host's model folder into one archive.
+    writer = cluster.rank == 0
 
     state = load_checkpoint(config, paths.checkpoint_dir)
     if state is None:
@@ -475,6 +504,14 @@ def train(
         classifier.set_params(batch_size=config.batch_size)
         if stop.received:
             break
+        try:
+            averaged = group.mean([*classifier.coefs_, *classifier.intercepts_])
+        except PeerLost:
+            if stop.received:  # the others were stopped too, and left first
+                break
+            raise
+        layers = len(classifier.coefs_)
+        classifier.coefs_, classifier.intercepts_ = averaged[:layers], averaged[layers:]
         train_loss, _ = evaluate(classifier, x_train, train_data.labels)
         val_loss, val_accuracy = evaluate(classifier, x_validation, validation.labels)
         print(
@@ -496,18 +533,21 @@ def train(
                 },
             ],
         )
-        if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+        if writer and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
             save_checkpoint(state, config, paths.checkpoint_dir)
 
     if stop.received:
         # The state of the last finished epoch, not the half-trained one: the resumed run
         # then repeats the interrupted epoch exactly as an uninterrupted run would.
-        save_checkpoint(state, config, paths.checkpoint_dir)
+        if writer:
+            save_checkpoint(state, config, paths.checkpoint_dir)
         print(f"received SIGTERM: checkpoint saved at epoch {state.epoch}", flush=True)
         return EXIT_STOPPED
 
     val_loss, val_accuracy = evaluate(state.classifier, x_validation, validation.labels)
-    write_outputs(config, paths, state, scaler, x_validation, validation, val_loss, val_accuracy)
+    if writer:
+        write_outputs(config, paths, state, scaler, x_validation, validation, val_loss,
+                      val_accuracy)
     print(f"final val_accuracy={val_accuracy:.4f}", flush=True)
     return 0
 

@@ -106,3 +106,23 @@ def test_a_failing_host_fails_the_job_and_stops_the_others(cluster_config, tmp_p
     assert {p.name for p in (run / "logs").iterdir()} == {"algo-1.log", "algo-2.log",
                                                           "algo-3.log"}
 
+
+
+def test_the_example_trains_data_parallel_with_results_shaped_as_on_one_host(make_config,
+                                                                             tmp_path):
+    result = sagebook("launch", str(make_config(instance_count=2)), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [run] = runs(tmp_path / "experiments")
+    m = manifest(run)
+    logs = {h: (run / f"logs/{h}.log").read_text() for h in ("algo-1", "algo-2")}
+    assert "host=algo-1 of 2" in logs["algo-1"] and "host=algo-2 of 2" in logs["algo-2"]
+
+    def validation_lines(log):
+        return [" ".join(w for w in line.split() if not w.startswith("train_loss"))
+                for line in log.splitlines() if line.startswith("epoch=")]
+    # parameters averaged every epoch: both hosts hold one model, so validate alike
+    assert validation_lines(logs["algo-1"]) == validation_lines(logs["algo-2"])
+    assert len(validation_lines(logs["algo-1"])) == 2
+    with tarfile.open(m["model_artifact"]) as tar:  # what one host writes, once
+        assert sorted(tar.getnames()) == ["metrics.json", "model.joblib", "training_config.json"]
+    assert m["final_metrics"]["val_accuracy"] > 0.8
