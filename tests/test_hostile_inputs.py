@@ -107,3 +107,15 @@ def test_an_unreadable_config_names_the_file_for_a_user_without_permission(make_
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines()[1:] == [f"  {path}: permission denied"]
+
+
+@pytest.mark.parametrize("store", ["loop1", "/dev/null"])
+def test_a_store_path_that_cannot_be_a_folder_is_named(tmp_path, store):
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    result = subprocess.run([sys.executable, "-m", "sagebook.cli", "list", "--store", store],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "sagebook: loop1: a symlink loop (or too many symlinks in a row)" if store == "loop1"
+        else "sagebook: /dev/null: not a folder, so it cannot be a record store"]

@@ -22,14 +22,13 @@ ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA|ANPA|AGPA)[A-Z0-9]{16}\b")
 _SECRET_WORD = (r"(?<![A-Za-z0-9])(?:secret|password|passwd|token|credentials?|"
                 r"(?:api|private|access)[_\-]?key)(?![A-Za-z0-9])")
 SECRET_NAME = re.compile(_SECRET_WORD, re.IGNORECASE)
-# name = value, name: value, "name": "value" in logs, notebooks and config dumps. The name's
-# parts are bounded: unbounded, a long run of word characters (a base64 blob in a log line)
-# costs quadratic time, 20 s for 20,000 characters.
-NAMED_SECRET = re.compile(
-    rf"(?P<name>[A-Za-z0-9_\-.]{{0,64}}{_SECRET_WORD}[A-Za-z0-9_\-.]{{0,64}})"
-    r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[A-Za-z0-9/+=_\-.]{8,})",
-    re.IGNORECASE,
-)
+# name = value, name: value, "name": "value" in logs, notebooks and config dumps. Matched in
+# two steps, each linear: a run of name characters that holds a secret word, then a separator
+# and a value right after the run. (One pattern `[…]*word[…]*sep value` backtracks over every
+# long run of name characters from every start: quadratic, minutes for one long log line.)
+_NAME_RUN = re.compile(r"[A-Za-z0-9_\-.]+")
+_SEPARATED_VALUE = re.compile(
+    r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[A-Za-z0-9/+=_\-.]{8,})")
 SECRET_REFERENCE = re.compile(
     r"^(arn:aws[a-z\-]*:(secretsmanager|ssm):|\{\{resolve:(secretsmanager|ssm))"
 )
@@ -50,14 +49,31 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, MASK)
     text = ACCESS_KEY_ID.sub(MASK, text)
-    return NAMED_SECRET.sub(_mask_value, text)
+    return _mask_named_values(text)
 
 
-def _mask_value(match: re.Match[str]) -> str:
-    value = match.group("value")
-    if value.isdigit() or SECRET_REFERENCE.match(value):
-        return match.group(0)
-    return f"{match.group('name')}{match.group('sep')}{MASK}"
+def _mask_named_values(text: str) -> str:
+    """Every `name = value` whose name holds a secret word, with the value masked.
+
+    Each character is looked at a bounded number of times: runs of name characters are found
+    left to right, a run is searched for a secret word once, and a value is looked for only
+    right after a run that has one.
+    """
+    parts: list[str] = []
+    done = pos = 0
+    while (run := _NAME_RUN.search(text, pos)) is not None:
+        pos = run.end()
+        if not SECRET_NAME.search(text, run.start(), run.end()):
+            continue
+        found = _SEPARATED_VALUE.match(text, pos)
+        if found is None:
+            continue
+        value = found.group("value")
+        if not (value.isdigit() or SECRET_REFERENCE.match(value)):
+            parts += [text[done:found.start("value")], MASK]
+            done = found.end()
+        pos = found.end()
+    return "".join(parts) + text[done:] if parts else text
 
 
 def inline_secret(name: str, value: str) -> str | None:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import StoreError
+from ..inputs import DamagedFile, UnreadableFile, path_reason
 from .base import Progress, Store, StoreExistsError
 
 _UMASK = os.umask(0o022)
@@ -18,11 +19,19 @@ os.umask(_UMASK)
 class LocalStore(Store):
     def __init__(self, uri: str, **_options: object):
         root = uri.removeprefix("file://")
-        self.root = Path(root).expanduser().resolve()
+        try:
+            self.root = Path(root).expanduser().resolve()
+            if self.root.exists() and not self.root.is_dir():
+                raise UnreadableFile(root, "not a folder, so it cannot be a record store")
+        except (OSError, RuntimeError) as exc:
+            raise UnreadableFile(root, path_reason(exc)) from None
         self.uri = str(self.root)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key.lstrip("/")).resolve() if key else self.root
+        try:
+            path = (self.root / key.lstrip("/")).resolve() if key else self.root
+        except (OSError, RuntimeError) as exc:
+            raise DamagedFile(self.url(key), path_reason(exc)) from None
         if path != self.root and self.root not in path.parents:
             raise StoreError(f"{key!r} points outside the store {self.root}")
         return path
