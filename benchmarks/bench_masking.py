@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from run import Row
 
-from sagebook.secrets import redact
+from sagebook.secrets import redact, secret_values
 
 LINE_MB = 5
 LOG_MB = 1024
@@ -34,8 +34,9 @@ def _seconds(function, *args) -> float:
 
 
 def _mask_log(megabytes: int) -> None:
+    values = secret_values()  # as the log sink does: once per run, not per line
     for line in _log(megabytes):
-        redact(line)
+        redact(line, values)
 
 
 def _log(megabytes: int) -> Iterator[str]:

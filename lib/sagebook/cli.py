@@ -579,6 +579,29 @@ def _add_job_commands(commands: argparse._SubParsersAction) -> None:
                       help="follow the job until it has stopped, and complete the record")
     stop.set_defaults(command=_stop)
 
+    sync = commands.add_parser(
+        "sync", help="write what a run could not write into its record (full disk, S3 away)",
+        description="A run whose store was full or out of reach kept its logs, metrics and "
+                    "final manifest in a local folder; write them into the record now.",
+    )
+    sync.add_argument("run", help="the record's URI, experiment/run_id, a run id or a job name")
+    _store_options(sync)
+    sync.set_defaults(command=_sync)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from . import runs
+    from .record import sync
+
+    record = runs.find_run(_open_store(args), args.run)
+    written = sync(record)
+    if written:
+        print(f"wrote {', '.join(written)} into {record.uri}", file=sys.stderr)
+    else:
+        print(f"{record.uri} has nothing left to write from this machine", file=sys.stderr)
+    print(f"status: {record.status}")
+    return 0
+
 
 def _attach(args: argparse.Namespace) -> int:
     from . import runs

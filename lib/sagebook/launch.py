@@ -16,7 +16,7 @@ from typing import Any
 from . import config as config_mod
 from . import request as request_mod
 from .backends import Job, Outcome, backend_for, checkpoints
-from .errors import ConfigError, SagebookError
+from .errors import ConfigError, SagebookError, StoreError
 from .record import TERMINAL, Record, git_state, job_name, new_run_id, user
 from .stores import StoreExistsError, open_store
 
@@ -155,10 +155,30 @@ def launch(
             record.update(watch_error=f"sagebook: {type(exc).__name__}: {exc}")
             raise
         status = "Stopped" if isinstance(exc, KeyboardInterrupt) else "Failed"
-        record.set_status(status, failure_reason=f"sagebook: {type(exc).__name__}: {exc}")
+        _complete(record, status, failure_reason=f"sagebook: {type(exc).__name__}: {exc}")
         raise
-    record.set_status(outcome.status, **_outcome_fields(outcome))
+    _complete(record, outcome.status, **_outcome_fields(outcome))
     return Run(record, outcome)
+
+
+class RecordIncomplete(StoreError):
+    """The run ended but its record could not say so: the store is full or out of reach."""
+
+    def __init__(self, record: Record, status: str, cause: str | None, error: StoreError):
+        where = (f"its logs, metrics and final manifest are kept in {record.local_copy}"
+                 if record.local_copy else "nothing of it could be kept locally")
+        super().__init__(
+            f"run {record.run_id} {status.lower()}{f' ({cause})' if cause else ''}, but its "
+            f"record could not be completed: {error}; {where}; `sagebook sync "
+            f"{record.experiment}/{record.run_id} --store {record.store.uri}` writes them "
+            "once the store can be written again")
+
+
+def _complete(record: Record, status: str, **fields: Any) -> None:
+    try:
+        record.set_status(status, **fields)
+    except StoreError as exc:
+        raise RecordIncomplete(record, status, fields.get("failure_reason"), exc) from None
 
 
 def attach(record: Record, *, wait: bool = True, echo: Callable[[str], None] = print) -> Run:

@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from . import index
+from .errors import StoreError
 from .secrets import redact
 from .stores import Store
 
 TERMINAL = ("Completed", "Failed", "Stopped", "Interrupted")
 STATUSES = ("Starting", "InProgress", "Stopping", *TERMINAL)
 ANNOTATIONS = "annotations"  # the run's tag, note and rename events, one object each
+PENDING_MANIFEST = "pending-manifest.json"
 MAX_DIFF_BYTES = 2_000_000
 
 
@@ -109,6 +111,9 @@ class Record:
     experiment: str
     run_id: str
     manifest: dict[str, Any]
+    # A local folder for what the store could not take (a full disk, S3 out of reach): the
+    # manifest as it should be, beside the run's logs and metrics; `sync` uploads them.
+    local_copy: Path | None = None
 
     @property
     def prefix(self) -> str:
@@ -212,11 +217,60 @@ class Record:
         reads one small object per run instead of every manifest."""
         self.manifest["revision"] = self.manifest.get("revision", 0) + 1
         text = self._manifest_text()
-        self.store.write_text(f"{self.prefix}/manifest.json", text, create_only=create_only)
+        try:
+            self.store.write_text(f"{self.prefix}/manifest.json", text, create_only=create_only)
+        except StoreError:
+            if not create_only and self.local_copy is not None:
+                _keep(self.local_copy / PENDING_MANIFEST, text)
+            raise
         index.write(self.store, json.loads(text))  # as written: credentials masked
+        if self.local_copy is not None:
+            (self.local_copy / PENDING_MANIFEST).unlink(missing_ok=True)
 
     def _manifest_text(self) -> str:
         return redact(json.dumps(self.manifest, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def sync(record: Record) -> list[str]:
+    """Write into the store what a run could not (its local copy: logs, metrics and the
+    manifest as it should be); return the names written. Nothing to do is not an error."""
+    folder = record.local_copy or _local_copy_of(record)
+    if folder is None or not folder.is_dir():
+        return []
+    written = []
+    pending = folder / PENDING_MANIFEST
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p != pending):
+        name = path.relative_to(folder).as_posix()
+        if record.local_path(name) != path and (
+                pending.is_file() or not record.store.exists(f"{record.prefix}/{name}")):
+            record.put_file(name, path)
+            written.append(name)
+    if pending.is_file():
+        manifest = json.loads(pending.read_text())
+        if manifest.get("revision", 0) > record.manifest.get("revision", 0):
+            record.manifest = manifest
+            record.local_copy = folder
+            record.manifest["synced"] = now()
+            record._write_manifest()
+            written.append("manifest.json")
+        pending.unlink(missing_ok=True)
+    return written
+
+
+def _local_copy_of(record: Record) -> Path | None:
+    """Where the run's launcher kept what the store could not take, if on this machine."""
+    kept = record.manifest.get("local_copy")
+    if kept and record.manifest.get("host") == socket.gethostname():
+        return Path(kept)
+    return None
+
+
+def _keep(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError:
+        pass  # the store's error is the one to report; this was the last resort
 
 
 def user() -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 
 MASK = "****"
 
@@ -23,10 +24,11 @@ _SECRET_WORD = (r"(?<![A-Za-z0-9])(?:secret|password|passwd|token|credentials?|"
                 r"(?:api|private|access)[_\-]?key)(?![A-Za-z0-9])")
 SECRET_NAME = re.compile(_SECRET_WORD, re.IGNORECASE)
 # name = value, name: value, "name": "value" in logs, notebooks and config dumps. Matched in
-# two steps, each linear: a run of name characters that holds a secret word, then a separator
-# and a value right after the run. (One pattern `[…]*word[…]*sep value` backtracks over every
-# long run of name characters from every start: quadratic, minutes for one long log line.)
-_NAME_RUN = re.compile(r"[A-Za-z0-9_\-.]+")
+# steps that never look at a character twice: a secret word, the rest of its run of name
+# characters, then a separator and a value right after the run. (One pattern
+# `[…]*word[…]*sep value` backtracks over every long run of name characters from every
+# start: quadratic, minutes for one long log line, deaf to Ctrl-C.)
+_REST_OF_NAME = re.compile(r"[A-Za-z0-9_\-.]*")
 _SEPARATED_VALUE = re.compile(
     r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[A-Za-z0-9/+=_\-.]{8,})")
 SECRET_REFERENCE = re.compile(
@@ -34,8 +36,9 @@ SECRET_REFERENCE = re.compile(
 )
 
 
-def _secret_values() -> list[str]:
-    """The values of this process's credential-like variables, longest first."""
+def secret_values() -> list[str]:
+    """The values of this process's credential-like variables, longest first (reading the
+    environment costs more than masking a line: a caller masking many lines asks once)."""
     values = {
         value for name, value in os.environ.items()
         if len(value) >= 8 and SECRET_NAME.search(name) and not SECRET_REFERENCE.match(value)
@@ -43,9 +46,13 @@ def _secret_values() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def redact(text: str) -> str:
-    """`text` with credentials masked; everything else, byte for byte, as it was."""
-    for value in _secret_values():
+def redact(text: str, values: Sequence[str] | None = None) -> str:
+    """`text` with credentials masked; everything else, byte for byte, as it was.
+
+    Masks `values` (by default `secret_values()`, read now), access key ids and the value of
+    every `name = value` whose name holds a secret word, in time linear in the text.
+    """
+    for value in secret_values() if values is None else values:
         if value in text:
             text = text.replace(value, MASK)
     text = ACCESS_KEY_ID.sub(MASK, text)
@@ -53,19 +60,12 @@ def redact(text: str) -> str:
 
 
 def _mask_named_values(text: str) -> str:
-    """Every `name = value` whose name holds a secret word, with the value masked.
-
-    Each character is looked at a bounded number of times: runs of name characters are found
-    left to right, a run is searched for a secret word once, and a value is looked for only
-    right after a run that has one.
-    """
     parts: list[str] = []
     done = pos = 0
-    while (run := _NAME_RUN.search(text, pos)) is not None:
-        pos = run.end()
-        if not SECRET_NAME.search(text, run.start(), run.end()):
-            continue
-        found = _SEPARATED_VALUE.match(text, pos)
+    while (word := SECRET_NAME.search(text, pos)) is not None:
+        name_end = _REST_OF_NAME.match(text, word.end()).end()  # type: ignore[union-attr]
+        pos = name_end  # a second secret word in this name leads to the same separator
+        found = _SEPARATED_VALUE.match(text, name_end)
         if found is None:
             continue
         value = found.group("value")

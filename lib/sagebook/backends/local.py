@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..stores import open_store
 from . import Backend, Job, Outcome, checkpoints, contract, namespace
 from .logs import LogSink
@@ -109,6 +109,10 @@ class ProcessRun:
         for host in reversed(hosts):  # algo-1's values win, as the host that usually reports
             metrics.update(host.sink.last if host.sink else {})
         outcome = Outcome(status=status, exit_code=exit_code, final_metrics=metrics)
+        errors = [h.sink.error + (f"; {h.sink.lost_lines} lines lost" if h.sink.lost_lines
+                                  else "") for h in hosts if h.sink and h.sink.error]
+        if errors:
+            outcome.details["log_error"] = "; ".join(errors)
         if status == "Failed":
             meaning = contract.explain_exit(exit_code)
             where = f" on {failing.name}" if len(hosts) > 1 else ""
@@ -135,14 +139,17 @@ class ProcessRun:
     def execute(self, job: Job, hosts: list[Host]) -> Outcome:
         record = job.record
         local_record = record.local_path()
-        spool = local_record or work_dir(job.request["TrainingJobName"]) / "record"
+        # What the store cannot take (a full disk, S3 out of reach) is kept here for
+        # `sagebook sync`; for an S3 store, logs and metrics are written here first anyway.
+        record.local_copy = work_dir(job.request["TrainingJobName"]) / "record"
+        spool = local_record or record.local_copy
         definitions = job.request["AlgorithmSpecification"]["MetricDefinitions"]
         for host in hosts:
             echo = job.echo if len(hosts) == 1 else _prefixed(job.echo, host.name)
             host.sink = LogSink(spool / f"logs/{host.name}.log", spool / "metrics.jsonl",
-                                definitions, echo, host=host.name)
+                                definitions, echo, host=host.name, fallback=record.local_copy)
         work = hosts[0].root if len(hosts) == 1 else hosts[0].root.parent.parent
-        record.set_status("InProgress", work_dir=str(work))
+        record.set_status("InProgress", work_dir=str(work), local_copy=str(record.local_copy))
         failed = None
         try:
             if job.pdb:
@@ -150,13 +157,18 @@ class ProcessRun:
             else:
                 exit_code, stopped, failed = self._streamed(job, hosts)
         finally:
-            for host in hosts:
-                assert host.sink is not None
-                host.sink.close()
-                if local_record is None:
-                    record.put_file(f"logs/{host.name}.log", host.sink.log_path)
-            if local_record is None:
-                record.put_file("metrics.jsonl", hosts[0].sink.metrics_path)  # type: ignore
+            sinks = [host.sink for host in hosts if host.sink is not None]
+            for sink in sinks:
+                sink.close()
+            moved = [sink for sink in sinks if sink.moved]
+            try:
+                for sink in sinks:
+                    if local_record is None or sink.moved:
+                        record.put_file(f"logs/{sink.host}.log", sink.log_path)
+                if local_record is None or moved:
+                    record.put_file("metrics.jsonl", (moved or sinks)[0].metrics_path)
+            except StoreError as exc:  # kept in the local copy, for `sagebook sync`
+                sinks[0].error = sinks[0].error or str(exc)
         return self.finish(job, hosts, exit_code, stopped, failed)
 
     def _streamed(self, job: Job, hosts: list[Host]) -> tuple[int, bool, Host | None]:
@@ -306,9 +318,16 @@ def _prefixed(echo: Callable[[str], None], host: str) -> Callable[[str], None]:
 
 
 def _pump(proc: subprocess.Popen[bytes], sink: LogSink) -> None:
+    """Read the training output to its end, whatever befalls the lines: a pipe nobody drains
+    blocks the training on its next print."""
     assert proc.stdout is not None
-    for raw in proc.stdout:
-        sink.line(raw.decode("utf-8", errors="replace"))
+    try:
+        for raw in proc.stdout:
+            sink.line(raw.decode("utf-8", errors="replace"))
+    except Exception as exc:  # noqa: BLE001 - nothing may stop the draining
+        sink.error = sink.error or f"log lines could not be handled: {exc}"
+        for _ in proc.stdout:
+            sink.lost_lines += 1
 
 
 def _exit_code(returncode: int) -> int:

@@ -9,37 +9,52 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from ..secrets import redact
+from ..secrets import redact, secret_values
 
 
 class LogSink:
-    """Receives log lines from one host; appends them to its log and metric values to metrics."""
+    """Receives log lines from one host; appends them to its log and metric values to metrics.
+
+    A write that fails (a full disk, a store folder gone) never stops the lines: the files move
+    to `fallback` (a local folder), the log so far copied first, and the lines go on being
+    shown and scraped. The reader of the training output must keep draining its pipe, or the
+    training blocks on its next print and the run hangs.
+    """
 
     def __init__(self, log_path: Path, metrics_path: Path,
                  metric_definitions: list[dict[str, str]], echo: Callable[[str], None],
-                 host: str = "algo-1"):
+                 host: str = "algo-1", fallback: Path | None = None):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path, self.metrics_path = log_path, metrics_path
         self.host = host
         self.echo = echo
+        self.fallback = fallback
+        self.error: str | None = None  # the first write error, when there was one
+        self.lost_lines = 0
         self.patterns = [(d["Name"], re.compile(d["Regex"])) for d in metric_definitions]
+        self.secrets = secret_values()
         self.steps: dict[str, int] = {}
         self.last: dict[str, float] = {}
-        self._log: IO[str] = self.log_path.open("a", encoding="utf-8")
-        self._metrics: IO[str] = self.metrics_path.open("a", encoding="utf-8")
+        self._log: IO[str] | None = self.log_path.open("a", encoding="utf-8")
+        self._metrics: IO[str] | None = self.metrics_path.open("a", encoding="utf-8")
+
+    @property
+    def moved(self) -> bool:
+        """The files were moved to the fallback folder after a write error."""
+        return self.fallback is not None and self.log_path.parent == self.fallback / "logs"
 
     def line(self, text: str, timestamp: float | None = None) -> None:
-        text = redact(text.rstrip("\r\n"))
+        text = redact(text.rstrip("\r\n"), self.secrets)
         stamp = time.time() if timestamp is None else timestamp
         # Saved before shown: a line someone saw is in the log even if Ctrl-C comes next.
-        self._log.write(text + "\n")
-        self._log.flush()
+        self._write("_log", text + "\n")
         for name, pattern in self.patterns:
             match = pattern.search(text)
             if not match:
@@ -55,10 +70,54 @@ class LogSink:
             self.last[name] = value
             entry: dict[str, Any] = {"name": name, "value": value, "timestamp": stamp,
                                      "step": step, "host": self.host}
-            self._metrics.write(json.dumps(entry) + "\n")
-            self._metrics.flush()
+            self._write("_metrics", json.dumps(entry) + "\n")
         self.echo(text)
 
+    def _write(self, which: str, text: str) -> None:
+        for _ in range(2):
+            handle = getattr(self, which)
+            if handle is None:
+                break
+            try:
+                handle.write(text)
+                handle.flush()
+                return
+            except OSError as exc:
+                self.error = self.error or f"cannot write {handle.name}: {exc.strerror or exc}"
+                self._move()
+        if which == "_log":
+            self.lost_lines += 1
+
+    def _move(self) -> None:
+        """Go on writing in the fallback folder; with none, or a failure there too, stop
+        writing (the lines are still shown and scraped)."""
+        self._close()
+        if self.fallback is None or self.moved:
+            return
+        log = self.fallback / "logs" / self.log_path.name
+        metrics = self.fallback / self.metrics_path.name
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            for source, target in ((self.log_path, log), (self.metrics_path, metrics)):
+                if source.exists() and source != target:
+                    shutil.copyfile(source, target)
+            self.log_path, self.metrics_path = log, metrics
+            self._log = log.open("a", encoding="utf-8")
+            self._metrics = metrics.open("a", encoding="utf-8")
+        except OSError:
+            self._close()
+            return
+        self.echo(f"[sagebook] {self.error}; the log goes on in {log}")
+
+    def _close(self) -> None:
+        for which in ("_log", "_metrics"):
+            handle = getattr(self, which)
+            setattr(self, which, None)
+            if handle is not None:
+                try:
+                    handle.close()
+                except OSError:
+                    pass  # a failed flush of what could not be written anyway
+
     def close(self) -> None:
-        self._log.close()
-        self._metrics.close()
+        self._close()

@@ -44,6 +44,7 @@ class LocalStore(Store):
 
     def write_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
         path = self._path(key)
+        tmp: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -57,19 +58,28 @@ class LocalStore(Store):
                     os.link(tmp, path)  # atomic and fails if the name exists
                 except FileExistsError:
                     raise StoreExistsError(f"{self.url(key)} already exists") from None
-                finally:
-                    os.unlink(tmp)
             else:
                 os.replace(tmp, path)
+                tmp = None
         except OSError as exc:
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise _write_error(path, exc) from None
+        finally:
+            _remove(tmp)  # a temp file left on a full disk keeps it full
 
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.partial")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dest)
+        tmp: Path | None = dest.with_name(f".{dest.name}.partial")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, dest)
+            tmp = None
+        except OSError as exc:
+            if exc.filename == str(path) and exc.filename2 is None:  # (copy errors name both)
+                raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+            raise _write_error(dest, exc) from None
+        finally:
+            _remove(tmp)
         if progress:
             progress(dest.stat().st_size)
 
@@ -105,3 +115,15 @@ class LocalStore(Store):
                 pass
             except OSError as exc:
                 raise StoreError(f"cannot delete {self.url(key)}: {exc.strerror or exc}") from None
+
+
+def _write_error(path: Path, exc: OSError) -> StoreError:
+    return StoreError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _remove(path: str | Path | None) -> None:
+    if path is not None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
