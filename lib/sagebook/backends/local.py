@@ -125,15 +125,21 @@ class ProcessRun:
         store = open_store(str(path) if path else output, **_store_options(job))
         name = job.request["TrainingJobName"]
         archives = work_dir(name) / "archives"
-        archives.mkdir(exist_ok=True)
-        # SageMaker packs /opt/ml/model and /opt/ml/output/data of all hosts into one archive
-        models = [h.root / "model" for h in hosts]
-        if status == "Completed" and contract.pack(models, archives / "model.tar.gz"):
-            store.put_file(f"{name}/output/model.tar.gz", archives / "model.tar.gz")
-            outcome.model_artifact = store.url(f"{name}/output/model.tar.gz")
-        if contract.pack([h.root / "output/data" for h in hosts], archives / "output.tar.gz"):
-            store.put_file(f"{name}/output/output.tar.gz", archives / "output.tar.gz")
-            outcome.output_artifact = store.url(f"{name}/output/output.tar.gz")
+        try:
+            archives.mkdir(exist_ok=True)
+            # SageMaker packs /opt/ml/model and /opt/ml/output/data of all hosts into one
+            models = [h.root / "model" for h in hosts]
+            if status == "Completed" and contract.pack(models, archives / "model.tar.gz"):
+                store.put_file(f"{name}/output/model.tar.gz", archives / "model.tar.gz")
+                outcome.model_artifact = store.url(f"{name}/output/model.tar.gz")
+            if contract.pack([h.root / "output/data" for h in hosts],
+                             archives / "output.tar.gz"):
+                store.put_file(f"{name}/output/output.tar.gz", archives / "output.tar.gz")
+                outcome.output_artifact = store.url(f"{name}/output/output.tar.gz")
+        except (StoreError, OSError) as exc:
+            # An artifact that could not be kept fails the run; its metrics stay true.
+            outcome.status = "Failed"
+            outcome.failure_reason = f"sagebook: {type(exc).__name__}: {exc}"
         return outcome
 
     def execute(self, job: Job, hosts: list[Host]) -> Outcome:

@@ -1,8 +1,10 @@
-"""A record store on a full disk: the launch ends with one line naming the real cause and
-where the logs and metrics are kept, leaves no temp or partial file behind, never hangs on a
-log it cannot write, and `sagebook sync` completes the record once there is room again.
+"""A record store on a full disk, or S3 out of reach mid-run: the launch ends with one line
+naming the real cause and where the logs and metrics are kept, leaves no temp or partial file
+behind, never hangs on a log it cannot write, and `sagebook sync` completes the record once
+the store can be written again.
 
-The store is a small tmpfs (mounting needs root, as on this project's machines and CI)."""
+The full store is a small tmpfs (mounting needs root, as on this project's machines and CI);
+the S3 outage comes from the fault proxy in front of the local S3 server."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import manifest, runs, sagebook
+from conftest import manifest, runs, sagebook, start_launch
+from faults import xml_error
 
 TRAINING = textwrap.dedent("""
     import os, pathlib
@@ -114,7 +117,57 @@ def test_a_full_disk_at_the_model_copy_fails_the_run_with_the_cause_and_no_parti
     assert record["failure_reason"] == (
         f"sagebook: StoreError: cannot write {run}/output/{record['job_name']}/output/"
         "model.tar.gz: No space left on device")
-    assert result.stderr.splitlines() == [
-        "sagebook: " + record["failure_reason"].removeprefix("sagebook: StoreError: ")]
+    assert f"failure: {record['failure_reason']}" in result.stdout.splitlines()
     assert debris(small_store) == []
-    assert "Traceback" not in result.stderr
+    assert result.stderr == ""
+
+
+WAITING = textwrap.dedent("""
+    import os, pathlib, time
+    print("training starts", flush=True)
+    while not pathlib.Path(os.environ["GO"]).exists():
+        time.sleep(0.05)
+    print("val_accuracy=0.9", flush=True)
+    pathlib.Path(os.environ["SM_MODEL_DIR"], "model.txt").write_text("ok")
+""")
+UNAVAILABLE = xml_error(503, "ServiceUnavailable", "Service is unable to handle request.")
+
+
+def test_s3_out_of_reach_mid_run_then_sync_completes_the_record(
+        make_config, bucket, proxy, s3, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text(WAITING)
+    config = make_config(source_dir=str(code), training_schema=None,
+                         experiments_uri=f"s3://{bucket}/records",
+                         environment={"GO": str(tmp_path / "go")},
+                         metric_definitions=[{"name": "val_accuracy",
+                                              "regex": "val_accuracy=([0-9.]+)"}])
+    launch = start_launch(str(config), until="training starts")
+    proxy.fail(f"^[A-Z]+ /{bucket}", times=10_000, answer=UNAVAILABLE)  # S3 goes away
+    (tmp_path / "go").touch()
+    _, err = launch.communicate(timeout=120)
+    assert launch.returncode == 1
+    [line] = err.splitlines()
+    assert f"failed (sagebook: StoreError: cannot upload to s3://{bucket}/records/" in line
+    assert "but its record could not be completed: cannot write s3://" in line
+    assert "ServiceUnavailable" in line and "Traceback" not in err
+    local_copy = Path(line.split(" are kept in ")[1].split(";")[0])
+    assert (local_copy / "logs/algo-1.log").read_text().endswith("val_accuracy=0.9\n")
+
+    with proxy._lock:
+        proxy.rules.clear()  # S3 is back
+    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]
+             if o["Key"].endswith("/manifest.json")]
+    run_id = key.split("/")[-2]
+    synced = sagebook("sync", run_id, "--store", f"s3://{bucket}/records")
+    assert synced.returncode == 0, synced.stderr
+    assert synced.stdout == "status: Failed\n"
+    record = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert record["final_metrics"] == {"val_accuracy": 0.9}
+    assert record["failure_reason"].startswith("sagebook: StoreError: cannot upload to ")
+    log = s3.get_object(Bucket=bucket, Key=key.replace("manifest.json", "logs/algo-1.log"))
+    assert log["Body"].read().decode().endswith("val_accuracy=0.9\n")
