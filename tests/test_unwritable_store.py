@@ -19,7 +19,6 @@ from faults import xml_error
 
 TRAINING = textwrap.dedent("""
     import os, pathlib
-    base = pathlib.Path(os.environ["SAGEMAKER_BASE_DIR"])
 
     def fill_the_store():
         with open(os.environ["FILLER"], "ab") as filler:
@@ -38,7 +37,7 @@ TRAINING = textwrap.dedent("""
         for step in range(5000):
             print(f"step {step} loss={1 / (step + 1):.6f} " + "." * 80, flush=True)
     if when == "model":  # incompressible, larger than the store's disk
-        (base / "model" / "weights.bin").write_bytes(os.urandom(3 << 20))
+        pathlib.Path(os.environ["SM_MODEL_DIR"], "weights.bin").write_bytes(os.urandom(3 << 20))
     print("training ends", flush=True)
 """)
 
