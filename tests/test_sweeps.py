@@ -46,6 +46,8 @@ config = yaml.safe_load(next(config_dir.glob("*.yaml")).read_text())
 hold = os.environ.get("HOLD_FILE")
 print(f"started units={config['units']} lr={config['lr']}", flush=True)
 print(f"cpus={sorted(os.sched_getaffinity(0))}", flush=True)
+if config["units"] == 13:
+    sys.exit("unlucky number of units")
 while hold and os.path.exists(hold):
     time.sleep(0.05)
 for epoch in range(1, config["epochs"] + 1):
@@ -563,3 +565,81 @@ def test_the_form_checks_saves_and_runs_a_sweep(tiny, tmp_path):
     record = json.loads((Path(part.record_uri) / "sweep.json").read_text())
     assert record["launched_via"] == "form" and record["counts"] == {"Completed": 2}
     assert "sweep: " in part.log.value and not part.run_button.disabled
+
+
+# --------------------------------------------------------------------------------------------
+# Early stopping and completion criteria of local sweeps
+
+
+def _sweep_with_history(tmp_path: Path, histories: dict[int, list[float]], **settings):
+    """A sweep record whose trials' records hold these objective values by step."""
+    from sagebook.stores import open_store
+    from sagebook.sweeps.record import SweepRecord
+    from sagebook.sweeps.spec import Sweep
+
+    store = open_store(str(tmp_path / "store"))
+    sweep = Sweep.model_validate({"objective": {"metric": "acc", "goal": "maximize"},
+                                  "parameters": {"training.units": [1, 2, 3, 4]}, **settings})
+    trials = []
+    for index, values in histories.items():
+        run_id = f"run-{index}"
+        folder = tmp_path / "store" / "exp" / run_id
+        folder.mkdir(parents=True)
+        (folder / "metrics.jsonl").write_text("".join(
+            json.dumps({"name": "acc", "value": v, "step": s}) + "\n"
+            for s, v in enumerate(values)))
+        trials.append({"trial": index, "parameters": {"training.units": index}, "run_id": run_id,
+                       "status": "Completed", "objective": values[-1],
+                       "ended": f"2026-01-01T00:00:0{index}"})
+    record = SweepRecord.create(store, "exp", "sweep-x", {"objective": sweep.objective.model_dump(),
+                                                          "trials": trials})
+    return record, sweep
+
+
+@pytest.mark.parametrize("latest, stopped", [(0.2, True), (0.9, False)])
+def test_the_median_rule_stops_a_trial_worse_than_the_others_at_its_step(tmp_path, latest,
+                                                                         stopped):
+    from sagebook.sweeps import local
+
+    record, sweep = _sweep_with_history(
+        tmp_path, {0: [0.5, 0.7, 0.8], 1: [0.4, 0.6, 0.9], 2: [0.3, 0.5, 0.7], 3: [0.1, latest]},
+        early_stopping={"min_trials": 3, "min_steps": 2})
+    running = record.trials.pop()  # trial 3 is still running, at its step 1
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    trial = local._Running(3, proc, 0, tmp_path / "none.json", None, run_id=running["run_id"])
+    try:
+        local._median_rule(record, sweep, trial, {3: trial})
+        assert trial.early_stopped is stopped  # the median at step 1 is 0.6
+        assert (proc.wait(timeout=10) == -signal.SIGTERM) if stopped else proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_stop_when_ends_a_sweep_at_its_target_or_without_improvement(tmp_path):
+    from sagebook.sweeps import local
+
+    record, sweep = _sweep_with_history(tmp_path, {0: [0.5], 1: [0.9], 2: [0.7]},
+                                        stop_when={"target": 0.95})
+    assert not local._done_early(record, sweep)
+    record.trials[2]["objective"] = 0.96
+    assert local._done_early(record, sweep)
+    record, sweep = _sweep_with_history(tmp_path / "b", {0: [0.9], 1: [0.5], 2: [0.7]},
+                                        stop_when={"no_improvement": 2})
+    assert local._done_early(record, sweep)  # two trials since the best
+    record.trials[2]["objective"] = 0.95
+    assert not local._done_early(record, sweep)
+
+
+def test_a_sweep_whose_every_trial_failed_exits_1(tiny, tmp_path):
+    sweep = write_sweep(tmp_path, """
+        objective: {metric: val_accuracy, goal: maximize}
+        parameters:
+          training.units: [13]
+    """)
+    result = sagebook("sweep", str(tiny), "--sweep", str(sweep))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "[sweep] trial 0 failed" in result.stdout
+    (run,) = runs(tmp_path / "experiments")
+    assert manifest(run)["status"] == "Failed"
+    assert "unlucky number of units" in (run / "logs/algo-1.log").read_text()

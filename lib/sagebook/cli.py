@@ -16,6 +16,7 @@ from . import __version__
 if TYPE_CHECKING:
     from .launch import Run
     from .stores import Store
+    from .sweeps import SweepRecord
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -232,8 +233,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
             raise ConfigError.one("--resume", None, "resumes with the sweep's own configs: give "
                                                     "no CONFIG, --sweep or -o with it")
-        sweeps.resume(_open_store(args), args.resume)
-        return 0
+        return _sweep_exit(sweeps.resume(_open_store(args), args.resume))
     if not args.config:
         from .errors import ConfigError
 
@@ -252,8 +252,14 @@ def _sweep(args: argparse.Namespace) -> int:
             print(json.dumps(request, indent=2, default=str))
         print("sweep and configs are valid; nothing was written or started", file=sys.stderr)
         return 0
-    sweeps.start(plan, wait=args.wait or None)
-    return 0
+    return _sweep_exit(sweeps.start(plan, wait=args.wait or None))
+
+
+def _sweep_exit(record: SweepRecord) -> int:
+    """0 once a trial completed (or a tuning job runs), 1 when every trial failed."""
+    if record.manifest.get("backend") == "sagemaker":
+        return 0
+    return 0 if any(t.get("status") == "Completed" for t in record.trials) else 1
 
 
 # --------------------------------------------------------------------------------------------
