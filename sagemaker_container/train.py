@@ -102,9 +102,19 @@ class ContainerPaths:
             model_dir=container_path("SM_MODEL_DIR", "model"),
             output_data_dir=container_path("SM_OUTPUT_DATA_DIR", "output", "data"),
             failure_file=container_path("SM_OUTPUT_DIR", "output") / "failure",
-            checkpoint_dir=container_path(None, "checkpoints"),
+            checkpoint_dir=_own_checkpoints(container_path(None, "checkpoints")),
             input_config_dir=container_path("SM_INPUT_CONFIG_DIR", "input", "config"),
         )
+
+
+def _own_checkpoints(folder: Path) -> Path:
+    """The trials of a tuning job (a sagebook sweep on SageMaker sets SAGEBOOK_SWEEP_ID) share
+    one checkpoint prefix: each keeps its checkpoints in a folder named by its own job, so a
+    trial never resumes another trial's model."""
+    job = os.environ.get("TRAINING_JOB_NAME")
+    if os.environ.get("SAGEBOOK_SWEEP_ID") and job:
+        return folder / job
+    return folder
 
 
 # --- training config -------------------------------------------------------------------------
@@ -156,12 +166,13 @@ def config_from_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, An
 
     SageMaker delivers every value as a string; pydantic coerces them to the schema's types.
     Dotted keys (`data.train_file`) become nested sections. Keys starting with `sagemaker_`
-    belong to the sagemaker-training toolkit and are skipped. Values the SageMaker Python SDK
-    JSON-encoded (`"\\"adam\\""`) are decoded.
+    belong to the sagemaker-training toolkit, and `_tuning_…` ones (the objective metric) are
+    what SageMaker adds to the trials of a tuning job: both are skipped. Values the SageMaker
+    Python SDK JSON-encoded (`"\\"adam\\""`) are decoded.
     """
     nested: dict[str, Any] = {}
     for key, value in hyperparameters.items():
-        if key.startswith("sagemaker_"):
+        if key.startswith(("sagemaker_", "_tuning_")):
             continue
         *sections, name = key.split(".")
         node = nested

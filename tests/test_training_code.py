@@ -345,12 +345,14 @@ def test_hyperparameters_json_is_used_when_there_is_no_config_channel(tmp_path: 
         "learning_rate": "0.05",
         "data.validation_fraction": "0.25",
         "sagemaker_program": '"train.py"',
+        "_tuning_objective_metric": "val_accuracy",  # SageMaker's, in a tuning job's trials
     }
     config_dir = base / "input" / "config"
     config_dir.mkdir(parents=True)
     (config_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters))
 
-    result = run_training(base)
+    # one trial of a sweep's tuning job: its checkpoints in a folder of its own
+    result = run_training(base, SAGEBOOK_SWEEP_ID="sweep-1", TRAINING_JOB_NAME="sweep-1-001-ab")
 
     assert result.returncode == 0, result.stderr
     start = result.stdout.splitlines()[0]
@@ -358,6 +360,8 @@ def test_hyperparameters_json_is_used_when_there_is_no_config_channel(tmp_path: 
     assert "train_rows=1078 validation_rows=359" in start
     assert start.endswith(f"config={config_dir / 'hyperparameters.json'}")
     assert epochs_trained(result.stdout) == [1, 2]
+    assert [p.relative_to(base / "checkpoints").parts[0]
+            for p in (base / "checkpoints").rglob("*.joblib")] == ["sweep-1-001-ab"]
 
 
 def test_schema_documents_every_option_with_a_default() -> None:
