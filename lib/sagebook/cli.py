@@ -193,6 +193,11 @@ def _dry_run(args: argparse.Namespace) -> int:
     if cfg.job.is_cloud:
         backend.check(Job(cfg, request, record=None, staged=staged))  # type: ignore[arg-type]
     print(json.dumps(request, indent=2))
+    if cfg.job.is_cloud:
+        from . import aws, prices
+
+        region = aws.region(cfg.job.profile, cfg.job.region)
+        print(prices.describe_worst_case(prices.worst_case(request, region)), file=sys.stderr)
     print("configs are valid; nothing was written or started", file=sys.stderr)
     return 0
 
@@ -392,6 +397,18 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--force", action="store_true", help="render every page again")
     report.set_defaults(command=_report)
 
+    price_list = commands.add_parser(
+        "prices", help="on-demand SageMaker training prices that costs are computed with",
+        description="Show the training prices sagebook uses (a dated table shipped with it, "
+                    "and a cache refreshed from the AWS Price List API).")
+    price_list.add_argument("--refresh", action="store_true",
+                            help="fetch current prices (pricing:GetProducts) into the cache")
+    price_list.add_argument("--region", action="append", default=[], metavar="REGION",
+                            help="regions to show or refresh (repeatable; default: the known "
+                                 "ones and your AWS region)")
+    price_list.add_argument("--profile", help="AWS profile for --refresh")
+    price_list.set_defaults(command=_prices)
+
 
 def _open_store(args: argparse.Namespace) -> Store:
     from .runs import store_from_args
@@ -466,6 +483,33 @@ def _list(args: argparse.Namespace) -> int:
     if listing.matched > len(listing.runs):
         print(f"{len(listing.runs)} of {listing.matched} runs shown (--limit 0 shows all)",
               file=sys.stderr)
+    totals = runs.format_costs(listing.costs)
+    if totals:
+        print(totals, file=sys.stderr)
+    return 0
+
+
+def _prices(args: argparse.Namespace) -> int:
+    from . import aws, prices
+
+    regions = list(args.region)
+    if not regions:
+        try:
+            mine = aws.region(args.profile)
+        except Exception:  # no AWS configuration at all: the known regions will do
+            mine = None
+        regions = sorted({*prices.known_regions(), *([mine] if mine else [])})
+    if args.refresh:
+        path, count = prices.refresh(regions, args.profile)
+        print(f"{count} training prices in {path}", file=sys.stderr)
+    for region in regions:
+        found, sources = prices.table(region)
+        print(f"{region}:")
+        for instance_type in sorted(found):
+            print(f"  {instance_type:<20} {found[instance_type].describe()}")
+        if not found:
+            print("  no prices known (sagebook prices --refresh)")
+    print(f"sources:\n{prices.table(regions[0])[1]}" if regions else "", file=sys.stderr)
     return 0
 
 

@@ -162,6 +162,10 @@ class JobConfig(BaseModel):
     )
     environment: dict[str, str] = Field(default_factory=dict, description="Container environment")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on the training job")
+    max_cost: float | None = Field(
+        None, gt=0, description="Refuse a SageMaker launch whose worst case (max_runtime, or "
+                                "max_wait for spot, plus keep_alive, × instances × on-demand "
+                                "price) is above this many USD")
     metric_definitions: list[MetricDefinition] = Field(
         default_factory=list, description="Metrics scraped from the logs"
     )

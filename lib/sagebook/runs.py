@@ -238,6 +238,7 @@ class Listing:
     refreshed: int = 0
     warning: str | None = None
     names: Names = field(default_factory=Names)
+    costs: dict[str, tuple[float, int]] = field(default_factory=dict)  # per experiment
 
 
 def list_runs(
@@ -260,6 +261,7 @@ def list_runs(
     if descending is None:  # newest first for times, smallest first for everything else
         descending = sort.startswith("-") or column in ("created", "started", "ended", "updated")
     pending, kept, matched, names = [], [], 0, Names()
+    costs: dict[str, list[float]] = {}
     for entry in index.entries(store, filters.experiment):
         names.see(entry)
         if not filters.match(entry, with_status=False):
@@ -270,6 +272,7 @@ def list_runs(
         if filters.match(entry):
             matched += 1
             kept = _keep(kept, entry, column, descending, limit)
+            _add_cost(costs, entry)
     refreshed, warning = 0, None
     if pending:
         try:
@@ -282,6 +285,7 @@ def list_runs(
         if filters.match(entry):
             matched += 1
             kept = _keep(kept, entry, column, descending, limit)
+            _add_cost(costs, entry)
     names.check("--sort", column, ("column", "metric", "param", "tag"))
     for condition in filters.where:
         names.check("--where", condition.name, ("column", "metric", "param", "tag"))
@@ -290,7 +294,24 @@ def list_runs(
             raise ConfigError.one("--status", None, f"no status {status!r}; "
                                                     f"{nearest(status, names.statuses)}")
     kept.sort(key=lambda e: sort_key(e, column, descending), reverse=descending)
-    return Listing(kept[:limit] if limit else kept, matched, refreshed, warning, names)
+    return Listing(kept[:limit] if limit else kept, matched, refreshed, warning, names,
+                   {k: (v[0], int(v[1])) for k, v in costs.items()})
+
+
+def _add_cost(costs: dict[str, list[float]], entry: dict[str, Any]) -> None:
+    if isinstance(entry.get("cost"), int | float):
+        total = costs.setdefault(entry.get("experiment", ""), [0.0, 0])
+        total[0] += entry["cost"]
+        total[1] += 1
+
+
+def format_costs(costs: dict[str, tuple[float, int]]) -> str | None:
+    """`cost: $12.34 over 5 runs (exp-a $10.00 in 3, exp-b $2.34 in 2)`, or None."""
+    if not costs:
+        return None
+    total, runs = sum(c for c, _ in costs.values()), sum(n for _, n in costs.values())
+    parts = ", ".join(f"{name} ${c:,.2f} in {n}" for name, (c, n) in sorted(costs.items()))
+    return f"cost: ${total:,.2f} over {runs} runs with a known cost ({parts})"
 
 
 def _keep(kept: list[dict[str, Any]], entry: dict[str, Any], column: str, descending: bool,
@@ -604,6 +625,7 @@ def diff(a: Record, b: Record) -> list[DiffRow]:
         ("backend", lambda m: m.get("backend")),
         ("status", lambda m: m.get("status")),
         ("duration", lambda m: _rounded(duration(index.summarize(m)))),
+        ("cost (USD)", lambda m: (m.get("cost") or {}).get("usd")),
         ("user", lambda m: m.get("user")),
         ("overrides", lambda m: ", ".join((m.get("config") or {}).get("overrides") or [])),
     ):
@@ -809,6 +831,21 @@ def _cell(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def describe_cost(cost: dict[str, Any]) -> str:
+    """`$0.10 (771 s × 2 × ml.m5.large at $0.115/h, table of 2026-09-24); spot saved …`."""
+    source = "price list" if cost.get("price_source") == "cache" else "table"
+    text = (f"${cost['usd']:,.2f} ({cost['billable_seconds']} s billable × "
+            f"{cost['instance_count']} × {cost['instance_type']} at ${cost['usd_per_hour']:g}/h"
+            f" in {cost['region']}, {source} of {cost.get('price_date')})")
+    if cost.get("spot_saved_usd") is not None:
+        text += (f"; spot saved ${cost['spot_saved_usd']:,.2f} "
+                 f"({cost.get('spot_savings_percent')}% of {cost['training_seconds']} s)")
+    if cost.get("warm_pool_usd"):
+        text += (f"; warm pool kept {cost['warm_pool_seconds']} s: "
+                 f"${cost['warm_pool_usd']:,.2f}")
+    return text
+
+
 def format_details(info: RunDetails) -> str:
     m = info.manifest
     summary = index.summarize(m)
@@ -824,6 +861,7 @@ def format_details(info: RunDetails) -> str:
         f"created:     {m.get('created')}",
         f"ended:       {m.get('ended') or ''}",
         f"duration:    {format_duration(duration(summary))}",
+        *([f"cost:        {describe_cost(m['cost'])}"] if m.get("cost") else []),
         f"instance:    {m.get('instance_type')} ({m.get('backend')})",
         f"job:         {m.get('job_name')}",
         f"launched:    via {m.get('launched_via')}",

@@ -38,7 +38,7 @@ JOB_SECTIONS: list[tuple[str, list[str]]] = [
     ("Experiment and code",
      ["experiment", "training_config", "source_dir", "entry_point", "training_schema"]),
     ("Compute", ["instance_type", "instance_count", "volume_size_gb", "image_uri", "role_arn",
-                 "max_runtime", "wait"]),
+                 "max_runtime", "max_cost", "wait"]),
     ("Spot, checkpoints and warm pool",
      ["spot", "max_wait", "checkpoint_uri", "checkpoint_local_path", "keep_alive"]),
     ("Input data", ["channels"]),

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import aws
+from .. import aws, prices
 from .. import index as run_index
 from .. import request as request_mod
 from ..config import LaunchConfig
@@ -125,6 +125,16 @@ class SageMakerBackend(Backend):
         if problems:
             raise ConfigError(problems)
         request_mod.validate(job.request, self._client(job).meta.service_model)
+        limit = job.config.job.max_cost
+        if limit is not None:
+            worst = prices.worst_case(job.request, self._client(job).meta.region_name)
+            if worst["usd"] is None:
+                raise ConfigError.one("job.max_cost", None, prices.describe_worst_case(worst)
+                                      + ": cannot check max_cost")
+            if worst["usd"] > limit:
+                raise ConfigError.one("job.max_cost", None, f"{prices.describe_worst_case(worst)}"
+                                      f", above max_cost ${limit:,.2f}: lower max_runtime, "
+                                      "max_wait, keep_alive or instance_count, or raise max_cost")
 
     def _client(self, job: Job) -> Any:
         if self._sagemaker is None:
@@ -588,6 +598,9 @@ class Watch:
                            ("training_seconds", "TrainingTimeInSeconds")):
             if job.get(field) is not None:
                 outcome.details[key] = job[field]
+        cost = prices.job_cost(job, self.sagemaker.meta.region_name)
+        if cost:
+            outcome.details["cost"] = cost
         artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
         if artifact and status in ("Completed", "Stopped"):
             outcome.model_artifact = artifact
@@ -599,7 +612,8 @@ class Watch:
                 f"{p['status']} {_duration(p['seconds'])}" for p in phases
                 if p.get("seconds") is not None))
         if "billable_seconds" in outcome.details:
-            self.echo(f"[sagebook] billable time: {_duration(outcome.details['billable_seconds'])}")
+            self.echo(f"[sagebook] billable time: {_duration(outcome.details['billable_seconds'])}"
+                      + (f", cost ${cost['usd']:,.2f}" if cost else ""))
         self.echo(f"[sagebook] job {self.name}: {status}")
         return outcome
 
@@ -782,6 +796,14 @@ def _write_back(store: Store, entry: dict[str, Any], job: dict[str, Any]) -> boo
         fields["job_arn"] = job["TrainingJobArn"]
     if job.get("SecondaryStatus"):
         fields["secondary_status"] = job["SecondaryStatus"]
+    for key, field in (("billable_seconds", "BillableTimeInSeconds"),
+                       ("training_seconds", "TrainingTimeInSeconds")):
+        if job.get(field) is not None:
+            fields[key] = job[field]
+    cost = prices.job_cost(job, aws.region_from_arn(job.get("TrainingJobArn"))
+                           or aws.job_location(entry)[0])
+    if cost:
+        fields["cost"] = cost
     if isinstance(job.get("TrainingEndTime"), _dt.datetime):
         fields["ended"] = job["TrainingEndTime"].astimezone(_dt.timezone.utc).isoformat(
             timespec="milliseconds")
