@@ -205,6 +205,13 @@ class JobConfig(BaseModel):
                           "content-addressed (default: _uploads in the record store, or in "
                           "config_uri)"
     )
+    distribution: Literal["none", "torchrun", "mpi"] = Field(
+        "none", description="How the training code starts on each host: python (none), "
+                            "torchrun, or mpirun from the first host (mpi)"
+    )
+    processes_per_host: int = Field(
+        1, ge=1, le=256, description="torchrun/mpi: training processes per host (one per GPU)"
+    )
     pass_aws_credentials: bool = Field(
         False, description="local runs: give the training code this machine's AWS credentials "
                            "(AWS_* variables, and ~/.aws for local); off, it gets none"
@@ -253,6 +260,8 @@ class JobConfig(BaseModel):
         if not cloud and self.instance_count > local_hosts:
             problems.append(f"instance_type {self.instance_type} runs at most {local_hosts} "
                             f"host{'s' if local_hosts > 1 else ''}: instance_count")
+        if self.processes_per_host > 1 and self.distribution == "none":
+            problems.append("processes_per_host needs a distribution: torchrun or mpi")
         for name in self.channels:
             if not re.match(r"^[A-Za-z0-9\.\-_]{1,64}$", name):
                 problems.append(f"channel name {name!r}: letters, digits, . - _ (at most 64)")

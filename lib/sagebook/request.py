@@ -63,6 +63,10 @@ def build(cfg: LaunchConfig, run: RunIdentity) -> dict[str, Any]:
             "SAGEBOOK_RECORD_URI": run.record_uri,
             **({"SAGEBOOK_ENTRY_POINT": job.entry_point} if job.entry_point != "train.py"
                else {}),
+            # the image's `train` starts torchrun or mpirun from these
+            **({"SAGEBOOK_DISTRIBUTION": job.distribution,
+                "SAGEBOOK_PROCESSES_PER_HOST": str(job.processes_per_host)}
+               if job.distribution != "none" else {}),
         },
         "Tags": [{"Key": k, "Value": v} for k, v in job.tags.items()] + _run_tags(cfg, run),
     }

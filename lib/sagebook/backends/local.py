@@ -9,6 +9,7 @@ container would have, plus what a process needs to run on this machine.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -259,6 +260,17 @@ class LocalBackend(ProcessRun, Backend):
         if job.pdb and job.config.job.instance_count > 1:
             raise ConfigError.one("--pdb", "job.instance_count",
                                   "--pdb gives one process the terminal: run one host")
+        distribution = job.config.job.distribution
+        if distribution == "mpi":
+            raise ConfigError.one(
+                "job.distribution", None, "distribution: mpi runs in the image, where mpirun "
+                "reaches the other hosts over SSH: use instance_type local-docker, or "
+                "torchrun (or the training code's own transport) under local")
+        if distribution == "torchrun" and _torchrun() is None:
+            raise ConfigError.one(
+                "job.distribution", None, "distribution: torchrun needs torch where sagebook "
+                "runs (torchrun is not on PATH): pip install torch, or use local-docker with "
+                "an image that has it")
         mode = namespace.support()
         if mode.available:
             return
@@ -281,7 +293,8 @@ class LocalBackend(ProcessRun, Backend):
             base = contract.CONTAINER_BASE if private else str(host.root)
             host.env = self.environment(job, base, host.name, names,
                                         names[0] if private else "127.0.0.1", port)
-            host.command = [sys.executable, "-u", str(entry)]
+            host.command = self.command(job, entry, names.index(host.name), len(names),
+                                        names[0] if private else "127.0.0.1", port)
             host.cwd = Path(job.config.job.source_dir)
             if private:
                 host.command = namespace.wrap(host.command, host.root,
@@ -294,6 +307,17 @@ class LocalBackend(ProcessRun, Backend):
                  + (f" ({len(hosts)} hosts)" if len(hosts) > 1 else "")
                  + (f" (at {contract.CONTAINER_BASE} for the training code)" if private else ""))
         return self.execute(job, hosts)
+
+    def command(self, job: Job, entry: Path, rank: int, count: int, master: str,
+                port: int) -> list[str]:
+        """How the training code starts on one host: python, or torchrun as the image's
+        `train` starts it, with the cluster on this machine's loopback."""
+        cfg = job.config.job
+        if cfg.distribution == "torchrun":
+            return [_torchrun() or "torchrun", "--nnodes", str(count), "--nproc_per_node",
+                    str(cfg.processes_per_host), "--node_rank", str(rank), "--master_addr",
+                    master, "--master_port", str(port), str(entry)]
+        return [sys.executable, "-u", str(entry)]
 
     def environment(self, job: Job, base: str, host: str, hosts: list[str], master: str,
                     port: int) -> dict[str, str]:
@@ -311,6 +335,11 @@ class LocalBackend(ProcessRun, Backend):
         if not job.pdb:
             env["PYTHONBREAKPOINT"] = "0"  # no terminal to debug in: skip breakpoints
         return env
+
+
+def _torchrun() -> str | None:
+    """torchrun as the training process finds it: the launching Python's folder first."""
+    return shutil.which("torchrun", path=contract.machine_environment(os.environ)["PATH"])
 
 
 def _free_port() -> int:
