@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 
@@ -47,3 +49,38 @@ def test_bucket_region_and_ecr_image_parts(aws):
         "account": "123456789012", "region": "us-east-2", "repo": "team/img", "tag": None,
         "digest": digest}
     assert access.ecr_image("python:3.12-slim") is None
+
+
+def test_service_models_load_from_a_cache_that_a_corrupt_entry_cannot_break(tmp_path,
+                                                                          monkeypatch):
+    """botocore's large model files are kept decoded (marshal) and give the same model; a
+    damaged cache entry is read from the JSON again and rewritten, never an error."""
+    import botocore.session
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def create_training_job(cached: bool):
+        core = botocore.session.get_session()
+        if cached:
+            core.get_component("data_loader").file_loader = access._model_file_loader()
+        shape = core.get_service_model("sagemaker").operation_model("CreateTrainingJob")
+        return {name: (member.type_name, member.metadata)
+                for name, member in shape.input_shape.members.items()}
+
+    plain = create_training_job(cached=False)
+    assert create_training_job(cached=True) == plain  # parsed, then written to the cache
+    entries = sorted((tmp_path / "sagebook" / "botocore").glob("*.marshal"))
+    assert entries, "the SageMaker model was not cached"
+    real_loads = json.loads
+
+    def small_only(text, *args, **kwargs):
+        assert len(text) < 16_384, "a cached model file was parsed again"
+        return real_loads(text, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(json, "loads", small_only)
+        assert create_training_job(cached=True) == plain  # read from the cache
+    for entry in entries:
+        entry.write_bytes(b"\x00not marshal")
+    assert create_training_job(cached=True) == plain
+    assert all(entry.read_bytes()[:1] != b"\x00" for entry in entries)  # rewritten

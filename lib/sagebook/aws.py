@@ -43,7 +43,58 @@ def session(profile: str | None = None, region: str | None = None) -> Any:
                 _sessions[key] = boto3.session.Session(profile_name=profile, region_name=region)
             except Exception as exc:  # botocore's ProfileNotFound and friends
                 raise StoreError(f"AWS session: {exc}") from None
+            loader = _sessions[key]._session.get_component("data_loader")
+            loader.file_loader = _model_file_loader()
         return _sessions[key]
+
+
+def _model_file_loader() -> Any:
+    """botocore's JSON file loader, with the large files it reads kept decoded on disk.
+
+    Every client parses its service's model, and botocore its endpoint tables: megabytes of
+    JSON, about 100 ms of a launch (SageMaker's model alone is 2 MB). Kept as `marshal` data
+    (plain values only, so a cache file cannot run code) they load several times faster. A
+    cache entry is named by the model file's path, size and mtime and the interpreter's
+    version, so a botocore upgrade reads the new files; an unusable cache is only a slower
+    load, never an error.
+    """
+    import hashlib
+    import json
+    import marshal
+    import sys
+    from pathlib import Path
+
+    from botocore.loaders import JSONFileLoader
+
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sagebook" \
+        / "botocore"
+
+    class CachedJSONFileLoader(JSONFileLoader):
+        def _load_file(self, full_path: str, open_method: Any) -> Any:
+            try:
+                info = os.stat(full_path)
+            except OSError:
+                return None
+            if info.st_size < 16_384:  # small files parse faster than a cache lookup pays
+                return super()._load_file(full_path, open_method)
+            name = f"{full_path}\0{info.st_size}\0{info.st_mtime_ns}\0{sys.version}"
+            cached = folder / f"{hashlib.sha256(name.encode()).hexdigest()[:32]}.marshal"
+            try:
+                return marshal.loads(cached.read_bytes())
+            except Exception:  # absent, or unreadable: parse the model again
+                pass
+            with open_method(full_path, "rb") as source:
+                data = json.loads(source.read().decode("utf-8"))
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+                partial.write_bytes(marshal.dumps(data))
+                os.replace(partial, cached)
+            except OSError:
+                pass
+            return data
+
+    return CachedJSONFileLoader()
 
 
 def client(service: str, profile: str | None = None, region: str | None = None,
