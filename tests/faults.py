@@ -74,6 +74,8 @@ class Seen:
     name: str
     status: int
     faulted: bool
+    headers: dict[str, str] = field(default_factory=dict)  # the request's, names lower-case
+    body: bytes = b""
 
 
 @dataclass
@@ -188,7 +190,9 @@ class FaultProxy:
                 rule.answer.body
         if rule is None or rule.gate is None:
             with self._lock:
-                self.log.append(Seen(name, status, rule is not None))
+                self.log.append(Seen(name, status, rule is not None,
+                                     {k.lower(): v for k, v in handler.headers.items()},
+                                     body if len(body) <= 65536 else b""))
         try:
             handler.send_response(status)
             for key, value in headers:

@@ -31,7 +31,7 @@ def test_example_configs_load_with_paths_resolved_against_the_config_file():
     cloud = config.load(REPO / "configs" / "sagemaker_config.yaml")
     assert cloud.job.is_cloud and cloud.job.spot
     assert cloud.job.max_wait == 4 * 3600
-    assert cloud.job.channels["train"].uri == "s3://my-ml-bucket/datasets/digits/train/"
+    assert cloud.job.channels["train"].uri == "s3://my-ml-bucket/datasets/digits/train.csv"
     assert cloud.job.channels["validation"].content_type == "text/csv"
 
 

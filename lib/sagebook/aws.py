@@ -168,14 +168,16 @@ def ecr_image(uri: str | None) -> dict[str, str | None] | None:
     return {k: match[k] for k in ("account", "region", "repo", "tag", "digest")}
 
 
-def bucket_region(bucket: str, profile: str | None = None) -> str | None:
+def bucket_region(bucket: str, profile: str | None = None,
+                  expected_owner: str | None = None) -> str | None:
     """The region a bucket lives in (HeadBucket's `x-amz-bucket-region`), or None when S3 does
     not say (no access, no such bucket)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     s3 = client("s3", profile)
+    owner = {"ExpectedBucketOwner": expected_owner} if expected_owner else {}
     try:
-        answer = s3.head_bucket(Bucket=bucket)
+        answer = s3.head_bucket(Bucket=bucket, **owner)
     except ClientError as exc:  # a 301/403 still names the region in its headers
         headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         return headers.get("x-amz-bucket-region")

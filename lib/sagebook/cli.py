@@ -116,6 +116,18 @@ def _parser() -> argparse.ArgumentParser:
                              "(repeatable)")
     doctor.set_defaults(command=_doctor)
 
+    upload = commands.add_parser(
+        "upload", help="copy a local data folder (or file) to S3, e.g. for a job's channels",
+        description="Copy SOURCE (a folder, recursively, or one file) to DESTINATION "
+                    "(s3://bucket/prefix/), keeping relative paths. With -c, the job config's "
+                    "profile, region, s3_kms_key and expected_bucket_owner apply.",
+    )
+    upload.add_argument("source", help="a local folder or file, e.g. data/digits")
+    upload.add_argument("destination", help="e.g. s3://my-ml-bucket/datasets/digits/")
+    upload.add_argument("-c", "--config", metavar="JOBCONFIG",
+                        help="take AWS profile, region, KMS key and bucket owner from this config")
+    upload.set_defaults(command=_upload)
+
     init = commands.add_parser(
         "init", help="lay out a new training project",
         description="Write a new project into FOLDER: job and training configs with comments, "
@@ -155,6 +167,18 @@ def _doctor(args: argparse.Namespace) -> int:
     report, ok = diagnose(args.config, args.override)
     print(report)
     return 0 if ok else 1
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .backends.uploads import upload_folder
+    from .runs import config_store_options
+
+    options = config_store_options(args.config) if args.config else {}
+    upload_folder(Path(args.source), args.destination, options,
+                  lambda line: print(line, file=sys.stderr))
+    return 0
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -204,7 +204,8 @@ def _bucket(job: JobConfig, uri: str, access: str) -> str:
                                 f"{job.expected_bucket_owner or 'as expected'})") from None
         raise
     if job.is_cloud:
-        _same_region(job, f"bucket {bucket}", aws.bucket_region(bucket, job.profile))
+        _same_region(job, f"bucket {bucket}", aws.bucket_region(bucket, job.profile,
+                                                                  job.expected_bucket_owner))
     if access == "write":
         store = open_store(uri, **job.store_options())
         probe = f"_doctor/{_random.token_hex(4)}"

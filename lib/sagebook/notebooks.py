@@ -137,7 +137,8 @@ def start_capture(record: Any) -> None:
     notebook, source, owner = _notebook_location()
     handoff = _user_variable(HANDOFF)
     if handoff:
-        Path(str(handoff)).write_text(json.dumps({"record": record.uri}))
+        Path(str(handoff)).write_text(json.dumps({"record": record.uri,
+                                                  "store_options": record.store._options()}))
     else:
         _start_capture_process(record, notebook, source, owner)
     record.update(notebook={"status": "pending", "source": source, "path": notebook,
@@ -147,6 +148,7 @@ def start_capture(record: Any) -> None:
 def _start_capture_process(record: Any, notebook: str | None, source: str,
                            owner: int | None) -> None:
     command = [sys.executable, "-m", "sagebook.notebooks", "capture", "--record", record.uri,
+               "--store-options", json.dumps(record.store._options()),
                "--kernel-pid", str(os.getpid()), "--source", source]
     if notebook:
         command += ["--notebook", notebook]
@@ -236,7 +238,8 @@ def execute(output_path: str | os.PathLike[str], config: str, overrides: list[st
         finally:
             # papermill has written its final save and shut the kernel down by now
             if handoff.is_file():
-                store_notebook(json.loads(handoff.read_text())["record"], output, "papermill")
+                started = json.loads(handoff.read_text())
+                store_notebook(started["record"], output, "papermill", started["store_options"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,10 +292,11 @@ def _read_notebook(path: str) -> Any:
 
 
 def capture(record_uri: str, notebook: str | None, source: str, kernel_pid: int,
-            owner_pid: int | None, poll: float = 0.2, settle_timeout: float = 120.0) -> None:
+            owner_pid: int | None, store_options: dict[str, Any] | None = None,
+            poll: float = 0.2, settle_timeout: float = 120.0) -> None:
     """Wait for the notebook run to end, then store and judge the executed notebook."""
     _wait_for_the_end(notebook, source, kernel_pid, owner_pid, poll, settle_timeout)
-    store_notebook(record_uri, notebook, source)
+    store_notebook(record_uri, notebook, source, store_options)
 
 
 def _wait_for_the_end(notebook: str | None, source: str, kernel_pid: int,
@@ -314,11 +318,12 @@ def _wait_for_the_end(notebook: str | None, source: str, kernel_pid: int,
         time.sleep(poll * 2)  # papermill writes once more when it reports errors
 
 
-def store_notebook(record_uri: str, notebook: str | None, source: str) -> None:
+def store_notebook(record_uri: str, notebook: str | None, source: str,
+                   store_options: dict[str, Any] | None = None) -> None:
     """Copy the executed notebook into the record and judge the run by it."""
     from .record import TERMINAL, Record
 
-    record = Record.open_uri(record_uri)
+    record = Record.open_uri(record_uri, **(store_options or {}))
     info: dict[str, Any] = {"source": source, "path": notebook}
     if notebook is None:
         info.update(status="unknown", note=(
@@ -379,13 +384,17 @@ def main(argv: list[str] | None = None) -> None:
     cap.add_argument("--source", default="papermill")
     cap.add_argument("--kernel-pid", type=int, required=True)
     cap.add_argument("--owner-pid", type=int)
+    cap.add_argument("--store-options", type=json.loads, default={},
+                     help="the record store's options (profile, region, kms_key, "
+                          "expected_owner), as JSON")
     args = parser.parse_args(argv)
     try:
-        capture(args.record, args.notebook, args.source, args.kernel_pid, args.owner_pid)
+        capture(args.record, args.notebook, args.source, args.kernel_pid, args.owner_pid,
+                args.store_options)
     except Exception as exc:  # nobody sees this process's stderr: the record must say it
         from .record import Record
 
-        Record.open_uri(args.record).update(notebook={
+        Record.open_uri(args.record, **args.store_options).update(notebook={
             "status": "capture-failed", "path": args.notebook,
             "note": f"{type(exc).__name__}: {exc}",
         })

@@ -154,12 +154,13 @@ class Record:
         return cls(store, experiment, run_id, json.loads(text))
 
     @classmethod
-    def open_uri(cls, uri: str) -> Record:
-        """The record at `<store>/<experiment>/<run_id>`."""
+    def open_uri(cls, uri: str, **store_options: Any) -> Record:
+        """The record at `<store>/<experiment>/<run_id>` (store options: profile, region,
+        kms_key, expected_owner, as the job config gives them)."""
         from .stores import open_store
 
         root, experiment, run_id = uri.rstrip("/").rsplit("/", 2)
-        return cls.open(open_store(root), experiment, run_id)
+        return cls.open(open_store(root, **store_options), experiment, run_id)
 
     def reload(self) -> None:
         self.manifest = json.loads(self.store.read_text(f"{self.prefix}/manifest.json"))

@@ -45,16 +45,29 @@ def store_from_args(store: str | None = None, config: str | os.PathLike[str] | N
                     ) -> Store:
     """The record store a command reads: `--store URI`, else $SAGEBOOK_EXPERIMENTS_URI, else the
     `experiments_uri` of the job config `-c`, else the project's (see `default_store`)."""
-    profile = region = None
+    options: dict[str, Any] = {}
     uri = store or os.environ.get("SAGEBOOK_EXPERIMENTS_URI")
     if config is not None:
         settings = _read_job_settings(Path(config))
-        profile, region = settings.get("profile"), settings.get("region")
+        options = store_options(settings)
         if not uri and settings.get("experiments_uri"):
             uri = str(settings["experiments_uri"])
             if "://" not in uri:
                 uri = str((Path(config).parent / Path(uri).expanduser()).resolve())
-    return open_store(uri or default_store(), profile=profile, region=region)
+    return open_store(uri or default_store(), **options)
+
+
+def store_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """What a store opened for a job config's records needs (as `JobConfig.store_options`),
+    from its raw settings: commands that only read records do not validate the whole config."""
+    return {"profile": settings.get("profile"), "region": settings.get("region"),
+            "kms_key": settings.get("s3_kms_key"),
+            "expected_owner": settings.get("expected_bucket_owner")}
+
+
+def config_store_options(config: str | os.PathLike[str]) -> dict[str, Any]:
+    """`store_options` of the job config file at `config`."""
+    return store_options(_read_job_settings(Path(config)))
 
 
 def default_store(start: Path | None = None) -> str:
@@ -427,7 +440,8 @@ def find_run(store: Store, ref: str) -> Record:
     """The run a user means by `ref`: a run id (or a unique part of one), a job name,
     `experiment/run_id`, or a record's full URI."""
     if ref.startswith(("s3://", "/", "file://")) and ref.rstrip("/").count("/") >= 2:
-        return _open(lambda: Record.open_uri(ref.removeprefix("file://")), ref)
+        return _open(lambda: Record.open_uri(ref.removeprefix("file://"), **store._options()),
+                     ref)
     if ref.count("/") == 1:
         experiment, run_id = ref.split("/")
         return _open(lambda: Record.open(store, experiment, run_id), ref)

@@ -489,7 +489,10 @@ class _RunWatch:
             from .record import Record
 
             if self.record is None:
-                self.record = Record.open_uri(self.uri)
+                from .runs import config_store_options
+
+                self.record = Record.open_uri(self.uri,
+                                              **config_store_options(self.form.job_path))
             else:
                 self.record.reload()
         except (OSError, ValueError, SagebookError):

@@ -272,6 +272,28 @@ def _upload_one(item: Upload, store: Any, echo: Callable[[str], None]) -> int:
     return total
 
 
+def upload_folder(source: Path, destination: str, store_options: dict[str, Any],
+                  echo: Callable[[str], None]) -> int:
+    """`sagebook upload`: a local folder (or one file) copied as it is to `destination`, e.g. a
+    data set for a job's channels; returns the bytes sent. Hidden files are left out."""
+    from ..inputs import UnreadableFile
+
+    if not source.exists():
+        raise UnreadableFile(str(source), "no such file or folder")
+    if source.is_file():
+        files = [(source.name, source)]
+    else:
+        files = [(path.relative_to(source).as_posix(), path) for path in sorted(source.rglob("*"))
+                 if path.is_file() and not any(part.startswith(".") for part in
+                                               path.relative_to(source).parts)]
+    store = open_store(destination, **store_options)
+    total = sum(path.stat().st_size for _, path in files)
+    with _progress(total, f"uploading {source}") as progress:
+        store.put_files(files, progress)
+    echo(f"{len(files)} file(s), {_size(total)} uploaded to {store.uri}/")
+    return total
+
+
 class _progress:
     """A byte progress bar where a person watches: a terminal, or a notebook open in Jupyter.
 

@@ -90,7 +90,8 @@ class Store(ABC):
         prefix = prefix.strip("/")
         for key in self.list(prefix):
             rel = key[len(prefix):].lstrip("/") if prefix else key
-            target = dest / (rel or Path(key).name)
+            # a store rooted at one object (a channel naming a file) lists it as ""
+            target = dest / (rel or Path(self.url(key)).name)
             target.parent.mkdir(parents=True, exist_ok=True)
             self.get_file(key, target)
             total += target.stat().st_size

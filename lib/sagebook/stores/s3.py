@@ -203,7 +203,8 @@ class S3Store(Store):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.client.download_file(self.bucket, self._key(key), str(path))
+            self.client.download_file(self.bucket, self._key(key), str(path),
+                                      ExtraArgs=self._owner() or None)
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 raise FileNotFoundError(self.url(key)) from None
@@ -218,7 +219,7 @@ class S3Store(Store):
         start = len(self.prefix) + 1 if self.prefix else 0
         paginator = self.client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full, **self._owner()):
                 for item in page.get("Contents", []):
                     key = item["Key"]
                     if key == full or full == "" or key.startswith(full.rstrip("/") + "/"):
