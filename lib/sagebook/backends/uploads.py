@@ -289,7 +289,7 @@ def upload_folder(source: Path, destination: str, store_options: dict[str, Any],
     store = open_store(destination, **store_options)
     total = sum(path.stat().st_size for _, path in files)
     with _progress(total, f"uploading {source}") as progress:
-        store.put_files(files, progress)
+        store.put_files(((key, path, None) for key, path in files), progress)
     echo(f"{len(files)} file(s), {_size(total)} uploaded to {store.uri}/")
     return total
 
