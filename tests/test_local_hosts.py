@@ -126,3 +126,17 @@ def test_the_example_trains_data_parallel_with_results_shaped_as_on_one_host(mak
     with tarfile.open(m["model_artifact"]) as tar:  # what one host writes, once
         assert sorted(tar.getnames()) == ["metrics.json", "model.joblib", "training_config.json"]
     assert m["final_metrics"]["val_accuracy"] > 0.8
+
+
+def test_dry_run_and_doctor_warn_about_hosts_that_would_pay_twice(make_config, cluster_config):
+    replicated = make_config(name="replicated.yaml", instance_count=3)
+    dry = sagebook("launch", str(replicated), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "warning: 3 hosts, distribution: none, and every channel FullyReplicated" in dry.stderr
+    doctor = sagebook("doctor", str(replicated))
+    assert doctor.returncode == 0  # a warning passes: the code may split the work itself
+    assert "warn hosts" in doctor.stdout and "pays 3 times" in doctor.stdout
+    for fine in (cluster_config(2), make_config(name="torch.yaml", instance_count=2,
+                                                distribution="torchrun")):
+        assert "warning" not in sagebook("launch", str(fine), "--dry-run").stderr
+    assert "ok   hosts" in sagebook("doctor", str(cluster_config(2))).stdout

@@ -202,6 +202,7 @@ def _dry_run(args: argparse.Namespace) -> int:
 
     from . import request as request_mod
     from .backends import Job, backend_for
+    from .config import replicated_hosts_warning
     from .launch import prepare
 
     cfg = prepare(args.config, args.override)
@@ -217,6 +218,9 @@ def _dry_run(args: argparse.Namespace) -> int:
     if cfg.job.is_cloud:
         backend.check(Job(cfg, request, record=None, staged=staged))  # type: ignore[arg-type]
     print(json.dumps(request, indent=2))
+    paying_twice = replicated_hosts_warning(cfg.job)
+    if paying_twice:
+        print(f"sagebook: warning: {paying_twice}", file=sys.stderr)
     if cfg.job.is_cloud:
         from . import aws, prices
 

@@ -290,6 +290,21 @@ class JobConfig(BaseModel):
                 "expected_owner": self.expected_bucket_owner}
 
 
+def replicated_hosts_warning(job: JobConfig) -> str | None:
+    """Several hosts that may each do the whole job, and cost it each: no distribution and
+    no sharded channel. Only a warning: training code can split the work itself (the
+    example does, by SM_CURRENT_HOST_RANK), which no config can show."""
+    if job.instance_count == 1 or job.distribution != "none":
+        return None
+    if any(channel.distribution == "ShardedByS3Key" for channel in job.channels.values()):
+        return None
+    return (f"{job.instance_count} hosts, distribution: none, and every channel "
+            "FullyReplicated: unless the training code splits the work by "
+            "SM_CURRENT_HOST_RANK, each host trains the same model on the same data and the job "
+            f"pays {job.instance_count} times for one result. Set distribution (torchrun, "
+            "mpi), shard a channel (distribution: ShardedByS3Key), or use instance_count: 1")
+
+
 # --------------------------------------------------------------------------------------------
 # Loaded config
 

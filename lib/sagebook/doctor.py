@@ -58,6 +58,8 @@ def run_checks(cfg: LaunchConfig) -> list[Check]:
             check("local /opt/ml", lambda: _local_opt_ml(cfg))
         else:
             check("docker", _docker)
+    if job.instance_count > 1:
+        check("hosts", lambda: _hosts(job))
     for name, channel in job.channels.items():
         if "://" not in channel.uri:
             check(f"channel {name}", lambda uri=channel.uri: _local_channel(job, uri))
@@ -92,6 +94,18 @@ def _training_code(cfg: LaunchConfig) -> str:
     schema = (f"; {cfg.training_path.name} fits {job.training_schema}" if job.training_schema
               else "; no training_schema: training options are not checked")
     return f"{Path(job.source_dir) / job.entry_point}{schema}"
+
+
+def _hosts(job: JobConfig) -> str:
+    from .config import replicated_hosts_warning
+
+    paying_twice = replicated_hosts_warning(job)
+    if paying_twice:
+        raise DoctorWarning(paying_twice)
+    sharded = [n for n, c in job.channels.items() if c.distribution == "ShardedByS3Key"]
+    how = (f"{job.distribution}, {job.processes_per_host} per host" if job.distribution != "none"
+           else f"channel {', '.join(sharded)} sharded")
+    return f"{job.instance_count} hosts: {how}"
 
 
 def _docker() -> str:
