@@ -45,7 +45,8 @@ config_dir = pathlib.Path(os.environ["SM_CHANNEL_CONFIG"])
 config = yaml.safe_load(next(config_dir.glob("*.yaml")).read_text())
 hold = os.environ.get("HOLD_FILE")
 print(f"started units={config['units']} lr={config['lr']}", flush=True)
-print(f"cpus={sorted(os.sched_getaffinity(0))}", flush=True)
+print(f"cpus={sorted(os.sched_getaffinity(0))} gpus={os.environ.get('CUDA_VISIBLE_DEVICES')}",
+      flush=True)
 if config["units"] == 13:
     sys.exit("unlucky number of units")
 while hold and os.path.exists(hold):
@@ -162,7 +163,8 @@ def test_local_grid_runs_six_trials_two_at_a_time_each_a_record_of_the_sweep(tin
     """)
     # each trial trains for a second, so that trials started together overlap for sure
     result = sagebook("sweep", str(tiny), "--sweep", str(sweep), "-o", "training.epochs=1",
-                      "-o", "training.pause=1")
+                      "-o", "training.pause=1",
+                      env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1,2,3"})
     assert result.returncode == 0, result.stderr + result.stdout
     experiments = tmp_path / "experiments"
     sweep_dir = next((experiments / "_sweeps" / "tiny").iterdir())
@@ -201,6 +203,10 @@ def test_local_grid_runs_six_trials_two_at_a_time_each_a_record_of_the_sweep(tin
             for run_id in by_id}
     if cpus >= 2:
         assert len(seen) == 2 and all(len(json.loads(s)) == cpus // 2 for s in seen), seen
+    gpus = {re.search(r"gpus=(\S+)", (experiments / "tiny" / run_id /
+                                        "logs/algo-1.log").read_text()).group(1)
+            for run_id in by_id}
+    assert gpus == {"0,2", "1,3"}  # the four visible devices, two for each slot
 
     listing = sagebook("list", "--store", str(experiments), "--sweep", sweep_dir.name)
     assert listing.returncode == 0, listing.stderr
@@ -216,6 +222,9 @@ def test_local_grid_runs_six_trials_two_at_a_time_each_a_record_of_the_sweep(tin
     assert "6 completed" in shown.stdout
     assert re.search(r"best:\s+trial \d .*val_accuracy=0\.\d+", shown.stdout)
     assert "training.lr=0.01" in shown.stdout
+    trial = sagebook("show", record["best"]["run_id"], "--store", str(experiments))
+    assert (f"sweep:       {sweep_dir.name} (trial {record['best']['trial']}: training.lr=0.01, "
+            "training.units=32)") in trial.stdout
 
     # the report's sweep page, and the dashboard's
     report = sagebook("report", "--store", str(experiments))

@@ -891,6 +891,10 @@ def format_details(info: RunDetails) -> str:
                                                  sorted(notes["tags"].items())))
     if parent.get("run_id"):
         lines.append(f"parent:      {parent.get('experiment')}/{parent['run_id']}")
+    sweep = m.get("sweep") or {}
+    if sweep.get("id"):
+        settings = ", ".join(f"{k}={_cell(v)}" for k, v in (sweep.get("parameters") or {}).items())
+        lines.append(f"sweep:       {sweep['id']} (trial {sweep.get('trial')}: {settings})")
     if notes.get("notes"):
         lines += ["", "notes:"]
         for item in notes["notes"]:

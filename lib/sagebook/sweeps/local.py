@@ -2,10 +2,10 @@
 
 Each trial is a `sagebook.sweeps.trial` process (which runs `launch()`), at most `max_parallel`
 at once, each pinned to its own share of the CPUs (the training process inherits the pinning,
-so two trials never fight over one core). Ctrl-C (or SIGTERM) stops every running
-trial as `sagebook launch` stops a run — SIGTERM to the training code, SIGKILL after the grace
-period — waits for their records to say Stopped, and leaves trials that never started to a
-later `sagebook sweep --resume`.
+so two trials never fight over one core) and given its own GPUs (CUDA_VISIBLE_DEVICES). Ctrl-C
+(or SIGTERM) stops every running trial as `sagebook launch` stops a run — SIGTERM to the
+training code, SIGKILL after the grace period — waits for their records to say Stopped, and
+leaves trials that never started to a later `sagebook sweep --resume`.
 
 Early stopping follows the median rule: a trial whose objective at a step is worse than the
 median of the other trials' values at that step (once `min_trials` have reached it) is stopped.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -58,12 +59,36 @@ def cpu_slots(parallel: int) -> list[list[int]]:
     return [[cpus[slot % len(cpus)]] for slot in range(parallel)]
 
 
+def gpu_slots(parallel: int) -> list[list[str]]:
+    """GPUs for `parallel` trials, dealt out as the CPUs are: the devices CUDA_VISIBLE_DEVICES
+    names, else those `nvidia-smi -L` lists, else none (each trial then sees what we see)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        devices = [d.strip() for d in visible.split(",") if d.strip()]
+    elif shutil.which("nvidia-smi"):
+        try:
+            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                     timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            listing = ""
+        devices = [str(i) for i, line in enumerate(listing.splitlines())
+                   if line.startswith("GPU ")]
+    else:
+        devices = []
+    if not devices:
+        return [[] for _ in range(parallel)]
+    if parallel <= len(devices):
+        return [devices[slot::parallel] for slot in range(parallel)]
+    return [[devices[slot % len(devices)]] for slot in range(parallel)]
+
+
 def run_trials(record: SweepRecord, sweep: Sweep, job_path: Path, overrides: list[str],
                todo: list[dict[str, Any]], *, via: str = "sweep",
                echo: Callable[[str], None] = print) -> None:
     """Run the trials in `todo` (entries of the sweep record), updating the record as each
     starts and ends. Raises KeyboardInterrupt once every running trial has stopped."""
     slots = cpu_slots(sweep.max_parallel)
+    gpus = gpu_slots(sweep.max_parallel)
     free = list(range(len(slots)))
     pending = list(todo)
     running: dict[int, _Running] = {}
@@ -76,7 +101,7 @@ def run_trials(record: SweepRecord, sweep: Sweep, job_path: Path, overrides: lis
                 entry = pending.pop(0)
                 slot = free.pop(0)
                 running[entry["trial"]] = _start(record, entry, job_path, overrides, slots[slot],
-                                                 slot, scratch, via, echo, lock)
+                                                 gpus[slot], slot, scratch, via, echo, lock)
             time.sleep(POLL_SECONDS)
             for index, trial in list(running.items()):
                 if trial.proc.poll() is None:
@@ -105,8 +130,8 @@ def run_trials(record: SweepRecord, sweep: Sweep, job_path: Path, overrides: lis
 
 
 def _start(record: SweepRecord, entry: dict[str, Any], job_path: Path, overrides: list[str],
-           cpus: list[int], slot: int, scratch: Path, via: str, echo: Callable[[str], None],
-           lock: threading.Lock) -> _Running:
+           cpus: list[int], gpus: list[str], slot: int, scratch: Path, via: str,
+           echo: Callable[[str], None], lock: threading.Lock) -> _Running:
     index = entry["trial"]
     result = scratch / f"trial-{index}.json"
     spec = {
@@ -120,15 +145,16 @@ def _start(record: SweepRecord, entry: dict[str, Any], job_path: Path, overrides
     }
     spec_path = scratch / f"trial-{index}.spec.json"
     spec_path.write_text(json.dumps(spec))
+    env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else {})}
     # Its own session: a terminal's Ctrl-C reaches the sweep, which stops each trial itself.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sagebook.sweeps.trial", str(spec_path)],
+        [sys.executable, "-m", "sagebook.sweeps.trial", str(spec_path)], env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True)
     reader = threading.Thread(target=_pump, args=(proc, f"[trial {index}] ", echo, lock),
                               daemon=True)
     reader.start()
-    entry.update(status="InProgress", cpus=cpus)
+    entry.update(status="InProgress", cpus=cpus, **({"gpus": gpus} if gpus else {}))
     record.update()
     return _Running(index, proc, slot, result, reader)
 
@@ -161,6 +187,7 @@ def _finish(record: SweepRecord, sweep: Sweep, trial: _Running, echo: Callable[[
         entry["record_uri"] = result.get("record_uri")
     entry.update(status=status, objective=metrics.get(sweep.objective.metric), ended=now())
     entry.pop("cpus", None)
+    entry.pop("gpus", None)
     if result.get("failure_reason"):
         entry["failure_reason"] = str(result["failure_reason"])[:300]
     if trial.early_stopped:
