@@ -465,6 +465,7 @@ def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, t
         job.training_job_status = status
         if accuracy is not None:
             job.final_metric_data_list = [{"MetricName": "val_accuracy", "Value": accuracy}]
+            job.billable_time_in_seconds = job.training_time_in_seconds = 600
         if status == "Failed":
             job.failure_reason = "AlgorithmError: out of memory"
     capsys.readouterr()
@@ -481,6 +482,10 @@ def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, t
     shown = capsys.readouterr().out
     assert "trials:   2 completed, 1 failed, 1 inprogress" in shown
     assert f"best:     trial 1 (run {name}-002-0a1b2c3d), val_accuracy=0.97" in shown
+    from sagebook import prices
+
+    hourly = prices.price("ml.m5.large", "us-east-1").usd_per_hour
+    assert f"spend:    ${2 * 600 * hourly / 3600:,.2f} (2 trials priced)" in shown
     run = json.loads(boto3.client("s3").get_object(
         Bucket=bucket, Key=f"records/digits-mlp/{name}-003-0a1b2c3d/manifest.json")["Body"].read())
     assert run["status"] == "Failed" and run["failure_reason"] == "AlgorithmError: out of memory"

@@ -189,6 +189,9 @@ def format_sweep(record: SweepRecord) -> str:
         f"{m.get('max_parallel')} at a time on {m.get('instance_type')}",
         f"trials:   {', '.join(f'{n} {s.lower()}' for s, n in sorted(counts.items())) or 'none'}",
     ]
+    if m.get("spend_usd") is not None:
+        priced = sum(1 for t in record.trials if t.get("cost") is not None)
+        lines.append(f"spend:    ${m['spend_usd']:,.2f} ({priced} trials priced)")
     if m.get("tuning_job"):
         lines.append(f"tuning job: {m['tuning_job'].get('name')} "
                      f"({m['tuning_job'].get('status', '')})")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import aws
+from .. import aws, prices
 from .. import request as request_mod
 from ..errors import ConfigError, Problem, SagebookError, format_problem
 from ..record import TERMINAL, Record, git_state, user
@@ -366,6 +366,9 @@ def sync(record: SweepRecord, client: Any = None) -> int:
     for entry in record.trials:
         counts[entry["status"]] = counts.get(entry["status"], 0) + 1
     record.manifest["counts"] = counts
+    costs = [t["cost"] for t in record.trials if isinstance(t.get("cost"), int | float)]
+    if costs:
+        record.manifest["spend_usd"] = round(sum(costs), 4)
     sweep_status = {"Completed": "Completed", "Failed": "Failed", "Stopped": "Stopped"}.get(
         status or "", "InProgress")
     record.set_status(sweep_status)
@@ -412,8 +415,14 @@ def _write_trial(record: SweepRecord, job: dict[str, Any], entry: dict[str, Any]
             run = Record.open(store, experiment, run_id)
     status = entry["status"]
     if run.status == status and (run.manifest.get("final_metrics") or {}) == metrics:
+        if (run.manifest.get("cost") or {}).get("usd") is not None:
+            entry["cost"] = run.manifest["cost"]["usd"]
         return False
     fields: dict[str, Any] = {"status_source": "sagemaker search"}
+    cost = prices.job_cost(job, aws.region_from_arn(job.get("TrainingJobArn")))
+    if cost:
+        fields["cost"] = cost
+        entry["cost"] = cost["usd"]
     if metrics:
         fields["final_metrics"] = metrics
     if job.get("FailureReason"):
