@@ -242,7 +242,8 @@ def test_readme_walkthrough_from_zero(project, proxy, fake):
     made_actions = {a for a, _, _ in made}
     for action in listed - made_actions:
         method = re.sub(r"(?<!^)(?=[A-Z])", "_", action.split(":")[1]).lower()
-        assert f".{method}(" in LIB, f"{action} is in the policy, but no code calls it"
+        called = f".{method}(" in LIB or f'get_paginator("{method}")' in LIB
+        assert called, f"{action} is in the policy, but no code calls it"
 
     # the execution role can read every input and write every output of the job request
     execution = readme_policy(EXECUTION)
