@@ -504,6 +504,12 @@ def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, t
     assert sweep["counts"] == {"Completed": 3, "Failed": 1}
     assert fake.progress == {}
 
+    assert main(["report", "--store", store_uri]) == 0
+    page = boto3.client("s3").get_object(
+        Bucket=bucket, Key=f"records/_report/sweeps/digits-mlp/{name}.html")["Body"].read().decode()
+    assert f"<tr><th>spend</th><td>${sweep['spend_usd']:.2f}</td></tr>" in page
+    assert page.count('class="trial"') == 3  # the three trials with an objective
+
 
 # --------------------------------------------------------------------------------------------
 # From a notebook
