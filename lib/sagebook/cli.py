@@ -453,7 +453,11 @@ def _list(args: argparse.Namespace) -> int:
     if args.reindex:
         from . import index
 
-        print(f"indexed {index.rebuild(store, args.experiment)} records", file=sys.stderr)
+        rebuilt = index.rebuild(store, args.experiment)
+        print(f"indexed {rebuilt.added} records, dropped {rebuilt.removed} whose folder is "
+              "gone", file=sys.stderr)
+        for damage in rebuilt.damaged:
+            print(f"sagebook: not indexed: {damage}", file=sys.stderr)
     filters = runs.Filters(
         experiment=args.experiment, user=args.user,
         status=[s.strip() for item in args.status for s in item.split(",") if s.strip()],
@@ -480,6 +484,8 @@ def _list(args: argparse.Namespace) -> int:
                              limit=args.limit or None, refresh=args.refresh, profile=profile)
     if listing.warning:
         print(f"sagebook: {listing.warning}", file=sys.stderr)
+    for line in runs.damage_lines(listing.damaged):
+        print(f"sagebook: {line}", file=sys.stderr)
     metrics = _names(args.metrics)
     params = _names(args.params) if args.params else []
     for name in metrics:
@@ -657,6 +663,19 @@ def _add_job_commands(commands: argparse._SubParsersAction) -> None:
                       help="follow the job until it has stopped, and complete the record")
     stop.set_defaults(command=_stop)
 
+    fsck = commands.add_parser(
+        "fsck", help="list every damaged file of the record store, and what to do",
+        description="Read the run index and every record once; list each file that cannot "
+                    "be read (garbled, half-written, unreadable, gone) with what to do. Exit "
+                    "1 when something is damaged.",
+    )
+    _store_options(fsck)
+    fsck.add_argument("-e", "--experiment", help="only this experiment")
+    fsck.add_argument("--repair", action="store_true",
+                      help="remove the damaged index files and rebuild the index from the "
+                           "records (records themselves are never changed)")
+    fsck.set_defaults(command=_fsck)
+
     sync = commands.add_parser(
         "sync", help="write what a run could not write into its record (full disk, S3 away)",
         description="A run whose store was full or out of reach kept its logs, metrics and "
@@ -665,6 +684,22 @@ def _add_job_commands(commands: argparse._SubParsersAction) -> None:
     sync.add_argument("run", help="the record's URI, experiment/run_id, a run id or a job name")
     _store_options(sync)
     sync.set_defaults(command=_sync)
+
+
+def _fsck(args: argparse.Namespace) -> int:
+    from . import fsck
+
+    store = _open_store(args)
+    findings, runs_seen = fsck.check(store, args.experiment)
+    for finding in findings:
+        print(f"{finding.where}: {finding.problem}\n  what to do: {finding.remedy}")
+    if findings and args.repair:
+        rebuilt = fsck.repair(store, findings, args.experiment)
+        print(f"repaired the index: {rebuilt.added} runs indexed again, {rebuilt.removed} "
+              "whose folder is gone dropped", file=sys.stderr)
+    print(f"{len(findings)} damaged files among {runs_seen} runs in {store.uri}",
+          file=sys.stderr)
+    return 1 if findings and not args.repair else 0
 
 
 def _sync(args: argparse.Namespace) -> int:

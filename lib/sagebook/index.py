@@ -43,9 +43,11 @@ import secrets
 import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import StoreError
+from .inputs import DamagedFile, parse_json
 from .stores import Store, StoreExistsError
 
 ROOT = "_index"
@@ -56,6 +58,7 @@ COMPACT_ONE_IN = 16
 FETCH_THREADS = 16
 RETRIES = 5
 NOTE = "note-"  # annotation events: `<run_id>.note-<stamp>.json`
+REMOVED = "removed"  # a summary with this set: the run's record folder is gone
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,16 +210,19 @@ def _page_sequence(key: str) -> int:
 # Reading
 
 
-def entries(store: Store, experiment: str | None = None, *, compact_after: bool = True
-            ) -> Iterator[dict[str, Any]]:
+def entries(store: Store, experiment: str | None = None, *, compact_after: bool = True,
+            damaged: list[DamagedFile] | None = None) -> Iterator[dict[str, Any]]:
     """Every run's newest summary (of one experiment, or all), experiment by experiment.
 
     Memory holds the un-compacted events and the pages' bytes (a few hundred bytes a run);
-    summaries are parsed one at a time as the caller consumes them.
+    summaries are parsed one at a time as the caller consumes them. An index file that cannot
+    be read is skipped and added to `damaged` (one bad file must not hide the whole store);
+    runs whose records were removed (see `rebuild`) are left out.
     """
+    damaged = [] if damaged is None else damaged
     scope = f"/{experiment}" if experiment else ""
     event_keys = list(store.list(EVENTS + scope))
-    events, notes = _load_events(store, event_keys)
+    events, notes = _load_events(store, event_keys, damaged)
     latest_pages: dict[str, str] = {}
     for key in store.list(PAGES + scope):
         exp = _key_experiment(key)
@@ -230,12 +236,14 @@ def entries(store: Store, experiment: str | None = None, *, compact_after: bool 
         pending, noted = events.get(exp, {}), notes.get(exp, {})
         if exp in latest_pages:
             for entry in _page_entries(store, exp, latest_pages[exp], pages.pop(
-                    latest_pages[exp], None)):
+                    latest_pages[exp], None), damaged):
                 newer = pending.pop(entry["run_id"], None)
                 chosen = newer if newer is not None and rank(newer) > rank(entry) else entry
-                yield _with_notes(chosen, entry, noted.get(entry["run_id"]))
+                if not chosen.get(REMOVED):
+                    yield _with_notes(chosen, entry, noted.get(entry["run_id"]))
         for entry in pending.values():
-            yield _with_notes(entry, None, noted.get(entry["run_id"]))
+            if not entry.get(REMOVED):
+                yield _with_notes(entry, None, noted.get(entry["run_id"]))
         if sum(_key_experiment(k) == exp for k in event_keys) > COMPACT_AT:
             crowded.append(exp)
     if compact_after:
@@ -255,7 +263,16 @@ def _with_notes(chosen: dict[str, Any], paged: dict[str, Any] | None,
     return annotated(chosen)
 
 
-def _load_events(store: Store, keys: list[str]
+def parse_entry(data: bytes, where: str) -> dict[str, Any]:
+    """One index summary or annotation; DamagedFile when it is not one (garbled, torn)."""
+    entry = parse_json(data, where)
+    if not (isinstance(entry, dict) and isinstance(entry.get("run_id"), str)
+            and isinstance(entry.get("experiment"), str)):
+        raise DamagedFile(where, "not a run summary (no run_id and experiment)")
+    return entry
+
+
+def _load_events(store: Store, keys: list[str], damaged: list[DamagedFile]
                  ) -> tuple[dict[str, dict[str, dict[str, Any]]],
                             dict[str, dict[str, dict[str, list[Any]]]]]:
     """experiment → run id → newest summary among these events (and their successors), and
@@ -273,7 +290,11 @@ def _load_events(store: Store, keys: list[str]
             if data is None:
                 gone.add((_key_experiment(key), _key_run_id(key)))
                 continue
-            entry = json.loads(data)
+            try:
+                entry = parse_entry(data, store.url(key))
+            except DamagedFile as exc:
+                damaged.append(exc)
+                continue
             if "revision" not in entry:  # an annotation
                 noted = notes.setdefault(entry["experiment"], {})
                 noted[entry["run_id"]] = merge_annotations(noted.get(entry["run_id"]),
@@ -289,8 +310,8 @@ def _load_events(store: Store, keys: list[str]
     return newest, notes
 
 
-def _page_entries(store: Store, experiment: str, key: str, data: bytes | None
-                  ) -> Iterator[dict[str, Any]]:
+def _page_entries(store: Store, experiment: str, key: str, data: bytes | None,
+                  damaged: list[DamagedFile]) -> Iterator[dict[str, Any]]:
     for _ in range(RETRIES):
         if data is not None:
             break
@@ -301,9 +322,23 @@ def _page_entries(store: Store, experiment: str, key: str, data: bytes | None
     else:
         raise StoreError(f"the run index of {experiment} changed {RETRIES} times while "
                          "being read; try again")
-    for line in data.splitlines():
-        if line.startswith(b'{"run_id"'):
-            yield json.loads(line)
+    yield from _page_lines(data, store.url(key), damaged)
+
+
+def _page_lines(data: bytes, where: str, damaged: list[DamagedFile]
+                ) -> Iterator[dict[str, Any]]:
+    """The summaries of a page; a line that is not one is reported once per page (a garbled
+    page otherwise drops runs without a word)."""
+    bad = []
+    for number, line in enumerate(data.splitlines(), 1):
+        if number == 1 and line.startswith(b'{"page"') or not line.strip():
+            continue
+        try:
+            yield parse_entry(line, where)
+        except DamagedFile:
+            bad.append(number)
+    if bad:
+        damaged.append(DamagedFile(where, f"{len(bad)} unreadable lines (first: line {bad[0]})"))
 
 
 def fetch(store: Store, keys: Iterable[str]) -> dict[str, bytes | None]:
@@ -341,14 +376,16 @@ def compact(store: Store, experiment: str) -> bool:
             data = store.read_bytes(pages[-1])
         except FileNotFoundError:
             return False  # a newer page exists: that compactor did this work
-        for line in data.splitlines():
-            if line.startswith(b'{"run_id"'):
-                entry = json.loads(line)
-                lines[entry["run_id"]] = (rank(entry), line)
+        for entry in _page_lines(data, store.url(pages[-1]), []):
+            lines[entry["run_id"]] = (rank(entry), json.dumps(
+                entry, separators=(",", ":"), default=str).encode())
     read = {k: v for k, v in fetch(store, event_keys).items() if v is not None}
     notes: dict[str, dict[str, list[Any]]] = {}
-    for data in read.values():
-        entry = json.loads(data)
+    for key, data in read.items():
+        try:
+            entry = parse_entry(data, key)
+        except DamagedFile:
+            continue  # left for `sagebook fsck` to name; it carries nothing to keep
         if "revision" not in entry:  # an annotation
             notes[entry["run_id"]] = merge_annotations(notes.get(entry["run_id"]),
                                                        entry.get("annotations"))
@@ -358,6 +395,7 @@ def compact(store: Store, experiment: str) -> bool:
                 notes[entry["run_id"]] = merge_annotations(
                     json.loads(old[1]).get("annotations"), notes.get(entry["run_id"]))
             lines[entry["run_id"]] = (rank(entry), data.strip())
+    read = {k: v for k, v in read.items() if _parses(v)}
     for run_id, state in notes.items():
         if run_id not in lines:  # no summary to carry them yet: leave its events in place
             read = {k: v for k, v in read.items() if _key_run_id(k) != run_id}
@@ -377,23 +415,64 @@ def compact(store: Store, experiment: str) -> bool:
     return True
 
 
-def rebuild(store: Store, experiment: str | None = None) -> int:
-    """Index records the index does not know (or knows older): records written before the
-    index existed, or copied in by hand. Reads every manifest: a one-off, not a habit."""
-    known = {(e["experiment"], e["run_id"]): rank(e) for e in entries(store, experiment)}
+@dataclass
+class Rebuilt:
+    """What `rebuild` did: runs indexed, runs dropped (their records are gone), and the
+    manifests it could not read."""
+
+    added: int = 0
+    removed: int = 0
+    damaged: list[DamagedFile] = field(default_factory=list)
+
+
+def rebuild(store: Store, experiment: str | None = None) -> Rebuilt:
+    """Bring the index in line with the records: index what it does not know (or knows older):
+    records written before the index existed, copied in by hand, or dropped by a damaged index
+    file; and drop runs whose record folder was removed. Reads every manifest: a one-off."""
+    result = Rebuilt()
+    known = {(e["experiment"], e["run_id"]): e for e in entries(store, experiment)}
     manifests = [k for k in store.list(experiment or "")
                  if k.endswith("/manifest.json") and k.count("/") == 2
                  and not k.startswith(("_", "."))]
-    added = 0
-    for data in fetch(store, manifests).values():
+    present = set()
+    for key, data in fetch(store, manifests).items():
+        present.add(tuple(key.split("/")[:2]))
         if data is None:
             continue
         try:
-            manifest = json.loads(data)
+            manifest = parse_json(data, store.url(key))
             entry = summarize(manifest)
-        except (ValueError, KeyError, TypeError):
-            continue  # not a sagebook manifest
-        if known.get((entry["experiment"], entry["run_id"]), (-1, "")) < rank(entry):
+        except DamagedFile as exc:
+            result.damaged.append(exc)
+            continue
+        except (KeyError, TypeError, AttributeError):
+            result.damaged.append(DamagedFile(store.url(key), "not a sagebook manifest"))
+            continue
+        old = known.get((entry["experiment"], entry["run_id"]))
+        if old is None or rank(old) < rank(entry):
             write(store, manifest)
-            added += 1
-    return added
+            result.added += 1
+    for (exp, run_id), entry in known.items():
+        if (exp, run_id) not in present:
+            _remove(store, entry)
+            result.removed += 1
+    return result
+
+
+def _remove(store: Store, entry: dict[str, Any]) -> None:
+    """Publish that a run's record is gone: a summary one revision newer that says so, which
+    wins every merge (a removed folder has no manifest left to bump)."""
+    gone = {"run_id": entry["run_id"], "experiment": entry["experiment"],
+            "revision": entry.get("revision", 0) + 1, "updated": entry.get("updated"),
+            REMOVED: True}
+    store.write_text(_event_key(entry["experiment"], entry["run_id"], gone["revision"],
+                                secrets.token_hex(4)),
+                     json.dumps(gone, separators=(",", ":")), create_only=True)
+
+
+def _parses(data: bytes) -> bool:
+    try:
+        parse_entry(data, "")
+    except DamagedFile:
+        return False
+    return True

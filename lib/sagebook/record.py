@@ -32,6 +32,7 @@ from typing import Any
 
 from . import index
 from .errors import StoreError
+from .inputs import DamagedFile, parse_json
 from .secrets import redact
 from .stores import Store
 
@@ -150,8 +151,7 @@ class Record:
 
     @classmethod
     def open(cls, store: Store, experiment: str, run_id: str) -> Record:
-        text = store.read_text(f"{experiment}/{run_id}/manifest.json")
-        return cls(store, experiment, run_id, json.loads(text))
+        return cls(store, experiment, run_id, read_manifest(store, experiment, run_id))
 
     @classmethod
     def open_uri(cls, uri: str, **store_options: Any) -> Record:
@@ -163,7 +163,7 @@ class Record:
         return cls.open(open_store(root, **store_options), experiment, run_id)
 
     def reload(self) -> None:
-        self.manifest = json.loads(self.store.read_text(f"{self.prefix}/manifest.json"))
+        self.manifest = read_manifest(self.store, self.experiment, self.run_id)
 
     def put_text(self, name: str, text: str) -> str:
         """Write a text file of the record; credentials in it are masked (see secrets.py)."""
@@ -230,6 +230,16 @@ class Record:
 
     def _manifest_text(self) -> str:
         return redact(json.dumps(self.manifest, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_manifest(store: Store, experiment: str, run_id: str) -> dict[str, Any]:
+    """A run's manifest; FileNotFoundError when there is none, DamagedFile (naming it) when it
+    cannot be read as one: half-written, garbled, or not a sagebook manifest."""
+    key = f"{experiment}/{run_id}/manifest.json"
+    manifest = parse_json(store.read_bytes(key), store.url(key))
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("status"), str):
+        raise DamagedFile(store.url(key), "not a sagebook manifest (it has no status)")
+    return manifest
 
 
 def sync(record: Record) -> list[str]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import index, runs
+from .errors import StoreError
 from .record import Record
 from .stores import Store
 
@@ -68,26 +69,41 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
     options = {"format": PAGE_FORMAT, "hide_inputs": hide_inputs}
     same_options = state.get("options") == options and not force
     rendered_before: dict[str, list[Any]] = state.get("runs", {}) if same_options else {}
-    entries = list(index.entries(store))
+    damaged: list[Any] = []
+    entries = list(index.entries(store, damaged=damaged))
+    for line in runs.damage_lines(damaged):
+        echo(line)
     changed = [e for e in entries
                if rendered_before.get(_name(e)) != list(index.rank(e))]
     converter = _NotebookConverter(hide_inputs)
 
+    skipped: dict[str, str] = {}
+
     def render_one(entry: dict[str, Any]) -> bool:
-        return _render_run(store, entry, converter)
+        try:
+            return _render_run(store, entry, converter)
+        except (FileNotFoundError, StoreError) as exc:
+            # a record gone or damaged: the others are still rendered, and this one named
+            skipped[_name(entry)] = "its record folder is gone" if isinstance(
+                exc, FileNotFoundError) else str(exc)
+            return False
 
     if store.local_path() is not None or len(changed) < 4:
         notebooks = sum(render_one(e) for e in changed)
     else:
         with ThreadPoolExecutor(8) as pool:  # on S3 each run is a handful of round trips
             notebooks = sum(pool.map(render_one, changed))
+    changed = [e for e in changed if _name(e) not in skipped]
+    for name, why in sorted(skipped.items()):
+        echo(f"skipped {name}: {why}")
     sweeps = _render_sweeps(store)
     if changed or not same_options or sweeps:
         store.write_text(f"{ROOT}/index.html", index_page(entries, store.uri, sweeps))
     state = {"options": options,
              "runs": {**rendered_before, **{_name(e): list(index.rank(e)) for e in changed}}}
     store.write_text(STATE, json.dumps(state, separators=(",", ":")))
-    echo(f"{len(changed)} of {len(entries)} run pages rendered ({notebooks} notebooks)")
+    echo(f"{len(changed)} of {len(entries)} run pages rendered ({notebooks} notebooks)"
+         + (f", {len(skipped)} skipped (`sagebook fsck` says what to do)" if skipped else ""))
     return ReportResult(store.url(f"{ROOT}/index.html"), len(entries), len(changed), notebooks)
 
 
@@ -259,10 +275,7 @@ def _sweep_list(sweeps: Iterable[dict[str, Any]]) -> str:
 
 def _render_run(store: Store, entry: dict[str, Any], converter: _NotebookConverter) -> bool:
     """Write the run's page (and its notebook's); True when there was a notebook."""
-    try:
-        record = Record.open(store, entry["experiment"], entry["run_id"])
-    except FileNotFoundError:
-        return False  # indexed but its folder is gone: the index page still lists it
+    record = Record.open(store, entry["experiment"], entry["run_id"])
     info = runs.details(record)
     has_notebook = "notebook.ipynb" in info.files
     if has_notebook:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from . import index, inputs
-from .errors import ConfigError, SagebookError
+from .errors import ConfigError, SagebookError, StoreError
+from .inputs import DamagedFile, parse_json
 from .record import ANNOTATIONS, STATUSES, TERMINAL, Record
 from .stores import Store, open_store
 
@@ -252,6 +253,7 @@ class Listing:
     warning: str | None = None
     names: Names = field(default_factory=Names)
     costs: dict[str, tuple[float, int]] = field(default_factory=dict)  # per experiment
+    damaged: list[DamagedFile] = field(default_factory=list)  # index files skipped
 
 
 def list_runs(
@@ -275,7 +277,8 @@ def list_runs(
         descending = sort.startswith("-") or column in ("created", "started", "ended", "updated")
     pending, kept, matched, names = [], [], 0, Names()
     costs: dict[str, list[float]] = {}
-    for entry in index.entries(store, filters.experiment):
+    damaged: list[DamagedFile] = []
+    for entry in index.entries(store, filters.experiment, damaged=damaged):
         names.see(entry)
         if not filters.match(entry, with_status=False):
             continue
@@ -308,7 +311,7 @@ def list_runs(
                                                     f"{nearest(status, names.statuses)}")
     kept.sort(key=lambda e: sort_key(e, column, descending), reverse=descending)
     return Listing(kept[:limit] if limit else kept, matched, refreshed, warning, names,
-                   {k: (v[0], int(v[1])) for k, v in costs.items()})
+                   {k: (v[0], int(v[1])) for k, v in costs.items()}, damaged)
 
 
 def _add_cost(costs: dict[str, list[float]], entry: dict[str, Any]) -> None:
@@ -325,6 +328,18 @@ def format_costs(costs: dict[str, tuple[float, int]]) -> str | None:
     total, runs = sum(c for c, _ in costs.values()), sum(n for _, n in costs.values())
     parts = ", ".join(f"{name} ${c:,.2f} in {n}" for name, (c, n) in sorted(costs.items()))
     return f"cost: ${total:,.2f} over {runs} runs with a known cost ({parts})"
+
+
+def damage_lines(damaged: Sequence[DamagedFile], shown: int = 5) -> list[str]:
+    """What to tell a reader about the store files it had to skip, and what to do."""
+    if not damaged:
+        return []
+    lines = [f"skipped {d}" for d in damaged[:shown]]
+    if len(damaged) > shown:
+        lines.append(f"… and {len(damaged) - shown} more damaged files")
+    lines.append("`sagebook fsck` lists every damaged file and what to do; "
+                 "`sagebook list --reindex` rebuilds the index from the records")
+    return lines
 
 
 def _keep(kept: list[dict[str, Any]], entry: dict[str, Any], column: str, descending: bool,
@@ -467,14 +482,26 @@ def _open(opener: Callable[[], Record], ref: str) -> Record:
         return opener()
     except FileNotFoundError:
         raise RunNotFound(f"no record at {ref!r}: its manifest.json is missing") from None
+    except DamagedFile as exc:
+        raise DamagedFile(exc.where, f"{exc.reason} (`sagebook fsck` says what to do)"
+                          ) from None
     except ValueError as exc:
         raise RunNotFound(f"the record {ref!r} has an unreadable manifest: {exc}") from None
 
 
-def read_optional(record: Record, name: str) -> str | None:
+def read_optional(record: Record, name: str, unreadable: list[str] | None = None
+                  ) -> str | None:
+    """A text file of the record, None when it has none; one that cannot be read is named in
+    `unreadable` (when given) instead of failing the whole command."""
     try:
         return record.store.read_text(f"{record.prefix}/{name}")
     except FileNotFoundError:
+        return None
+    except (StoreError, UnicodeDecodeError) as exc:
+        if unreadable is None:
+            raise
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        unreadable.append(f"{name}: {reason}")
         return None
 
 
@@ -505,6 +532,7 @@ class RunDetails:
     files: list[str]
     report_page: str | None
     annotations: dict[str, Any] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)  # "file: why", for files skipped
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -532,27 +560,36 @@ class RunDetails:
             "artifacts": self.artifacts(),
             "report_page": self.report_page,
             "annotations": self.annotations,
+            "unreadable": self.unreadable,
         }
 
 
 def details(record: Record) -> RunDetails:
     files = [k[len(record.prefix) + 1:] for k in record.store.list(record.prefix)]
-    request_text = read_optional(record, "request.json")
+    unreadable: list[str] = []
+    request_text = read_optional(record, "request.json", unreadable)
+    request = None
+    if request_text:
+        try:
+            request = parse_json(request_text, "request.json")
+        except DamagedFile as exc:
+            unreadable.append(str(exc))
     from .report import run_page_key
 
     page = run_page_key(record.experiment, record.run_id)
     return RunDetails(
         record=record,
-        job_config=read_optional(record, "sagemaker_config.yaml"),
-        training_config=read_optional(record, "config/training_config.yaml"),
-        request=json.loads(request_text) if request_text else None,
+        job_config=read_optional(record, "sagemaker_config.yaml", unreadable),
+        training_config=read_optional(record, "config/training_config.yaml", unreadable),
+        request=request,
         metrics=metric_series(record),
-        failure=read_optional(record, "failure.txt"),
+        failure=read_optional(record, "failure.txt", unreadable),
         files=files,
         report_page=record.store.url(page) if record.store.exists(page) else None,
         annotations=current_annotations(record) if any(
             f.startswith(f"{ANNOTATIONS}/") for f in files) else
         {"tags": dict(record.manifest.get("tags") or {}), "notes": []},
+        unreadable=unreadable,
     )
 
 
@@ -885,6 +922,7 @@ def format_details(info: RunDetails) -> str:
         f"{' on ' + git['branch'] if git.get('branch') else ''}",
         f"overrides:   {', '.join((m.get('config') or {}).get('overrides') or [])}",
         f"record:      {info.record.uri}",
+        *(f"unreadable:  {item}" for item in info.unreadable),
     ]
     if notes.get("tags"):
         lines.append("tags:        " + ", ".join(f"{k}={v}" for k, v in

@@ -41,6 +41,8 @@ class LocalStore(Store):
             return self._path(key).read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise FileNotFoundError(self.url(key)) from None
+        except OSError as exc:  # a folder without read permission, an I/O error
+            raise StoreError(f"cannot read {self.url(key)}: {exc.strerror or exc}") from None
 
     def write_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
         path = self._path(key)
