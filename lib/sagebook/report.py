@@ -28,6 +28,7 @@ from typing import Any
 from . import index, runs
 from .errors import StoreError
 from .record import Record
+from .secrets import redact
 from .stores import Store
 
 ROOT = "_report"
@@ -98,7 +99,7 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
         echo(f"skipped {name}: {why}")
     sweeps = _render_sweeps(store)
     if changed or not same_options or sweeps:
-        store.write_text(f"{ROOT}/index.html", index_page(entries, store.uri, sweeps))
+        _publish(store, f"{ROOT}/index.html", index_page(entries, store.uri, sweeps))
     state = {"options": options,
              "runs": {**rendered_before, **{_name(e): list(index.rank(e)) for e in changed}}}
     store.write_text(STATE, json.dumps(state, separators=(",", ":")))
@@ -118,7 +119,7 @@ def _render_sweeps(store: Store) -> list[dict[str, Any]]:
 
     summaries = []
     for sweep in all_sweeps(store):
-        store.write_text(sweep_page_key(sweep.experiment, sweep.sweep_id), page.render(sweep))
+        _publish(store, sweep_page_key(sweep.experiment, sweep.sweep_id), page.render(sweep))
         best = sweep.best()
         summaries.append({"id": sweep.sweep_id, "experiment": sweep.experiment,
                           "status": sweep.status, "strategy": sweep.manifest.get("strategy"),
@@ -280,11 +281,16 @@ def _render_run(store: Store, entry: dict[str, Any], converter: _NotebookConvert
     has_notebook = "notebook.ipynb" in info.files
     if has_notebook:
         notebook = store.read_text(f"{record.prefix}/notebook.ipynb")
-        store.write_text(notebook_page_key(record.experiment, record.run_id),
-                         converter.page(notebook, f"{record.run_id} notebook"))
-    store.write_text(run_page_key(record.experiment, record.run_id),
-                     run_page(info, has_notebook))
+        _publish(store, notebook_page_key(record.experiment, record.run_id),
+                 converter.page(notebook, f"{record.run_id} notebook"))
+    _publish(store, run_page_key(record.experiment, record.run_id), run_page(info, has_notebook))
     return has_notebook
+
+
+def _publish(store: Store, key: str, page: str) -> None:
+    """A page is shown to whoever can read the store: masked like the record it comes from,
+    also when that record was written by a sagebook that masked less."""
+    store.write_text(key, redact(page))
 
 
 def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
