@@ -663,3 +663,26 @@ def test_a_sweep_whose_every_trial_failed_exits_1(tiny, tmp_path):
     (run,) = runs(tmp_path / "experiments")
     assert manifest(run)["status"] == "Failed"
     assert "unlucky number of units" in (run / "logs/algo-1.log").read_text()
+
+
+def test_trials_stop_when_the_sweep_process_is_killed(tiny, tmp_path):
+    (tmp_path / "hold").write_text("the tiny script waits while this file exists")
+    sweep = write_sweep(tmp_path, """
+        objective: {metric: val_accuracy, goal: maximize}
+        parameters:
+          training.units: [8]
+    """)
+    proc = subprocess.Popen([sys.executable, "-m", "sagebook.cli", "sweep", str(tiny),
+                             "--sweep", str(sweep)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("[trial 0] started"):
+            break
+    proc.kill()  # no chance to stop anything: a killed kernel, an OOM kill
+    proc.wait()
+    experiments = tmp_path / "experiments"
+    (run,) = runs(experiments)
+    wait_for(lambda: manifest(run)["status"] == "Stopped", 30, "the orphaned trial to stop")
+    script = tiny.parent / "code" / "train.py"
+    wait_for(lambda: not _training_processes(script), 10, "no training process left")

@@ -12,10 +12,11 @@ runs what a sweep left unfinished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,8 @@ def start(plan: Plan, *, via: str = "cli", echo: Callable[[str], None] = print,
     record = _create(store, job.experiment, manifest, plan.spec.text)
     echo(f"[sweep] {record.sweep_id}: {len(plan.trials)} trials, {plan.sweep.max_parallel} at a "
          f"time; record at {record.uri}")
-    _record_digests(plan.job_path, plan.overrides, record.trials)
+    with _ending(record):
+        _record_digests(plan.job_path, plan.overrides, record.trials)
     _run(record, plan.sweep, plan.job_path, plan.overrides, record.trials, via, echo)
     return record
 
@@ -144,8 +146,9 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
     if not todo:
         echo(f"[sweep] {record.sweep_id}: every trial has finished; nothing to resume")
         return record
-    _record_digests(job_path, overrides, todo)
-    finished = _finished_runs(record.store, record.experiment)
+    with _ending(record):
+        _record_digests(job_path, overrides, todo)
+        finished = _finished_runs(record.store, record.experiment)
     todo_now = []
     for entry in todo:
         match = finished.get(_digest_key(entry.get("digests")))
@@ -233,17 +236,24 @@ def _create(store: Store, experiment: str, manifest: dict[str, Any], text: str) 
     return record
 
 
+@contextlib.contextmanager
+def _ending(record: SweepRecord) -> Iterator[None]:
+    """Whatever stops the sweep in the block, its record says so (Stopped on Ctrl-C)."""
+    try:
+        yield
+    except BaseException as exc:
+        status = "Stopped" if isinstance(exc, KeyboardInterrupt) else "Failed"
+        record.set_status(status, failure_reason=f"sagebook: {type(exc).__name__}: {exc}")
+        raise
+
+
 def _run(record: SweepRecord, sweep: spec_mod.Sweep, job_path: Path, overrides: list[str],
          todo: list[dict[str, Any]], via: str, echo: Callable[[str], None]) -> None:
     from .local import run_trials
 
     record.set_status("InProgress")
-    try:
+    with _ending(record):
         run_trials(record, sweep, job_path, overrides, todo, via=via, echo=echo)
-    except BaseException as exc:
-        status = "Stopped" if isinstance(exc, KeyboardInterrupt) else "Failed"
-        record.set_status(status, failure_reason=f"sagebook: {type(exc).__name__}: {exc}")
-        raise
     counts: dict[str, int] = {}
     for entry in record.trials:
         counts[entry["status"]] = counts.get(entry["status"], 0) + 1

@@ -12,6 +12,8 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,23 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _stop_with_the_sweep(parent: int) -> None:
+    """A trial never outlives its sweep: when the sweep's process dies (a killed kernel, a
+    SIGKILL), the trial stops as on Ctrl-C and its record says Stopped."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    # Our output went to the sweep through a pipe that nobody reads now: writing to it would
+    # fail the stop half-way. The record keeps the log.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # first: the sweep may stop us at any moment
     signal.signal(signal.SIGINT, _interrupt)
+    threading.Thread(target=_stop_with_the_sweep, args=(os.getppid(),), daemon=True).start()
     spec = json.loads(Path(argv[0]).read_text())
     if spec.get("cpus"):  # before the training process starts: it inherits the CPU set
         os.sched_setaffinity(0, spec["cpus"])
