@@ -23,7 +23,8 @@ NOTEBOOKS = TEMPLATE / "notebooks"
 # each of which must match, so a change to the source shows up as an error, not a silent copy.
 _REWRITES = {
     "environment.yaml": [(" (tests/test_packaging.py keeps them in step)", ""),
-                         (", from this clone", " (from PyPI)"), ("- -e .", "- sagebook")],
+                         (", from this clone", " (from your package index, or a wheel's path)"),
+                         ("- -e .", "- sagebook")],
 }
 _RENAMES = {"gitignore": ".gitignore"}
 _SKIP = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
