@@ -171,3 +171,57 @@ def test_pages_are_masked_like_records_even_for_an_unmasked_record(tmp_path):
     page = store.read_text(report.run_page_key(record.experiment, record.run_id))
     assert "boom: **** api_key=****" in page
     assert "AKIAQWERTYUIOPASDFGH" not in page and "s3cr3tv4lu3xyz" not in page
+
+
+def test_report_filters_and_compares_parameters_in_the_browser(tmp_path, browser):
+    store = open_store(str(tmp_path / "records"))
+    runs_made = [
+        add_run(store, metrics={"acc": acc, "loss": 1 - acc}, created=f"2026-01-0{i + 1}T10:00:00"
+                "+00:00", training={"learning_rate": lr, "optimizer": opt, "epochs": 5})
+        for i, (lr, opt, acc) in enumerate([(0.01, "adam", 0.9), (0.1, "sgd", 0.7),
+                                            (0.001, "adam", 0.8)])]
+    reason = "AlgorithmError: " + "x" * 1100
+    failed = add_run(store, status="Failed", failure=reason[:1024], created="2026-01-05T10:00:00"
+                     "+00:00", training={"learning_rate": 1.0, "optimizer": "sgd", "epochs": 5})
+    failed.put_text("failure.txt", reason + "\nTraceback: the whole story\n")
+    from sagebook.runs import annotate
+
+    annotate(runs_made[0], tags=["stage=best"], note="the one to beat", name="baseline")
+    report.render(store)
+
+    page = browser.new_page()
+    page.set_default_timeout(5000)
+    page.goto((tmp_path / "records" / "_report" / "index.html").as_uri())
+    headers = page.eval_on_selector_all("#runs th[data-col]", "hs => hs.map(h => h.dataset.col)")
+    assert {"learning_rate", "optimizer", "cost", "name", "tags", "note"} <= set(headers)
+    assert "epochs" not in headers  # the same in every run
+
+    def drawn():
+        return page.eval_on_selector_all(
+            "#parallel polyline.run", "ls => ls.filter(l => l.style.display !== 'none')"
+                                      ".map(l => l.dataset.run)")
+
+    box = page.locator("#parallel").bounding_box()
+    assert box and box["width"] > 300 and box["height"] > 100  # the view renders
+    assert sorted(drawn()) == sorted(r.run_id for r in runs_made)  # runs with metrics
+    assert page.locator("svg.scatter").count() == 2  # learning_rate and optimizer vs acc
+
+    page.fill("#filter", "learning_rate<0.05 optimizer=adam")
+    assert page.inner_text("#shown") == "2"
+    assert sorted(drawn()) == sorted([runs_made[0].run_id, runs_made[2].run_id])
+    page.uncheck(f"tr[data-run='{runs_made[2].run_id}'] input.pick")  # not chosen
+    assert drawn() == [runs_made[0].run_id]
+    page.fill("#filter", "stage=best")
+    assert _visible(page) == [runs_made[0].run_id]
+    assert "the one to beat" in page.inner_text(f"tr[data-run='{runs_made[0].run_id}']")
+    page.fill("#filter", "")
+    for href in _links(page):
+        _assert_resolves(href)
+
+    page.click(f"a[href='runs/exp-a/{failed.run_id}.html']")
+    assert "failed before reporting any" in page.inner_text("#no-metrics")
+    assert "first 1,024 characters" in page.inner_text(".cut")
+    assert "Traceback: the whole story" in page.content()
+    for href in _links(page):
+        _assert_resolves(href)
+    page.close()

@@ -120,10 +120,17 @@ class Dashboard:
 
     # metric curves -----------------------------------------------------------------------------
 
-    def curves(self, record: Record) -> Plot:
-        """Every metric of one run, one panel each."""
+    def curves(self, record: Record) -> Plot | Html:
+        """Every metric of one run, one panel each, over the log's own steps (epochs)."""
         series = runs.metric_series(record)
-        names = sorted(series) or ["(no metrics)"]
+        if not series:  # say so, rather than draw an empty box
+            why = ("it failed before reporting any" if record.status in
+                   ("Failed", "Stopped", "Interrupted", "Lost") else "none were reported")
+            reason = (record.manifest.get("failure_reason") or "").strip().splitlines()
+            return Html(f"<p><b>{html.escape(record.run_id)}</b> ({html.escape(record.status)})"
+                        f" has no metrics: {why}"
+                        + (f" — {html.escape(reason[0][:300])}" if reason else "") + "</p>")
+        names = sorted(series)
         figure = _figure(3.2 * min(len(names), 3), 2.6 * ((len(names) + 2) // 3))
         for i, name in enumerate(names):
             axes = figure.add_subplot((len(names) + 2) // 3, min(len(names), 3), i + 1)
@@ -138,6 +145,7 @@ class Dashboard:
     def overlay(self, records: Sequence[Record], metrics: Sequence[str] | str = ()) -> Plot:
         """The chosen runs on one set of axes per metric, to compare their curves."""
         series = {r.run_id: runs.metric_series(r) for r in records}
+        labels = legend_labels(records)
         shown = names(metrics) or sorted({n for s in series.values() for n in s})
         shown = shown or ["(no metrics)"]
         figure = _figure(4.2 * min(len(shown), 3), 3.0 * ((len(shown) + 2) // 3))
@@ -147,12 +155,35 @@ class Dashboard:
                 points = run_series.get(name, [])
                 if points:
                     axes.plot([_step(p, j) for j, p in enumerate(points)],
-                              [p[1] for p in points], marker="o", markersize=3, label=run_id)
+                              [p[1] for p in points], marker="o", markersize=3,
+                              label=labels[run_id])
             axes.set_title(name, fontsize="medium")
             axes.set_xlabel("step")
             if axes.lines:
                 axes.legend(fontsize="x-small")
         return Plot(figure)
+
+    def compare(self, metric: str | None = None, limit: int = report.MAX_CHARTED) -> Html:
+        """The runs' parameters against a final metric, one scatter per parameter that differs
+        among them, and parallel coordinates over those parameters and the main metrics — the
+        same charts as the report's index."""
+        chosen = self.runs[:limit]
+        metrics = report.metric_columns(chosen)
+        if metric:
+            metrics = [metric] + [m for m in metrics if m != metric]
+        params = runs.differing_params(chosen)[:report.MAX_CHART_PARAMS]
+        macros = report._templates().get_template("report_macros.html").module
+        parts = [str(macros.styles(report.STATUS_COLOURS))]
+        parallel = report.parallel_chart(chosen, params, metrics[:3])
+        if parallel:
+            parts.append(str(macros.parallel(parallel)))
+        if metrics:
+            parts += [str(macros.scatter(report.scatter_chart(chosen, p, metrics[0])))
+                      for p in params]
+        if len(parts) == 1:
+            parts.append("<p>nothing to compare: no parameter differs among runs with "
+                         "metrics</p>")
+        return Html("".join(parts))
 
     # comparing configs -------------------------------------------------------------------------
 
@@ -174,6 +205,20 @@ class Dashboard:
             for r in rows)
         return Html(f"<table><tr><th></th><th>key</th><th>{html.escape(a.run_id)}</th>"
                     f"<th>{html.escape(b.run_id)}</th></tr>{body}</table>")
+
+
+def legend_labels(records: Sequence[Record]) -> dict[str, str]:
+    """Each run named by what differs between the runs (`learning_rate=0.1, epochs=20`), or
+    by its name or id when nothing does."""
+    entries = [{"params": r.manifest.get("params") or {}} for r in records]
+    differing = runs.differing_params(entries)[:3]
+    labels = {}
+    for record, entry in zip(records, entries, strict=True):
+        text = ", ".join(f"{k}={runs.format_param(entry['params'].get(k))}" for k in differing)
+        labels[record.run_id] = text or record.run_id
+    if len(set(labels.values())) < len(labels):  # not enough to tell them apart: add the id
+        labels = {k: f"{v} ({k[-6:]})" if v != k else v for k, v in labels.items()}
+    return labels
 
 
 def names(value: Sequence[str] | str | None) -> list[str]:

@@ -15,7 +15,6 @@ revision), or when the rendering options or this module's page format did.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import threading
@@ -23,7 +22,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from . import index, runs
 from .errors import StoreError
@@ -31,9 +32,10 @@ from .record import Record
 from .secrets import redact
 from .stores import Store
 
+TEMPLATES = Path(__file__).with_name("templates")
 ROOT = "_report"
 STATE = f"{ROOT}/state.json"
-PAGE_FORMAT = 1  # bump when pages change shape, so the next report renders every page again
+PAGE_FORMAT = 2  # bump when pages change shape, so the next report renders every page again
 MAX_METRIC_COLUMNS = 6
 STATUS_COLOURS = {
     "Completed": "#1a7f37", "Failed": "#cf222e", "Stopped": "#9a6700", "Interrupted": "#9a6700",
@@ -74,8 +76,7 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
     entries = list(index.entries(store, damaged=damaged))
     for line in runs.damage_lines(damaged):
         echo(line)
-    changed = [e for e in entries
-               if rendered_before.get(_name(e)) != list(index.rank(e))]
+    changed = [e for e in entries if rendered_before.get(_name(e)) != _version(e)]
     converter = _NotebookConverter(hide_inputs)
 
     skipped: dict[str, str] = {}
@@ -101,7 +102,7 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
     if changed or not same_options or sweeps:
         _publish(store, f"{ROOT}/index.html", index_page(entries, store.uri, sweeps))
     state = {"options": options,
-             "runs": {**rendered_before, **{_name(e): list(index.rank(e)) for e in changed}}}
+             "runs": {**rendered_before, **{_name(e): _version(e) for e in changed}}}
     store.write_text(STATE, json.dumps(state, separators=(",", ":")))
     echo(f"{len(changed)} of {len(entries)} run pages rendered ({notebooks} notebooks)"
          + (f", {len(skipped)} skipped (`sagebook fsck` says what to do)" if skipped else ""))
@@ -129,66 +130,30 @@ def _render_sweeps(store: Store) -> list[dict[str, Any]]:
     return summaries
 
 
+def _version(entry: dict[str, Any]) -> list[Any]:
+    """What a run page shows changes with the manifest (its rank) and its annotations."""
+    stamps = [stamp for _, stamp in (entry.get("annotations") or {}).values()]
+    return [*index.rank(entry), max(stamps, default="")]
+
+
 def _name(entry: dict[str, Any]) -> str:
     return f"{entry['experiment']}/{entry['run_id']}"
 
 
 # --------------------------------------------------------------------------------------------
-# Pages
+# Pages: report.py works out what to show (values, links, pixels); templates/ draws it.
 
 
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;color:#1f2328}
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #d0d7de}
-table{border-collapse:collapse}td,th{padding:.25em .6em;border-bottom:1px solid #eaeef2;
-text-align:left;vertical-align:top;white-space:nowrap}th{background:#f6f8fa;position:sticky;top:0}
-th[data-col]{cursor:pointer;user-select:none}th.asc::after{content:" \\25B2"}
-th.desc::after{content:" \\25BC"}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.status{font-weight:600}pre{background:#f6f8fa;padding:.8em;overflow:auto;max-height:40em}
-.muted{color:#6e7781}.counts span{margin-right:1.2em}input{padding:.3em;width:22em}
-a{color:#0969da}svg{background:#fff;border:1px solid #eaeef2;margin:.3em .6em .3em 0}
-"""
-_STATUS_CSS = "".join(f".s-{s}{{color:{c}}}" for s, c in STATUS_COLOURS.items())
+def _templates() -> Any:
+    import jinja2
 
-_SORT_SCRIPT = """
-(function(){
-  var table=document.getElementById('runs'), body=table.tBodies[0];
-  var heads=table.tHead.rows[0].cells;
-  function value(row,i){var c=row.cells[i], v=c.getAttribute('data-v');
-    if(v===null) v=c.textContent; var n=parseFloat(v);
-    return (v!=='' && !isNaN(n) && isFinite(v)) ? n : v;}
-  function sortBy(i,desc){
-    var rows=Array.prototype.slice.call(body.rows);
-    rows.sort(function(a,b){var x=value(a,i), y=value(b,i);
-      if(x===''&&y!=='') return 1; if(y===''&&x!=='') return -1;
-      var r=(typeof x===typeof y)?(x<y?-1:x>y?1:0):String(x).localeCompare(String(y));
-      return desc?-r:r;});
-    rows.forEach(function(r){body.appendChild(r);});
-    for(var j=0;j<heads.length;j++) heads[j].classList.remove('asc','desc');
-    heads[i].classList.add(desc?'desc':'asc');}
-  for(var i=0;i<heads.length;i++)(function(i){
-    heads[i].addEventListener('click',function(){
-      sortBy(i,!heads[i].classList.contains('desc')&&heads[i].classList.contains('asc'));});
-  })(i);
-  var filter=document.getElementById('filter');
-  filter.addEventListener('input',function(){var q=filter.value.toLowerCase(), shown=0;
-    Array.prototype.forEach.call(body.rows,function(r){
-      var hit=r.textContent.toLowerCase().indexOf(q)>=0; r.style.display=hit?'':'none';
-      if(hit) shown++;});
-    document.getElementById('shown').textContent=shown;});
-})();
-"""
+    if not _ENV:
+        _ENV.append(jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                                       autoescape=True, trim_blocks=True, lstrip_blocks=True))
+    return _ENV[0]
 
 
-def _page(title: str, body: str, extra_css: str = "") -> str:
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}{_STATUS_CSS}{extra_css}</style>"
-            f"</head><body>\n{body}\n</body></html>\n")
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
+_ENV: list[Any] = []
 
 
 def metric_columns(entries: Iterable[dict[str, Any]], limit: int = MAX_METRIC_COLUMNS
@@ -200,48 +165,49 @@ def metric_columns(entries: Iterable[dict[str, Any]], limit: int = MAX_METRIC_CO
     return [name for name, _ in counts.most_common(limit)]
 
 
-def runs_table(entries: list[dict[str, Any]], metrics: list[str] | None = None,
-               link: Callable[[dict[str, Any]], str | None] | None = None) -> str:
-    """The runs as an HTML table (the report's index, and the dashboard notebook's table)."""
-    metrics = metric_columns(entries) if metrics is None else metrics
-    columns = ["run", "experiment", "user", "created", "instance", "status", "duration",
-               *metrics, "commit", "notebook"]
-    head = "".join(f"<th data-col=\"{_e(c)}\">{_e(c)}</th>" for c in columns)
+def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[str],
+               link: Callable[[dict[str, Any]], str | None] | None = None
+               ) -> list[dict[str, Any]]:
+    """What the runs table shows of each run."""
     rows = []
     for entry in entries:
         href = link(entry) if link else None
-        run = (f"<a href=\"{_e(href)}\">{_e(entry['run_id'])}</a>" if href
-               else _e(entry["run_id"]))
-        status = entry.get("status", "")
         seconds = runs.duration(entry)
-        cells = [
-            f"<td data-v=\"{_e(entry['run_id'])}\">{run}</td>",
-            f"<td>{_e(entry.get('experiment'))}</td>",
-            f"<td>{_e(entry.get('user'))}</td>",
-            f"<td data-v=\"{_e(entry.get('created'))}\">{_e(_short_time(entry.get('created')))}"
-            "</td>",
-            f"<td>{_e(entry.get('instance_type'))}</td>",
-            f"<td class=\"status s-{_e(status)}\" title=\"{_e(entry.get('failure_reason'))}\">"
-            f"{_e(status)}</td>",
-            f"<td class=\"num\" data-v=\"{'' if seconds is None else f'{seconds:.1f}'}\">"
-            f"{runs.format_duration(seconds)}</td>",
-        ]
-        final = entry.get("final_metrics") or {}
-        for name in metrics:
-            value = final.get(name)
-            cells.append(f"<td class=\"num\" data-v=\"{_e(value)}\">"
-                         f"{'' if value is None else f'{value:.4g}'}</td>")
-        cells.append(f"<td title=\"{_e(entry.get('git_commit'))}\">"
-                     f"<code>{_e(runs.format_commit(entry))}</code></td>")
+        tags = entry.get("tags") or {}
         notebook = entry.get("notebook")
-        if href and notebook in ("completed", "failed"):  # captured: its page exists
-            nb_href = href.removesuffix(".html") + ".notebook.html"
-            cells.append(f"<td><a href=\"{_e(nb_href)}\">{_e(notebook)}</a></td>")
-        else:
-            cells.append(f"<td class=\"muted\">{_e(notebook)}</td>")
-        rows.append(f"<tr data-run=\"{_e(entry['run_id'])}\">{''.join(cells)}</tr>")
-    return (f"<table id=\"runs\"><thead><tr>{head}</tr></thead>\n<tbody>\n"
-            + "\n".join(rows) + "\n</tbody></table>")
+        run_params = entry.get("params") or {}
+        rows.append({
+            "run_id": entry["run_id"], "href": href, "name": entry.get("name") or "",
+            "experiment": entry.get("experiment"), "user": entry.get("user"),
+            "created": entry.get("created") or "",
+            "created_short": _short_time(entry.get("created")),
+            "instance": entry.get("instance_type"), "status": entry.get("status", ""),
+            "failure": entry.get("failure_reason") or "",
+            "seconds": "" if seconds is None else f"{seconds:.1f}",
+            "duration": runs.format_duration(seconds), "cost": entry.get("cost"),
+            "metrics": [(entry.get("final_metrics") or {}).get(m) for m in metrics],
+            "params": [(run_params.get(p), runs.format_param(run_params.get(p)))
+                       for p in params],
+            "commit_full": entry.get("git_commit") or "", "commit": runs.format_commit(entry),
+            "tags": ", ".join(f"{k}={v}" for k, v in sorted(tags.items())),
+            "note": entry.get("note") or "", "note_short": runs._cut(entry.get("note") or "", 40),
+            "notebook": notebook or "",
+            # captured notebooks have a page next to the run's
+            "notebook_href": href.removesuffix(".html") + ".notebook.html"
+            if href and notebook in ("completed", "failed") else None,
+        })
+    return rows
+
+
+def runs_table(entries: list[dict[str, Any]], metrics: list[str] | None = None,
+               link: Callable[[dict[str, Any]], str | None] | None = None,
+               params: list[str] | None = None) -> str:
+    """The runs as an HTML table (the report's index, and the dashboard notebook's table)."""
+    metrics = metric_columns(entries) if metrics is None else metrics
+    params = runs.differing_params(entries) if params is None else params
+    macros = _templates().get_template("report_macros.html").module
+    return str(macros.styles(STATUS_COLOURS)) + str(macros.runs_table(
+        table_rows(entries, metrics, params, link), metrics, params))
 
 
 def _short_time(value: Any) -> str:
@@ -252,26 +218,25 @@ def _short_time(value: Any) -> str:
 def index_page(entries: list[dict[str, Any]], store_uri: str,
                sweeps: Iterable[dict[str, Any]] = ()) -> str:
     ordered = sorted(entries, key=lambda e: e.get("created") or "", reverse=True)
+    metrics = metric_columns(entries)
+    params = runs.differing_params(entries)[:MAX_PARAM_COLUMNS]
     counts = Counter(e.get("status", "?") for e in entries)
-    summary = "".join(f"<span class=\"s-{_e(s)}\">{_e(s)}: {n}</span>"
-                      for s, n in sorted(counts.items()))
-    table = runs_table(ordered, link=lambda e: f"runs/{e['experiment']}/{e['run_id']}.html")
-    body = (f"<h1>Experiments</h1><p class=\"muted\">{_e(store_uri)} — {len(entries)} runs"
-            f"</p><p class=\"counts\">{summary}</p>"
-            f"<p><input id=\"filter\" type=\"search\" placeholder=\"filter: user, status, "
-            f"experiment, run…\"> <span class=\"muted\"><span id=\"shown\">{len(entries)}</span>"
-            f" shown; click a column to sort</span></p>\n{table}\n{_sweep_list(sweeps)}"
-            f"<script>{_SORT_SCRIPT}</script>")
-    return _page("Experiments", body)
-
-
-def _sweep_list(sweeps: Iterable[dict[str, Any]]) -> str:
-    items = [f"<li><a href=\"sweeps/{_e(s['experiment'])}/{_e(s['id'])}.html\">{_e(s['id'])}"
-             f"</a> {_e(s['experiment'])}: {_e(s['strategy'])}, {s['trials']} trials, "
-             f"<span class=\"s-{_e(s['status'])}\">{_e(s['status'])}</span>"
-             + (f", best {_e(s['objective'])} {s['best']:.4g}" if s["best"] is not None else "")
-             + "</li>" for s in reversed(list(sweeps))]
-    return f"<h2>Sweeps</h2><ul id=\"sweeps\">{''.join(items)}</ul>" if items else ""
+    costs: dict[str, list[float]] = {}
+    for entry in entries:
+        runs._add_cost(costs, entry)
+    charted = ordered[:MAX_CHARTED]
+    return _templates().get_template("report_index.html").render(
+        store_uri=store_uri, status_colours=STATUS_COLOURS,
+        rows=table_rows(ordered, metrics, params,
+                        link=lambda e: f"runs/{e['experiment']}/{e['run_id']}.html"),
+        metrics=metrics, params=params, counts=sorted(counts.items()),
+        costs=[(k, v[0], int(v[1])) for k, v in sorted(costs.items())],
+        cost_total=sum(v[0] for v in costs.values()),
+        sweeps=list(reversed(list(sweeps))),
+        parallel=parallel_chart(charted, params[:MAX_CHART_PARAMS], metrics[:3]),
+        scatters=[scatter_chart(charted, p, metrics[0]) for p in params[:MAX_CHART_PARAMS]]
+        if metrics else [],
+        capped=len(charted) if len(ordered) > len(charted) else 0)
 
 
 def _render_run(store: Store, entry: dict[str, Any], converter: _NotebookConverter) -> bool:
@@ -300,91 +265,180 @@ def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
     summary = index.summarize(m)
     git = m.get("git") or {}
     parent = m.get("parent") or {}
-    parent_link = (f"<a href=\"../{_e(parent.get('experiment'))}/{_e(parent['run_id'])}.html\">"
-                   f"{_e(parent['run_id'])}</a>" if parent.get("run_id") else "")
+    notes = info.annotations
     facts = [
-        ("status", f"<span class=\"status s-{_e(m.get('status'))}\">{_e(m.get('status'))}"
-                   "</span>"),
-        ("experiment", _e(record.experiment)),
-        ("user", f"{_e(m.get('user'))}@{_e(m.get('host'))}"),
-        ("created", _e(m.get("created"))),
-        ("ended", _e(m.get("ended"))),
-        ("duration", runs.format_duration(runs.duration(summary))),
-        ("instance", f"{_e(m.get('instance_type'))} ({_e(m.get('backend'))})"),
-        ("job", _e(m.get("job_name"))),
-        ("launched via", _e(m.get("launched_via"))),
-        ("image", _e(m.get("image_uri"))),
-        ("git", f"<code>{_e(git['commit'])}</code> {_e(git.get('branch'))}"
-                f"{' <b>dirty</b>' if git.get('dirty') else ''}" if git.get("commit")
-         else _e(git.get("note"))),
-        ("overrides", _e(", ".join((m.get("config") or {}).get("overrides") or []))),
-        ("parent", parent_link),
-        ("record", f"<a href=\"{to_record}manifest.json\">{_e(record.uri)}</a>"),
+        ("experiment", record.experiment, None),
+        ("user", f"{m.get('user')}@{m.get('host')}", None),
+        ("created", m.get("created"), None),
+        ("ended", m.get("ended"), None),
+        ("duration", runs.format_duration(runs.duration(summary)), None),
+        ("cost", runs.describe_cost(m["cost"]) if m.get("cost") else None, None),
+        ("instance", f"{m.get('instance_type')} ({m.get('backend')})", None),
+        ("job", m.get("job_name"), None),
+        ("launched via", m.get("launched_via"), None),
+        ("image", m.get("image_uri"), None),
+        ("git", f"{git['commit']} {git.get('branch') or ''}"
+                f"{' (dirty)' if git.get('dirty') else ''}" if git.get("commit")
+         else git.get("note"), None),
+        ("overrides", ", ".join((m.get("config") or {}).get("overrides") or []), None),
+        ("parent", parent.get("run_id"),
+         f"../{parent.get('experiment')}/{parent.get('run_id')}.html"
+         if parent.get("run_id") else None),
+        ("tags", ", ".join(f"{k}={v}" for k, v in sorted((notes.get("tags") or {}).items())),
+         None),
+        ("record", record.uri, f"{to_record}manifest.json"),
     ]
-    if has_notebook:
-        facts.append(("notebook", f"<a href=\"{_e(record.run_id)}.notebook.html\">executed "
-                                  f"notebook</a> ({_e((m.get('notebook') or {}).get('status'))}"
-                                  f") · <a href=\"{to_record}notebook.ipynb\">.ipynb</a>"))
-    parts = [f"<p><a href=\"../../index.html\">← all runs</a></p><h1>{_e(record.run_id)}</h1>",
-             "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts
-                                 if v) + "</table>"]
-    if m.get("failure_reason"):
-        parts.append(f"<h2>Failure</h2><pre>{_e(m['failure_reason'])}</pre>")
-        if info.failure:
-            parts.append(f"<details><summary>failure.txt</summary><pre>{_e(info.failure)}"
-                         "</pre></details>")
-    parts.append("<h2>Status timeline</h2><table>" + "".join(
-        f"<tr><td class=\"status s-{_e(h.get('status'))}\">{_e(h.get('status'))}</td>"
-        f"<td>{_e(h.get('time'))}</td></tr>" for h in m.get("status_history") or []) + "</table>")
-    final = m.get("final_metrics") or {}
-    if final or info.metrics:
-        parts.append("<h2>Metrics</h2><table>" + "".join(
-            f"<tr><th>{_e(k)}</th><td class=\"num\">{v:.6g}</td></tr>"
-            for k, v in final.items()) + "</table>")
-        parts.append("".join(svg_chart(name, points) for name, points in info.metrics.items()))
-    for title, text in (("Training config", info.training_config),
-                        ("Job config", info.job_config)):
-        if text:
-            parts.append(f"<h2>{title}</h2><pre>{_e(text)}</pre>")
-    if info.request is not None:
-        parts.append("<h2>Request</h2><details><summary>CreateTrainingJob</summary><pre>"
-                     f"{_e(json.dumps(info.request, indent=2))}</pre></details>")
-    artifacts = []
+    charts = [line_chart(name, points) for name, points in info.metrics.items() if points]
+    final = sorted((m.get("final_metrics") or {}).items())
+    no_metrics = ("no metrics: the run failed before reporting any" if m.get("status") in
+                  ("Failed", "Stopped", "Interrupted", "Lost") else "no metrics reported")
+    return _templates().get_template("report_run.html").render(
+        run_id=record.run_id, experiment=record.experiment, name=notes.get("name"),
+        status=m.get("status"), status_colours=STATUS_COLOURS, facts=facts,
+        notes=notes.get("notes") or [], record_href=to_record,
+        notebook_href=f"{record.run_id}.notebook.html" if has_notebook else None,
+        notebook_status=(m.get("notebook") or {}).get("status"),
+        failure=_failure(info, to_record), history=m.get("status_history") or [],
+        final=final, charts=charts, no_metrics=no_metrics,
+        params=[(k, runs.format_param(v)) for k, v in (m.get("params") or {}).items()],
+        configs=[(title, text) for title, text in (("Training config", info.training_config),
+                                                   ("Job config", info.job_config)) if text],
+        request=json.dumps(info.request, indent=2) if info.request is not None else None,
+        artifacts=_artifact_links(info, to_record))
+
+
+def _failure(info: runs.RunDetails, to_record: str) -> dict[str, Any] | None:
+    """The failure reason, and the whole text where sagebook has it: SageMaker cuts
+    FailureReason at 1,024 characters; failure.txt holds the training code's own
+    output/failure (local runs) or the reason with each host's last log lines."""
+    reason = info.manifest.get("failure_reason")
+    if not reason and not info.failure:
+        return None
+    return {"text": reason or "", "cut": len(reason or "") >= FAILURE_REASON_LIMIT,
+            "full": info.failure, "full_name": "failure.txt",
+            "full_href": f"{to_record}failure.txt" if info.failure else None}
+
+
+def _artifact_links(info: runs.RunDetails, to_record: str) -> list[tuple[str, str, str | None]]:
+    """Every artifact with a link a browser can follow: the record's own files relative to
+    the page, S3 objects to the S3 console, local files as file:// URLs."""
+    links = []
+    prefix = info.record.uri.rstrip("/") + "/"
     for name, uri in info.artifacts().items():
-        local = name in info.files
-        href = f"{to_record}{name}" if local else None
-        artifacts.append(f"<tr><th>{_e(name)}</th><td>"
-                         + (f"<a href=\"{_e(href)}\">{_e(uri)}</a>" if href else _e(uri))
-                         + "</td></tr>")
-    if artifacts:
-        parts.append("<h2>Artifacts</h2><table>" + "".join(artifacts) + "</table>")
-    return _page(f"{record.run_id} — {record.experiment}", "\n".join(parts))
+        href: str | None
+        if name in info.files:
+            href = f"{to_record}{name}"
+        elif uri.startswith(prefix):  # a file of the record, such as output/model.tar.gz
+            href = f"{to_record}{uri[len(prefix):]}"
+        elif uri.startswith("s3://"):
+            bucket, _, key = uri[5:].partition("/")
+            href = (f"https://s3.console.aws.amazon.com/s3/object/{quote(bucket)}"
+                    f"?prefix={quote(key)}")
+        elif uri.startswith("/"):
+            href = f"file://{quote(uri)}"
+        else:
+            href = None
+        links.append((name, uri, href))
+    return links
 
 
-def svg_chart(name: str, points: list[tuple[int | None, float, float | None]],
-              width: int = 360, height: int = 180) -> str:
-    """A metric's curve as inline SVG: no plotting library, no script, prints anywhere."""
-    values = [(step if step is not None else i, value)
-              for i, (step, value, _) in enumerate(points)]
-    if not values:
-        return ""
-    pad = 32
-    xs, ys = [v[0] for v in values], [v[1] for v in values]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    sx = (width - 2 * pad) / ((x1 - x0) or 1)
-    sy = (height - 2 * pad) / ((y1 - y0) or 1)
-    path = " ".join(f"{pad + (x - x0) * sx:.1f},{height - pad - (y - y0) * sy:.1f}"
-                    for x, y in values)
-    return (f"<svg role=\"img\" aria-label=\"{_e(name)}\" width=\"{width}\" height=\"{height}\""
-            f" viewBox=\"0 0 {width} {height}\" xmlns=\"http://www.w3.org/2000/svg\">"
-            f"<text x=\"{pad}\" y=\"18\" font-size=\"13\" font-weight=\"600\">{_e(name)}</text>"
-            f"<text x=\"2\" y=\"{pad + 4}\" font-size=\"10\">{y1:.4g}</text>"
-            f"<text x=\"2\" y=\"{height - pad}\" font-size=\"10\">{y0:.4g}</text>"
-            f"<text x=\"{pad}\" y=\"{height - 8}\" font-size=\"10\">{x0}</text>"
-            f"<text x=\"{width - pad}\" y=\"{height - 8}\" font-size=\"10\" "
-            f"text-anchor=\"end\">{x1}</text>"
-            f"<polyline fill=\"none\" stroke=\"#0969da\" stroke-width=\"2\" points=\"{path}\"/>"
-            "</svg>")
+# --------------------------------------------------------------------------------------------
+# Charts: inline SVG, positions worked out here (no plotting library, nothing fetched)
+
+WIDTH, HEIGHT, PAD = 360, 190, 36
+MAX_PARAM_COLUMNS = 12
+MAX_CHART_PARAMS = 6
+MAX_CHARTED = 500  # the newest runs drawn in the index's comparison charts
+FAILURE_REASON_LIMIT = 1024
+
+
+def _x(fraction: float, width: int = WIDTH, pad: int = PAD) -> float:
+    return round(pad + fraction * (width - 2 * pad), 1)
+
+
+def _y(fraction: float) -> float:
+    return round(HEIGHT - PAD - fraction * (HEIGHT - 2 * PAD), 1)
+
+
+def _frame(title: str) -> dict[str, Any]:
+    return {"title": title, "width": WIDTH, "height": HEIGHT, "pad": PAD, "x_ticks": []}
+
+
+def line_chart(name: str, points: list[tuple[int | None, float, float | None]]
+               ) -> dict[str, Any]:
+    """A metric's curve over the log's own steps (epochs), else the order of its values."""
+    from .sweeps.page import Axis
+
+    xy = [(step if step is not None else i, value) for i, (step, value, _) in enumerate(points)]
+    x_axis = Axis.of("step", [x for x, _ in xy])
+    y_axis = Axis.of(name, [y for _, y in xy])
+    chart = _frame(name)
+    placed = [(_x(x_axis.position(x)), _y(y_axis.position(y)), f"{x}: {y:.6g}") for x, y in xy]
+    chart.update(points=" ".join(f"{x},{y}" for x, y, _ in placed), dots=placed,
+                 x_label="step", y_ticks=[(_y(f), label) for f, label in y_axis.ticks()],
+                 x_ticks=[(_x(f), label) for f, label in x_axis.ticks()])
+    return chart
+
+
+def _colour(entry: dict[str, Any]) -> str:
+    return STATUS_COLOURS.get(entry.get("status", ""), "#6e7781")
+
+
+def scatter_chart(entries: list[dict[str, Any]], param: str, metric: str) -> dict[str, Any]:
+    """One parameter against one final metric, a point per run that has the metric."""
+    from .sweeps.page import Axis
+
+    scored = [e for e in entries if _number((e.get("final_metrics") or {}).get(metric))]
+    values = [(e.get("params") or {}).get(param) for e in scored]
+    x_axis = Axis.of(param, [runs.format_param(v) if not _number(v) else v for v in values])
+    y_axis = Axis.of(metric, [e["final_metrics"][metric] for e in scored])
+    chart = _frame(f"{metric} by {param}")
+    chart.update(
+        points=[{"run": e["run_id"], "colour": _colour(e),
+                 "x": _x(x_axis.position(v if _number(v) else runs.format_param(v))),
+                 "y": _y(y_axis.position(e["final_metrics"][metric])),
+                 "title": f"{e['run_id']}: {param}={runs.format_param(v)}, "
+                          f"{metric}={e['final_metrics'][metric]:.4g}"}
+                for v, e in zip(values, scored, strict=True)],
+        y_ticks=[(_y(f), label) for f, label in y_axis.ticks()] if scored else [],
+        x_ticks=[(_x(f), label) for f, label in x_axis.ticks()] if scored else [])
+    return chart
+
+
+def parallel_chart(entries: list[dict[str, Any]], params: list[str], metrics: list[str]
+                   ) -> dict[str, Any] | None:
+    """One vertical axis per parameter and per metric, a line per run that has them all."""
+    from .sweeps.page import Axis
+
+    scored = [e for e in entries
+              if all(_number((e.get("final_metrics") or {}).get(m)) for m in metrics)]
+    if not scored or len(params) + len(metrics) < 2:
+        return None
+
+    def value(entry: dict[str, Any], name: str, is_metric: bool) -> Any:
+        if is_metric:
+            return entry["final_metrics"][name]
+        found = (entry.get("params") or {}).get(name)
+        return found if _number(found) else runs.format_param(found)
+
+    names = [(p, False) for p in params] + [(m, True) for m in metrics]
+    axes = [Axis.of(n, [value(e, n, is_m) for e in scored]) for n, is_m in names]
+    width = max(WIDTH, 140 * len(axes))
+    xs = [_x(i / (len(axes) - 1), width, pad=70) for i in range(len(axes))]
+    lines = [{"run": e["run_id"], "colour": _colour(e),
+              "title": f"{e['run_id']}: " + ", ".join(
+                  f"{n}={runs.format_param(value(e, n, is_m))}" for n, is_m in names),
+              "points": " ".join(f"{x},{_y(axis.position(value(e, n, is_m)))}"
+                                 for x, axis, (n, is_m) in zip(xs, axes, names, strict=True))}
+             for e in scored]
+    return {"width": width, "height": HEIGHT, "pad": PAD, "lines": lines,
+            "axes": [{"x": x, "name": axis.name,
+                      "ticks": [(_y(f), label) for f, label in axis.ticks()]}
+                     for x, axis in zip(xs, axes, strict=True)]}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class _NotebookConverter:
@@ -407,8 +461,11 @@ class _NotebookConverter:
         try:
             body, _ = exporter.from_notebook_node(nbformat.reads(notebook_json, as_version=4))
         except Exception as exc:  # a torn or foreign notebook must not stop the whole report
-            body = f"<p>this notebook could not be rendered: {_e(exc)}</p>"
-        return _page(title, _EXTERNAL_ASSET.sub("", body), _notebook_css())
+            from markupsafe import escape
+
+            body = f"<p>this notebook could not be rendered: {escape(str(exc))}</p>"
+        return _templates().get_template("report_notebook.html").render(
+            title=title, body=_EXTERNAL_ASSET.sub("", body), css=_notebook_css())
 
 
 _PYGMENTS_CSS: list[str] = []

@@ -1,7 +1,10 @@
 """Log lines of a run: shown live, saved to the record, and scraped for metrics.
 
 Metrics are scraped as SageMaker does: every metric definition's regex is searched in every
-log line, and the first capture group, read as a float, is the value.
+log line, and the first capture group, read as a float, is the value. A value's step (the x of
+its curve) is the line's own epoch or step number when it has one; once a metric's lines have
+had one, a line without (a closing "final val_accuracy=…") sets the final value but adds no
+point to the curve.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..secrets import redact, secret_values
+
+# `epoch=3`, `Epoch 3/10`, `step: 200`, `iteration 7`: a line's own position in training
+_STEP = re.compile(r"\b(?:epoch|step|iteration|iter)\b\s*[=:]?\s*(\d+)", re.IGNORECASE)
 
 
 class LogSink:
@@ -41,6 +47,7 @@ class LogSink:
         self.patterns = [(d["Name"], re.compile(d["Regex"])) for d in metric_definitions]
         self.secrets = secret_values()
         self.steps: dict[str, int] = {}
+        self.stepped: set[str] = set()  # metrics whose lines carry their own epoch/step
         self.last: dict[str, float] = {}
         self._log: IO[str] | None = self.log_path.open("a", encoding="utf-8")
         self._metrics: IO[str] | None = self.metrics_path.open("a", encoding="utf-8")
@@ -65,9 +72,16 @@ class LogSink:
                 continue
             if math.isnan(value) or math.isinf(value):
                 continue
-            step = self.steps.get(name, 0)
-            self.steps[name] = step + 1
             self.last[name] = value
+            own = _STEP.search(text)
+            if own:  # the log's own epoch or step numbers the curve
+                step = int(own.group(1))
+                self.stepped.add(name)
+            elif name in self.stepped:
+                continue  # a summary line ("final val_accuracy=…"): a final value, no point
+            else:
+                step = self.steps.get(name, 0)
+            self.steps[name] = step + 1
             entry: dict[str, Any] = {"name": name, "value": value, "timestamp": stamp,
                                      "step": step, "host": self.host}
             self._write("_metrics", json.dumps(entry) + "\n")
