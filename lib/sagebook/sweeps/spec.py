@@ -286,6 +286,9 @@ def check(spec: SweepFile, job_path: str | os.PathLike[str], overrides: list[str
             problem(("hyperband", "min_resource"), "must not exceed max_resource")
     elif sweep.hyperband is not None:
         problem(("hyperband",), "applies only to strategy hyperband")
+    if not remote and sweep.early_stopping and str(cfg.job.experiments_uri).startswith("s3://"):
+        problem(("early_stopping",), "a local sweep reads its trials' live metrics from their "
+                                     "records: keep them in a local folder (experiments_uri)")
     if not remote:
         for name in ("warm_start", "max_runtime"):
             if getattr(sweep, name) is not None:
