@@ -237,10 +237,10 @@ def test_local_grid_runs_six_trials_two_at_a_time_each_a_record_of_the_sweep(tin
     assert over_time.count("<circle") == 6 and "<polyline" in over_time  # and the best so far
     scatters = re.findall(r'<svg class="scatter".*?</svg>', page, re.S)
     assert [re.search(r'aria-label="([^"]+)"', s).group(1) for s in scatters] == [
-        "training.lr", "training.units"]
+        "val_accuracy by training.lr", "val_accuracy by training.units"]
     assert all(s.count("<circle") == 6 for s in scatters)
     parallel = re.search(r'<svg id="parallel".*?</svg>', page, re.S).group(0)
-    assert parallel.count('class="trial"') == 6
+    assert parallel.count('class="run"') == 6
     assert [a for a in re.findall(r'text-anchor="middle">([^<]+)</text>', parallel)] == [
         "training.lr", "training.units", "val_accuracy"]
     for link in re.findall(r'href="(\.\./\.\./runs/[^"]+)"', page):
@@ -250,7 +250,7 @@ def test_local_grid_runs_six_trials_two_at_a_time_each_a_record_of_the_sweep(tin
     from sagebook.dashboard import Dashboard
 
     board = Dashboard(str(experiments)).sweep(sweep_dir.name[-6:])
-    assert board._repr_html_().count('class="trial"') == 6
+    assert board._repr_html_().count('class="run"') == 6
 
 
 def _time(run: dict, status: str) -> str:
@@ -508,7 +508,7 @@ def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, t
     page = boto3.client("s3").get_object(
         Bucket=bucket, Key=f"records/_report/sweeps/digits-mlp/{name}.html")["Body"].read().decode()
     assert f"<tr><th>spend</th><td>${sweep['spend_usd']:.2f}</td></tr>" in page
-    assert page.count('class="trial"') == 3  # the three trials with an objective
+    assert page.count('class="run"') == 3  # the three trials with an objective
 
 
 # --------------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ class Dashboard:
         if metric:
             metrics = [metric] + [m for m in metrics if m != metric]
         params = runs.differing_params(chosen)[:report.MAX_CHART_PARAMS]
-        macros = report._templates().get_template("report_macros.html").module
+        macros = report.templates().get_template("report_macros.html").module
         parts = [str(macros.styles(report.STATUS_COLOURS))]
         parallel = report.parallel_chart(chosen, params, metrics[:3])
         if parallel:

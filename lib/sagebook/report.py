@@ -19,7 +19,7 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +144,8 @@ def _name(entry: dict[str, Any]) -> str:
 # Pages: report.py works out what to show (values, links, pixels); templates/ draws it.
 
 
-def _templates() -> Any:
+def templates() -> Any:
+    """The jinja2 environment of `templates/` (the report's pages, the sweep page)."""
     import jinja2
 
     if not _ENV:
@@ -205,7 +206,7 @@ def runs_table(entries: list[dict[str, Any]], metrics: list[str] | None = None,
     """The runs as an HTML table (the report's index, and the dashboard notebook's table)."""
     metrics = metric_columns(entries) if metrics is None else metrics
     params = runs.differing_params(entries) if params is None else params
-    macros = _templates().get_template("report_macros.html").module
+    macros = templates().get_template("report_macros.html").module
     return str(macros.styles(STATUS_COLOURS)) + str(macros.runs_table(
         table_rows(entries, metrics, params, link), metrics, params))
 
@@ -225,7 +226,7 @@ def index_page(entries: list[dict[str, Any]], store_uri: str,
     for entry in entries:
         runs._add_cost(costs, entry)
     charted = ordered[:MAX_CHARTED]
-    return _templates().get_template("report_index.html").render(
+    return templates().get_template("report_index.html").render(
         store_uri=store_uri, status_colours=STATUS_COLOURS,
         rows=table_rows(ordered, metrics, params,
                         link=lambda e: f"runs/{e['experiment']}/{e['run_id']}.html"),
@@ -292,7 +293,7 @@ def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
     final = sorted((m.get("final_metrics") or {}).items())
     no_metrics = ("no metrics: the run failed before reporting any" if m.get("status") in
                   ("Failed", "Stopped", "Interrupted", "Lost") else "no metrics reported")
-    return _templates().get_template("report_run.html").render(
+    return templates().get_template("report_run.html").render(
         run_id=record.run_id, experiment=record.experiment, name=notes.get("name"),
         status=m.get("status"), status_colours=STATUS_COLOURS, facts=facts,
         notes=notes.get("notes") or [], record_href=to_record,
@@ -384,13 +385,16 @@ def _colour(entry: dict[str, Any]) -> str:
     return STATUS_COLOURS.get(entry.get("status", ""), "#6e7781")
 
 
-def scatter_chart(entries: list[dict[str, Any]], param: str, metric: str) -> dict[str, Any]:
-    """One parameter against one final metric, a point per run that has the metric."""
+def scatter_chart(entries: list[dict[str, Any]], param: str, metric: str,
+                  log: Collection[str] = ()) -> dict[str, Any]:
+    """One parameter against one final metric, a point per run that has the metric; the
+    parameters in `log` on a log scale (a sweep's log ranges)."""
     from .sweeps.page import Axis
 
     scored = [e for e in entries if _number((e.get("final_metrics") or {}).get(metric))]
     values = [(e.get("params") or {}).get(param) for e in scored]
-    x_axis = Axis.of(param, [runs.format_param(v) if not _number(v) else v for v in values])
+    x_axis = Axis.of(param, [runs.format_param(v) if not _number(v) else v for v in values],
+                     param in log)
     y_axis = Axis.of(metric, [e["final_metrics"][metric] for e in scored])
     chart = _frame(f"{metric} by {param}")
     chart.update(
@@ -405,9 +409,10 @@ def scatter_chart(entries: list[dict[str, Any]], param: str, metric: str) -> dic
     return chart
 
 
-def parallel_chart(entries: list[dict[str, Any]], params: list[str], metrics: list[str]
-                   ) -> dict[str, Any] | None:
-    """One vertical axis per parameter and per metric, a line per run that has them all."""
+def parallel_chart(entries: list[dict[str, Any]], params: list[str], metrics: list[str],
+                   log: Collection[str] = ()) -> dict[str, Any] | None:
+    """One vertical axis per parameter and per metric, a line per run that has them all; the
+    parameters in `log` on a log scale."""
     from .sweeps.page import Axis
 
     scored = [e for e in entries
@@ -422,7 +427,7 @@ def parallel_chart(entries: list[dict[str, Any]], params: list[str], metrics: li
         return found if _number(found) else runs.format_param(found)
 
     names = [(p, False) for p in params] + [(m, True) for m in metrics]
-    axes = [Axis.of(n, [value(e, n, is_m) for e in scored]) for n, is_m in names]
+    axes = [Axis.of(n, [value(e, n, is_m) for e in scored], n in log) for n, is_m in names]
     width = max(WIDTH, 140 * len(axes))
     xs = [_x(i / (len(axes) - 1), width, pad=70) for i in range(len(axes))]
     lines = [{"run": e["run_id"], "colour": _colour(e),
@@ -464,7 +469,7 @@ class _NotebookConverter:
             from markupsafe import escape
 
             body = f"<p>this notebook could not be rendered: {escape(str(exc))}</p>"
-        return _templates().get_template("report_notebook.html").render(
+        return templates().get_template("report_notebook.html").render(
             title=title, body=_EXTERNAL_ASSET.sub("", body), css=_notebook_css())
 
 

@@ -1,8 +1,9 @@
 """A sweep's page, for the report and the dashboard: its trials, the objective per trial over
 time, each parameter against the objective, and parallel coordinates.
 
-The charts are inline SVG (no plotting library, no script, nothing fetched): this module works
-out what to draw, in pixels, and `templates/sweep.html` draws it, escaping as it goes.
+The charts are the report's (inline SVG, no script, nothing fetched): this module hands it the
+trials as runs and works out the one chart of its own, and `templates/sweep.html` draws them
+with the report's macros, escaping as it goes.
 """
 
 from __future__ import annotations
@@ -11,17 +12,13 @@ import datetime as _dt
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .record import SweepRecord
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
-WIDTH, HEIGHT, PAD = 360, 200, 36
-STATUS_COLOURS = {"Completed": "#0969da", "Failed": "#cf222e", "Stopped": "#9a6700"}
-BEST = "#1a7f37"
+BEST = "#8250df"  # the best trial, in every chart
 
 
 @dataclass
@@ -80,7 +77,10 @@ def _time(text: Any) -> float | None:
 
 def context(record: SweepRecord, run_link: str = "../../runs/{experiment}/{run_id}.html"
             ) -> dict[str, Any]:
-    """Everything the template draws, in pixels."""
+    """Everything the template draws, in pixels: the report's own scatter and parallel
+    coordinates over the trials, and the objective per trial over time."""
+    from .. import report
+
     m = record.manifest
     objective = m.get("objective") or {}
     metric, maximize = objective.get("metric", ""), objective.get("goal") == "maximize"
@@ -101,92 +101,63 @@ def context(record: SweepRecord, run_link: str = "../../runs/{experiment}/{run_i
             "cells": [_label(entry.get("parameters", {}).get(k, "")) for k in keys],
         })
     scored = [t for t in trials if _is_number(t.get("objective"))]
+    # the trials as the report's charts take runs
+    runs = [{"run_id": t.get("run_id") or f"trial {t['trial']}",
+             "status": t.get("status"), "params": t["parameters"],
+             "final_metrics": {metric: t["objective"]}} for t in scored]
     charts: dict[str, Any] = {"over_time": None, "scatters": [], "parallel": None}
     if scored:
-        y_axis = Axis.of(metric, [t["objective"] for t in scored])
-        charts["over_time"] = _over_time(scored, y_axis, maximize)
-        charts["scatters"] = [_scatter(k, scored, y_axis, k in logs) for k in keys]
-        charts["parallel"] = _parallel(keys, scored, y_axis, logs)
+        charts["over_time"] = _over_time(scored, Axis.of(metric, [t["objective"] for t in scored]),
+                                         maximize)
+        charts["scatters"] = [report.scatter_chart(runs, k, metric, logs) for k in keys]
+        charts["parallel"] = report.parallel_chart(runs, keys, [metric], logs)
     counts: dict[str, int] = {}
     for entry in record.trials:
         counts[entry.get("status", "")] = counts.get(entry.get("status", ""), 0) + 1
     return {"sweep": m, "id": record.sweep_id, "metric": metric, "keys": keys,
             "trials": trials, "best": best, "counts": sorted(counts.items()),
-            "charts": charts, "width": WIDTH, "height": HEIGHT, "pad": PAD,
-            "best_colour": BEST}
-
-
-def _x(fraction: float, width: int = WIDTH, pad: int = PAD) -> float:
-    return round(pad + fraction * (width - 2 * pad), 1)
-
-
-def _y(fraction: float) -> float:
-    return round(HEIGHT - PAD - fraction * (HEIGHT - 2 * PAD), 1)
-
-
-def _colour(trial: dict[str, Any]) -> str:
-    return BEST if trial["best"] else STATUS_COLOURS.get(trial.get("status", ""), "#6e7781")
+            "charts": charts, "status_colours": {**report.STATUS_COLOURS, "best": BEST}}
 
 
 def _over_time(scored: list[dict[str, Any]], y_axis: Axis, maximize: bool) -> dict[str, Any]:
     """Each finished trial at its end time, and the best so far as a step line."""
+    from .. import report
+
     times = [_time(t.get("ended")) for t in scored]
     if any(t is None for t in times):  # cloud trials without an end time: trial order
         times = [float(t["trial"]) for t in scored]
     x_axis = Axis("time", "linear", min(times), max(times))  # type: ignore[type-var]
     order = sorted(zip(times, scored, strict=True), key=lambda p: p[0])
+    chart = {"title": f"{y_axis.name} per trial, by end time", "width": report.WIDTH,
+             "height": report.HEIGHT, "pad": report.PAD, "x_ticks": [],
+             "y_ticks": [(_y(f), label) for f, label in y_axis.ticks()]}
     points, steps, best = [], [], None
     for when, trial in order:
         x, y = _x(x_axis.position(when)), _y(y_axis.position(trial["objective"]))
-        points.append({"x": x, "y": y, "colour": _colour(trial),
+        points.append({"x": x, "y": y, "colour": BEST if trial["best"] else
+                       report.STATUS_COLOURS.get(trial.get("status", ""), "#6e7781"),
                        "title": f"trial {trial['trial']}: {trial['objective']:.4g}"})
         if best is None or (trial["objective"] > best if maximize else trial["objective"] < best):
             best = trial["objective"]
         steps.append(f"{x},{_y(y_axis.position(best))}")
-    return {"title": f"{y_axis.name} per trial, by end time", "points": points,
-            "best_line": " ".join(steps), "y_ticks": _y_ticks(y_axis)}
+    chart.update(points=points, best_line=" ".join(steps))
+    return chart
 
 
-def _scatter(key: str, scored: list[dict[str, Any]], y_axis: Axis, log: bool) -> dict[str, Any]:
-    values = [t["parameters"].get(key) for t in scored]
-    axis = Axis.of(key, values, log)
-    points = [{"x": _x(axis.position(v)), "y": _y(y_axis.position(t["objective"])),
-               "colour": _colour(t), "title": f"trial {t['trial']}: {key}={_label(v)}, "
-                                              f"{y_axis.name}={t['objective']:.4g}"}
-              for v, t in zip(values, scored, strict=True)]
-    return {"title": f"{key}{' (log)' if axis.kind == 'log' else ''}", "points": points,
-            "x_ticks": [(_x(f), label) for f, label in axis.ticks()],
-            "y_ticks": _y_ticks(y_axis)}
+def _x(fraction: float) -> float:
+    from ..report import PAD, WIDTH
+
+    return round(PAD + fraction * (WIDTH - 2 * PAD), 1)
 
 
-def _parallel(keys: list[str], scored: list[dict[str, Any]], y_axis: Axis, logs: set[str]
-              ) -> dict[str, Any]:
-    """One vertical axis per parameter and one for the objective; a line per trial."""
-    axes = [Axis.of(k, [t["parameters"].get(k) for t in scored], k in logs) for k in keys]
-    axes.append(y_axis)
-    width = max(WIDTH, 140 * len(axes))
-    xs = [_x(i / (len(axes) - 1) if len(axes) > 1 else 0.5, width, pad=70)
-          for i in range(len(axes))]
-    lines = []
-    for trial in sorted(scored, key=lambda t: t["best"]):  # the best drawn last, on top
-        values = [trial["parameters"].get(k) for k in keys] + [trial["objective"]]
-        points = " ".join(f"{x},{_y(axis.position(v))}"
-                          for x, axis, v in zip(xs, axes, values, strict=True))
-        lines.append({"points": points, "colour": _colour(trial), "best": trial["best"],
-                      "title": f"trial {trial['trial']}: {trial['objective']:.4g}"})
-    return {"width": width, "lines": lines, "axes": [
-        {"x": x, "name": axis.name, "ticks": [(_y(f), label) for f, label in axis.ticks()]}
-        for x, axis in zip(xs, axes, strict=True)]}
+def _y(fraction: float) -> float:
+    from ..report import HEIGHT, PAD
 
-
-def _y_ticks(axis: Axis) -> list[tuple[float, str]]:
-    return [(_y(f), label) for f, label in axis.ticks()]
+    return round(HEIGHT - PAD - fraction * (HEIGHT - 2 * PAD), 1)
 
 
 def render(record: SweepRecord, **links: str) -> str:
     """The sweep's page as one self-contained HTML document."""
-    import jinja2
+    from ..report import templates
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("sweep.html").render(**context(record, **links))
+    return templates().get_template("sweep.html").render(**context(record, **links))
