@@ -36,7 +36,9 @@ Options:
                         aws configure get region)
   --profile P           AWS CLI profile, passed to every aws call
   --update-config FILE  write the pushed image URI into the image_uri: line of this YAML
-                        job config; every other line, comments included, is kept
+                        job config; every other line, comments included, is kept. The
+                        image is pushed to FILE's region (its region: key), where the job
+                        runs, as SageMaker pulls images only from ECR in its own region
   --allow-dirty         build although the working tree has uncommitted changes; the
                         default tag then gets a -dirty-YYYYmmddTHHMMSSZ suffix, so the
                         image is never taken for the committed code or for another
@@ -66,7 +68,8 @@ Exit codes:
   $E_BUILD  docker build failed
   $E_PUSH  docker push failed (e.g. denied)
   $E_DIGEST  the pushed image's digest could not be read back from ECR
-  $E_CONFIG  --update-config file unreadable, or without exactly one image_uri: key
+  $E_CONFIG  --update-config file unreadable, without exactly one image_uri: key, or in
+      another region than --region
 EOF
 }
 
@@ -207,6 +210,30 @@ if [[ -n "$update_config" ]]; then
     elif ((key_count > 1)); then
         die "$E_CONFIG" "--update-config: $update_config has $key_count image_uri: keys;" \
             "expected exactly one, so it is unclear which one to rewrite"
+    fi
+    # The job's region (a top-level region: key), where SageMaker will pull the image from.
+    config_region="$(awk '/^region[[:space:]]*:/ {
+            value = $0
+            sub(/^region[[:space:]]*:[[:space:]]*/, "", value)
+            sub(/[[:space:]]+#.*$/, "", value)
+            gsub(/["\047\r]/, "", value)
+            sub(/[[:space:]]+$/, "", value)
+            print value
+            exit
+        }' "$update_config")"
+    if [[ "$config_region" == "null" || "$config_region" == "~" ]]; then
+        config_region=""
+    fi
+    if [[ -n "$config_region" ]]; then
+        [[ "$config_region" =~ ^[a-z0-9-]+$ ]] \
+            || die "$E_CONFIG" "--update-config: $update_config has region: $config_region, which is not an AWS region name"
+        if [[ -n "$region" && "$region" != "$config_region" ]]; then
+            die "$E_CONFIG" "--region $region, but the job in $update_config runs in $config_region" \
+                "SageMaker pulls images only from ECR in the job's own region: drop --region," \
+                "or change the config's region: key"
+        fi
+        region="$config_region"
+        say "pushing to $region, the region of the job in $update_config"
     fi
 fi
 

@@ -186,13 +186,39 @@ def add_run(store: Any, experiment: str = "exp-a", *, status: str = "Completed",
     return record
 
 
+def push_image(uri: str = IMAGE, layer: str = "") -> str:
+    """Put `repo:tag` into the local ECR, as build_and_push.sh would; return its digest.
+    A launch resolves the tag to this digest, and refuses an image ECR does not have."""
+    import boto3
+
+    account_host, _, rest = uri.partition("/")
+    repository, _, tag = rest.partition(":")
+    ecr = boto3.client("ecr", region_name=account_host.split(".")[3])
+    try:
+        ecr.create_repository(repositoryName=repository)
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        pass
+    manifest = json.dumps({"schemaVersion": 2, "mediaType":
+                           "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {}, "layers": [layer] if layer else []})
+    try:
+        ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)
+    except ecr.exceptions.ImageAlreadyExistsException:
+        pass
+    [found] = ecr.describe_images(repositoryName=repository,
+                                  imageIds=[{"imageTag": tag}])["imageDetails"]
+    return found["imageDigest"]
+
+
 @pytest.fixture
 def fake(aws, monkeypatch, tmp_path) -> Any:
-    """moto's SageMaker, with job lifecycles and logs scripted (see fake_sagemaker.py)."""
+    """moto's SageMaker, with job lifecycles and logs scripted (see fake_sagemaker.py), and
+    the training image in ECR."""
     from fake_sagemaker import FakeSageMaker
 
     monkeypatch.setenv("SAGEBOOK_POLL_SECONDS", "0.02")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # file digests, not in ~
+    push_image()
     return FakeSageMaker(monkeypatch)
 
 

@@ -540,6 +540,26 @@ def test_update_config_rewrites_only_the_image_uri_line(stubs, tmp_path, value, 
     assert stat.S_IMODE(config.stat().st_mode) == 0o640
 
 
+def test_update_config_pushes_to_the_region_of_the_job_it_updates(stubs, tmp_path):
+    config = tmp_path / "job.yaml"
+    config.write_text("image_uri: old\nregion: 'eu-west-2'   # where the job runs\n")
+    result = stubs.run("--update-config", str(config))  # the CLI's own region: us-east-1
+    assert result.returncode == 0, result.stderr
+    for call in result.calls:
+        if call["tool"] == "aws" and call["args"][:2] != ["configure", "get"]:
+            assert call["args"][call["args"].index("--region") + 1] == "eu-west-2", call
+    far = f"{ACCOUNT}.dkr.ecr.eu-west-2.amazonaws.com/sagebook-training@{PUSHED_DIGEST}"
+    assert result.last_line == far
+    assert config.read_text().splitlines()[0] == f"image_uri: {far}"
+    assert "pushing to eu-west-2, the region of the job in" in result.stderr
+
+    result = stubs.run("--update-config", str(config), "--region", "us-east-1")
+    assert result.returncode == EXIT_CONFIG
+    assert f"--region us-east-1, but the job in {config} runs in eu-west-2" in result.stderr
+    assert not any(result.find(*mutating) for mutating in MUTATING)
+    assert config.read_text().splitlines()[0] == f"image_uri: {far}"
+
+
 def test_update_config_keeps_indentation_and_crlf(stubs, tmp_path):
     config = tmp_path / "job.yaml"
     config.write_bytes(b"job:\r\n  image_uri: old\r\n  role: arn\r\n")

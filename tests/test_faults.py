@@ -81,7 +81,8 @@ def test_a_store_that_keeps_failing_ends_clearly_with_no_record(quick_s3_config,
     assert "cannot write s3://sagebook-test/records/digits-mlp/" in result.stderr
     assert "InternalError" in result.stderr and "Traceback" not in result.stderr
     assert records(s3, bucket) == []  # no record, so nothing claims the run happened
-    assert not (tmp_path / "work").exists()  # and nothing ran
+    # and nothing ran: no run's folder, only the packed code (hashed before the record)
+    assert [p.name for p in (tmp_path / "work").iterdir()] == ["_code"]
 
 
 def test_persistent_throttling_of_create_leaves_an_honest_record(cloud_config, fake, proxy,

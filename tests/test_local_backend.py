@@ -170,6 +170,36 @@ def test_runs_keep_their_own_checkpoints_and_resume_only_when_asked(make_config,
         r.name for r in runs(tmp_path / "experiments"))
 
 
+def test_a_local_rerun_runs_the_recorded_code_not_todays(make_config, tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text("print('version 1')\n")
+    path = make_config(source_dir=str(code), training_schema=None, metric_definitions=[])
+    first = sagebook("launch", str(path))
+    assert first.returncode == 0, first.stderr
+    [parent] = runs(tmp_path / "experiments")
+    [package] = manifest(parent)["uploads"]
+    assert package["kind"] == "code" and package["source"] == str(code)
+    assert (Path(package["uri"]) / "sourcedir.tar.gz").is_file()  # kept beside the records
+
+    (code / "train.py").write_text("print('version 2')\n")  # an edit after the parent ran
+    store = str(tmp_path / "experiments")
+    again = sagebook("rerun", parent.name, "--store", store)
+    assert again.returncode == 0, again.stderr
+    assert "version 1" in again.stdout and "version 2" not in again.stdout
+    assert f"the training code in {code} differs from the code run {parent.name} ran" \
+        in again.stdout
+    [child] = [r for r in runs(tmp_path / "experiments") if r != parent]
+    assert manifest(child)["uploads"][0]["digest"] == package["digest"]
+    assert manifest(child)["parent"]["code"] == "recorded"
+    # the config as launched still names the user's source_dir, not the unpacked package
+    assert f"source_dir: {code}" in (child / "sagemaker_config.yaml").read_text()
+
+    current = sagebook("rerun", parent.name, "--store", store, "--code", "current")
+    assert current.returncode == 0, current.stderr
+    assert "version 2" in current.stdout and "--code current" in current.stdout
+
+
 def test_resume_from_nothing_or_without_checkpoint_uri_is_refused(make_config, tmp_path):
     path = make_config(checkpoint_uri=str(tmp_path / "checkpoints"),
                        resume_from="./no-such-folder")

@@ -19,7 +19,7 @@ from pathlib import Path
 from sagebook.backends import uploads
 from sagebook.record import job_name, new_run_id
 
-from conftest import IMAGE, REPO, ROLE, sagebook, start_launch, wait_for
+from conftest import IMAGE, REPO, ROLE, push_image, sagebook, start_launch, wait_for
 from faults import SLOW_DOWN, THROTTLING
 
 PROBE = textwrap.dedent("""
@@ -74,8 +74,11 @@ def test_every_job_option_reaches_create_training_job(cloud_config, fake, bucket
     request = json.loads(text(s3, bucket, f"{record}/request.json"))
     record_uri = f"s3://{bucket}/{record}"
     name = m["job_name"]
+    pinned = IMAGE.replace(":latest", "@" + push_image())  # the tag, resolved at launch
+    assert m["image"] == {"uri": pinned, "digest": pinned.split("@")[1], "tag": "latest"}
+    assert m["image_uri"] == IMAGE
     assert request["AlgorithmSpecification"] == {
-        "TrainingInputMode": "File", "TrainingImage": IMAGE,
+        "TrainingInputMode": "File", "TrainingImage": pinned,
         "MetricDefinitions": [{"Name": "train_loss", "Regex": "train_loss=([0-9.eE+-]+)"},
                               {"Name": "val_loss", "Regex": "val_loss=([0-9.eE+-]+)"},
                               {"Name": "val_accuracy", "Regex": "val_accuracy=([0-9.eE+-]+)"}]}
@@ -283,6 +286,104 @@ def test_code_and_local_data_upload_once_content_addressed(cloud_config, fake, b
     assert ran.returncode == 0, ran.stderr
     assert "the shipped code ran from" in ran.stdout
     assert "sourcedir.tar.gz (unpacked to" in ran.stderr
+
+
+def test_a_rerun_sends_the_parents_code_data_and_image_though_all_changed_since(
+        cloud_config, fake, bucket, s3, tmp_path):
+    code, data = tmp_path / "code", tmp_path / "data"
+    code.mkdir()
+    data.mkdir()
+    (code / "train.py").write_text(PROBE)
+    (data / "a.csv").write_text("x\n1\n")
+    path = cloud_config(source_dir=str(code), training_schema=None, upload_code=True,
+                        channels={"train": str(data)}, spot=True,
+                        checkpoint_uri=f"s3://{bucket}/checkpoints")
+    first = sagebook("launch", str(path), "-o", "training.epochs=3")
+    assert first.returncode == 0, first.stderr
+    parent = manifest_of(s3, bucket, the_record(s3, bucket))
+    parent_request = json.loads(text(s3, bucket, f"{the_record(s3, bucket)}/request.json"))
+    [package] = [k for k in keys(s3, bucket, "records/_uploads/code/") if k.endswith(".gz")]
+    package_bytes = s3.get_object(Bucket=bucket, Key=package)["Body"].read()
+    assert {e["kind"]: e["digest"] for e in parent["uploads"]} == {
+        "code": package.split("/")[3], "data": parent["uploads"][1]["digest"]}
+
+    # Since then: an uncommitted edit, new data, and the tag moved to other bytes
+    (code / "train.py").write_text(PROBE + "print('edited since')\n")
+    (data / "a.csv").write_text("x\n2\n")
+    push_image(IMAGE, layer="sha256:" + "1" * 64)
+    store = f"s3://{bucket}/records"
+    rerun = sagebook("rerun", parent["run_id"], "--store", store)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"the training code in {code} differs from the code run {parent['run_id']} ran; " \
+           "this rerun runs the recorded code" in rerun.stdout
+    assert "code (src): unchanged" in rerun.stdout  # the very package, 0 bytes sent
+    [child_prefix] = [k.removesuffix("/manifest.json") for k in keys(s3, bucket, "records/")
+                      if k.endswith("/manifest.json") and parent["run_id"] not in k]
+    child = manifest_of(s3, bucket, child_prefix)
+    child_request = json.loads(text(s3, bucket, f"{child_prefix}/request.json"))
+
+    def run_neutral(request: dict, run_id: str) -> dict:
+        """The request with the run's id (and so its job name, record and prefixes) blanked."""
+        return json.loads(json.dumps(request).replace(run_id, "RUN-ID"))
+
+    assert run_neutral(child_request, child["run_id"]) == run_neutral(parent_request,
+                                                                      parent["run_id"])
+    assert child_request["TrainingJobName"] != parent_request["TrainingJobName"]
+    assert [k for k in keys(s3, bucket, "records/_uploads/code/") if k.endswith(".gz")] == [
+        package]
+    assert s3.get_object(Bucket=bucket, Key=package)["Body"].read() == package_bytes
+    assert len([k for k in keys(s3, bucket, "records/_uploads/data/")
+                if not k.endswith(".json")]) == 1  # the new data was never uploaded
+    assert child["parent"]["code"] == "recorded"
+    assert child["git"]["commit"] == parent["git"]["commit"]
+    assert child["image"]["uri"] == parent["image"]["uri"]
+    assert [e.get("reused_from") for e in child["uploads"]] == [
+        None, f"digits-mlp/{parent['run_id']}"]
+
+    current = sagebook("rerun", parent["run_id"], "--store", store, "--code", "current")
+    assert current.returncode == 0, current.stderr
+    assert "--code current: this rerun runs today's" in current.stdout
+    assert len([k for k in keys(s3, bucket, "records/_uploads/code/")
+                if k.endswith(".gz")]) == 2
+
+
+def test_buckets_and_images_outside_the_jobs_region_are_refused_before_any_upload(
+        cloud_config, fake, bucket, s3, tmp_path):
+    s3.create_bucket(Bucket="sagebook-far",
+                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    far_image = IMAGE.replace("us-east-1", "eu-west-1")
+    push_image(far_image)
+    path = cloud_config(upload_code=True, image_uri=far_image,
+                        channels={"train": "s3://sagebook-far/train/",
+                                  "validation": str(REPO / "data/digits/validation.csv")},
+                        output_uri="s3://sagebook-far/outputs")
+    result = sagebook("launch", str(path))
+    assert result.returncode == 2, result.stderr
+    lines = path.read_text().splitlines()
+
+    def line(prefix: str) -> int:
+        [number] = [n for n, text in enumerate(lines, 1) if text.startswith(prefix)]
+        return number
+
+    far = "sagebook-far is in eu-west-1, but the job runs in us-east-1"
+    problems = result.stderr.splitlines()[1:]
+    assert problems == [
+        f"  {path}:{line('  train:')}: job.channels.train: bucket {far}: SageMaker uses S3 and "
+        "ECR only in its own region; move it to us-east-1, or set region: eu-west-1",
+        f"  {path}:{line('output_uri:')}: job.output_uri: bucket {far}: SageMaker uses S3 and "
+        "ECR only in its own region; move it to us-east-1, or set region: eu-west-1",
+        f"  {path}:{line('image_uri:')}: job.image_uri: image {far_image} is in eu-west-1, but "
+        "the job runs in us-east-1: SageMaker uses S3 and ECR only in its own region; move it "
+        "to us-east-1, or set region: eu-west-1"]
+    assert keys(s3, bucket) == {} and not fake.created  # nothing uploaded, written or created
+
+    missing = IMAGE.replace(":latest", ":never-pushed")
+    result = sagebook("launch", str(path), "-o", f"job.image_uri={missing}",
+                      "-o", "job.output_uri=null", "-o", "job.channels.train=s3://sagebook-test/t/")
+    assert result.returncode == 2
+    assert f"override 'job.image_uri={missing}': job.image_uri: {missing} is not in ECR " \
+           "(ImageNotFoundException): push it with ./build_and_push.sh" in result.stderr
+    assert keys(s3, bucket) == {} and not fake.created
 
 
 def test_packed_code_has_the_same_digest_whatever_the_times_and_modes(tmp_path):
@@ -520,11 +621,16 @@ def test_profile_and_region_named_in_the_config_are_used(cloud_config, fake, buc
     aws_config = tmp_path / "aws_config"
     aws_config.write_text("[profile team]\nregion = eu-west-1\naws_access_key_id = team\n"
                           "aws_secret_access_key = team\n")
+    image = IMAGE.replace("us-east-1", "eu-west-1")  # SageMaker uses ECR and S3 in its region
+    push_image(image)
+    s3.create_bucket(Bucket="sagebook-eu",
+                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config))
     monkeypatch.delenv("AWS_DEFAULT_REGION")  # the environment would win over the profile
-    result = sagebook("launch", str(cloud_config(profile="team")))
+    result = sagebook("launch", str(cloud_config(profile="team", image_uri=image,
+                                                 experiments_uri="s3://sagebook-eu/records")))
     assert result.returncode == 0, result.stderr
-    m = manifest_of(s3, bucket, the_record(s3, bucket))
+    m = manifest_of(s3, "sagebook-eu", the_record(s3, "sagebook-eu"))
     assert m["aws"] == {"region": "eu-west-1", "profile": "team"}
     assert m["job_arn"].startswith("arn:aws:sagemaker:eu-west-1:")
 

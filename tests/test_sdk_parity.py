@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, push_image
 
 SDK_PYTHON = REPO / ".venv-sdk" / "bin" / "python"
 BUCKET = "sagebook-test"
@@ -34,6 +34,9 @@ DELIBERATE = {
     "Tags": "sagebook adds sagebook:run-id, :experiment, :user, :git-commit and :record, so the "
             "job points to its record",
     "OutputDataConfig": "the SDK also sends CompressionType GZIP, the API's default",
+    "AlgorithmSpecification": "sagebook runs the image by the digest its tag had at launch "
+                              "(ECR DescribeImages), so the record says which bytes ran; the "
+                              "SDK sends the tag",
     "CheckpointConfig": "sagebook gives each run a prefix of its own below checkpoint_uri, so "
                         "runs never restore each other's checkpoints; the SDK syncs the "
                         "location as given",
@@ -66,6 +69,7 @@ def role_checks_allowed(monkeypatch):
 @pytest.fixture
 def parity_config(make_config, bucket):
     """The settings of tests/sdk_parity.py's hand-written ModelTrainer, as a job config."""
+    push_image()
     return make_config(
         experiment="parity", instance_type="ml.m5.xlarge", image_uri=(
             "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagebook-training:latest"),
@@ -142,6 +146,10 @@ def test_sagebook_sends_what_the_sdk_sends_but_for_the_listed_differences(
         "sagebook:run-id", "sagebook:experiment", "sagebook:user", "sagebook:git-commit",
         "sagebook:record"}
     assert theirs["OutputDataConfig"] == {**ours["OutputDataConfig"], "CompressionType": "GZIP"}
+    image = theirs["AlgorithmSpecification"]["TrainingImage"]
+    assert ours["AlgorithmSpecification"] == {
+        **theirs["AlgorithmSpecification"],
+        "TrainingImage": image.rsplit(":", 1)[0] + "@" + push_image()}
     run_id = ours["Environment"]["SAGEBOOK_RUN_ID"]
     assert ours["CheckpointConfig"] == {
         **theirs["CheckpointConfig"], "S3Uri": f"{theirs['CheckpointConfig']['S3Uri']}/{run_id}"}

@@ -168,6 +168,15 @@ def ecr_image(uri: str | None) -> dict[str, str | None] | None:
     return {k: match[k] for k in ("account", "region", "repo", "tag", "digest")}
 
 
+def region_mismatch(what: str, where: str | None, region: str | None) -> str | None:
+    """Why `what` (a bucket, an image) in region `where` cannot serve a job in `region`, if it
+    cannot: SageMaker reads data, writes outputs and pulls images only in its own region."""
+    if where and region and where != region:
+        return (f"{what} is in {where}, but the job runs in {region}: SageMaker uses S3 and ECR "
+                f"only in its own region; move it to {region}, or set region: {where}")
+    return None
+
+
 def bucket_region(bucket: str, profile: str | None = None,
                   expected_owner: str | None = None) -> str | None:
     """The region a bucket lives in (HeadBucket's `x-amz-bucket-region`), or None when S3 does

@@ -227,6 +227,9 @@ def _dry_run(args: argparse.Namespace) -> int:
         region = aws.region(cfg.job.profile, cfg.job.region)
         print(prices.describe_worst_case(prices.worst_case(request, region)), file=sys.stderr)
     print("configs are valid; nothing was written or started", file=sys.stderr)
+    if cfg.job.is_cloud:
+        print("not asked of AWS before a launch: the regions of buckets and image, and the "
+              "image tag's digest (sagebook doctor checks them)", file=sys.stderr)
     return 0
 
 
@@ -396,13 +399,17 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
 
     rerun = commands.add_parser(
         "rerun", help="launch a new run from a run's record",
-        description="Launch again from the configs as the run launched them (same image, same "
-                    "settings), with optional overrides; the new record names its parent.",
+        description="Launch again from the configs as the run launched them, sending the "
+                    "code, data and image (by digest) the run sent, with optional overrides; "
+                    "the new record names its parent.",
     )
     rerun.add_argument("run")
     _store_options(rerun)
     rerun.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                        help="change a setting, e.g. -o training.epochs=3 (repeatable)")
+    rerun.add_argument("--code", choices=("recorded", "current"), default="recorded",
+                       help="recorded (default): the run's own code package, byte for byte; "
+                            "current: today's source_dir")
     rerun.add_argument("--resume", action="store_true",
                        help="start from a copy of the run's checkpoints (by default a run "
                             "starts afresh in a checkpoint prefix of its own)")
@@ -614,7 +621,8 @@ def _rerun(args: argparse.Namespace) -> int:
 
     parent = runs.find_run(_open_store(args), args.run)
     print(f"re-running {parent.experiment}/{parent.run_id}", file=sys.stderr)
-    run = runs.rerun(parent, args.override, resume=args.resume, via="cli", wait=args.wait)
+    run = runs.rerun(parent, args.override, resume=args.resume, code=args.code, via="cli",
+                     wait=args.wait)
     print(run.summary())
     commit = (run.record.manifest.get("git") or {}).get("commit")
     parent_commit = (parent.manifest.get("git") or {}).get("commit")

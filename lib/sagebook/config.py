@@ -360,9 +360,12 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
-def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = ()) -> LaunchConfig:
+def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = (), *,
+         code_dir: Path | None = None) -> LaunchConfig:
     """Load the job config at `path` and its training config, apply overrides, validate both.
 
+    `code_dir` holds the training code in place of `source_dir` (a rerun's recorded code): the
+    run reads and runs it, while the config as launched keeps naming `source_dir`.
     Raises ConfigError listing every problem found, each with file, line and key path.
     """
     job_path = inputs.absolute(path)
@@ -371,6 +374,9 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = ()) -> 
     job_data, job_lines = read_yaml(job_path)
     job_data.pop("sweep", None)  # a sweep over this job (sweeps/spec.py), not a job setting
     job_sources = _apply_overrides(job_data, job_overrides, JobConfig, "job.")
+    named_source = job_data.get("source_dir")
+    if code_dir is not None:
+        job_data["source_dir"] = str(code_dir)
     job = _checked_job(job_data, job_path, job_lines, job_sources)
 
     training_path = Path(job.training_config)
@@ -381,6 +387,8 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = ()) -> 
         _validate(schema, training_data, training_path, training_lines, training_sources,
                   "training.")
     resolved = job.model_dump(mode="json", exclude_defaults=False)
+    if code_dir is not None and named_source is not None:
+        resolved["source_dir"] = str((job_path.parent / Path(named_source).expanduser()).resolve())
     return LaunchConfig(job, job_path, training_data, training_path, overrides, resolved,
                         job_lines, job_sources)
 

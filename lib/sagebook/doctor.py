@@ -240,11 +240,9 @@ def _bucket(job: JobConfig, uri: str, access: str) -> str:
 
 def _same_region(job: JobConfig, what: str, where: str | None) -> None:
     """SageMaker reads data and pulls images only in the job's own region."""
-    region = aws.region(job.profile, job.region)
-    if where and region and where != region:
-        raise DoctorFinding(f"{what} is in {where}, but the job runs in {region}: SageMaker "
-                            f"uses S3 and ECR only in its own region; move it to {region}, or "
-                            f"set region: {where}")
+    problem = aws.region_mismatch(what, where, aws.region(job.profile, job.region))
+    if problem:
+        raise DoctorFinding(problem)
 
 
 def _image(job: JobConfig) -> str:

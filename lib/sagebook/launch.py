@@ -6,10 +6,11 @@ show progress and errors.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,24 @@ class Run:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What a rerun takes from its parent's record instead of from today's files: the code
+    package (unpacked), the uploads of local data channels, the image as it ran, and the git
+    state of that code."""
+
+    code_dir: Path | None = None
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    image_uri: str | None = None
+    git: dict[str, Any] | None = None
+
+
 def prepare(
-    config_path: str | os.PathLike[str], overrides: Iterable[str] = ()
+    config_path: str | os.PathLike[str], overrides: Iterable[str] = (), *,
+    code_dir: Path | None = None,
 ) -> config_mod.LaunchConfig:
     """Load and validate everything a launch reads; raises ConfigError before any side effect."""
-    return config_mod.load(config_path, overrides)
+    return config_mod.load(config_path, overrides, code_dir=code_dir)
 
 
 def launch(
@@ -85,19 +99,24 @@ def launch(
     echo: Callable[[str], None] = print,
     on_record: Callable[[Record], None] | None = None,
     extra_manifest: dict[str, Any] | None = None,
+    recorded: Recorded | None = None,
 ) -> Run:
     """Launch one run and return it once the backend is done (or, for cloud jobs, submitted).
 
     Nothing is written before the configs and the request validate. From the moment the record
-    exists, every exit path leaves it with an honest status.
+    exists, every exit path leaves it with an honest status. `recorded` (a rerun) sends a
+    parent's code, data and image instead of today's.
     """
-    cfg = prepare(config_path, overrides)
+    recorded = recorded or Recorded()
+    cfg = prepare(config_path, overrides, code_dir=recorded.code_dir)
     job_cfg = cfg.job
     backend = backend_for(job_cfg.instance_type)
     store = open_store(job_cfg.experiments_uri or "experiments", **job_cfg.store_options())
-    git = git_state(cfg.source_dir)
-    staged = backend.stage(cfg, echo)  # hashed, not uploaded: the request names the digests
+    git = recorded.git if recorded.code_dir and recorded.git else git_state(cfg.source_dir)
+    # hashed, not uploaded: the request names the digests
+    staged = backend.stage(cfg, echo, reuse=recorded.channels)
     resume = resume_source(cfg, store)
+    image_uri, asked = recorded.image_uri, None
     for _ in range(3):
         run_id = new_run_id()
         identity = request_mod.RunIdentity(
@@ -109,12 +128,21 @@ def launch(
             git_commit=git.get("commit"),
             code_uri=staged.code_uri,
             channel_uris=staged.channel_uris,
+            image_uri=image_uri,
         )
         request = request_mod.build(cfg, identity)
         job = Job(cfg, request, record=None, echo=echo, pdb=pdb,  # type: ignore[arg-type]
                   wait=job_cfg.wait if wait is None else wait, staged=staged,
                   resume_from=resume["uri"] if resume else None)
         backend.check(job)
+        if asked is None:  # once: regions and the image's digest do not depend on the run id
+            asked = backend.preflight(job)
+            pinned = (asked.get("image") or {}).get("uri")
+            if pinned and pinned != request["AlgorithmSpecification"].get("TrainingImage"):
+                image_uri = pinned
+                job.request = request = request_mod.build(
+                    cfg, dataclasses.replace(identity, image_uri=pinned))
+                backend.check(job)
         manifest = {
             "job_name": identity.job_name,
             "backend": type(backend).__name__,
@@ -131,6 +159,8 @@ def launch(
             "tags": dict(job_cfg.tags),
             **_checkpoints_entry(request, resume),
             "params": request_mod.parameters(cfg.training),
+            **({"uploads": staged.describe()} if staged.describe() else {}),
+            **asked,
             **(extra_manifest or {}),
         }
         try:

@@ -32,6 +32,8 @@ class RunIdentity:
     code_uri: str | None = None
     # channel name -> where a backend uploads that local channel (content-addressed)
     channel_uris: Mapping[str, str] = field(default_factory=dict)
+    # the image the job runs when not the config's own: pinned by digest, or a parent's
+    image_uri: str | None = None
 
 
 def build(cfg: LaunchConfig, run: RunIdentity) -> dict[str, Any]:
@@ -42,8 +44,8 @@ def build(cfg: LaunchConfig, run: RunIdentity) -> dict[str, Any]:
             {"Name": m.name, "Regex": m.regex} for m in job.metric_definitions
         ],
     }
-    if job.image_uri:
-        algorithm["TrainingImage"] = job.image_uri
+    if run.image_uri or job.image_uri:
+        algorithm["TrainingImage"] = run.image_uri or job.image_uri
     request: dict[str, Any] = {
         "TrainingJobName": run.job_name,
         "AlgorithmSpecification": algorithm,

@@ -720,10 +720,13 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def rerun(record: Record, overrides: Iterable[str] = (), *, resume: bool = False,
-          **launch_options: Any) -> Any:
-    """Launch a new run from a record's configs as launched (same image, same settings), with
-    `overrides` on top; the new record names its parent and the commit the parent ran. With
-    `resume`, the run starts from a copy of the parent's checkpoints."""
+          code: str = "recorded", **launch_options: Any) -> Any:
+    """Launch a new run from a record: the same configs as launched, and the same code, data
+    and image as the parent sent (its content-addressed code package and data uploads, its
+    image by digest), with `overrides` on top; so its request equals the parent's but for
+    names, ids, run tags and times. `code="current"` runs today's `source_dir` instead. With
+    `resume`, the run starts from a copy of the parent's checkpoints. The new record names its
+    parent and the commit the parent ran."""
     from .launch import launch
 
     job_text = read_optional(record, "sagemaker_config.yaml")
@@ -731,6 +734,9 @@ def rerun(record: Record, overrides: Iterable[str] = (), *, resume: bool = False
     if job_text is None or training_text is None:
         raise RunNotFound(f"{record.uri} has no sagemaker_config.yaml and "
                           "config/training_config.yaml to re-run from")
+    if code not in ("recorded", "current"):
+        raise ConfigError.one("--code", None, f"expected recorded or current, got {code!r}")
+    echo = launch_options.get("echo", print)
     m = record.manifest
     parent = {
         "run_id": record.run_id,
@@ -742,6 +748,8 @@ def rerun(record: Record, overrides: Iterable[str] = (), *, resume: bool = False
         "config_digest": (m.get("config") or {}).get("digest"),
         "overrides": list(overrides),
     }
+    recorded = _recorded(record, _yaml(job_text) or {}, list(overrides), code, echo)
+    parent["code"] = "recorded" if recorded.code_dir else "current"
     if resume:  # first, so that an explicit -o job.resume_from=… still wins
         overrides = [f"job.resume_from={record.experiment}/{record.run_id}", *overrides]
     # The record keeps the job config next to `config/training_config.yaml`; the config loader
@@ -751,7 +759,52 @@ def rerun(record: Record, overrides: Iterable[str] = (), *, resume: bool = False
         job_path.write_text(job_text)
         Path(folder, "training_config.yaml").write_text(training_text)
         return launch(job_path, list(overrides), extra_manifest={"parent": parent},
-                      **launch_options)
+                      recorded=recorded, **launch_options)
+
+
+def _recorded(record: Record, job: dict[str, Any], overrides: list[str], code: str,
+              echo: Callable[[str], None]) -> Any:
+    """What of the parent's record the rerun sends again: whatever an override does not
+    change. Says when today's code differs from the code the parent ran."""
+    from .backends import uploads
+    from .backends.local import work_dir
+    from .launch import Recorded
+
+    changed = {o.partition("=")[0] for o in overrides}
+    entries = record.manifest.get("uploads") or []
+    request = json.loads(read_optional(record, "request.json") or "{}")
+    options = {"profile": job.get("profile"), "region": job.get("region"),
+               "kms_key": job.get("s3_kms_key"), "expected_owner": job.get("expected_bucket_owner")}
+    channels = {e["channel"]: {**e, "reused_from": f"{record.experiment}/{record.run_id}"}
+                for e in entries if e.get("kind") == "data"
+                and not changed & {"job.channels", f"job.channels.{e['channel']}"}}
+    image = None if "job.image_uri" in changed else (
+        request.get("AlgorithmSpecification") or {}).get("TrainingImage")
+    package = next((e for e in entries if e.get("kind") == "code"), None)
+    if package is None or "job.source_dir" in changed:
+        return Recorded(channels=channels, image_uri=image)
+    source = Path(package["source"])
+    today = None
+    if source.is_dir():
+        with tempfile.TemporaryDirectory(prefix="sagebook-code-") as folder:
+            today = uploads.plan_code(source, "", Path(folder)).digest
+    if today != package["digest"]:
+        what = (f"the training code in {source} differs from the code run {record.run_id} ran"
+                if today else f"{source}, where run {record.run_id}'s code was, is gone")
+        echo(f"[sagebook] note: {what}; "
+             + ("this rerun runs the recorded code (--code current runs today's)"
+                if code == "recorded" else "--code current: this rerun runs today's"))
+    if code == "current":
+        return Recorded(channels=channels, image_uri=image)
+    try:
+        code_dir = uploads.unpack_code(package["uri"], package["digest"], work_dir("_code"),
+                                       options)
+    except (FileNotFoundError, ValueError) as exc:
+        raise RunNotFound(f"run {record.run_id}'s code package cannot be read ({exc}): rerun "
+                          "with --code current to run today's code") from None
+    return Recorded(code_dir=code_dir, channels=channels, image_uri=image,
+                    git={**(record.manifest.get("git") or {}),
+                         "note": f"the code run {record.run_id} ran, from its code package"})
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,12 @@ class Staged:
     code_uri: str | None = None
     channel_uris: dict[str, str] = field(default_factory=dict)
     uploads: list[Any] = field(default_factory=list)
+    # uploads of a parent run that a rerun sends again, as the parent's record describes them
+    reused: list[dict[str, Any]] = field(default_factory=list)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What the record keeps: the content address of everything the job ships."""
+        return [u.describe() for u in self.uploads] + self.reused
 
 
 @dataclass
@@ -74,13 +80,21 @@ class Outcome:
 class Backend(ABC):
     """One way of running a training job."""
 
-    def stage(self, config: LaunchConfig, echo: Callable[[str], None]) -> Staged:
+    def stage(self, config: LaunchConfig, echo: Callable[[str], None],
+              reuse: Mapping[str, dict[str, Any]] | None = None) -> Staged:
         """Hash (never upload) the local inputs this backend ships; runs before the request
-        is built. Backends that read local paths directly ship nothing."""
+        is built. `reuse` maps channels to a parent run's uploads, sent again as they are.
+        Backends that read local paths directly ship nothing."""
         return Staged()
 
     def check(self, job: Job) -> None:  # noqa: B027 - optional hook
         """Validate what this backend needs before the record is created; raise ConfigError."""
+
+    def preflight(self, job: Job) -> dict[str, Any]:
+        """Ask AWS what only it knows, before the record exists (reads only): whether every
+        bucket and the image are in the job's region, the image's digest. Returns what the
+        record keeps, with `image_uri` set when the job should run a pinned image instead."""
+        return {}
 
     @abstractmethod
     def run(self, job: Job) -> Outcome:

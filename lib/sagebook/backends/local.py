@@ -17,14 +17,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import LaunchConfig
 from ..errors import ConfigError, StoreError
 from ..stores import open_store
-from . import Backend, Job, Outcome, checkpoints, contract, namespace
+from . import Backend, Job, Outcome, Staged, checkpoints, contract, namespace, uploads
 from .logs import LogSink
 
 STOP_GRACE_SECONDS = 120  # SageMaker's grace between SIGTERM and SIGKILL on StopTrainingJob
@@ -255,6 +256,16 @@ class ProcessRun:
 
 
 class LocalBackend(ProcessRun, Backend):
+    def stage(self, config: LaunchConfig, echo: Callable[[str], None],
+              reuse: Mapping[str, dict[str, Any]] | None = None) -> Staged:
+        """The code folder, packed and named by its digest as for a cloud job, kept beside the
+        records: the record names the code that ran, and a rerun runs that very code."""
+        root = uploads.root_for(config.job, remote=False)
+        if root is None:
+            return Staged()
+        plan = uploads.plan_code(Path(config.job.source_dir), root, work_dir("_code"))
+        return Staged(uploads=[plan])
+
     def check(self, job: Job) -> None:
         """Without namespaces, code that hard-codes /opt/ml would fail mid-run: stop now."""
         if job.pdb and job.config.job.instance_count > 1:
@@ -280,6 +291,8 @@ class LocalBackend(ProcessRun, Backend):
             raise ConfigError.one(source_dir, "job.source_dir", problem)
 
     def run(self, job: Job) -> Outcome:
+        if job.staged and job.staged.uploads:
+            uploads.upload(job.staged.uploads, _store_options(job), lambda line: None)
         hosts = self.prepare(job)
         entry = Path(job.config.job.source_dir) / job.config.job.entry_point
         if not entry.is_file():

@@ -1,9 +1,11 @@
 """`instance_type: ml.*`: a SageMaker training job through boto3, followed from here.
 
 Launch. `stage` hashes the local inputs the job ships (the code folder, local data folders)
-without uploading them; the request is then built with their content-addressed URIs and
-`check` validates it against botocore's own SageMaker model; only then does `run` upload
-what the bucket lacks and call CreateTrainingJob.
+without uploading them (a rerun reuses its parent's uploads); the request is then built with
+their content-addressed URIs and `check` validates it against botocore's own SageMaker model;
+`preflight` compares every bucket's and the image's region with the job's and pins the image
+by digest (`preflight.py`); only then does `run` upload what the bucket lacks, copy the
+checkpoints a run resumes from into its own prefix, and call CreateTrainingJob.
 
 One job per run. The job name is derived from the run id. If CreateTrainingJob's answer is lost
 and botocore retries it, SageMaker answers that the name exists: the job found under it
@@ -27,7 +29,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ from ..config import LaunchConfig
 from ..errors import ConfigError, LaunchError
 from ..record import TERMINAL, Record, now
 from ..stores import Store
-from . import Backend, Job, Outcome, Staged, checkpoints, contract, uploads
+from . import Backend, Job, Outcome, Staged, checkpoints, contract, preflight, uploads
 from .local import STOP_GRACE_SECONDS, work_dir
 from .logs import LogSink
 
@@ -48,7 +50,6 @@ LAST_LINES = 20
 DEFAULT_POLL_SECONDS = 5.0
 FLUSH_SECONDS = 60.0  # how often a long watch copies the logs so far into the record
 GIVE_UP_SECONDS = 600.0  # unanswered status polls in a row before the watch gives up
-UPLOADS_FOLDER = "_uploads"  # beside the experiments; no experiment can have this name
 _EXIT_CODE = re.compile(r"exit\s*code[\s:=]*(-?\d+)", re.IGNORECASE)
 
 
@@ -72,13 +73,16 @@ class SageMakerBackend(Backend):
     # ----------------------------------------------------------------------------------------
     # launch
 
-    def stage(self, config: LaunchConfig, echo: Callable[[str], None]) -> Staged:
+    def stage(self, config: LaunchConfig, echo: Callable[[str], None],
+              reuse: Mapping[str, dict[str, Any]] | None = None) -> Staged:
         job = config.job
+        reused = [dict(entry) for name, entry in (reuse or {}).items() if name in job.channels]
+        staged = Staged(channel_uris={e["channel"]: e["uri"] for e in reused}, reused=reused)
         local = {name: channel for name, channel in job.channels.items()
-                 if not channel.uri.startswith("s3://")}
+                 if not channel.uri.startswith("s3://") and name not in staged.channel_uris}
         if not local and not job.upload_code:
-            return Staged()
-        root = uploads_root(job)
+            return staged
+        root = uploads.root_for(job, remote=True)
         if root is None:
             what = ", ".join([*(["the code (upload_code)"] if job.upload_code else []),
                               *(f"channel {name} ({c.uri})" for name, c in local.items())])
@@ -87,7 +91,6 @@ class SageMakerBackend(Backend):
                 f"{what} must be uploaded to S3 for SageMaker, and this config names no S3 "
                 "location: set uploads_uri (or experiments_uri, or config_uri) to "
                 "s3://bucket/prefix")
-        staged = Staged()
         if job.upload_code:
             plan = uploads.plan_code(Path(job.source_dir), root, work_dir("_code"))
             staged.code_uri = plan.uri
@@ -136,6 +139,10 @@ class SageMakerBackend(Backend):
                                       f", above max_cost ${limit:,.2f}: lower max_runtime, "
                                       "max_wait, keep_alive or instance_count, or raise max_cost")
 
+    def preflight(self, job: Job) -> dict[str, Any]:
+        preflight.check_regions(job, self._client(job).meta.region_name)
+        return {"image": preflight.pin_image(job)}
+
     def _client(self, job: Job) -> Any:
         if self._sagemaker is None:
             cfg = job.config.job
@@ -149,8 +156,8 @@ class SageMakerBackend(Backend):
         region = sagemaker.meta.region_name
         staged = job.staged or Staged()
         location = {"region": region, "profile": cfg.profile}
-        if staged.uploads:  # recorded first, so `attach` can finish a launch that dies here
-            record.update(aws=location, uploads=[u.describe() for u in staged.uploads])
+        if staged.uploads:  # the record lists them: `attach` can finish a launch dying here
+            record.update(aws=location)
             uploads.upload(staged.uploads, cfg.store_options(), job.echo)
         if job.resume_from:
             checkpoints.resume(job.resume_from, job.request["CheckpointConfig"]["S3Uri"],
@@ -236,17 +243,6 @@ class SageMakerBackend(Backend):
              f"kept.\n[sagebook] follow it to the end: sagebook attach {record.uri}")
         return Outcome("Stopping", job_arn=job["TrainingJobArn"],
                        details={"stop_requested": now()})
-
-
-def uploads_root(job: Any) -> str | None:
-    """Where content-addressed inputs go: uploads_uri, else beside the S3 records, else beside
-    the S3 configs; None when the config names no S3 location at all."""
-    if job.uploads_uri:
-        return job.uploads_uri if job.uploads_uri.startswith("s3://") else None
-    for base in (job.experiments_uri, job.config_uri):
-        if base and base.startswith("s3://"):
-            return f"{base.rstrip('/')}/{UPLOADS_FOLDER}"
-    return None
 
 
 def console_url(region: str, name: str) -> str:
@@ -369,6 +365,8 @@ def _resume_uploads(record: Record, echo: Callable[[str], None]) -> None:
     options = _store_options(record)
     items = []
     for entry in planned:
+        if entry.get("reused_from"):
+            continue  # a parent run's upload, complete before this run began
         root = entry["uri"].rstrip("/").rsplit("/", 2)[0]
         source = Path(entry["source"])
         if entry["kind"] == "code":

@@ -81,6 +81,21 @@ class Upload:
                 "files": len(self.files)}
 
 
+UPLOADS_FOLDER = "_uploads"  # beside the experiments; no experiment can have this name
+
+
+def root_for(job: Any, remote: bool) -> str | None:
+    """Where content-addressed inputs go: uploads_uri, else beside the records, else beside the
+    configs. A remote job reads them from S3 only: None when the config names no S3 location
+    for it; a local run keeps its code package beside its records, wherever they are."""
+    if job.uploads_uri:
+        return job.uploads_uri if job.uploads_uri.startswith("s3://") or not remote else None
+    for base in (job.experiments_uri, job.config_uri):
+        if base and (base.startswith("s3://") or not remote):
+            return f"{base.rstrip('/')}/{UPLOADS_FOLDER}"
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Planning: digests, without touching the network
 
@@ -136,6 +151,37 @@ def pack_code(folder: Path, archive: Path) -> str:
                 with path.open("rb") as handle:
                     tar.addfile(info, handle)
     return digest.hexdigest()
+
+
+def unpack_code(uri: str, digest: str, workdir: Path, store_options: dict[str, Any]) -> Path:
+    """The code package at `uri` (a `…/code/<digest>/` prefix), fetched, checked against its
+    digest and unpacked into `workdir/<digest>/src`, once: the very code a recorded run ran."""
+    folder = workdir / digest / "src"
+    if folder.is_dir():
+        return folder
+    archive = workdir / digest / CODE_ARCHIVE
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    if not archive.is_file():
+        partial = archive.with_name(f".{CODE_ARCHIVE}.{os.getpid()}.{threading.get_ident()}")
+        open_store(uri, **store_options).get_file(CODE_ARCHIVE, partial)
+        os.replace(partial, archive)
+    stream = hashlib.sha256()
+    with gzip.open(archive, "rb") as tar_stream:
+        for block in iter(lambda: tar_stream.read(1 << 20), b""):
+            stream.update(block)
+    if stream.hexdigest()[:32] != digest:
+        archive.unlink()
+        raise ValueError(f"{uri}{CODE_ARCHIVE} does not hold the code it is named by")
+    partial_dir = folder.with_name(f".src.{os.getpid()}.{threading.get_ident()}")
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(partial_dir, filter="data")  # no absolute paths, links out or devices
+    try:
+        os.replace(partial_dir, folder)
+    except OSError:  # another launch unpacked it first: theirs is the same code
+        import shutil
+
+        shutil.rmtree(partial_dir, ignore_errors=True)
+    return folder
 
 
 def _walk(folder: Path, skip: frozenset[str], skip_suffixes: tuple[str, ...] = ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -70,7 +71,9 @@ class LocalStore(Store):
 
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         dest = self._path(key)
-        tmp: Path | None = dest.with_name(f".{dest.name}.partial")
+        # a name of its own: parallel launches (a sweep's trials) may put the same key at once
+        tmp: Path | None = dest.with_name(
+            f".{dest.name}.{os.getpid()}.{threading.get_ident()}.partial")
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, tmp)
