@@ -200,7 +200,7 @@ def push_image(uri: str = IMAGE, layer: str = "") -> str:
         pass
     manifest = json.dumps({"schemaVersion": 2, "mediaType":
                            "application/vnd.docker.distribution.manifest.v2+json",
-                           "config": {}, "layers": [layer] if layer else []})
+                           "config": {}, "layers": [{"digest": layer}] if layer else []})
     try:
         ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)
     except ecr.exceptions.ImageAlreadyExistsException:

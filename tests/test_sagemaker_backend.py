@@ -379,7 +379,8 @@ def test_buckets_and_images_outside_the_jobs_region_are_refused_before_any_uploa
 
     missing = IMAGE.replace(":latest", ":never-pushed")
     result = sagebook("launch", str(path), "-o", f"job.image_uri={missing}",
-                      "-o", "job.output_uri=null", "-o", "job.channels.train=s3://sagebook-test/t/")
+                      "-o", f"job.output_uri=s3://{bucket}/outputs",
+                      "-o", f"job.channels.train=s3://{bucket}/train/")
     assert result.returncode == 2
     assert f"override 'job.image_uri={missing}': job.image_uri: {missing} is not in ECR " \
            "(ImageNotFoundException): push it with ./build_and_push.sh" in result.stderr
