@@ -101,6 +101,9 @@ def calls(seen) -> list[tuple[str, str, dict[str, str]]]:
                        "AmazonEC2ContainerRegistry_V20150921": "ecr"}[prefix]
             body = json.loads(request.body or b"{}")
             resource = "*"
+            if service == "ecr" and body.get("repositoryName"):
+                resource = (f"arn:aws:ecr:{region}:{body.get('registryId', ACCOUNT)}:"
+                            f"repository/{body['repositoryName']}")
             if service == "logs":
                 resource = (f"arn:aws:logs:{region}:{ACCOUNT}:log-group:"
                             f"{body['logGroupName']}:log-stream:")
@@ -142,10 +145,14 @@ def _s3_calls(request) -> list[tuple[str, str, dict[str, str]]]:
 def push_image(region: str = REGION) -> None:
     """What `./build_and_push.sh` leaves behind, without Docker: the image in ECR."""
     ecr = boto3.client("ecr", region_name=region)
-    ecr.create_repository(repositoryName="sagebook-training")
-    ecr.put_image(repositoryName="sagebook-training", imageTag="latest", imageManifest=json.dumps(
-        {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-         "config": {}, "layers": []}))
+    try:  # the `fake` fixture pushed the tests' image already
+        ecr.create_repository(repositoryName="sagebook-training")
+        ecr.put_image(repositoryName="sagebook-training", imageTag="latest",
+                      imageManifest=json.dumps(
+                          {"schemaVersion": 2, "config": {}, "layers": [], "mediaType":
+                           "application/vnd.docker.distribution.manifest.v2+json"}))
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        pass
 
 
 @pytest.fixture
