@@ -16,12 +16,13 @@ revision), or when the rendering options or this module's page format did.
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -353,6 +354,54 @@ MAX_CHARTED = 500  # the newest runs drawn in the index's comparison charts
 FAILURE_REASON_LIMIT = 1024
 
 
+@dataclass
+class Axis:
+    """Where a parameter's (or the objective's) values sit on a 0..1 scale."""
+
+    name: str
+    kind: str  # linear, log or categorical
+    low: float = 0.0
+    high: float = 1.0
+    categories: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, name: str, values: list[Any], log: bool = False) -> Axis:
+        numbers = [v for v in values if is_number(v)]
+        if values and len(numbers) == len(values):
+            if log and min(numbers) > 0:
+                return cls(name, "log", math.log10(min(numbers)), math.log10(max(numbers)))
+            return cls(name, "linear", float(min(numbers)), float(max(numbers)))
+        seen: list[str] = []
+        for value in values:
+            if chart_label(value) not in seen:
+                seen.append(chart_label(value))
+        return cls(name, "categorical", categories=seen)
+
+    def position(self, value: Any) -> float:
+        if self.kind == "categorical":
+            if len(self.categories) < 2:
+                return 0.5
+            return self.categories.index(chart_label(value)) / (len(self.categories) - 1)
+        number = math.log10(value) if self.kind == "log" else float(value)
+        return 0.5 if self.high == self.low else (number - self.low) / (self.high - self.low)
+
+    def ticks(self) -> list[tuple[float, str]]:
+        if self.kind == "categorical":
+            return [(self.position(c), c) for c in self.categories]
+        ends = (self.low, self.high)
+        shown = [10 ** e if self.kind == "log" else e for e in ends]
+        return [(0.0, f"{shown[0]:.3g}"), (1.0, f"{shown[1]:.3g}")]
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def chart_label(value: Any) -> str:
+    """A value as an axis or table shows it: text as is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _x(fraction: float, width: int = WIDTH, pad: int = PAD) -> float:
     return round(pad + fraction * (width - 2 * pad), 1)
 
@@ -368,8 +417,6 @@ def _frame(title: str) -> dict[str, Any]:
 def line_chart(name: str, points: list[tuple[int | None, float, float | None]]
                ) -> dict[str, Any]:
     """A metric's curve over the log's own steps (epochs), else the order of its values."""
-    from .sweeps.page import Axis
-
     xy = [(step if step is not None else i, value) for i, (step, value, _) in enumerate(points)]
     x_axis = Axis.of("step", [x for x, _ in xy])
     y_axis = Axis.of(name, [y for _, y in xy])
@@ -389,17 +436,15 @@ def scatter_chart(entries: list[dict[str, Any]], param: str, metric: str,
                   log: Collection[str] = ()) -> dict[str, Any]:
     """One parameter against one final metric, a point per run that has the metric; the
     parameters in `log` on a log scale (a sweep's log ranges)."""
-    from .sweeps.page import Axis
-
-    scored = [e for e in entries if _number((e.get("final_metrics") or {}).get(metric))]
+    scored = [e for e in entries if is_number((e.get("final_metrics") or {}).get(metric))]
     values = [(e.get("params") or {}).get(param) for e in scored]
-    x_axis = Axis.of(param, [runs.format_param(v) if not _number(v) else v for v in values],
+    x_axis = Axis.of(param, [runs.format_param(v) if not is_number(v) else v for v in values],
                      param in log)
     y_axis = Axis.of(metric, [e["final_metrics"][metric] for e in scored])
     chart = _frame(f"{metric} by {param}")
     chart.update(
         points=[{"run": e["run_id"], "colour": _colour(e),
-                 "x": _x(x_axis.position(v if _number(v) else runs.format_param(v))),
+                 "x": _x(x_axis.position(v if is_number(v) else runs.format_param(v))),
                  "y": _y(y_axis.position(e["final_metrics"][metric])),
                  "title": f"{e['run_id']}: {param}={runs.format_param(v)}, "
                           f"{metric}={e['final_metrics'][metric]:.4g}"}
@@ -413,10 +458,8 @@ def parallel_chart(entries: list[dict[str, Any]], params: list[str], metrics: li
                    log: Collection[str] = ()) -> dict[str, Any] | None:
     """One vertical axis per parameter and per metric, a line per run that has them all; the
     parameters in `log` on a log scale."""
-    from .sweeps.page import Axis
-
     scored = [e for e in entries
-              if all(_number((e.get("final_metrics") or {}).get(m)) for m in metrics)]
+              if all(is_number((e.get("final_metrics") or {}).get(m)) for m in metrics)]
     if not scored or len(params) + len(metrics) < 2:
         return None
 
@@ -424,7 +467,7 @@ def parallel_chart(entries: list[dict[str, Any]], params: list[str], metrics: li
         if is_metric:
             return entry["final_metrics"][name]
         found = (entry.get("params") or {}).get(name)
-        return found if _number(found) else runs.format_param(found)
+        return found if is_number(found) else runs.format_param(found)
 
     names = [(p, False) for p in params] + [(m, True) for m in metrics]
     axes = [Axis.of(n, [value(e, n, is_m) for e in scored], n in log) for n, is_m in names]
@@ -440,10 +483,6 @@ def parallel_chart(entries: list[dict[str, Any]], params: list[str], metrics: li
             "axes": [{"x": x, "name": axis.name,
                       "ticks": [(_y(f), label) for f, label in axis.ticks()]}
                      for x, axis in zip(xs, axes, strict=True)]}
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class _NotebookConverter:

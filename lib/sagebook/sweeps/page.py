@@ -9,63 +9,15 @@ with the report's macros, escaping as it goes.
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from .. import report
+from ..report import Axis, chart_label, is_number
 from .record import SweepRecord
 
-BEST = "#8250df"  # the best trial, in every chart
-
-
-@dataclass
-class Axis:
-    """Where a parameter's (or the objective's) values sit on a 0..1 scale."""
-
-    name: str
-    kind: str  # linear, log or categorical
-    low: float = 0.0
-    high: float = 1.0
-    categories: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, name: str, values: list[Any], log: bool = False) -> Axis:
-        numbers = [v for v in values if _is_number(v)]
-        if values and len(numbers) == len(values):
-            if log and min(numbers) > 0:
-                return cls(name, "log", math.log10(min(numbers)), math.log10(max(numbers)))
-            return cls(name, "linear", float(min(numbers)), float(max(numbers)))
-        seen: list[str] = []
-        for value in values:
-            if _label(value) not in seen:
-                seen.append(_label(value))
-        return cls(name, "categorical", categories=seen)
-
-    def position(self, value: Any) -> float:
-        if self.kind == "categorical":
-            if len(self.categories) < 2:
-                return 0.5
-            return self.categories.index(_label(value)) / (len(self.categories) - 1)
-        number = math.log10(value) if self.kind == "log" else float(value)
-        return 0.5 if self.high == self.low else (number - self.low) / (self.high - self.low)
-
-    def ticks(self) -> list[tuple[float, str]]:
-        if self.kind == "categorical":
-            return [(self.position(c), c) for c in self.categories]
-        ends = (self.low, self.high)
-        shown = [10 ** e if self.kind == "log" else e for e in ends]
-        return [(0.0, f"{shown[0]:.3g}"), (1.0, f"{shown[1]:.3g}")]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _label(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+BEST = "#8250df"  # the best trial, in the chart over time and in the table
 
 
 def _time(text: Any) -> float | None:
@@ -79,8 +31,6 @@ def context(record: SweepRecord, run_link: str = "../../runs/{experiment}/{run_i
             ) -> dict[str, Any]:
     """Everything the template draws, in pixels: the report's own scatter and parallel
     coordinates over the trials, and the objective per trial over time."""
-    from .. import report
-
     m = record.manifest
     objective = m.get("objective") or {}
     metric, maximize = objective.get("metric", ""), objective.get("goal") == "maximize"
@@ -98,9 +48,9 @@ def context(record: SweepRecord, run_link: str = "../../runs/{experiment}/{run_i
             **entry, "best": best is not None and entry["trial"] == best["trial"],
             "link": run_link.format(experiment=record.experiment, run_id=entry["run_id"])
             if entry.get("run_id") and run_link else None,
-            "cells": [_label(entry.get("parameters", {}).get(k, "")) for k in keys],
+            "cells": [chart_label(entry.get("parameters", {}).get(k, "")) for k in keys],
         })
-    scored = [t for t in trials if _is_number(t.get("objective"))]
+    scored = [t for t in trials if is_number(t.get("objective"))]
     # the trials as the report's charts take runs
     runs = [{"run_id": t.get("run_id") or f"trial {t['trial']}",
              "status": t.get("status"), "params": t["parameters"],
@@ -121,8 +71,6 @@ def context(record: SweepRecord, run_link: str = "../../runs/{experiment}/{run_i
 
 def _over_time(scored: list[dict[str, Any]], y_axis: Axis, maximize: bool) -> dict[str, Any]:
     """Each finished trial at its end time, and the best so far as a step line."""
-    from .. import report
-
     times = [_time(t.get("ended")) for t in scored]
     if any(t is None for t in times):  # cloud trials without an end time: trial order
         times = [float(t["trial"]) for t in scored]
@@ -145,19 +93,13 @@ def _over_time(scored: list[dict[str, Any]], y_axis: Axis, maximize: bool) -> di
 
 
 def _x(fraction: float) -> float:
-    from ..report import PAD, WIDTH
-
-    return round(PAD + fraction * (WIDTH - 2 * PAD), 1)
+    return round(report.PAD + fraction * (report.WIDTH - 2 * report.PAD), 1)
 
 
 def _y(fraction: float) -> float:
-    from ..report import HEIGHT, PAD
-
-    return round(HEIGHT - PAD - fraction * (HEIGHT - 2 * PAD), 1)
+    return round(report.HEIGHT - report.PAD - fraction * (report.HEIGHT - 2 * report.PAD), 1)
 
 
 def render(record: SweepRecord, **links: str) -> str:
     """The sweep's page as one self-contained HTML document."""
-    from ..report import templates
-
-    return templates().get_template("sweep.html").render(**context(record, **links))
+    return report.templates().get_template("sweep.html").render(**context(record, **links))
