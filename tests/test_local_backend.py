@@ -162,6 +162,9 @@ def test_runs_keep_their_own_checkpoints_and_resume_only_when_asked(make_config,
     assert "resuming from checkpoint at epoch 2" in third.stdout
     assert "epoch=1 " not in third.stdout and "epoch=3 " in third.stdout
     [run3] = [r for r in runs(tmp_path / "experiments") if manifest(r).get("parent")]
+    shown = sagebook("show", run3.name, "--store", str(tmp_path / "experiments"))
+    assert f"checkpoints: {(checkpoints / run3.name).as_uri()} (resumed from digits-mlp/" \
+           f"{run1.name})" in shown.stdout
     assert manifest(run3)["checkpoints"] == {
         "uri": (checkpoints / run3.name).as_uri(), "resumed_from": saved.parent.as_uri(),
         "resumed_from_run": f"digits-mlp/{run1.name}"}
@@ -203,12 +206,13 @@ def test_a_local_rerun_runs_the_recorded_code_not_todays(make_config, tmp_path):
 def test_resume_from_nothing_or_without_checkpoint_uri_is_refused(make_config, tmp_path):
     path = make_config(checkpoint_uri=str(tmp_path / "checkpoints"),
                        resume_from="./no-such-folder")
-    result = sagebook("launch", str(path))
-    assert result.returncode == 2
     line = next(n for n, text in enumerate(path.read_text().splitlines(), 1)
                 if text.startswith("resume_from:"))
-    assert f"{path}:{line}: job.resume_from: no checkpoints at " \
-           f"{(tmp_path / 'no-such-folder').as_uri()}" in result.stderr
+    for dry_run in ([], ["--dry-run"]):
+        result = sagebook("launch", str(path), *dry_run)
+        assert result.returncode == 2
+        assert f"{path}:{line}: job.resume_from: no checkpoints at " \
+               f"{(tmp_path / 'no-such-folder').as_uri()}" in result.stderr
     path = make_config(resume_from="some-run")
     result = sagebook("launch", str(path))
     assert result.returncode == 2 and "resume_from needs checkpoint_uri" in result.stderr

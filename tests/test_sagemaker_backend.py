@@ -551,8 +551,10 @@ def test_a_create_retried_after_a_lost_answer_attaches_instead_of_a_second_job(
 
 def test_attach_creates_the_job_of_a_launch_that_died_before_creating_it(
         cloud_config, fake, proxy, bucket, s3):
+    s3.put_object(Bucket=bucket, Key="warm/checkpoint.joblib", Body=b"epoch 5")
     gate = proxy.hold("SageMaker.CreateTrainingJob")
-    launch = start_launch(str(cloud_config()))
+    launch = start_launch(str(cloud_config(checkpoint_uri=f"s3://{bucket}/ckpt",
+                                           resume_from=f"s3://{bucket}/warm/")))
     wait_for(lambda: proxy.seen("CreateTrainingJob"), what="the launch to call SageMaker")
     launch.kill()  # the laptop dies mid-call
     launch.communicate(timeout=30)
@@ -560,11 +562,15 @@ def test_attach_creates_the_job_of_a_launch_that_died_before_creating_it(
     record = the_record(s3, bucket)
     assert manifest_of(s3, bucket, record)["status"] == "Starting"
     assert fake.created == []
+    own = manifest_of(s3, bucket, record)["checkpoints"]["uri"].removeprefix(f"s3://{bucket}/")
+    s3.delete_object(Bucket=bucket, Key=f"{own}/checkpoint.joblib")  # as if it died before
 
     result = sagebook("attach", f"s3://{bucket}/{record}", "--no-wait")
     assert result.returncode == 0, result.stderr
     assert "creating it from the record's request" in result.stdout
     assert result.stdout.count("(0 bytes uploaded)") == 2  # the dead launch had uploaded them
+    assert s3.get_object(Bucket=bucket, Key=f"{own}/checkpoint.joblib")["Body"].read() == \
+        b"epoch 5"  # the checkpoints it resumes from are in its own prefix before the job
     m = manifest_of(s3, bucket, record)
     assert fake.created == [m["job_name"]]
     assert m["status"] == "InProgress" and m["job_arn"] == fake.job().arn

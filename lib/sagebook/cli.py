@@ -206,6 +206,12 @@ def _dry_run(args: argparse.Namespace) -> int:
     from .launch import prepare
 
     cfg = prepare(args.config, args.override)
+    if cfg.job.resume_from:  # read, as the launch reads it: checkpoints must be there
+        from .launch import resume_source
+        from .stores import open_store
+
+        resume_source(cfg, open_store(cfg.job.experiments_uri or "experiments",
+                                      **cfg.job.store_options()))
     backend = backend_for(cfg.job.instance_type)
     staged = backend.stage(cfg, lambda line: print(line, file=sys.stderr))  # hashes only
     identity = request_mod.RunIdentity(

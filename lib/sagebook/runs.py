@@ -969,7 +969,7 @@ def format_details(info: RunDetails) -> str:
         f"instance:    {m.get('instance_type')} ({m.get('backend')})",
         f"job:         {m.get('job_name')}",
         f"launched:    via {m.get('launched_via')}",
-        f"image:       {m.get('image_uri') or ''}",
+        f"image:       {(m.get('image') or {}).get('uri') or m.get('image_uri') or ''}",
         f"git:         {git.get('commit') or git.get('note') or ''}"
         f"{' (dirty)' if git.get('dirty') else ''}"
         f"{' on ' + git['branch'] if git.get('branch') else ''}",
@@ -981,7 +981,16 @@ def format_details(info: RunDetails) -> str:
         lines.append("tags:        " + ", ".join(f"{k}={v}" for k, v in
                                                  sorted(notes["tags"].items())))
     if parent.get("run_id"):
-        lines.append(f"parent:      {parent.get('experiment')}/{parent['run_id']}")
+        lines.append(f"parent:      {parent.get('experiment')}/{parent['run_id']}"
+                     + (f" ({parent['code']} code)" if parent.get("code") else ""))
+    code = next((u for u in m.get("uploads") or [] if u.get("kind") == "code"), None)
+    if code:
+        lines.append(f"code:        {code.get('uri')} ({code.get('source')})")
+    checkpoints = m.get("checkpoints") or {}
+    if checkpoints.get("uri"):
+        resumed = checkpoints.get("resumed_from_run") or checkpoints.get("resumed_from")
+        lines.append(f"checkpoints: {checkpoints['uri']}"
+                     + (f" (resumed from {resumed})" if resumed else ""))
     sweep = m.get("sweep") or {}
     if sweep.get("id"):
         settings = ", ".join(f"{k}={_cell(v)}" for k, v in (sweep.get("parameters") or {}).items())
