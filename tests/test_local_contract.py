@@ -130,8 +130,11 @@ def python_for_others(folder: Path) -> str:
     venv = folder / "venv"
     subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python*/site-packages"))
-    (site / "test-venv.pth").write_text(
-        "\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+    # site-packages, and the folder sagebook is imported from (an editable install's .pth is
+    # not read when its site-packages is added by another .pth)
+    (site / "test-venv.pth").write_text("\n".join(
+        p for p in sys.path if p.endswith("site-packages") or (Path(p) / "sagebook").is_dir()
+    ) + "\n")
     return str(venv / "bin" / "python")
 
 
