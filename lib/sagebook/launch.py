@@ -16,7 +16,7 @@ from typing import Any
 
 from . import config as config_mod
 from . import request as request_mod
-from .backends import Job, Outcome, backend_for, checkpoints
+from .backends import Job, Outcome, backend_for
 from .errors import ConfigError, SagebookError, StoreError
 from .record import TERMINAL, Record, git_state, job_name, new_run_id, user
 from .stores import StoreExistsError, open_store
@@ -276,6 +276,8 @@ def resume_source(cfg: config_mod.LaunchConfig, store: Any) -> dict[str, str] | 
                                   f"run {parent.experiment}/{parent.run_id} kept no checkpoints "
                                   "(its job config had no checkpoint_uri)")
         source = {"uri": uri, "run": f"{parent.experiment}/{parent.run_id}"}
+    from .backends import checkpoints
+
     try:
         found = next(iter(checkpoints.store_at(source["uri"], cfg.job.store_options()).list()),
                      None)

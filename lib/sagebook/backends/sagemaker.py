@@ -40,8 +40,7 @@ from ..config import LaunchConfig
 from ..errors import ConfigError, LaunchError
 from ..record import TERMINAL, Record, now
 from ..stores import Store
-from . import Backend, Job, Outcome, Staged, checkpoints, contract, preflight, uploads
-from .local import STOP_GRACE_SECONDS, work_dir
+from . import Backend, Job, Outcome, Staged, preflight
 from .logs import LogSink
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -82,6 +81,9 @@ class SageMakerBackend(Backend):
                  if not channel.uri.startswith("s3://") and name not in staged.channel_uris}
         if not local and not job.upload_code:
             return staged
+        from . import uploads  # a launch without local inputs never loads it
+        from .local import work_dir
+
         root = uploads.root_for(job, remote=True)
         if root is None:
             what = ", ".join([*(["the code (upload_code)"] if job.upload_code else []),
@@ -157,9 +159,13 @@ class SageMakerBackend(Backend):
         staged = job.staged or Staged()
         location = {"region": region, "profile": cfg.profile}
         if staged.uploads:  # the record lists them: `attach` can finish a launch dying here
+            from . import uploads
+
             record.update(aws=location)
             uploads.upload(staged.uploads, cfg.store_options(), job.echo)
         if job.resume_from:
+            from . import checkpoints
+
             checkpoints.resume(job.resume_from, job.request["CheckpointConfig"]["S3Uri"],
                                cfg.store_options(), job.echo)
         name = job.request["TrainingJobName"]
@@ -205,6 +211,8 @@ class SageMakerBackend(Backend):
             _resume_uploads(record, echo)
             resumed = (record.manifest.get("checkpoints") or {}).get("resumed_from")
             if resumed:
+                from . import checkpoints
+
                 checkpoints.resume(resumed, request["CheckpointConfig"]["S3Uri"],
                                    _store_options(record), echo)
             arn = create_job(sagemaker, request, echo)
@@ -220,6 +228,8 @@ class SageMakerBackend(Backend):
 
     def stop(self, record: Record, echo: Callable[[str], None]) -> Outcome:
         from botocore.exceptions import BotoCoreError, ClientError
+
+        from .local import STOP_GRACE_SECONDS
 
         name = record.manifest.get("job_name") or ""
         sagemaker, logs = _clients_for(record)
@@ -362,6 +372,9 @@ def _resume_uploads(record: Record, echo: Callable[[str], None]) -> None:
     planned = record.manifest.get("uploads") or []
     if not planned:
         return
+    from . import uploads
+    from .local import work_dir
+
     options = _store_options(record)
     items = []
     for entry in planned:
@@ -404,6 +417,8 @@ class Watch:
 
     def __init__(self, sagemaker: Any, logs: Any, record: Record, request: dict[str, Any],
                  echo: Callable[[str], None], poll: float | None = None):
+        from .local import work_dir
+
         self.sagemaker, self.logs, self.record, self.echo = sagemaker, logs, record, echo
         self.name = request["TrainingJobName"]
         self.definitions = request["AlgorithmSpecification"].get("MetricDefinitions", [])
@@ -622,6 +637,8 @@ class Watch:
         match = _EXIT_CODE.search(reason)
         if match:
             outcome.exit_code = int(match.group(1))
+            from . import contract
+
             meaning = contract.explain_exit(outcome.exit_code)
             outcome.details["exit_meaning"] = meaning
             lines.append(meaning)
