@@ -164,7 +164,7 @@ def launch(
             **(extra_manifest or {}),
         }
         try:
-            record = Record.create(store, job_cfg.experiment, run_id, manifest)
+            record = Record.create(store, job_cfg.experiment, run_id, manifest, publish=False)
             break
         except StoreExistsError:
             continue
@@ -176,7 +176,7 @@ def launch(
     if on_record:
         on_record(record)
     try:
-        _write_launch_files(record, cfg, request, git, identity)
+        _write_launch_files(record, cfg, request, git, identity)  # and publishes the run
         outcome = backend.run(job)
     except BaseException as exc:
         if record.manifest.get("job_arn") and record.status not in TERMINAL:
@@ -232,11 +232,13 @@ def stop(record: Record, *, wait: bool = False, echo: Callable[[str], None] = pr
 
 def _write_launch_files(record: Record, cfg: config_mod.LaunchConfig, request: dict[str, Any],
                         git: dict[str, Any], identity: request_mod.RunIdentity) -> None:
-    """The configs as launched, the request and the diff, written side by side: to S3 each
-    write is a round trip, and they do not depend on each other."""
+    """The configs as launched, the request and the diff, written side by side with the run's
+    summary in the index: to S3 each write is a round trip, and they do not depend on each
+    other."""
     from concurrent.futures import ThreadPoolExecutor
 
     writes: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+        (record.publish, ()),
         (record.put_text, ("sagemaker_config.yaml", cfg.job_yaml())),
         (record.put_text, ("config/training_config.yaml", cfg.training_yaml())),
         (record.put_text, ("request.json", _json(request))),

@@ -26,7 +26,8 @@ import os
 import secrets
 import socket
 import subprocess
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,8 @@ class Record:
     # A local folder for what the store could not take (a full disk, S3 out of reach): the
     # manifest as it should be, beside the run's logs and metrics; `sync` uploads them.
     local_copy: Path | None = None
+    # the manifest revision whose summary is in the index (see publish)
+    published: int = field(default=0, compare=False, repr=False)
 
     @property
     def prefix(self) -> str:
@@ -132,8 +135,11 @@ class Record:
         return root / self.prefix / name if root else None
 
     @classmethod
-    def create(cls, store: Store, experiment: str, run_id: str, manifest: dict[str, Any]) -> Record:
-        """Claim the run's folder: fails if another launch already owns this run id."""
+    def create(cls, store: Store, experiment: str, run_id: str, manifest: dict[str, Any],
+               *, publish: bool = True) -> Record:
+        """Claim the run's folder: fails if another launch already owns this run id. With
+        `publish=False` the caller publishes it in the index (`publish()`), alongside its
+        first files."""
         base = {
             "schema": 1,
             "run_id": run_id,
@@ -146,7 +152,7 @@ class Record:
         }
         record = cls(store, experiment, run_id, {**base, **manifest})
         record.manifest["record_uri"] = record.uri
-        record._write_manifest(create_only=True)
+        record._write_manifest(create_only=True, publish=publish)
         return record
 
     @classmethod
@@ -213,18 +219,39 @@ class Record:
         return [json.loads(data) for data in index.fetch(self.store, keys).values()
                 if data is not None]
 
-    def _write_manifest(self, create_only: bool = False) -> None:
-        """Write the manifest, then its summary in the run index (see index.py), so `list`
-        reads one small object per run instead of every manifest."""
+    def publish(self) -> None:
+        """Write the manifest's summary in the run index (see index.py), so `list` reads one
+        small object per run instead of every manifest. Once per revision: a later manifest
+        write publishes its own."""
+        if self.published != self.manifest.get("revision"):
+            self._publish(self._manifest_text())
+
+    def _publish(self, text: str) -> None:
+        summary = json.loads(text)  # as written: credentials masked
+        index.write(self.store, summary)
+        self.published = summary["revision"]
+
+    def _write_manifest(self, create_only: bool = False, publish: bool = True) -> None:
+        """Write the manifest and its summary in the index. A new record's manifest goes
+        first: its create-only write claims the run id. A later one goes out together with its
+        summary, saving a round trip on every status change: the index merges a run's
+        summaries by revision, whichever lands first."""
         self.manifest["revision"] = self.manifest.get("revision", 0) + 1
         text = self._manifest_text()
-        try:
-            self.store.write_text(f"{self.prefix}/manifest.json", text, create_only=create_only)
-        except StoreError:
-            if not create_only and self.local_copy is not None:
-                _keep(self.local_copy / PENDING_MANIFEST, text)
-            raise
-        index.write(self.store, json.loads(text))  # as written: credentials masked
+        if create_only:
+            self.store.write_text(f"{self.prefix}/manifest.json", text, create_only=True)
+            if publish:
+                self._publish(text)
+        else:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                summary = pool.submit(self._publish, text)
+                try:
+                    self.store.write_text(f"{self.prefix}/manifest.json", text)
+                except StoreError:
+                    if self.local_copy is not None:
+                        _keep(self.local_copy / PENDING_MANIFEST, text)
+                    raise
+                summary.result()
         if self.local_copy is not None:
             (self.local_copy / PENDING_MANIFEST).unlink(missing_ok=True)
 
