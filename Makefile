@@ -45,14 +45,15 @@ $(BROWSER_STAMP): pyproject.toml sagemaker_container/requirements.txt
 # The SageMaker Python SDK v3 (the sdk extra), for the parity test and the launch benchmark,
 # in a venv of its own: its ~1 GB of dependencies and seconds of import stay out of
 # the one that runs launches. The sagemaker-training toolkit (the toolkit extra) joins it: the
-# reference of the SM_* variables of local runs.
+# reference of the SM_* variables of local runs, and the mlflow extra: the MLflow export's test
+# starts a real tracking server from it.
 SDK_VENV := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed-stamp
 sdk-venv: $(SDK_STAMP)
 $(SDK_STAMP): pyproject.toml
 	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
 	$(SDK_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SDK_VENV)/bin/python -m pip install --quiet -e '.[sdk,toolkit]'
+	$(SDK_VENV)/bin/python -m pip install --quiet -e '.[sdk,toolkit,mlflow]'
 	touch $@
 
 demo: $(STAMP)

@@ -438,6 +438,23 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--force", action="store_true", help="render every page again")
     report.set_defaults(command=_report)
 
+    export = commands.add_parser(
+        "export", help="copy runs to another tool: export mlflow",
+        description="Write each record as an MLflow run (parameters, metrics with their steps, "
+                    "tags, configs and notebook as artifacts). Again later, it adds only what "
+                    "is new. Needs mlflow: pip install 'sagebook[mlflow]'.")
+    export.add_argument("target", choices=["mlflow"])
+    export.add_argument("runs", nargs="*", metavar="RUN",
+                        help="runs to export (default: every run in the store)")
+    export.add_argument("--tracking-uri", metavar="URI",
+                        help="MLflow tracking server URI, or a SageMaker managed MLflow "
+                             "tracking server's ARN (with sagemaker-mlflow installed); "
+                             "default: $MLFLOW_TRACKING_URI")
+    export.add_argument("--experiment", metavar="NAME",
+                        help="MLflow experiment for every run (default: each run's own)")
+    _store_options(export)
+    export.set_defaults(command=_export)
+
     price_list = commands.add_parser(
         "prices", help="on-demand SageMaker training prices that costs are computed with",
         description="Show the training prices sagebook uses (a dated table shipped with it, "
@@ -533,6 +550,16 @@ def _list(args: argparse.Namespace) -> int:
     totals = runs.format_costs(listing.costs)
     if totals:
         print(totals, file=sys.stderr)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .mlflow_export import export
+
+    result = export(_open_store(args), args.runs, tracking_uri=args.tracking_uri,
+                    experiment=args.experiment, echo=lambda line: print(line, file=sys.stderr))
+    print(f"{result.created} runs created, {result.updated} updated, {result.unchanged} "
+          f"unchanged in {result.tracking_uri}")
     return 0
 
 

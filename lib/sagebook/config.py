@@ -116,6 +116,17 @@ class MetricDefinition(BaseModel):
         return self
 
 
+class MlflowSettings(BaseModel):
+    """Where SageMaker logs the job's metrics in MLflow (the request's MlflowConfig)."""
+
+    model_config = ConfigDict(extra="forbid")
+    arn: str = Field(description="The MLflow tracking server's (or app's) ARN, "
+                                 "arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME")
+    experiment: str | None = Field(None, description="MLflow experiment (default: the "
+                                                     "job's experiment)")
+    run_name: str | None = Field(None, description="MLflow run name (default: the job name)")
+
+
 class JobConfig(BaseModel):
     """The SageMaker job: where data, code, image, outputs and records live, and on what it runs."""
 
@@ -162,6 +173,9 @@ class JobConfig(BaseModel):
     )
     environment: dict[str, str] = Field(default_factory=dict, description="Container environment")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on the training job")
+    mlflow: MlflowSettings | None = Field(
+        None, description="SageMaker logs the job to this MLflow tracking server (arn, "
+                          "experiment, run_name); `sagebook export mlflow` copies records there")
     max_cost: float | None = Field(
         None, gt=0, description="Refuse a SageMaker launch whose worst case (max_runtime, or "
                                 "max_wait for spot, plus keep_alive, × instances × on-demand "

@@ -96,6 +96,12 @@ def build(cfg: LaunchConfig, run: RunIdentity) -> dict[str, Any]:
         request["EnableNetworkIsolation"] = True
     if job.inter_container_encryption:
         request["EnableInterContainerTrafficEncryption"] = True
+    if job.mlflow:
+        request["MlflowConfig"] = {
+            "MlflowResourceArn": job.mlflow.arn,
+            "MlflowExperimentName": job.mlflow.experiment or job.experiment,
+            "MlflowRunName": job.mlflow.run_name or run.job_name,
+        }
     return request
 
 

@@ -43,7 +43,7 @@ JOB_SECTIONS: list[tuple[str, list[str]]] = [
      ["spot", "max_wait", "checkpoint_uri", "checkpoint_local_path", "keep_alive"]),
     ("Input data", ["channels"]),
     ("Outputs and records", ["output_uri", "config_uri", "experiments_uri"]),
-    ("Environment, tags and metrics", ["environment", "tags", "metric_definitions"]),
+    ("Environment, tags and metrics", ["environment", "tags", "metric_definitions", "mlflow"]),
     ("AWS account, network and encryption",
      ["region", "profile", "subnets", "security_group_ids", "network_isolation",
       "inter_container_encryption", "volume_kms_key", "output_kms_key"]),
