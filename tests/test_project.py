@@ -131,8 +131,12 @@ def test_commands_find_the_project_store_from_inside_the_project(tmp_path):
     # no run yet: it names the project's store, and where its cloud config keeps records
     assert f"no runs in {project / 'experiments'}" in empty.stderr
     assert ("configs/sagemaker_config.yaml keeps records in s3://my-ml-bucket/sagebook/"
-            "experiments: sagebook list -c ../configs/sagemaker_config.yaml") in empty.stderr
+            "experiments: add -c ../configs/sagemaker_config.yaml") in empty.stderr
     assert "--reindex" not in empty.stderr
+    missing = sagebook("show", "20261126-031502-a3f9c1", cwd=project)
+    assert missing.returncode == 1 and "--reindex" not in missing.stderr
+    assert "keeps records in s3://my-ml-bucket/sagebook/experiments: add -c configs/" \
+        "sagemaker_config.yaml" in missing.stderr
 
     record = add_run(open_store(str(project / "experiments")), "digits-mlp")
     for where in (project, project / "notebooks", project / "sagemaker_container"):

@@ -86,22 +86,25 @@ def default_store(start: Path | None = None) -> str:
 
 def no_runs_message(store: Store) -> str:
     """Why `list` shows nothing, pointing where the runs may be instead."""
+    return "\n".join([f"no runs in {store.uri}", *_elsewhere(store)])
+
+
+def _elsewhere(store: Store) -> list[str]:
+    """Where else a run may be when `store` does not show it: records its index lacks (only
+    when it holds any), and the other stores the project's job configs name."""
     from itertools import islice
 
     from . import project
 
-    has_records = any(key.endswith("/manifest.json") for key in islice(store.list(), 1000))
-    if has_records:
-        return (f"no runs in the index of {store.uri} (records made before sagebook kept an "
-                "index: sagebook list --reindex)")
-    message = f"no runs in {store.uri}"
+    hints = []
+    if any(key.endswith("/manifest.json") for key in islice(store.list(), 1000)):
+        hints.append("records made before sagebook kept an index: sagebook list --reindex")
     folder = project.root()
-    others = {uri: path for uri, path in (project.record_stores(folder) if folder else {}).items()
-              if uri.rstrip("/") != store.uri.rstrip("/")}
-    for uri, path in others.items():
-        config = os.path.relpath(path)
-        message += f"\nthis project's {config} keeps records in {uri}: sagebook list -c {config}"
-    return message
+    for uri, path in (project.record_stores(folder) if folder else {}).items():
+        if uri.rstrip("/") != store.uri.rstrip("/"):
+            config = os.path.relpath(path)
+            hints.append(f"this project's {config} keeps records in {uri}: add -c {config}")
+    return hints
 
 
 def _read_job_settings(path: Path) -> dict[str, Any]:
@@ -468,8 +471,8 @@ def find_run(store: Store, ref: str) -> Record:
             partial.append(entry)
     matches = exact or partial
     if not matches:
-        raise RunNotFound(f"no run {ref!r} in {store.uri} (`sagebook list` shows the runs; "
-                          "records made before the index existed: `sagebook list --reindex`)")
+        raise RunNotFound("\n".join([f"no run {ref!r} in {store.uri} (`sagebook list` shows "
+                                     "its runs)", *_elsewhere(store)]))
     if len(matches) > 1:
         names = ", ".join(f"{e['experiment']}/{e['run_id']}" for e in matches[:5])
         raise RunNotFound(f"{ref!r} matches {len(matches)} runs ({names}"
