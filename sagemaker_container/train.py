@@ -552,7 +552,9 @@ def _train_epochs(
         # then repeats the interrupted epoch exactly as an uninterrupted run would.
         if writer:
             save_checkpoint(state, config, paths.checkpoint_dir)
-        print(f"received SIGTERM: checkpoint saved at epoch {state.epoch}", flush=True)
+            print(f"received SIGTERM: checkpoint saved at epoch {state.epoch}", flush=True)
+        else:
+            print(f"received SIGTERM: stopped at epoch {state.epoch}", flush=True)
         return EXIT_STOPPED
 
     val_loss, val_accuracy = evaluate(state.classifier, x_validation, validation.labels)
