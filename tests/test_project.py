@@ -88,6 +88,18 @@ def test_init_writes_nothing_over_existing_files(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["configs", "training_config.yaml"]
 
 
+def test_init_in_an_existing_repository_keeps_its_readme_and_gitignore(tmp_path):
+    (tmp_path / "README.md").write_text("# our team\n")
+    (tmp_path / ".gitignore").write_text("*.log\n")
+    result = subprocess.run([sys.executable, "-m", "sagebook.cli", "init", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "kept the folder's own README.md and .gitignore" in result.stdout
+    assert (tmp_path / "README.md").read_text() == "# our team\n"
+    assert (tmp_path / ".gitignore").read_text() == "*.log\n"
+    assert (tmp_path / "notebooks" / "launch.ipynb").is_file()
+
+
 def test_wheel_outside_the_repository_inits_a_project_and_launches_its_notebook(venv,
                                                                                  tmp_path):
     env = _outside(os.environ)

@@ -188,6 +188,9 @@ def _init(args: argparse.Namespace) -> int:
 
     files = init(args.folder)
     folder = shlex.quote(args.folder)
+    kept = [name for name in ("README.md", ".gitignore") if name not in files]
+    if kept:
+        print(f"kept the folder's own {' and '.join(kept)}")
     print(f"a new project in {args.folder}: {len(files)} files. First run, on this machine:\n"
           f"  cd {folder}\n"
           "  pip install -r sagemaker_container/requirements.txt\n"

@@ -27,6 +27,8 @@ _REWRITES = {
                          ("- -e .", "- sagebook")],
 }
 _RENAMES = {"gitignore": ".gitignore"}
+# An existing repository keeps its own: these are left as they are, not a conflict.
+_KEPT_WHEN_PRESENT = {"README.md", ".gitignore"}
 _SKIP = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
 
 
@@ -51,12 +53,14 @@ def template_files() -> list[tuple[Path, str]]:
 def init(folder: str | os.PathLike[str]) -> list[str]:
     """Lay out a new project in `folder` (created if needed); return the files written.
 
-    Nothing is written when any of the files already exists there.
+    Nothing is written when any of the files already exists there, except a README.md or
+    .gitignore, which stay as they are (`sagebook init .` in an existing repository).
     """
     target = Path(folder).expanduser().resolve()
     if target.exists() and not target.is_dir():
         raise ProjectExists(f"{target} is a file, not a folder")
-    files = template_files()
+    files = [(source, name) for source, name in template_files()
+             if not (name in _KEPT_WHEN_PRESENT and (target / name).exists())]
     taken = [name for _, name in files if (target / name).exists()]
     if taken:
         shown = ", ".join(taken[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
