@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import tarfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -59,9 +60,9 @@ def cluster_config(make_config, tmp_path):
         (shards / f"part-{n}.csv").write_text(f"{n}\n")
 
     def make(count, **changes):
+        changes.setdefault("channels", {"shards": {"uri": str(shards),
+                                                   "distribution": "ShardedByS3Key"}})
         return make_config(source_dir=str(code), training_schema=None, instance_count=count,
-                           channels={"shards": {"uri": str(shards),
-                                                "distribution": "ShardedByS3Key"}},
                            **changes)
     return make
 
@@ -140,3 +141,21 @@ def test_dry_run_and_doctor_warn_about_hosts_that_would_pay_twice(make_config, c
                                                 distribution="torchrun")):
         assert "warning" not in sagebook("launch", str(fine), "--dry-run").stderr
     assert "ok   hosts" in sagebook("doctor", str(cluster_config(2))).stdout
+
+
+def test_an_s3_channel_is_sharded_by_key_across_hosts(cluster_config, bucket, s3, tmp_path):
+    for n in range(5):
+        s3.put_object(Bucket=bucket, Key=f"parts/{n % 2}/part-{n}.csv", Body=f"{n}\n".encode())
+    path = cluster_config(2, channels={"shards": {"uri": f"s3://{bucket}/parts/",
+                                                  "distribution": "ShardedByS3Key"}})
+    result = sagebook("launch", str(path), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    work = manifest(runs(tmp_path / "experiments")[0])["work_dir"]
+
+    def shard(host):
+        folder = f"{work}/{host}/opt_ml/input/data/shards"
+        return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*")
+                      if p.is_file())
+    # keys sorted: 0/part-0, 0/part-2, 0/part-4, 1/part-1, 1/part-3, dealt out in turn
+    assert shard("algo-1") == ["0/part-0.csv", "0/part-4.csv", "1/part-3.csv"]
+    assert shard("algo-2") == ["0/part-2.csv", "1/part-1.csv"]
