@@ -121,19 +121,21 @@ def test_duplicate_keys_are_refused(tmp_path, make_config):
 @pytest.mark.parametrize("changes, expected", [
     ({"experiments_uri": "s3://Bad_Bucket/x"}, "expected s3://bucket/prefix"),
     ({"experiments_uri": "gs://bucket/x"}, "expected s3://bucket/prefix"),
-    ({"role_arn": "arn:aws:iam::123:role/x"}, "is not arn:aws:iam::<12-digit account>"),
-    ({"instance_type": "ml.gpu"}, "is not local, local-docker, local-gpu or ml."),
-    ({"instance_type": "ml.m5.large", "image_uri": "i"}, "role_arn is required"),
-    ({"instance_type": "local-docker"}, "image_uri is required"),
+    ({"instance_type": "gpu"}, "job.instance_type: no backend runs 'gpu': use local, "
+                               "local-docker, local-gpu, ml.<family>.<size>"),
+    ({"instance_type": "ml.m5.large", "image_uri": "i"},
+     "job.role_arn: required for instance_type ml.m5.large"),
+    ({"instance_type": "local-docker"}, "job.image_uri: required for instance_type local-docker"),
+    ({"instance_type": "local-gpu", "image_uri": "i", "instance_count": 2},
+     "job.instance_count: instance_type local-gpu runs at most 1 host, got 2"),
     ({"max_runtime": "-5m"}, "duration"),
     ({"max_runtime": "40d"}, "less than or equal to 2419200"),
-    ({"spot": True}, "spot needs checkpoint_uri"),
+    ({"spot": True}, "job.spot: spot needs checkpoint_uri"),
     ({"spot": True, "checkpoint_uri": "/tmp/c", "max_wait": "10m", "max_runtime": "1h"},
-     "max_wait (600s) must be at least max_runtime (3600s)"),
-    ({"keep_alive": "2h"}, "keep_alive"),
+     "job.max_wait: must be at least max_runtime (3600s), got 600s"),
     ({"experiment": "bad name!"}, "job.experiment"),
     ({"metric_definitions": [{"name": "loss", "regex": "loss=[0-9.]+"}]}, "capture group"),
-    ({"channels": {"config": "/tmp"}}, "reserved"),
+    ({"channels": {"config": "/tmp"}}, "job.channels.config: channel name 'config' is reserved"),
     ({"channels": {"train": "/no/such/folder"}}, "path not found: /no/such/folder"),
     ({"source_dir": "/no/such/code"}, "folder not found"),
     ({"training_config": "/no/such.yaml"}, "job.training_config: file not found"),
@@ -174,8 +176,14 @@ def test_cli_reports_invalid_config_without_traceback_and_writes_nothing(make_co
 def test_dry_run_prints_a_valid_request_for_the_cloud_example():
     result = sagebook("launch", str(REPO / "configs/sagemaker_config.yaml"), "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert '"TrainingJobName": "digits-mlp-DRY-RUN"' in result.stdout
+    assert '"TrainingJobName": "digits-mlp-2' in result.stdout  # the launch's own names
     assert "nothing was written" in result.stderr
+
+
+def test_a_job_error_does_not_hide_the_training_errors(make_config):
+    message = problems(make_config(instance_type="gpu", training={"epocs": 3}))
+    assert "job.instance_type: no backend runs 'gpu'" in message
+    assert "training.epocs: unknown key; did you mean 'epochs'?" in message
 
 
 def test_digest_names_the_settings_not_the_files(make_config):

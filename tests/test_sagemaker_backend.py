@@ -192,8 +192,8 @@ def test_malformed_request_fails_on_the_laptop_before_any_upload(cloud_config, f
     path = cloud_config(tags={"": "no key"})
     result = sagebook("launch", str(path))
     assert result.returncode == 2, result.stderr
-    assert "CreateTrainingJob request" in result.stderr and "Tags" in result.stderr
-    assert "valid min length: 1" in result.stderr
+    assert re.search(r"job.yaml:\d+: job.tags.: at least 1 character needed, got 0 "
+                     r"\(CreateTrainingJob Tags.0.Key\)", result.stderr), result.stderr
     assert "Traceback" not in result.stderr
     assert keys(s3, bucket) == {} and fake.created == []
 

@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from sagebook import config
+from sagebook.backends import offered_types
 from sagebook.errors import ConfigError
 from sagebook.form_fields import (
-    INSTANCE_TYPES,
     ChoiceEditor,
     CollectionEditor,
     ModelEditor,
@@ -80,7 +80,9 @@ def test_every_schema_field_gets_the_widget_of_its_type(project):
     for key, kind in kinds.items():
         assert type(form.field(key).widget) is kind, key
     assert form.field("job.max_runtime").widget.value == "30m"  # as written in the file
-    assert list(form.field("job.instance_type").widget.options) == INSTANCE_TYPES
+    offered = list(form.field("job.instance_type").widget.options)
+    assert offered == offered_types()
+    assert offered[:3] == ["local", "local-docker", "local-gpu"] and "ml.m5.xlarge" in offered
     assert not form.field("job.instance_type").widget.ensure_option  # free text too
     assert form.field("training.optimizer").widget.options == (("adam", "adam"), ("sgd", "sgd"))
     assert isinstance(form.field("training.data"), ModelEditor)
@@ -213,7 +215,7 @@ def html_unescape(text: str) -> str:
 def test_rule_across_fields_is_shown_under_the_field_it_names(project):
     form = ConfigForm(project)
     form.field("job.instance_type").widget.value = "local-docker"
-    assert "image_uri is required for instance_type local-docker" in error_of(
+    assert "job.image_uri: required for instance_type local-docker" in error_of(
         form, "job.image_uri")
     form.field("job.image_uri").widget.value = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x"
     assert form.problems == []

@@ -101,6 +101,14 @@ def check_request(
     return problems
 
 
+def allowed_values(operation: str, path: Path_) -> list[str]:
+    """The values the model's enum lists for the field at `path` of `operation`'s input."""
+    shapes, name = operation_shapes(operation)
+    for part in path:
+        name = shapes[name]["members"][part]
+    return list(shapes[name].get("enum", ()))
+
+
 def operation_shapes(operation: str, service_model: Any = None) -> tuple[Shapes, str]:
     """The shapes `operation`'s input reaches, as plain dicts, and the input shape's name."""
     if service_model is not None:
@@ -120,11 +128,11 @@ def _check(shapes: Shapes, name: str, value: Any, path: Path_,
     if kind == "structure":
         _check_structure(shapes, name, shape, value, path, problems)
     elif kind == "list":
-        _check_size(name, shape, len(value), "items", path, problems)
+        _check_size(name, shape, len(value), "item", path, problems)
         for index, item in enumerate(value):
             _check(shapes, shape["member"], item, path + (index,), problems)
     elif kind == "map":
-        _check_size(name, shape, len(value), "entries", path, problems)
+        _check_size(name, shape, len(value), "entry", path, problems)
         for key, item in value.items():
             before = len(problems)
             _check(shapes, shape["key"], key, path + (key,), problems)
@@ -168,11 +176,11 @@ def _check_structure(shapes: Shapes, name: str, shape: dict[str, Any], value: Ma
 def _check_size(name: str, shape: dict[str, Any], size: int, unit: str, path: Path_,
                 problems: list[ApiProblem]) -> None:
     if "max" in shape and size > shape["max"]:
-        problems.append(ApiProblem(path, f"at most {shape['max']:,} {unit} allowed, got {size:,}",
-                                   "items", name))
+        problems.append(ApiProblem(path, f"at most {_many(shape['max'], unit)} allowed, got "
+                                         f"{size:,}", "items", name))
     if "min" in shape and size < shape["min"]:
-        problems.append(ApiProblem(path, f"at least {shape['min']:,} {unit} needed, got {size:,}",
-                                   "items", name))
+        problems.append(ApiProblem(path, f"at least {_many(shape['min'], unit)} needed, got "
+                                         f"{size:,}", "items", name))
 
 
 def _check_string(name: str, shape: dict[str, Any], value: str, path: Path_,
@@ -180,11 +188,13 @@ def _check_string(name: str, shape: dict[str, Any], value: str, path: Path_,
     size = len(value)
     if "max" in shape and size > shape["max"]:
         problems.append(ApiProblem(
-            path, f"at most {shape['max']:,} characters allowed, got {size:,}: {_show(value)}",
+            path, f"at most {_many(shape['max'], 'character')} allowed, got {size:,}: "
+                  f"{_show(value)}",
             "length", name))
     if "min" in shape and size < shape["min"]:
         problems.append(ApiProblem(
-            path, f"at least {shape['min']:,} characters needed, got {size:,}", "length", name))
+            path, f"at least {_many(shape['min'], 'character')} needed, got {size:,}", "length",
+            name))
     if "enum" in shape and value not in shape["enum"]:
         listed = shape["enum"]
         near = difflib.get_close_matches(value, listed, n=3, cutoff=0.0)
@@ -229,6 +239,11 @@ def _is(value: Any, kind: str) -> bool:
     if kind in ("float", "double"):
         return isinstance(value, int | float) and not isinstance(value, bool)
     return isinstance(value, bool)  # boolean; other kinds have no entry in _TYPES
+
+
+def _many(count: int, unit: str) -> str:
+    plural = unit[:-1] + "ies" if unit.endswith("y") else unit + "s"
+    return f"{count:,} {unit if count == 1 else plural}"
 
 
 def _show(value: Any) -> str:

@@ -201,32 +201,16 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _dry_run(args: argparse.Namespace) -> int:
+    """The launch's own path up to its first write or upload (`launch.plan`): the same
+    checks, names and request, so a dry run that passes is a launch that starts."""
     import json
 
-    from . import request as request_mod
-    from .backends import Job, backend_for
     from .config import replicated_hosts_warning
-    from .launch import prepare
+    from .launch import plan
 
-    cfg = prepare(args.config, args.override)
-    if cfg.job.resume_from:  # read, as the launch reads it: checkpoints must be there
-        from .launch import resume_source
-        from .stores import open_store
-
-        resume_source(cfg, open_store(cfg.job.experiments_uri or "experiments",
-                                      **cfg.job.store_options()))
-    backend = backend_for(cfg.job.instance_type)
-    staged = backend.stage(cfg, lambda line: print(line, file=sys.stderr))  # hashes only
-    identity = request_mod.RunIdentity(
-        run_id="DRY-RUN", job_name=f"{cfg.job.experiment}-DRY-RUN",
-        record_uri=f"{cfg.job.experiments_uri}/{cfg.job.experiment}/DRY-RUN",
-        config_uri=f"{cfg.job.experiments_uri}/{cfg.job.experiment}/DRY-RUN/config",
-        user="you", code_uri=staged.code_uri, channel_uris=staged.channel_uris,
-    )
-    request = request_mod.build(cfg, identity)
-    if cfg.job.is_cloud:
-        backend.check(Job(cfg, request, record=None, staged=staged))  # type: ignore[arg-type]
-    print(json.dumps(request, indent=2))
+    planned = plan(args.config, args.override, echo=lambda line: print(line, file=sys.stderr))
+    cfg = planned.config
+    print(json.dumps(planned.request, indent=2))
     paying_twice = replicated_hosts_warning(cfg.job)
     if paying_twice:
         print(f"sagebook: warning: {paying_twice}", file=sys.stderr)
@@ -234,8 +218,10 @@ def _dry_run(args: argparse.Namespace) -> int:
         from . import aws, prices
 
         region = aws.region(cfg.job.profile, cfg.job.region)
-        print(prices.describe_worst_case(prices.worst_case(request, region)), file=sys.stderr)
-    print("configs are valid; nothing was written or started", file=sys.stderr)
+        print(prices.describe_worst_case(prices.worst_case(planned.request, region)),
+              file=sys.stderr)
+    print("configs and request are valid; nothing was written, uploaded or started",
+          file=sys.stderr)
     if cfg.job.is_cloud:
         print("not asked of AWS before a launch: the regions of buckets and image, and the "
               "image tag's digest (sagebook doctor checks them)", file=sys.stderr)

@@ -26,7 +26,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from . import inputs
-from .errors import MAX_PROBLEMS, ConfigError, format_problem
+from .backends import describe_kinds, kind_of
+from .errors import MAX_PROBLEMS, ConfigError, Problem, format_problem
 from .secrets import inline_secret
 
 KeyPath = tuple[str | int, ...]
@@ -59,12 +60,10 @@ Duration = Annotated[int, BeforeValidator(parse_duration)]
 
 _BUCKET = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"
 S3_URI = re.compile(rf"^s3://{_BUCKET}(/.*)?$")
-ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]{1,512}$")
 KMS_KEY = re.compile(
     r"^(arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/.+|alias/.+|[0-9a-f\-]{36})$"
 )
 RUN_ID_PLACEHOLDER = "{run_id}"
-INSTANCE_TYPE = re.compile(r"^(local|local-docker|local-gpu|ml\.[a-z0-9]+\.[a-z0-9]+)$")
 
 
 def _location(value: Any) -> Any:
@@ -102,8 +101,8 @@ class MetricDefinition(BaseModel):
     """A metric scraped from log lines; the first capture group of `regex` is the value."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=255)
-    regex: str = Field(min_length=1, max_length=500)
+    name: str
+    regex: str
 
     @model_validator(mode="after")
     def _regex_compiles(self) -> MetricDefinition:
@@ -169,7 +168,7 @@ class JobConfig(BaseModel):
     )
     checkpoint_local_path: str = Field("/opt/ml/checkpoints", description="Inside the container")
     keep_alive: Duration | None = Field(
-        None, le=3600, description="Warm pool: keep the instance this long after the job"
+        None, description="Warm pool: keep the instance this long after the job"
     )
     environment: dict[str, str] = Field(default_factory=dict, description="Container environment")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on the training job")
@@ -226,82 +225,101 @@ class JobConfig(BaseModel):
     processes_per_host: int = Field(
         1, ge=1, le=256, description="torchrun/mpi: training processes per host (one per GPU)"
     )
+    retries: int | None = Field(
+        None, description="Restart the job up to this many times after an internal SageMaker "
+                          "error (RetryStrategy)"
+    )
+    max_pending_time: Duration | None = Field(
+        None, description="Give up when no capacity was found within this time (e.g. 2h)"
+    )
+    tensorboard_uri: Location | None = Field(
+        None, description="s3://bucket/prefix that TensorBoard files in "
+                          "tensorboard_local_path are copied to while the job runs"
+    )
+    tensorboard_local_path: str | None = Field(
+        None, description="Where the training code writes TensorBoard files "
+                          "(default /opt/ml/output/tensorboard)"
+    )
+    profiler: bool = Field(True, description="false turns SageMaker's profiler off")
+    request: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Any other CreateTrainingJob field, with the API's names and shapes "
+                    "(e.g. InfraCheckConfig); merged into the request and checked with it",
+    )
+    allow_unlisted_instance_type: bool = Field(
+        False, description="Accept an ml.* type this botocore's model does not list yet"
+    )
     pass_aws_credentials: bool = Field(
         False, description="local runs: give the training code this machine's AWS credentials "
                            "(AWS_* variables, and ~/.aws for local); off, it gets none"
     )
 
-    @model_validator(mode="after")
-    def _consistent(self) -> JobConfig:
-        problems = []
-        if not INSTANCE_TYPE.match(self.instance_type):
-            problems.append(
-                f"instance_type {self.instance_type!r} is not local, local-docker, local-gpu "
-                "or ml.<family>.<size>"
-            )
-        cloud = self.instance_type.startswith("ml.")
-        if (cloud or self.instance_type != "local") and not self.image_uri:
-            problems.append(f"image_uri is required for instance_type {self.instance_type}")
-        if cloud and not self.role_arn:
-            problems.append("role_arn is required for ml.* instance types")
-        if self.role_arn and not ROLE_ARN.match(self.role_arn):
-            problems.append(
-                f"role_arn {self.role_arn!r} is not arn:aws:iam::<12-digit account>:role/<name>"
-            )
-        for name in ("volume_kms_key", "output_kms_key", "s3_kms_key"):
-            key = getattr(self, name)
-            if key and not KMS_KEY.match(key):
-                problems.append(f"{name} {key!r} is not a KMS key id, alias or ARN")
-        if self.spot:
-            if not self.checkpoint_uri:
-                problems.append("spot needs checkpoint_uri, or an interruption loses the work")
-            if self.max_wait is not None and self.max_wait < self.max_runtime:
-                problems.append(
-                    f"max_wait ({self.max_wait}s) must be at least max_runtime "
-                    f"({self.max_runtime}s)"
-                )
-        elif self.max_wait is not None:
-            problems.append("max_wait applies only with spot: true")
-        if self.resume_from and not self.checkpoint_uri:
-            problems.append("resume_from needs checkpoint_uri: the run's own checkpoints go "
-                            "there, starting from a copy of those it resumes from")
-        if self.checkpoint_uri:
-            unknown = set(re.findall(r"\{[^}]*\}", self.checkpoint_uri)) - {RUN_ID_PLACEHOLDER}
-            if unknown:
-                problems.append(f"checkpoint_uri: only {RUN_ID_PLACEHOLDER} is expanded, not "
-                                f"{', '.join(sorted(unknown))}")
-        local_hosts = 1 if self.instance_type == "local-gpu" else 8
-        if not cloud and self.instance_count > local_hosts:
-            problems.append(f"instance_type {self.instance_type} runs at most {local_hosts} "
-                            f"host{'s' if local_hosts > 1 else ''}: instance_count")
-        if self.processes_per_host > 1 and self.distribution == "none":
-            problems.append("processes_per_host needs a distribution: torchrun or mpi")
-        for name in self.channels:
-            if not re.match(r"^[A-Za-z0-9\.\-_]{1,64}$", name):
-                problems.append(f"channel name {name!r}: letters, digits, . - _ (at most 64)")
-        for name, value in self.environment.items():
-            why = inline_secret(name, value)
-            if why:
-                problems.append(
-                    f"environment.{name}: {why}; a config is shared and recorded, so store the "
-                    "value in SSM Parameter Store or Secrets Manager and put its ARN here"
-                )
-        if "config" in self.channels:
-            problems.append("channel name 'config' is reserved for the training config")
-        if "code" in self.channels:
-            problems.append("channel name 'code' is reserved for the training code (upload_code)")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
     @property
     def is_cloud(self) -> bool:
-        return self.instance_type.startswith("ml.")
+        kind = kind_of(self.instance_type)
+        return bool(kind and kind.remote)
 
     def store_options(self) -> dict[str, Any]:
         """What every store opened for this job needs: credentials, encryption, ownership."""
         return {"profile": self.profile, "region": self.region, "kms_key": self.s3_kms_key,
                 "expected_owner": self.expected_bucket_owner}
+
+
+def consistency_problems(job: JobConfig) -> list[tuple[KeyPath, str]]:
+    """Rules across keys, each reported at the key the user would change. What an instance
+    type needs is the backend registry's to say; the API's own limits are checked with the
+    request (`request.check`)."""
+    problems: list[tuple[KeyPath, str]] = []
+    kind = kind_of(job.instance_type)
+    if kind is None:
+        problems.append((("instance_type",),
+                         f"no backend runs {job.instance_type!r}: use {describe_kinds()}"))
+    else:
+        if kind.needs_image and not job.image_uri:
+            problems.append((("image_uri",), f"required for instance_type {job.instance_type}"))
+        if kind.needs_role and not job.role_arn:
+            problems.append((("role_arn",), f"required for instance_type {job.instance_type}"))
+        if kind.max_hosts is not None and job.instance_count > kind.max_hosts:
+            problems.append((("instance_count",),
+                             f"instance_type {job.instance_type} runs at most {kind.max_hosts} "
+                             f"host{'s' if kind.max_hosts > 1 else ''}, got {job.instance_count}"))
+    for name in ("volume_kms_key", "output_kms_key", "s3_kms_key"):
+        key = getattr(job, name)
+        if key and not KMS_KEY.match(key):
+            problems.append(((name,), f"{key!r} is not a KMS key id, alias or ARN"))
+    if job.spot:
+        if not job.checkpoint_uri:
+            problems.append((("spot",),
+                             "spot needs checkpoint_uri, or an interruption loses the work"))
+        if job.max_wait is not None and job.max_wait < job.max_runtime:
+            problems.append((("max_wait",), f"must be at least max_runtime ({job.max_runtime}s), "
+                                            f"got {job.max_wait}s"))
+    elif job.max_wait is not None:
+        problems.append((("max_wait",), "applies only with spot: true"))
+    if job.resume_from and not job.checkpoint_uri:
+        problems.append((("resume_from",), "resume_from needs checkpoint_uri: the run's own "
+                                           "checkpoints go there, starting from a copy of those "
+                                           "it resumes from"))
+    if job.checkpoint_uri:
+        unknown = set(re.findall(r"\{[^}]*\}", job.checkpoint_uri)) - {RUN_ID_PLACEHOLDER}
+        if unknown:
+            problems.append((("checkpoint_uri",), f"only {RUN_ID_PLACEHOLDER} is expanded, not "
+                                                  f"{', '.join(sorted(unknown))}"))
+    if job.processes_per_host > 1 and job.distribution == "none":
+        problems.append((("processes_per_host",), "needs a distribution: torchrun or mpi"))
+    for name, value in job.environment.items():
+        why = inline_secret(name, value)
+        if why:
+            problems.append((("environment", name),
+                             f"{why}; a config is shared and recorded, so store the value in SSM "
+                             "Parameter Store or Secrets Manager and put its ARN here"))
+    if "config" in job.channels:
+        problems.append((("channels", "config"),
+                         "channel name 'config' is reserved for the training config"))
+    if "code" in job.channels:
+        problems.append((("channels", "code"),
+                         "channel name 'code' is reserved for the training code (upload_code)"))
+    return problems
 
 
 def replicated_hosts_warning(job: JobConfig) -> str | None:
@@ -333,8 +351,11 @@ class LaunchConfig:
     training_path: Path
     overrides: tuple[str, ...] = ()
     job_data: dict[str, Any] = field(default_factory=dict)
+    # where each key was written (line) or set (override), to name them in later problems
     job_lines: dict[KeyPath, int] = field(default_factory=dict)
     job_sources: dict[KeyPath, str] = field(default_factory=dict)
+    training_lines: dict[KeyPath, int] = field(default_factory=dict)
+    training_sources: dict[KeyPath, str] = field(default_factory=dict)
 
     def where(self, *key: str | int) -> str:
         """Where a job key was set: `file:line`, or the override that set it."""
@@ -343,6 +364,15 @@ class LaunchConfig:
     @property
     def source_dir(self) -> Path:
         return Path(self.job.source_dir)
+
+    def problem(self, section: str, key: KeyPath, message: str) -> Problem:
+        """A problem at `key` of the job or training config, named as validation names it:
+        file and line, or the override that set it."""
+        if section == "job":
+            where = _where(key, self.job_path, self.job_lines, self.job_sources)
+        else:
+            where = _where(key, self.training_path, self.training_lines, self.training_sources)
+        return format_problem(where, _dotted(key, f"{section}.") if key else None, message)
 
     def job_yaml(self) -> str:
         """The job config as launched: overrides applied and paths absolute, so it re-runs."""
@@ -380,7 +410,8 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = (), *,
 
     `code_dir` holds the training code in place of `source_dir` (a rerun's recorded code): the
     run reads and runs it, while the config as launched keeps naming `source_dir`.
-    Raises ConfigError listing every problem found, each with file, line and key path.
+    Raises ConfigError listing every problem of both configs, each with file, line and key
+    path: a mistake in the job config does not hide those of the training config.
     """
     job_path = inputs.absolute(path)
     overrides = tuple(overrides)
@@ -391,20 +422,53 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = (), *,
     named_source = job_data.get("source_dir")
     if code_dir is not None:
         job_data["source_dir"] = str(code_dir)
-    job = _checked_job(job_data, job_path, job_lines, job_sources)
-
-    training_path = Path(job.training_config)
-    training_data, training_lines = read_yaml(training_path, referenced_from=(job_path, job_lines))
-    schema = load_training_schema(job) if job.training_schema else None
-    training_sources = _apply_overrides(training_data, training_overrides, schema, "training.")
-    if schema is not None:
-        _validate(schema, training_data, training_path, training_lines, training_sources,
-                  "training.")
+    errors: list[ConfigError] = []
+    job: JobConfig | None = None
+    try:
+        job = _checked_job(job_data, job_path, job_lines, job_sources)
+    except ConfigError as exc:
+        errors.append(exc)
+    code = job or _training_keys(job_data, job_path)
+    if code is None:
+        raise ConfigError.merged(errors)
+    training_path = Path(code.training_config)
+    training_data: dict[str, Any] = {}
+    training_lines: dict[KeyPath, int] = {}
+    training_sources: dict[KeyPath, str] = {}
+    try:
+        training_data, training_lines = read_yaml(training_path,
+                                                  referenced_from=(job_path, job_lines))
+        schema = load_training_schema(code) if code.training_schema else None
+        training_sources = _apply_overrides(training_data, training_overrides, schema,
+                                            "training.")
+        if schema is not None:
+            _validate(schema, training_data, training_path, training_lines, training_sources,
+                      "training.")
+    except ConfigError as exc:
+        errors.append(exc)
+    if errors or job is None:
+        raise ConfigError.merged(errors)
     resolved = job.model_dump(mode="json", exclude_defaults=False)
     if code_dir is not None and named_source is not None:
         resolved["source_dir"] = str((job_path.parent / Path(named_source).expanduser()).resolve())
     return LaunchConfig(job, job_path, training_data, training_path, overrides, resolved,
-                        job_lines, job_sources)
+                        job_lines, job_sources, training_lines, training_sources)
+
+
+def _training_keys(data: dict[str, Any], job_path: Path) -> JobConfig | None:
+    """The keys that locate the training config and its schema, from a job config that did
+    not validate, so the training config is still checked in the same round."""
+    defaults = {name: JobConfig.model_fields[name].default
+                for name in ("source_dir", "training_schema")}
+    keys = {**defaults, **{k: data[k] for k in ("training_config", *defaults) if k in data}}
+    if not all(isinstance(keys.get(k), str) for k in ("training_config", "source_dir")) or \
+            not isinstance(keys["training_schema"], str | None):
+        return None
+    base = job_path.parent
+    return JobConfig.model_construct(
+        training_config=str(inputs.absolute(base / keys["training_config"])),
+        source_dir=str(inputs.absolute(base / keys["source_dir"])),
+        training_schema=keys["training_schema"])
 
 
 def validate(
@@ -450,7 +514,7 @@ def validate(
         raise ConfigError(problems)
     resolved = job.model_dump(mode="json", exclude_defaults=False)
     return LaunchConfig(job, job_path, training_data, Path(training_path or job.training_config),
-                        (), resolved, dict(job_lines or {}))
+                        (), resolved, job_lines or {}, {}, training_lines or {}, {})
 
 
 def _checked_job(
@@ -458,8 +522,12 @@ def _checked_job(
 ) -> JobConfig:
     """The job config validated, its paths resolved against its file, its local paths found."""
     job = _validate(JobConfig, data, path, lines, sources, "job.")
+    problems = [format_problem(_where(key, path, lines, sources), _dotted(key, "job."), message)
+                for key, message in consistency_problems(job)]
     job = _resolve_paths(job, path.parent)
-    _check_local_paths(job, path, lines, sources)
+    problems += _local_path_problems(job, path, lines, sources)
+    if problems:
+        raise ConfigError(problems)
     return job
 
 
@@ -782,6 +850,7 @@ def _resolve_paths(job: JobConfig, base: Path) -> JobConfig:
         "checkpoint_uri": local(job.checkpoint_uri),
         "resume_from": local(job.resume_from) if names_location(job.resume_from)
         else job.resume_from,
+        "tensorboard_uri": local(job.tensorboard_uri),
         "output_uri": local(job.output_uri),
         "config_uri": local(job.config_uri),
         "uploads_uri": local(job.uploads_uri),
@@ -798,9 +867,9 @@ def names_location(resume_from: str | None) -> bool:
     return bool(resume_from) and str(resume_from).startswith(("s3://", "/", ".", "~"))
 
 
-def _check_local_paths(
+def _local_path_problems(
     job: JobConfig, path: Path, lines: dict[KeyPath, int], sources: dict[KeyPath, str]
-) -> None:
+) -> list[Problem]:
     """Local data and code must exist now, not when the job reaches them."""
     checks: list[tuple[KeyPath, str | None, str]] = [
         (("source_dir",), job.source_dir, "folder"),
@@ -815,8 +884,7 @@ def _check_local_paths(
         if problem:
             problems.append(format_problem(
                 _where(key, path, lines, sources), _dotted(key, "job."), problem))
-    if problems:
-        raise ConfigError(problems)
+    return problems
 
 
 def _path_problem(target: Path, kind: str) -> str | None:

@@ -20,20 +20,35 @@ class ConfigError(SagebookError):
     in one round trip instead of three.
     """
 
-    def __init__(self, problems: list[str], unlisted: int = 0):
+    def __init__(self, problems: list[str], unlisted: int = 0,
+                 unlisted_where: str | None = None):
         # A 1 MiB file of unknown keys has tens of thousands of problems: the first few say
         # what is wrong, and a count says how much more there is (bounded output and memory).
         unlisted += max(0, len(problems) - MAX_PROBLEMS)
-        self.problems = list(problems[:MAX_PROBLEMS])
+        self.listed, self.unlisted = list(problems[:MAX_PROBLEMS]), unlisted
+        self.problems = list(self.listed)
+        self.unlisted_where = None
         if unlisted:
             first_unlisted = problems[MAX_PROBLEMS] if len(problems) > MAX_PROBLEMS else None
-            where = getattr(first_unlisted or problems[-1], "where", "sagebook")
-            self.problems.append(Problem(where, None, f"{unlisted:,} more problems not shown"))
+            self.unlisted_where = unlisted_where or getattr(
+                first_unlisted or problems[-1], "where", "sagebook")
+            self.problems.append(Problem(self.unlisted_where, None,
+                                         f"{unlisted:,} more problems not shown"))
         super().__init__("\n".join(self.problems))
 
     @classmethod
     def one(cls, where: str, key: str | None, message: str) -> ConfigError:
         return cls([format_problem(where, key, message)])
+
+    @classmethod
+    def merged(cls, errors: list[ConfigError]) -> ConfigError:
+        """The problems of several checks in one error (one round for the user), each listed
+        once, the unlisted counted."""
+        problems: list[str] = []
+        for error in errors:
+            problems += [p for p in error.listed if p not in problems]
+        where = next((e.unlisted_where for e in errors if e.unlisted_where), None)
+        return cls(problems, sum(error.unlisted for error in errors), where)
 
 
 class Problem(str):

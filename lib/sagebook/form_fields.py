@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator
 from pydantic_core import PydanticUndefined
 
 from . import config
+from .backends import offered_types
 from .yaml_update import same
 
 KeyPath = tuple[str | int, ...]
@@ -38,15 +39,8 @@ class _Unset:
 
 UNSET: Any = _Unset()
 
-# Offered for `instance_type`, which accepts free text too (any ml.<family>.<size>).
-INSTANCE_TYPES = [
-    "local", "local-docker", "local-gpu",
-    "ml.m5.large", "ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge",
-    "ml.c5.xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge",
-    "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.g5.12xlarge",
-    "ml.p3.2xlarge", "ml.p4d.24xlarge",
-]
-SUGGESTIONS: dict[KeyPath, list[str]] = {("job", "instance_type"): INSTANCE_TYPES}
+# Fields offered as a list that also takes free text: what the backend registry offers.
+SUGGESTIONS: dict[KeyPath, Callable[[], list[str]]] = {("job", "instance_type"): offered_types}
 
 # The form manages this link itself: Save points it at the training file it writes.
 READ_ONLY: set[KeyPath] = {("job", "training_config")}
@@ -280,7 +274,7 @@ class TextEditor(ScalarEditor):
         suggestions = SUGGESTIONS.get(self.spec.key)
         text = self._text(self._start())
         if suggestions:
-            return widgets.Combobox(value=text, options=suggestions, ensure_option=False,
+            return widgets.Combobox(value=text, options=suggestions(), ensure_option=False,
                                     placeholder="choose or type", continuous_update=True)
         placeholder = {"duration": "e.g. 90m, 2h, 3600", "yaml": "a YAML value"}.get(
             self.kind, "")

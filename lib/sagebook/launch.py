@@ -1,7 +1,8 @@
 """The launch flow: config files → validated config → request → backend → record.
 
 The CLI, the launch notebook and the form all call `launch()`; they differ only in how they
-show progress and errors.
+show progress and errors. `plan()` is its first half, everything up to the first write or
+upload; `sagebook launch --dry-run` runs exactly that, so its verdict is the launch's.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any
 
 from . import config as config_mod
 from . import request as request_mod
-from .backends import Job, Outcome, backend_for
+from .backends import Backend, Job, Outcome, Staged, backend_for
 from .errors import ConfigError, SagebookError, StoreError
 from .record import TERMINAL, Record, git_state, job_name, new_run_id, user
-from .stores import StoreExistsError, open_store
+from .stores import Store, StoreExistsError, open_store
 
 
 class RunFailed(SagebookError):
@@ -89,6 +90,87 @@ def prepare(
     return config_mod.load(config_path, overrides, code_dir=code_dir)
 
 
+@dataclass
+class Plan:
+    """A launch decided and checked, before anything is written, uploaded or started."""
+
+    config: config_mod.LaunchConfig
+    backend: Backend
+    store: Store
+    git: dict[str, Any]
+    staged: Staged
+    identity: request_mod.RunIdentity
+    request: dict[str, Any]
+    resume: dict[str, str] | None = None  # the checkpoints it starts from (resume_from)
+
+    def renamed(self) -> Plan:
+        """The same plan under a new run id (when another launch took this one)."""
+        identity = dataclasses.replace(
+            _identity(self.config, self.store, new_run_id(), self.git, self.staged),
+            image_uri=self.identity.image_uri)
+        return self._with(identity)
+
+    def pinned(self, image_uri: str) -> Plan:
+        """The same plan running the image by the digest its tag resolved to."""
+        return self._with(dataclasses.replace(self.identity, image_uri=image_uri))
+
+    def _with(self, identity: request_mod.RunIdentity) -> Plan:
+        return dataclasses.replace(self, identity=identity,
+                                   request=request_mod.build(self.config, identity))
+
+
+def plan(
+    config_path: str | os.PathLike[str],
+    overrides: Iterable[str] = (),
+    *,
+    echo: Callable[[str], None] = print,
+    recorded: Recorded | None = None,
+) -> Plan:
+    """Validate the configs, choose the run's names and build the request, and check it against
+    the service model and the backend: every problem is found here, before any side effect.
+    Local inputs are hashed (not uploaded) so the request names their content-addressed URIs."""
+    recorded = recorded or Recorded()
+    cfg = prepare(config_path, overrides, code_dir=recorded.code_dir)
+    job_cfg = cfg.job
+    backend = backend_for(job_cfg.instance_type)
+    store = open_store(job_cfg.experiments_uri or "experiments", **job_cfg.store_options())
+    git = recorded.git if recorded.code_dir and recorded.git else git_state(cfg.source_dir)
+    staged = backend.stage(cfg, echo, reuse=recorded.channels)
+    identity = dataclasses.replace(_identity(cfg, store, new_run_id(), git, staged),
+                                   image_uri=recorded.image_uri)
+    request = request_mod.build(cfg, identity)
+    errors: list[ConfigError] = []
+    try:
+        resume = resume_source(cfg, store)
+    except ConfigError as exc:
+        errors.append(exc)
+        resume = None
+    job = Job(cfg, request, record=None, staged=staged,  # type: ignore[arg-type]
+              resume_from=resume["uri"] if resume else None)
+    for check in (backend.check, lambda job: request_mod.check(cfg, job.request)):
+        try:
+            check(job)
+        except ConfigError as exc:
+            errors.append(exc)
+    if errors:
+        raise ConfigError.merged(errors)
+    return Plan(cfg, backend, store, git, staged, identity, request, resume)
+
+
+def _identity(cfg: config_mod.LaunchConfig, store: Store, run_id: str, git: dict[str, Any],
+              staged: Staged) -> request_mod.RunIdentity:
+    return request_mod.RunIdentity(
+        run_id=run_id,
+        job_name=job_name(cfg.job.experiment, run_id),
+        record_uri=store.url(f"{cfg.job.experiment}/{run_id}"),
+        config_uri=_config_uri(cfg, store, run_id),
+        user=user(),
+        git_commit=git.get("commit"),
+        code_uri=staged.code_uri,
+        channel_uris=staged.channel_uris,
+    )
+
+
 def launch(
     config_path: str | os.PathLike[str],
     overrides: Iterable[str] = (),
@@ -103,46 +185,28 @@ def launch(
 ) -> Run:
     """Launch one run and return it once the backend is done (or, for cloud jobs, submitted).
 
-    Nothing is written before the configs and the request validate. From the moment the record
-    exists, every exit path leaves it with an honest status. `recorded` (a rerun) sends a
-    parent's code, data and image instead of today's.
+    Nothing is written before the configs and the request validate (`plan`). From the moment
+    the record exists, every exit path leaves it with an honest status. `recorded` (a rerun)
+    sends a parent's code, data and image instead of today's.
     """
-    recorded = recorded or Recorded()
-    cfg = prepare(config_path, overrides, code_dir=recorded.code_dir)
+    planned = plan(config_path, overrides, echo=echo, recorded=recorded)
+    cfg, backend, git = planned.config, planned.backend, planned.git
     job_cfg = cfg.job
-    backend = backend_for(job_cfg.instance_type)
-    store = open_store(job_cfg.experiments_uri or "experiments", **job_cfg.store_options())
-    git = recorded.git if recorded.code_dir and recorded.git else git_state(cfg.source_dir)
-    # hashed, not uploaded: the request names the digests
-    staged = backend.stage(cfg, echo, reuse=recorded.channels)
-    resume = resume_source(cfg, store)
-    image_uri, asked = recorded.image_uri, None
-    for _ in range(3):
-        run_id = new_run_id()
-        identity = request_mod.RunIdentity(
-            run_id=run_id,
-            job_name=job_name(job_cfg.experiment, run_id),
-            record_uri=store.url(f"{job_cfg.experiment}/{run_id}"),
-            config_uri=_config_uri(cfg, store, run_id),
-            user=user(),
-            git_commit=git.get("commit"),
-            code_uri=staged.code_uri,
-            channel_uris=staged.channel_uris,
-            image_uri=image_uri,
-        )
-        request = request_mod.build(cfg, identity)
-        job = Job(cfg, request, record=None, echo=echo, pdb=pdb,  # type: ignore[arg-type]
-                  wait=job_cfg.wait if wait is None else wait, staged=staged,
-                  resume_from=resume["uri"] if resume else None)
+    resume, staged = planned.resume, planned.staged
+    job = Job(cfg, planned.request, record=None, echo=echo, pdb=pdb,  # type: ignore[arg-type]
+              wait=job_cfg.wait if wait is None else wait, staged=staged,
+              resume_from=resume["uri"] if resume else None)
+    # Asked of AWS once, after the plan (the dry run does not ask): the regions of buckets and
+    # image, and the image tag's digest, which do not depend on the run id.
+    asked = backend.preflight(job)
+    pinned = (asked.get("image") or {}).get("uri")
+    if pinned and pinned != planned.request["AlgorithmSpecification"].get("TrainingImage"):
+        planned = planned.pinned(pinned)
+        job.request = planned.request
         backend.check(job)
-        if asked is None:  # once: regions and the image's digest do not depend on the run id
-            asked = backend.preflight(job)
-            pinned = (asked.get("image") or {}).get("uri")
-            if pinned and pinned != request["AlgorithmSpecification"].get("TrainingImage"):
-                image_uri = pinned
-                job.request = request = request_mod.build(
-                    cfg, dataclasses.replace(identity, image_uri=pinned))
-                backend.check(job)
+        request_mod.check(cfg, job.request)
+    for _ in range(3):
+        identity, request = planned.identity, planned.request
         manifest = {
             "job_name": identity.job_name,
             "backend": type(backend).__name__,
@@ -164,15 +228,16 @@ def launch(
             **(extra_manifest or {}),
         }
         try:
-            record = Record.create(store, job_cfg.experiment, run_id, manifest, publish=False)
+            record = Record.create(planned.store, job_cfg.experiment, identity.run_id, manifest,
+                                   publish=False)
             break
         except StoreExistsError:
-            continue
+            planned = planned.renamed()
     else:
-        raise StoreExistsError(f"no free run id in {store.url(job_cfg.experiment)}")
+        raise StoreExistsError(f"no free run id in {planned.store.url(job_cfg.experiment)}")
 
-    job.record = record
-    echo(f"[sagebook] run {run_id}: record at {record.uri}")
+    job.record, job.request = record, request
+    echo(f"[sagebook] run {identity.run_id}: record at {record.uri}")
     if on_record:
         on_record(record)
     try:

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .backends import is_remote
 from .errors import ConfigError, SagebookError
 
 LAUNCH_NOTEBOOK = Path(__file__).resolve().parent / "project_template" / "notebooks" / (
@@ -345,9 +346,7 @@ def store_notebook(record_uri: str, notebook: str | None, source: str,
     if source == "interactive":
         info["note"] = "copied as last saved when the kernel shut down"
     record.reload()
-    if record.status not in TERMINAL and record.manifest.get("instance_type", "").startswith(
-        "local"
-    ):
+    if record.status not in TERMINAL and not is_remote(record.manifest.get("instance_type", "")):
         if record.manifest.get("host") == socket.gethostname():
             _stop_orphans(record.run_id)
         record.set_status("Interrupted", notebook=info,

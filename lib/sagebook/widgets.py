@@ -26,6 +26,7 @@ import ipywidgets as widgets
 from pydantic import BaseModel
 
 from . import config
+from .backends import is_remote
 from .errors import ConfigError, SagebookError
 from .form_fields import INPUT_WIDTH, LABEL_WIDTH, Editor, ModelEditor, Spec
 from .project import job_configs
@@ -276,8 +277,8 @@ class ConfigForm:
         self._update_buttons()
 
     def _place(self, problem: str) -> list[tuple[Editor, str]]:
-        """Where a problem line is shown: under the field its key path names or, for a rule
-        across fields (no key path), under each field its parts start with."""
+        """Where a problem is shown: under the field its key path names (the nearest one the
+        form has), else at the top of the config its file names."""
         assert self.job is not None and self.training is not None
         key = getattr(problem, "key", None)
         message = getattr(problem, "message", str(problem))
@@ -287,12 +288,7 @@ class ConfigForm:
             return [(root.find(rest)[0], f"{key}: {message}")]
         where = str(getattr(problem, "where", ""))
         root = self.training if where.startswith(str(self.training_path)) else self.job
-        assert isinstance(root, ModelEditor)
-        placed = []
-        for part in message.split("; "):
-            first = part.split(" ", 1)[0]
-            placed.append((root.fields.get(first, root), part))
-        return placed
+        return [(root, message)]
 
     def _problem_list(self, problems: list[str]) -> widgets.HTML:
         items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
@@ -525,7 +521,7 @@ class _RunWatch:
         lines = []
         if self.uri:
             lines.append(f"record: {html.escape(self.uri)}")
-            if str(manifest.get("instance_type", "")).startswith("ml."):
+            if is_remote(str(manifest.get("instance_type", ""))):
                 lines.append(f"job: {html.escape(str(manifest.get('job_name')))}")
         self.form.record.value = "<br>".join(lines)
         summary = f"<b>{html.escape(status or 'not started')}</b>"

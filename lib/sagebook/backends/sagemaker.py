@@ -105,41 +105,47 @@ class SageMakerBackend(Backend):
         return staged
 
     def check(self, job: Job) -> None:
+        """SageMaker reads and writes S3 only: every location in the request must be there."""
+        cfg = job.config
         problems = []
         for channel in job.request["InputDataConfig"]:
             uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
             if uri.startswith("s3://"):
                 continue
             if channel["ChannelName"] == request_mod.CONFIG_CHANNEL:
-                problems.append(
-                    f"job.experiments_uri: the training config would be read from {uri}, but "
-                    "SageMaker reads its `config` channel from S3: set experiments_uri to "
-                    "s3://bucket/prefix (records in S3), or config_uri to s3://bucket/prefix "
-                    "(configs in S3, records kept here)")
+                key = "config_uri" if cfg.job.config_uri else "experiments_uri"
+                problems.append(cfg.problem("job", (key,), (
+                    f"the training config would be read from {uri}, but SageMaker reads its "
+                    "`config` channel from S3: set experiments_uri to s3://bucket/prefix "
+                    "(records in S3), or config_uri to s3://bucket/prefix (configs in S3, "
+                    "records kept here)")))
             else:
-                problems.append(f"job.channels.{channel['ChannelName']}: {uri} is not in S3")
+                problems.append(cfg.problem("job", ("channels", channel["ChannelName"]),
+                                            f"{uri} is not in S3"))
         output = job.request["OutputDataConfig"]["S3OutputPath"]
         if not output.startswith("s3://"):
-            problems.append(
-                f"job.output_uri: SageMaker writes model.tar.gz to S3, not to {output}: set "
-                "output_uri to s3://bucket/prefix (or keep records in S3)")
-        checkpoints = (job.request.get("CheckpointConfig") or {}).get("S3Uri")
-        if checkpoints and not checkpoints.startswith("s3://"):
-            problems.append(f"job.checkpoint_uri: SageMaker syncs checkpoints with S3, not with "
-                            f"{checkpoints}: use s3://bucket/prefix")
+            problems.append(cfg.problem("job", ("output_uri",), (
+                f"SageMaker writes model.tar.gz to S3, not to {output}: set output_uri to "
+                "s3://bucket/prefix (or keep records in S3)")))
+        for key, field in (("checkpoint_uri", "CheckpointConfig"),
+                           ("tensorboard_uri", "TensorBoardOutputConfig")):
+            section = job.request.get(field) or {}
+            uri = section.get("S3Uri") or section.get("S3OutputPath")
+            if uri and not uri.startswith("s3://"):
+                problems.append(cfg.problem("job", (key,), (
+                    f"SageMaker syncs it with S3, not with {uri}: use s3://bucket/prefix")))
         if problems:
             raise ConfigError(problems)
-        request_mod.validate(job.request, self._client(job).meta.service_model)
         limit = job.config.job.max_cost
         if limit is not None:
             worst = prices.worst_case(job.request, self._client(job).meta.region_name)
             if worst["usd"] is None:
-                raise ConfigError.one("job.max_cost", None, prices.describe_worst_case(worst)
-                                      + ": cannot check max_cost")
+                raise ConfigError([job.config.problem("job", ("max_cost",), (
+                    prices.describe_worst_case(worst) + ": cannot check max_cost"))])
             if worst["usd"] > limit:
-                raise ConfigError.one("job.max_cost", None, f"{prices.describe_worst_case(worst)}"
-                                      f", above max_cost ${limit:,.2f}: lower max_runtime, "
-                                      "max_wait, keep_alive or instance_count, or raise max_cost")
+                raise ConfigError([job.config.problem("job", ("max_cost",), (
+                    f"{prices.describe_worst_case(worst)}, above max_cost ${limit:,.2f}: lower "
+                    "max_runtime, max_wait, keep_alive or instance_count, or raise max_cost"))])
 
     def preflight(self, job: Job) -> dict[str, Any]:
         preflight.check_regions(job, self._client(job).meta.region_name)
