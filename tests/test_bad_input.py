@@ -1,5 +1,6 @@
 """The bad-input corpus (tests/bad_inputs.yaml): every case gets one clear message naming the
-file, line or override and the key, exit code 2, no traceback, no record and no upload."""
+file, line or override and the key, exit code 2, no traceback, no record and no upload; and
+`launch --dry-run` gives the same verdict and message as the launch."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sagebook.cli import main
 from conftest import REPO
 
 CASES = yaml.safe_load((REPO / "tests" / "bad_inputs.yaml").read_text())
+RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 
 
 def test_the_corpus_is_large_and_names_are_unique():
@@ -78,9 +80,12 @@ def test_bad_input_gets_one_clear_message(case, make_config, tmp_path, capsys):
     args = ["launch", str(path)]
     for override in case.get("overrides", []):
         args += ["-o", override]
+    dry_run_code = main([*args, "--dry-run"])
+    dry_run = capsys.readouterr().err
     code = main(args)
     err = capsys.readouterr().err
-    assert code == 2, err
+    assert code == dry_run_code == 2, err
+    assert RUN_ID.sub("RUN", err) == RUN_ID.sub("RUN", dry_run)  # the launch's verdict
     assert case["expect"] in err
     assert "Traceback" not in err
     assert err.startswith("sagebook: invalid configuration:\n")

@@ -372,7 +372,7 @@ class LaunchConfig:
             where = _where(key, self.job_path, self.job_lines, self.job_sources)
         else:
             where = _where(key, self.training_path, self.training_lines, self.training_sources)
-        return format_problem(where, _dotted(key, f"{section}.") if key else None, message)
+        return format_problem(where, _dotted(key, f"{section}.") if key else section, message)
 
     def job_yaml(self) -> str:
         """The job config as launched: overrides applied and paths absolute, so it re-runs."""

@@ -288,13 +288,27 @@ def _where(cfg: LaunchConfig, request: Mapping[str, Any], problem: ApiProblem) -
     section, key = config_key(cfg, request, problem.path)
     field_path = ".".join(str(p) for p in problem.path)
     message = f"{problem.message} ({OPERATION} {field_path})" if field_path else problem.message
-    if problem.path == ("Tags",) and problem.kind == "items":
-        message += f"; {len(RUN_TAGS)} of them are sagebook's run tags"
+    own = _sagebooks_own(request, problem.path) if problem.kind == "items" else 0
+    if own:
+        message += f"; {own} of them {'is' if own == 1 else 'are'} sagebook's"
     if problem.kind == "enum" and problem.path == ("ResourceConfig", "InstanceType"):
         message += (f"; AWS adds instance types before botocore lists them: if this one is "
                     f"new, upgrade botocore (pip install -U botocore) or set "
                     f"`{UNLISTED_OPT_OUT}: true` in the job config")
     return cfg.problem(section, key, message)
+
+
+def _sagebooks_own(request: Mapping[str, Any], path: tuple[str | int, ...]) -> int:
+    """How many entries of a list or map the user did not write: sagebook's run tags, run
+    variables and config and code channels count against the service's limits too."""
+    if path == ("Tags",):
+        return sum(tag.get("Key") in RUN_TAGS for tag in request["Tags"])
+    if path == ("Environment",):
+        return sum(name.startswith("SAGEBOOK_") for name in request["Environment"])
+    if path == ("InputDataConfig",):
+        return sum(c.get("ChannelName") in (CONFIG_CHANNEL, CODE_CHANNEL)
+                   for c in request["InputDataConfig"])
+    return 0
 
 
 def config_key(cfg: LaunchConfig, request: Mapping[str, Any],
