@@ -213,3 +213,15 @@ def test_masking_time_is_linear_in_the_line_length():
     assert len(ratios) == 15
     for label, ratio in ratios:
         assert float(ratio) < 1000, f"{label}: {float(ratio):.0f}x a tokenizing regex"
+
+
+def test_a_failed_runs_summary_and_error_are_masked_for_python_callers(make_config, tmp_path,
+                                                                      monkeypatch):
+    from sagebook.launch import RunFailed, launch
+
+    credential_env(monkeypatch)
+    run = launch(leaky_config(make_config, tmp_path), echo=lambda line: None)
+    assert "failure: boom: **** token=****" in run.summary()
+    assert "failed: boom: **** token=****" in str(RunFailed(run))
+    for secret in CREDENTIALS:
+        assert secret not in run.summary() + str(RunFailed(run)), secret

@@ -20,6 +20,7 @@ from . import request as request_mod
 from .backends import Backend, Job, Outcome, Staged, backend_for
 from .errors import ConfigError, SagebookError, StoreError
 from .record import TERMINAL, Record, git_state, job_name, new_run_id, user
+from .secrets import redact
 from .stores import Store, StoreExistsError, open_store
 
 
@@ -28,7 +29,8 @@ class RunFailed(SagebookError):
 
     def __init__(self, run: Run):
         self.run = run
-        reason = run.outcome.failure_reason or run.outcome.status
+        # the training code's own text (output/failure): masked as in the record
+        reason = redact(run.outcome.failure_reason or run.outcome.status)
         super().__init__(f"run {run.record.run_id} {run.outcome.status.lower()}: {reason}\n"
                          f"record: {run.record.uri}")
 
@@ -67,7 +69,7 @@ class Run:
         if billable is not None:
             lines.append(f"billed: {billable} s")
         lines.append(f"record: {self.record.uri}")
-        return "\n".join(lines)
+        return redact("\n".join(lines))  # it quotes the training code's failure text
 
 
 @dataclass(frozen=True)
