@@ -549,6 +549,10 @@ def _export(args: argparse.Namespace) -> int:
                     experiment=args.experiment, echo=lambda line: print(line, file=sys.stderr))
     print(f"{result.created} runs created, {result.updated} updated, {result.unchanged} "
           f"unchanged in {result.tracking_uri}")
+    if result.failures:
+        print(f"sagebook: {result.failed} runs not exported (export again to finish them):\n"
+              + "\n".join(f"  {line}" for line in result.failures[:10]), file=sys.stderr)
+        return 1
     return 0
 
 

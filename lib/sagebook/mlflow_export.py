@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ JOB_KEYS = ("instance_type", "instance_count", "volume_size_gb", "max_runtime", 
 STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Lost": "FAILED", "Stopped": "KILLED",
           "Interrupted": "KILLED"}
 MAX_PARAM_VALUE, MAX_TAG_VALUE, BATCH = 6000, 5000, 900
+EXPORT_THREADS = 4  # a sqlite-backed server refuses more at once
 
 
 @dataclass
@@ -45,7 +47,9 @@ class ExportResult:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    failed: int = 0
     tracking_uri: str = ""
+    failures: list[str] = field(default_factory=list)
 
 
 def export(store: Store, refs: Iterable[str] = (), *, tracking_uri: str | None = None,
@@ -54,6 +58,7 @@ def export(store: Store, refs: Iterable[str] = (), *, tracking_uri: str | None =
     """Export the runs named by `refs` (all runs of the store when none) to MLflow, into the
     MLflow experiment `experiment` (default: each run's sagebook experiment)."""
     try:
+        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise SagebookError("exporting to MLflow needs mlflow: pip install 'sagebook[mlflow]' "
@@ -71,16 +76,32 @@ def export(store: Store, refs: Iterable[str] = (), *, tracking_uri: str | None =
         entries = sorted(index.entries(store), key=lambda e: e.get("created") or "")
     result = ExportResult(tracking_uri=client.tracking_uri)
     known: dict[str, dict[str, Any]] = {}  # experiment name → {id, runs by sagebook id}
-    for entry in entries:
-        name = experiment or entry["experiment"]
-        if name not in known:
-            known[name] = _experiment(client, name)
-        target = known[name]
-        record = Record.open(store, entry["experiment"], entry["run_id"])
-        outcome = _export_run(client, target["id"], record,
-                              target["runs"].get(entry["run_id"]))
-        setattr(result, outcome, getattr(result, outcome) + 1)
-        echo(f"{entry['experiment']}/{entry['run_id']}: {outcome}")
+    try:
+        for entry in entries:
+            name = experiment or entry["experiment"]
+            if name not in known:
+                known[name] = _experiment(client, name)
+    except MlflowException as exc:
+        raise SagebookError(f"MLflow at {client.tracking_uri}: {exc}") from None
+
+    def one(entry: dict[str, Any]) -> str:
+        target = known[experiment or entry["experiment"]]
+        name = f"{entry['experiment']}/{entry['run_id']}"
+        try:
+            record = Record.open(store, entry["experiment"], entry["run_id"])
+            outcome = _export_run(client, target["id"], record,
+                                  target["runs"].get(entry["run_id"]))
+        except (MlflowException, OSError, SagebookError) as exc:
+            # the others go on; exporting again finishes this one (it was tagged last)
+            result.failures.append(f"{name}: {exc}")
+            outcome = "failed"
+        echo(f"{name}: {outcome}")
+        return outcome
+
+    # Each run is a handful of round trips to the tracking server: several runs at a time.
+    with ThreadPoolExecutor(EXPORT_THREADS) as pool:
+        for outcome in pool.map(one, entries):
+            setattr(result, outcome, getattr(result, outcome) + 1)
     return result
 
 
