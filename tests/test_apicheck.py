@@ -45,10 +45,31 @@ def test_a_good_request_has_no_problems():
     assert check_request("CreateTrainingJob", good_request(), MODEL) == []
 
 
+PATTERNS = sorted({MODEL.shape_for(n).metadata.get("pattern") for n in MODEL.shape_names}
+                  - {None})
+# ASCII values that probe each pattern: every printable character alone, and some shapes
+ASCII_PROBES = [chr(c) for c in range(128)] + [
+    "", "ml.m5.large", "arn:aws:iam::123456789012:role/R", "s3://bucket/key", "a b", "a-",
+    "MY_VAR", "1VAR", "a\nb", "x" * 70, "subnet-0abc", "https://x/y", "fs-0123abcd", "1.2.3",
+    "arn:aws:sagemaker:us-east-1:123456789012:training-job/job-1", "alias/my key", "10K",
+]
+
+
 def test_every_pattern_in_the_sagemaker_model_translates_and_compiles():
-    patterns = {MODEL.shape_for(n).metadata.get("pattern") for n in MODEL.shape_names} - {None}
-    assert len(patterns) > 100
-    assert [p for p in patterns if java_pattern(p) is None] == []
+    assert len(PATTERNS) > 100
+    assert [p for p in PATTERNS if java_pattern(p).full is None] == []
+    # most have a translation for Python's re as well, which answers for ASCII values
+    assert sum(java_pattern(p).ascii is not None for p in PATTERNS) > 0.9 * len(PATTERNS)
+
+
+def test_the_ascii_translation_agrees_with_the_full_one_on_ascii_values():
+    for pattern in PATTERNS:
+        compiled = java_pattern(pattern)
+        if compiled.ascii is None:
+            continue
+        for value in ASCII_PROBES:
+            assert (compiled.ascii.fullmatch(value) is not None) == \
+                (compiled.full.fullmatch(value) is not None), (pattern, value)
 
 
 @pytest.mark.parametrize(("pattern", "value", "java_matches"), [
@@ -66,7 +87,9 @@ def test_every_pattern_in_the_sagemaker_model_translates_and_compiles():
     (r"(arn:aws:x:[a-z]*/)?([a-zA-Z0-9]([a-zA-Z0-9-]){0,62})(?<!-)", "job-", False),
 ])
 def test_java_regexes_keep_their_java_meaning(pattern, value, java_matches):
-    assert (java_pattern(pattern).fullmatch(value) is not None) == java_matches
+    compiled = java_pattern(pattern)
+    assert compiled.fullmatch(value) == java_matches
+    assert (compiled.full.fullmatch(value) is not None) == java_matches
 
 
 def test_every_kind_of_constraint_is_reported_with_limit_and_actual():
@@ -166,10 +189,12 @@ def test_the_cache_is_rebuilt_when_the_model_botocore_would_load_changes(tmp_pat
         return json.loads(out.stdout)
 
     assert verdict() == ["at most 21,600 allowed, got 30,000"]
-    assert (tmp_path / "cache/sagebook/sagemaker-CreateTrainingJob.json").is_file()
+    assert len(list((tmp_path / "cache/sagebook").glob("sagemaker-CreateTrainingJob-*.json"))) == 1
     assert verdict() == ["at most 21,600 allowed, got 30,000"]  # from the cache
     data["shapes"]["KeepAlivePeriodInSeconds"]["max"] = 40000
     model_dir = tmp_path / "models/sagemaker" / version
     model_dir.mkdir(parents=True)
     (model_dir / "service-2.json").write_text(json.dumps(data))
     assert verdict(AWS_DATA_PATH=str(tmp_path / "models")) == []
+    assert len(list((tmp_path / "cache/sagebook").glob("sagemaker-CreateTrainingJob-*.json"))) == 2
+    assert verdict() == ["at most 21,600 allowed, got 30,000"]  # each model keeps its entry

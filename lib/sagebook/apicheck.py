@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import regex
-
 Path_ = tuple[str | int, ...]
 Shapes = dict[str, dict[str, Any]]
 
@@ -204,7 +202,7 @@ def _check_string(name: str, shape: dict[str, Any], value: str, path: Path_,
         problems.append(ApiProblem(path, f"{_show(value)} is not {choice}", "enum", name))
     if "pattern" in shape:
         compiled = java_pattern(shape["pattern"])
-        if compiled is not None and compiled.fullmatch(value) is None:
+        if not compiled.fullmatch(value):
             problems.append(ApiProblem(
                 path, f"{_show(value)} does not match the pattern {shape['pattern']}"
                 f"{_first_refused(compiled, value)}", "pattern", name))
@@ -251,16 +249,25 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else f"{text[:60]}…"
 
 
-def _first_refused(compiled: regex.Pattern[str], value: str) -> str:
+def _first_refused(compiled: JavaPattern, value: str) -> str:
     """Where the value stops fitting: the first character no match could continue with."""
+    full = compiled.full
+    if full is None:
+        return ""
     for end in range(1, len(value) + 1):
-        if compiled.fullmatch(value[:end], partial=True) is None:
+        if full.fullmatch(value[:end], partial=True) is None:
             return f" (refused from character {end}: {value[end - 1]!r})"
     return ""
 
 
 # --------------------------------------------------------------------------------------------
 # Java regexes
+#
+# Two translations of each pattern: one for the `regex` package, faithful for any value (it has
+# Unicode properties and Java's nested classes), and, where the pattern allows, one for Python's
+# `re` that is faithful for ASCII values only (\p{L} becomes the ASCII letters, …). Almost
+# every value a launch sends is ASCII: `re` then answers, and `regex` (~6 ms to import, slower
+# to compile) is loaded only for a value that needs it.
 
 
 _JAVA_POSIX = {
@@ -275,18 +282,54 @@ _JAVA_SHORTHAND = {"w": "a-zA-Z_0-9", "d": "0-9", "s": " \\t\\n\\x0B\\f\\r"}
 _JAVA_DOT = "[^\\n\\r\\u0085\\u2028\\u2029]"
 
 
+class _Untranslatable(Exception):
+    """The pattern uses what the ASCII `re` translation cannot express."""
+
+
+@dataclass(frozen=True)
+class JavaPattern:
+    """A Java regex, matched as Java matches it (`matches()`: the whole value)."""
+
+    source: str
+    ascii: Any  # re.Pattern for ASCII values, or None
+    regex_source: str
+
+    @property
+    def full(self) -> Any:
+        """The `regex` translation, compiled on first need; None if it does not compile."""
+        return _compile_regex(self.regex_source)
+
+    def fullmatch(self, value: str) -> bool:
+        if self.ascii is not None and value.isascii():
+            return self.ascii.fullmatch(value) is not None
+        full = self.full
+        return full is None or full.fullmatch(value) is not None
+
+
 @functools.lru_cache(maxsize=512)
-def java_pattern(pattern: str) -> regex.Pattern[str] | None:
-    """A Java regex compiled with the same meaning; None when it uses a construct we cannot
-    translate (tests compile every pattern in the model, so that is never silent)."""
+def java_pattern(pattern: str) -> JavaPattern:
+    import re
+
     try:
-        return regex.compile(translate_java(pattern), regex.V1)
+        ascii_re = re.compile(translate_java(pattern, ascii_only=True), re.ASCII)
+    except (_Untranslatable, re.error):
+        ascii_re = None
+    return JavaPattern(pattern, ascii_re, translate_java(pattern))
+
+
+@functools.lru_cache(maxsize=512)
+def _compile_regex(source: str) -> Any:
+    import regex
+
+    try:
+        return regex.compile(source, regex.V1)
     except regex.error:
-        return None
+        return None  # tests compile every pattern of the model, so this is never silent
 
 
-def translate_java(pattern: str) -> str:
-    """Java regex → `regex` V1 syntax (V1: nested classes and `&&`, as in Java)."""
+def translate_java(pattern: str, *, ascii_only: bool = False) -> str:
+    """Java regex → `regex` V1 syntax (V1: nested classes and `&&`, as in Java); or, with
+    `ascii_only`, → `re` syntax (compiled with re.ASCII) that means the same for ASCII values."""
     out: list[str] = []
     depth = 0  # nesting of character classes
     i = 0
@@ -297,16 +340,22 @@ def translate_java(pattern: str) -> str:
             if nxt in "pP" and pattern.startswith("{", i + 2):
                 end = pattern.index("}", i)
                 name = pattern[i + 3:end].removeprefix("Is")
-                if name in _JAVA_POSIX:
-                    body = _JAVA_POSIX[name]
-                    out.append(_class(body, negate=nxt == "P", inside=depth > 0))
+                body = _JAVA_POSIX.get(name)
+                if body is None and ascii_only:
+                    body = _ascii_members(name)
+                if body is not None:
+                    out.append(_class(body, negate=nxt == "P", inside=depth > 0,
+                                      ascii_only=ascii_only))
                 else:
                     out.append(pattern[i:end + 1])
                 i = end + 1
                 continue
             if nxt.lower() in _JAVA_SHORTHAND:
-                out.append(_class(_JAVA_SHORTHAND[nxt.lower()], negate=nxt.isupper(),
-                                  inside=depth > 0))
+                if ascii_only:  # re.ASCII gives \w \d \s Java's own ASCII meaning
+                    out.append(pattern[i:i + 2])
+                else:
+                    out.append(_class(_JAVA_SHORTHAND[nxt.lower()], negate=nxt.isupper(),
+                                      inside=depth > 0))
                 i += 2
                 continue
             if nxt == "u" and i + 6 <= len(pattern):
@@ -326,9 +375,13 @@ def translate_java(pattern: str) -> str:
             i += 2
             continue
         if char == "[":
+            if ascii_only and depth:
+                raise _Untranslatable("a nested class")
             depth += 1
         elif char == "]" and depth:
             depth -= 1
+        elif char == "&" and depth and ascii_only and pattern.startswith("&&", i):
+            raise _Untranslatable("a class intersection")
         elif char == "." and depth == 0:
             out.append(_JAVA_DOT)
             i += 1
@@ -338,10 +391,29 @@ def translate_java(pattern: str) -> str:
     return "".join(out)
 
 
-def _class(body: str, *, negate: bool, inside: bool) -> str:
+def _class(body: str, *, negate: bool, inside: bool, ascii_only: bool = False) -> str:
+    if not body:  # a category with no ASCII member (the `re` translation only)
+        if inside:
+            raise _Untranslatable("an empty class inside a class")
+        return "[\\s\\S]" if negate else "(?!)"
     if negate:
+        if inside and ascii_only:
+            raise _Untranslatable("a negated class inside a class")
         return f"[^{body}]"  # nested inside a class: a V1 nested set, a union as in Java
     return body if inside else f"[{body}]"
+
+
+@functools.lru_cache(maxsize=64)
+def _ascii_members(category: str) -> str | None:
+    """The ASCII characters of a Unicode general category (L, Lu, N, Z, P, S, …), as a class
+    body; None for any other property (scripts, blocks), which only `regex` knows."""
+    import re
+    import unicodedata
+
+    if not (1 <= len(category) <= 2 and category[0] in "LMNPSZC" and category.isalpha()):
+        return None
+    members = [chr(c) for c in range(128) if unicodedata.category(chr(c)).startswith(category)]
+    return "".join(re.escape(c) for c in members)
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,7 +455,7 @@ def _derive(service_model: Any, operation: str) -> tuple[Shapes, str]:
 @functools.lru_cache(maxsize=8)
 def _cached(operation: str) -> tuple[Shapes, str]:
     fingerprint = model_fingerprint()
-    cache = _cache_path(operation)
+    cache = _cache_path(operation, fingerprint)
     try:
         data = json.loads(cache.read_text())
         if data["fingerprint"] == fingerprint:
@@ -433,9 +505,14 @@ def _botocore_version(package: Path) -> str:
     return text[start:text.index("\n", start)]
 
 
-def _cache_path(operation: str) -> Path:
+def _cache_path(operation: str, fingerprint: list[Any]) -> Path:
+    """One file per model: environments with other botocore versions (a venv for the SDK)
+    share the cache folder without evicting each other's entry."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()[:16]
     base = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-    return Path(base) / "sagebook" / f"sagemaker-{operation}.json"
+    return Path(base) / "sagebook" / f"sagemaker-{operation}-{digest}.json"
 
 
 def _write_atomic(path: Path, text: str) -> None:
