@@ -320,6 +320,7 @@ def test_ctrl_c_stops_every_trial_then_resume_runs_only_the_rest(tiny, tmp_path)
     assert all(t["status"] == "Completed" for t in record["trials"])
     assert record["trials"][3]["run_id"] == earlier_run.name and record["trials"][3]["linked"]
     assert not stopped_runs & {t["run_id"] for t in record["trials"]}  # stopped ones re-ran
+    assert {r for t in record["trials"] for r in t.get("earlier_runs", [])} == stopped_runs
     # 1 earlier + 2 stopped + 3 resumed; the linked trial did not run again
     assert len(runs(experiments)) == 6
 

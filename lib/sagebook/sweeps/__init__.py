@@ -158,6 +158,10 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
             echo(f"[sweep] trial {entry['trial']}: same config, code and data as run "
                  f"{match['run_id']}: linked, not run again")
         else:
+            if entry.get("run_id"):  # its earlier attempt stays findable, the new one is its run
+                entry["earlier_runs"] = [*entry.get("earlier_runs", []), entry["run_id"]]
+            for stale in ("run_id", "record_uri", "objective", "failure_reason", "ended"):
+                entry.pop(stale, None)
             entry.update(status="Pending")
             todo_now.append(entry)
     record.update()
