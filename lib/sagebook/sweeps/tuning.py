@@ -336,6 +336,7 @@ def sync(record: SweepRecord, client: Any = None) -> int:
         jobs = _search(sagemaker, record.sweep_id)
     except (ClientError, BotoCoreError) as exc:
         raise SagebookError(f"cannot ask SageMaker about tuning job {name}: {exc}") from None
+    before = json.dumps(record.manifest, sort_keys=True, default=str)
     metric = record.manifest["objective"]["metric"]
     parameters = record.manifest.get("parameters") or []
     known = {t["run_id"]: t for t in record.trials}
@@ -371,7 +372,9 @@ def sync(record: SweepRecord, client: Any = None) -> int:
         record.manifest["spend_usd"] = round(sum(costs), 4)
     sweep_status = {"Completed": "Completed", "Failed": "Failed", "Stopped": "Stopped"}.get(
         status or "", "InProgress")
-    record.set_status(sweep_status)
+    if sweep_status != record.status or json.dumps(
+            record.manifest, sort_keys=True, default=str) != before:  # readers write no news
+        record.set_status(sweep_status)
     return changed
 
 
