@@ -388,6 +388,8 @@ def test_every_strategy_becomes_one_checked_tuning_job(strategy, fake, cloud_con
         assert "learning_rate" not in static or strategy == "hyperband"
         assert all(c["ChannelName"] != "config" for c in definition["InputDataConfig"])
         assert definition["RoleArn"].endswith("role/SageMakerExecutionRole")
+        image = definition["AlgorithmSpecification"]["TrainingImage"]
+        assert "@sha256:" in image  # run by digest, as every launch
     tags = {t["Key"]: t["Value"] for t in request["Tags"]}
     assert tags["sagebook:sweep"] == name and tags["sagebook:experiment"] == "digits-mlp"
     if strategy == "grid":
@@ -430,6 +432,25 @@ def test_a_request_the_model_refuses_is_refused_before_any_upload(fake, cloud_co
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
     dry = main(["sweep", str(cloud_config()), "--sweep", str(path), "--dry-run"])
     assert dry == 2 and "at least 3 allowed, got 1" in capsys.readouterr().err
+
+
+def test_max_cost_bounds_the_whole_sweep(fake, cloud_config, tmp_path, capsys, s3, bucket):
+    from sagebook import prices
+
+    hourly = prices.price("ml.m5.xlarge", "us-east-1").usd_per_hour
+    per_trial = 2 * hourly  # max_runtime 2h, no spot: the dearer of the two instance types
+    config = cloud_config(max_runtime="2h", max_cost=round(11.5 * per_trial, 2))
+    sweep = write_sweep(tmp_path, "objective: {metric: val_accuracy, goal: maximize}\n"
+                        "strategy: bayesian\nmax_trials: 12\nparameters:\n"
+                        "  training.learning_rate: {min: 0.001, max: 0.1}\n"
+                        "  job.instance_type: [ml.m5.large, ml.m5.xlarge]\n")
+    assert prices.price("ml.m5.large", "us-east-1").usd_per_hour < hourly
+    assert main(["sweep", str(config), "--sweep", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert "job.max_cost: a sweep of 12 trials, each at most worst case: 1 × ml.m5.xlarge" in err
+    assert tuning_jobs() == {} and s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    config = cloud_config(max_runtime="2h", max_cost=round(12.5 * per_trial, 2))
+    assert main(["sweep", str(config), "--sweep", str(sweep)]) == 0
 
 
 def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, tmp_path,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -226,12 +227,41 @@ def _at(data: Any, path: tuple[str | int, ...]) -> Any:
 
 
 def _training_request(plan: Plan, staged: Any, sweep_id: str, record_uri: str,
-                      commit: str | None) -> dict[str, Any]:
+                      commit: str | None, image_uri: str | None = None) -> dict[str, Any]:
     identity = request_mod.RunIdentity(
         run_id=sweep_id, job_name=sweep_id, record_uri=record_uri,
         config_uri=f"{record_uri}/config", user=user(), git_commit=commit,
-        code_uri=staged.code_uri, channel_uris=staged.channel_uris)
+        code_uri=staged.code_uri, channel_uris=staged.channel_uris, image_uri=image_uri)
     return request_mod.build(plan.cfg, identity)
+
+
+def check_cost(plan: Plan, training: dict[str, Any], region: str | None) -> None:
+    """`max_cost` bounds the whole sweep: its trials' worst case, each trial on its dearest
+    instance type, must stay below it (a single trial's is checked as every launch's is)."""
+    limit = plan.cfg.job.max_cost
+    if limit is None:
+        return
+    sweep = plan.sweep
+    trials = sweep.max_trials or math.prod(len(p.values or ()) for p in sweep.parameters.values())
+    types = sweep.parameters.get("job.instance_type")
+    worst = []
+    for instance_type in (types.values or ()) if types else [None]:
+        request = copy.deepcopy(training)
+        if instance_type is not None:
+            request["ResourceConfig"]["InstanceType"] = instance_type
+        worst.append(prices.worst_case(request, region))
+    if any(w["usd"] is None for w in worst):
+        unknown = next(w for w in worst if w["usd"] is None)
+        raise ConfigError.one("job.max_cost", None, prices.describe_worst_case(unknown)
+                              + ": cannot check max_cost")
+    dearest = max(worst, key=lambda w: w["usd"])
+    total = dearest["usd"] * trials
+    if total > limit:
+        raise ConfigError.one(
+            "job.max_cost", None,
+            f"a sweep of {trials} trials, each at most {prices.describe_worst_case(dearest)}, "
+            f"may cost ${total:,.2f}, above max_cost ${limit:,.2f}: lower max_trials or "
+            "max_runtime, or raise max_cost")
 
 
 def dry_run_request(plan: Plan) -> dict[str, Any]:
@@ -257,11 +287,20 @@ def start(plan: Plan, store: Store, manifest: dict[str, Any], *,
     sagemaker = aws.client("sagemaker", job.profile, job.region)
     staged = backend.stage(plan.cfg, echo)
     commit = git_state(plan.cfg.source_dir).get("commit")
-    for _ in range(3):
+    image_uri = None
+    for attempt in range(3):
         sweep_id = new_sweep_id()
         record_uri = store.url(f"_sweeps/{job.experiment}/{sweep_id}")
-        training = _training_request(plan, staged, sweep_id, record_uri, commit)
-        backend.check(Job(plan.cfg, training, record=None, staged=staged))  # type: ignore[arg-type]
+        training = _training_request(plan, staged, sweep_id, record_uri, commit, image_uri)
+        probe = Job(plan.cfg, training, record=None, staged=staged)  # type: ignore[arg-type]
+        backend.check(probe)
+        if attempt == 0:  # as a launch: regions checked, the image run by its digest
+            pinned = (backend.preflight(probe).get("image") or {}).get("uri")
+            if pinned and pinned != training["AlgorithmSpecification"].get("TrainingImage"):
+                image_uri = pinned
+                training = _training_request(plan, staged, sweep_id, record_uri, commit,
+                                             image_uri)
+            check_cost(plan, training, sagemaker.meta.region_name)
         request = build(plan, training, sweep_id, record_uri, sagemaker.meta.service_model)
         check(plan, request, sagemaker.meta.service_model)
         try:
