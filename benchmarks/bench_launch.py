@@ -142,6 +142,12 @@ def run() -> list[Row]:
     os.environ.update(env)
     try:
         boto3.client("s3").create_bucket(Bucket=BUCKET)
+        # the image in ECR: sagebook resolves its tag to a digest and refuses a missing image
+        ecr = boto3.client("ecr")
+        ecr.create_repository(repositoryName="sagebook-training")
+        ecr.put_image(repositoryName="sagebook-training", imageTag="latest", imageManifest=(
+            '{"schemaVersion": 2, "mediaType": '
+            '"application/vnd.docker.distribution.manifest.v2+json", "config": {}, "layers": []}'))
         training = REPO / "configs" / "training_config.yaml"
         config_folder = scratch / "config"
         config_folder.mkdir()
