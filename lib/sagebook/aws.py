@@ -19,6 +19,7 @@ from typing import Any
 from .errors import ConfigError, StoreError
 
 _sessions: dict[tuple[Any, ...], Any] = {}
+_clients: dict[tuple[Any, ...], Any] = {}
 _lock = threading.RLock()
 
 NO_REGION = ("no AWS region: set `region:` in the job config, or AWS_DEFAULT_REGION, or a "
@@ -35,8 +36,7 @@ def session(profile: str | None = None, region: str | None = None) -> Any:
     parses botocore's endpoint and service models again (~0.2 s each)."""
     import boto3
 
-    key = (profile, region, tuple(sorted((k, v) for k, v in os.environ.items()
-                                         if k.startswith("AWS_"))))
+    key = (profile, region, _aws_environment())
     with _lock:
         if key not in _sessions:
             try:
@@ -97,6 +97,11 @@ def _model_file_loader() -> Any:
     return CachedJSONFileLoader()
 
 
+def _aws_environment() -> tuple[tuple[str, str], ...]:
+    """The AWS_* variables: endpoints, credentials, retries. A change makes new sessions."""
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+
+
 def client(service: str, profile: str | None = None, region: str | None = None,
            **settings: Any) -> Any:
     """A boto3 client that retries throttling, 5xx answers, resets and timeouts with backoff.
@@ -112,12 +117,19 @@ def client(service: str, profile: str | None = None, region: str | None = None,
     retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
                "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))}
     timeout = float(os.environ.get("SAGEBOOK_AWS_TIMEOUT", "60"))
-    config = Config(retries=retries, connect_timeout=min(10.0, timeout), read_timeout=timeout,
-                    **settings)
     aws = session(profile, region)
+    # One client per profile, region (as resolved), environment, service and settings: clients
+    # are thread-safe, and each new one costs ~30 ms (a launch asks S3 from its preflight and
+    # from its record store).
+    key = (profile, region or aws.region_name, _aws_environment(), service, timeout,
+           repr(sorted(settings.items())))
     try:
-        with _lock:  # a botocore session creates clients one at a time (clients are thread-safe)
-            return aws.client(service, config=config)
+        with _lock:  # a botocore session creates clients one at a time
+            if key not in _clients:
+                config = Config(retries=retries, connect_timeout=min(10.0, timeout),
+                                read_timeout=timeout, **settings)
+                _clients[key] = aws.client(service, config=config)
+            return _clients[key]
     except NoRegionError:
         raise ConfigError.one("job.region", None, NO_REGION) from None
 

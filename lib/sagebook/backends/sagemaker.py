@@ -148,8 +148,15 @@ class SageMakerBackend(Backend):
                     "max_runtime, max_wait, keep_alive or instance_count, or raise max_cost"))])
 
     def preflight(self, job: Job) -> dict[str, Any]:
-        preflight.check_regions(job, self._client(job).meta.region_name)
-        return {"image": preflight.pin_image(job)}
+        """The buckets' regions and the image's digest, asked at once: round trips that do not
+        depend on each other. A region problem is reported before an image problem."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        region = self._client(job).meta.region_name
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            image = pool.submit(preflight.pin_image, job)
+            preflight.check_regions(job, region)
+            return {"image": image.result()}
 
     def _client(self, job: Job) -> Any:
         if self._sagemaker is None:
