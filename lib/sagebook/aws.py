@@ -31,16 +31,16 @@ ECR_IMAGE = re.compile(
 )
 
 
-def session(profile: str | None = None, region: str | None = None) -> Any:
-    """One boto3 session per profile, region and AWS_* environment, reused: every new session
-    parses botocore's endpoint and service models again (~0.2 s each)."""
+def session(profile: str | None = None) -> Any:
+    """One boto3 session per profile and AWS_* environment, reused: every new session sets up
+    botocore's endpoint tables and models again (~40 ms each). Regions are the clients'."""
     import boto3
 
-    key = (profile, region, _aws_environment())
+    key = (profile, _aws_environment())
     with _lock:
         if key not in _sessions:
             try:
-                _sessions[key] = boto3.session.Session(profile_name=profile, region_name=region)
+                _sessions[key] = boto3.session.Session(profile_name=profile)
             except Exception as exc:  # botocore's ProfileNotFound and friends
                 raise StoreError(f"AWS session: {exc}") from None
             loader = _sessions[key]._session.get_component("data_loader")
@@ -117,18 +117,18 @@ def client(service: str, profile: str | None = None, region: str | None = None,
     retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
                "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))}
     timeout = float(os.environ.get("SAGEBOOK_AWS_TIMEOUT", "60"))
-    aws = session(profile, region)
-    # One client per profile, region (as resolved), environment, service and settings: clients
-    # are thread-safe, and each new one costs ~30 ms (a launch asks S3 from its preflight and
-    # from its record store).
-    key = (profile, region or aws.region_name, _aws_environment(), service, timeout,
-           repr(sorted(settings.items())))
+    aws = session(profile)
+    region = region or aws.region_name
+    # One client per profile, region, environment, service and settings: clients are
+    # thread-safe, and each new one costs ~15 ms (a launch asks S3 from its preflight and from
+    # its record store).
+    key = (profile, region, _aws_environment(), service, timeout, repr(sorted(settings.items())))
     try:
         with _lock:  # a botocore session creates clients one at a time
             if key not in _clients:
                 config = Config(retries=retries, connect_timeout=min(10.0, timeout),
                                 read_timeout=timeout, **settings)
-                _clients[key] = aws.client(service, config=config)
+                _clients[key] = aws.client(service, region_name=region, config=config)
             return _clients[key]
     except NoRegionError:
         raise ConfigError.one("job.region", None, NO_REGION) from None
@@ -136,7 +136,7 @@ def client(service: str, profile: str | None = None, region: str | None = None,
 
 def region(profile: str | None = None, region: str | None = None) -> str | None:
     """The region the chain resolves for this profile (and explicit region), or None."""
-    return session(profile, region).region_name
+    return region or session(profile).region_name
 
 
 def usable_profile(name: str | None) -> str | None:

@@ -142,7 +142,7 @@ def _local_opt_ml(cfg: LaunchConfig) -> str:
 
 
 def _credentials(job: JobConfig) -> str:
-    session = aws.session(job.profile, job.region)
+    session = aws.session(job.profile)
     if session.get_credentials() is None:
         raise DoctorFinding(
             "no AWS credentials found: run `aws configure` or `aws sso login`, set AWS_PROFILE, "
