@@ -135,6 +135,9 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata lookups
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    from sagebook import aws as access
+
+    access._clients.clear()  # fresh clients: a test may hook the session they are made from
     try:
         from papermill.s3 import S3
 

@@ -95,8 +95,8 @@ def sagebook_sends(path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     sent: list[dict] = []
     original = aws.session
 
-    def session(profile=None, region=None):
-        boto_session = original(profile, region)
+    def session(profile=None):
+        boto_session = original(profile)
         boto_session.events.register(
             "before-call.sagemaker.CreateTrainingJob",
             lambda params, **_: sent.append(json.loads(params["body"])),
