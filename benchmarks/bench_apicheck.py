@@ -84,13 +84,17 @@ def run() -> list[Row]:
             _measure(config, overrides, env, cold=False)  # fills the cache, warms the files
             warm = [_measure(config, overrides, env, cold=False) for _ in range(REPEATS)]
             cold = [_measure(config, overrides, env, cold=True) for _ in range(3)]
+            # the plan with the check against the same plan without it, in the same processes
             added = statistics.median(m["import"] + m["check"] for m in warm)
-            plan = statistics.median(m["plan"] for m in warm)
-            rows.append(Row(f"model check added to a launch, {label} (plan {plan * 1000:.0f} ms)",
-                            added, TARGET_S, "s", "<= 20 ms", added <= TARGET_S))
-            rows.append(Row("  the same, first launch after a botocore upgrade",
-                            statistics.median(m["import"] + m["check"] for m in cold),
-                            TARGET_S, "s", "informational", True))
+            plan = statistics.median(m["import"] + m["plan"] for m in warm)
+            rows.append(Row(f"launch plan with the model check vs without, {label} "
+                            f"(+{added * 1000:.0f} ms)", plan, plan - added, "s", "<= +20 ms",
+                            added <= TARGET_S))
+            cold_added = statistics.median(m["import"] + m["check"] for m in cold)
+            cold_plan = statistics.median(m["import"] + m["plan"] for m in cold)
+            rows.append(Row(f"  the same, first launch after a botocore upgrade "
+                            f"(+{cold_added * 1000:.0f} ms)", cold_plan, cold_plan - cold_added,
+                            "s", "informational", True))
         return rows
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

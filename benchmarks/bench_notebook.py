@@ -55,6 +55,6 @@ def run() -> list[Row]:
             "informational", True),
         Row("  of which papermill + kernel (one-cell notebook)", trivial_s, cli_s, "s",
             "informational", True),
-        Row("  notebook extra beyond papermill+kernel (s; baseline 1 s)", max(extra, 0.0), 1.0,
-            "s", "<= 1 s", extra <= 1.0),
+        Row(f"  notebook launch vs CLI launch + one-cell notebook (+{extra:.2f} s)", nb_s,
+            cli_s + trivial_s, "s", "<= +1 s", extra <= 1.0),
     ]

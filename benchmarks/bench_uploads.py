@@ -129,8 +129,8 @@ def run() -> list[Row]:
     return [
         Row(f"upload {label}: sagebook (hashing incl.) vs TransferManager (median of {ROUNDS})",
             ours, base, "s", "<= 1.0x", ours <= base),
-        Row("  re-upload, nothing changed (s; baseline 1 s)", again["seconds"], 1.0, "s",
-            "< 1 s and 0 bytes", again["seconds"] < 1.0 and again["bytes"] == 0),
+        Row("  re-upload, nothing changed, vs TransferManager's upload", again["seconds"], base,
+            "s", "< 1 s and 0 bytes", again["seconds"] < 1.0 and again["bytes"] == 0),
         Row(f"  peak memory (MB) vs TransferManager's; the data is {data_mb} MB",
             peak, base_peak, "MB", "bounded: <= base + 64 MB", peak.mb <= base_peak.mb + 64),
     ]
