@@ -505,6 +505,11 @@ def _list(args: argparse.Namespace) -> int:
         print(f"sagebook: {listing.warning}", file=sys.stderr)
     for line in runs.damage_lines(listing.damaged):
         print(f"sagebook: {line}", file=sys.stderr)
+    lost = [e for e in listing.runs if e.get("status") == "Lost"]
+    if lost:
+        print(f"sagebook: {len(lost)} runs lost their launcher ({lost[0]['lost']}); "
+              f"`sagebook stop {lost[0]['experiment']}/{lost[0]['run_id']}` stops what is "
+              "left of one and closes its record", file=sys.stderr)
     metrics = _names(args.metrics)
     params = _names(args.params) if args.params else []
     for name in metrics:

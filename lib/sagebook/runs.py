@@ -536,6 +536,7 @@ class RunDetails:
     report_page: str | None
     annotations: dict[str, Any] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)  # "file: why", for files skipped
+    lost: str | None = None  # why an unfinished local run has lost its launcher
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -564,6 +565,7 @@ class RunDetails:
             "report_page": self.report_page,
             "annotations": self.annotations,
             "unreadable": self.unreadable,
+            "lost": self.lost,
         }
 
 
@@ -593,7 +595,21 @@ def details(record: Record) -> RunDetails:
             f.startswith(f"{ANNOTATIONS}/") for f in files) else
         {"tags": dict(record.manifest.get("tags") or {}), "notes": []},
         unreadable=unreadable,
+        lost=_lost(record),
     )
+
+
+def _lost(record: Record) -> str | None:
+    """Why a local run's launcher is gone (its record still says it runs), or None."""
+    from .backends import backend_class
+    from .backends.local import ProcessRun
+
+    cls = backend_class(str(record.manifest.get("instance_type") or ""))
+    if cls is None or not issubclass(cls, ProcessRun) or record.status in TERMINAL:
+        return None
+    from .backends import liveness
+
+    return liveness.lost(record.store, index.summarize(record.manifest))
 
 
 # --------------------------------------------------------------------------------------------
@@ -963,7 +979,10 @@ def format_details(info: RunDetails) -> str:
         f"run:         {info.record.run_id}",
         *([f"name:        {notes['name']}"] if notes.get("name") else []),
         f"experiment:  {info.record.experiment}",
-        f"status:      {m.get('status')}",
+        f"status:      {m.get('status')}" if not info.lost else
+        f"status:      Lost: {info.lost} (the record says {m.get('status')}); "
+        f"`sagebook stop {info.record.experiment}/{info.record.run_id}` stops what is left "
+        "of it and closes its record",
         f"user:        {m.get('user')}@{m.get('host')}",
         f"created:     {m.get('created')}",
         f"ended:       {m.get('ended') or ''}",

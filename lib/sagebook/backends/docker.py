@@ -119,10 +119,10 @@ class DockerBackend(ProcessRun, Backend):
         name = f"sagebook-{job.request['TrainingJobName']}"
         return f"{name}-{host}" if host and job.config.job.instance_count > 1 else name
 
-    def stop(self, job: Job, hosts: list[Host]) -> None:
+    def stop_hosts(self, job: Job, hosts: list[Host]) -> None:
         """`docker stop` gives each container SIGTERM, then SIGKILL after the grace period."""
         job.echo(f"[sagebook] stopping: docker stop (SIGKILL after {STOP_GRACE_SECONDS}s)")
         subprocess.run(["docker", "stop", "--time", str(STOP_GRACE_SECONDS),
                         *(self.container_name(job, h.name) for h in hosts)],
                        capture_output=True, check=False)
-        super().stop(job, hosts)
+        super().stop_hosts(job, hosts)

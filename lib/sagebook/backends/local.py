@@ -24,8 +24,9 @@ from typing import Any
 
 from ..config import LaunchConfig
 from ..errors import ConfigError, StoreError
-from ..stores import open_store
-from . import Backend, Job, Outcome, Staged, checkpoints, contract, namespace, uploads
+from ..record import Record
+from ..stores import Store, open_store
+from . import Backend, Job, Outcome, Staged, checkpoints, contract, liveness, namespace, uploads
 from .logs import LogSink
 
 STOP_GRACE_SECONDS = 120  # SageMaker's grace between SIGTERM and SIGKILL on StopTrainingJob
@@ -157,6 +158,7 @@ class ProcessRun:
             host.sink = LogSink(spool / f"logs/{host.name}.log", spool / "metrics.jsonl",
                                 definitions, echo, host=host.name, fallback=record.local_copy)
         work = hosts[0].root if len(hosts) == 1 else hosts[0].root.parent.parent
+        self.heartbeat = liveness.Heartbeat(record).start()
         record.set_status("InProgress", work_dir=str(work), local_copy=str(record.local_copy))
         failed = None
         try:
@@ -165,6 +167,7 @@ class ProcessRun:
             else:
                 exit_code, stopped, failed = self._streamed(job, hosts)
         finally:
+            self.heartbeat.stop()
             sinks = [host.sink for host in hosts if host.sink is not None]
             for sink in sinks:
                 sink.close()
@@ -189,8 +192,10 @@ class ProcessRun:
                 # A new session keeps a terminal's Ctrl-C away from the training process: we
                 # decide how it stops (SIGTERM, then SIGKILL), as SageMaker does.
                 host.proc = subprocess.Popen(
-                    host.command, cwd=host.cwd, env=host.env, stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                    liveness.supervised(host.command, STOP_GRACE_SECONDS), cwd=host.cwd,
+                    env=host.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, start_new_session=True)
+                self.heartbeat.note(host.proc.pid)
                 reader = threading.Thread(target=_pump, args=(host.proc, host.sink),
                                           daemon=True)
                 reader.start()
@@ -202,12 +207,12 @@ class ProcessRun:
             if failed is not None and any(h.proc.poll() is None for h in hosts):  # type: ignore
                 job.echo(f"[sagebook] {failed.name} failed "
                          f"({contract.explain_exit(failed.exit_code())}): stopping the others")
-                self.stop(job, hosts)
+                self.stop_hosts(job, hosts)
         except BaseException as exc:
             # Ctrl-C stops the run; anything else (SystemExit, a bug) must not leave the
             # training processes running on their own either.
             stopped = True
-            self.stop(job, [h for h in hosts if h.proc is not None])
+            self.stop_hosts(job, [h for h in hosts if h.proc is not None])
             if not isinstance(exc, KeyboardInterrupt):
                 raise
         for reader in readers:
@@ -216,7 +221,31 @@ class ProcessRun:
             return max(h.exit_code() for h in hosts if h.proc is not None), True, None
         return (failed.exit_code() if failed else 0), False, failed
 
-    def stop(self, job: Job, hosts: list[Host]) -> None:
+    def stop(self, record: Record, echo: Callable[[str], None]) -> Outcome:
+        """`sagebook stop RUN` from another process (see liveness.py)."""
+        return liveness.stop(record, echo, STOP_GRACE_SECONDS)
+
+    def attach(self, record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcome:
+        """A local run is followed by its launcher alone: say where it is, or that it is lost."""
+        from ..errors import LaunchError
+        from ..index import summarize
+
+        entry = summarize(record.manifest)
+        reason = liveness.lost(record.store, entry)
+        if reason:
+            raise LaunchError(f"run {record.run_id} cannot be followed again: {reason}, and "
+                              f"its training stopped with it; {liveness.cleanup_hint(entry)}")
+        raise LaunchError(f"run {record.run_id} is followed by the process that launched it "
+                          f"on {record.manifest.get('host')}: its output goes there, and "
+                          "`sagebook stop` stops it")
+
+    @classmethod
+    def refresh(cls, store: Store, entries: list[dict[str, Any]], *,
+                profile: str | None = None) -> int:
+        """Unfinished local runs whose launcher is gone are Lost (see liveness.py)."""
+        return liveness.refresh(store, entries)
+
+    def stop_hosts(self, job: Job, hosts: list[Host]) -> None:
         job.echo(f"[sagebook] stopping: SIGTERM sent, SIGKILL in {STOP_GRACE_SECONDS}s "
                  "(Ctrl-C again to kill now)")
         running = [h.proc for h in hosts if h.proc is not None and h.proc.poll() is None]
