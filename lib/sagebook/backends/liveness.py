@@ -173,7 +173,8 @@ def _alive(pid: int, started: float | None) -> bool:
 
     try:
         process = psutil.Process(pid)
-        return started is None or abs(process.create_time() - started) < 1
+        same = started is None or abs(process.create_time() - started) < 1
+        return same and process.status() != psutil.STATUS_ZOMBIE  # ended, not yet reaped
     except psutil.Error:
         return False
 
