@@ -107,9 +107,11 @@ def test_killed_kernel_marks_the_run_interrupted_and_stops_its_process(make_conf
     pid_file = tmp_path / "train.pid"
     (code / "train.py").write_text(textwrap.dedent(f"""
         import os, signal, time
+        import psutil
         open({str(pid_file)!r}, "w").write(str(os.getpid()))
         print("killing the kernel", flush=True)
-        os.kill(os.getppid(), signal.SIGKILL)
+        # the training's parent is its supervisor; the kernel launched the supervisor
+        os.kill(psutil.Process(os.getppid()).ppid(), signal.SIGKILL)
         time.sleep(60)
     """))
     path = make_config(source_dir=str(code), training_schema=None)

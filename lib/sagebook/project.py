@@ -89,13 +89,14 @@ def _rewrite(name: str, text: str, changes: list[tuple[str, str]]) -> str:
 
 def job_configs(folder: Path) -> list[Path]:
     """The YAML files in `folder` that are job configs (they name an instance_type)."""
-    import yaml
+    from .errors import ConfigError
+    from .inputs import load_yaml_file
 
     found = []
     for candidate in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        try:
-            data = yaml.safe_load(candidate.read_text())
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        try:  # read within bounds: any file in the folder may be anything
+            data, _ = load_yaml_file(candidate)
+        except ConfigError:
             continue
         if isinstance(data, dict) and "instance_type" in data:
             found.append(candidate.resolve())
@@ -115,13 +116,14 @@ def root(start: Path | None = None) -> Path | None:
 def record_stores(folder: Path) -> dict[str, Path]:
     """The record stores that the project's job configs name (`experiments_uri`, resolved as a
     launch resolves it), each with the first config that names it."""
-    import yaml
+    from .errors import ConfigError
+    from .inputs import load_yaml_file
 
     stores: dict[str, Path] = {}
     for path in job_configs(folder / "configs"):
         try:
-            uri = yaml.safe_load(path.read_text()).get("experiments_uri")
-        except (OSError, yaml.YAMLError, AttributeError):
+            uri = load_yaml_file(path)[0].get("experiments_uri")
+        except (ConfigError, AttributeError):
             continue
         if uri:
             uri = str(uri) if "://" in str(uri) else str(

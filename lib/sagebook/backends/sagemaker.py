@@ -408,15 +408,16 @@ def _resume_uploads(record: Record, echo: Callable[[str], None]) -> None:
 
 def _store_options(record: Record) -> dict[str, Any]:
     """The S3 options (KMS key, bucket owner, profile) of the job config as launched."""
-    import yaml
     from pydantic import ValidationError
 
     from ..config import JobConfig
+    from ..inputs import DamagedFile, parse_yaml_text
 
+    name = f"{record.prefix}/sagemaker_config.yaml"
     try:
-        data = yaml.safe_load(record.store.read_text(f"{record.prefix}/sagemaker_config.yaml"))
+        data = parse_yaml_text(record.store.read_text(name), record.store.url(name))
         return JobConfig.model_validate(data).store_options()
-    except (FileNotFoundError, yaml.YAMLError, ValidationError, TypeError):
+    except (FileNotFoundError, DamagedFile, ValidationError, TypeError):
         return {}
 
 

@@ -320,6 +320,6 @@ def _finished_runs(store: Store, experiment: str) -> dict[str | None, dict[str, 
 
 
 def _yaml(text: str) -> Any:
-    import yaml
+    from ..inputs import parse_yaml_text
 
-    return yaml.safe_load(text)
+    return parse_yaml_text(text, "sweep.yaml")  # within bounds, as every file sagebook parses

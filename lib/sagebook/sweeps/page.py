@@ -11,9 +11,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-import yaml
-
 from .. import report
+from ..inputs import DamagedFile, parse_yaml_text
 from ..report import Axis, chart_label, is_number
 from .record import SweepRecord
 
@@ -36,8 +35,9 @@ def context(record: SweepRecord, run_link: str = "../../runs/{experiment}/{run_i
     metric, maximize = objective.get("metric", ""), objective.get("goal") == "maximize"
     keys = list(m.get("parameters") or [])
     try:
-        spec = yaml.safe_load(record.read_text("sweep.yaml")) or {}
-    except (FileNotFoundError, yaml.YAMLError):
+        where = record.store.url(f"{record.prefix}/sweep.yaml")
+        spec = parse_yaml_text(record.read_text("sweep.yaml"), where) or {}
+    except (FileNotFoundError, DamagedFile):
         spec = {}
     logs = {k for k, p in (spec.get("parameters") or {}).items()
             if isinstance(p, dict) and p.get("scale") == "log"}
