@@ -28,7 +28,7 @@ from sagebook.form_fields import (
 )
 from sagebook.widgets import ConfigEditor, ConfigForm
 
-from conftest import REPO, manifest, runs, sagebook
+from conftest import REPO, manifest, push_image, runs, sagebook
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagebook-training:latest"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
@@ -495,6 +495,7 @@ def test_edit_config_notebook_is_thin_and_shows_the_form_in_a_real_kernel(make_c
 def test_sagemaker_launch_ends_with_the_record_and_the_job_name(make_config, bucket):
     import boto3
 
+    push_image(IMAGE)  # a launch runs the image by the digest ECR gives its tag
     path = make_config(instance_type="ml.m5.large", role_arn=ROLE, image_uri=IMAGE,
                        experiments_uri=f"s3://{bucket}/records")
     form = ConfigForm(path)

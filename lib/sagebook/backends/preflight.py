@@ -105,14 +105,17 @@ def _config_key(cfg: LaunchConfig, request: dict[str, Any], path: tuple) -> tupl
     """The job config key that put the location at `path` of the request there."""
     job = cfg.job
     records = ("experiments_uri",)
+    uploads = ("uploads_uri",) if job.uploads_uri else records if str(
+        job.experiments_uri).startswith("s3://") else ("config_uri",)
     if path[:1] == ("InputDataConfig",):
         channel = request["InputDataConfig"][path[1]]["ChannelName"]
         if channel == "config":
             return ("config_uri",) if job.config_uri else records
         if channel == "code":
-            return ("uploads_uri",) if job.uploads_uri else records
-        if channel in job.channels:
-            return ("channels", channel)
+            return uploads
+        if channel in job.channels:  # a local folder is where it was uploaded to
+            return ("channels", channel) if job.channels[channel].uri.startswith(
+                "s3://") else uploads
     if path[:1] == ("OutputDataConfig",):
         return ("output_uri",) if job.output_uri else records
     if path[:1] == ("CheckpointConfig",):
