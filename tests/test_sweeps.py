@@ -293,14 +293,16 @@ def test_ctrl_c_stops_every_trial_then_resume_runs_only_the_rest(tiny, tmp_path)
             started.add(match.group(1))
         if len(started) == 2:
             break
+    sweep_dir = next(p for p in (experiments / "_sweeps" / "tiny").iterdir()
+                     if len(json.loads((p / "sweep.json").read_text())["trials"]) == 4)
+    running = sagebook("sweep", "--resume", sweep_dir.name, "--store", str(experiments))
+    assert running.returncode == 1 and f"process {proc.pid} on this machine" in running.stderr
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "stopping 2 running trials" in out
     script = tiny.parent / "code" / "train.py"
     assert _training_processes(script) == []
-    sweep_dir = next(p for p in (experiments / "_sweeps" / "tiny").iterdir()
-                     if len(json.loads((p / "sweep.json").read_text())["trials"]) == 4)
     record = json.loads((sweep_dir / "sweep.json").read_text())
     statuses = {t["trial"]: t["status"] for t in record["trials"]}
     assert statuses == {0: "Stopped", 1: "Stopped", 2: "Pending", 3: "Pending"}

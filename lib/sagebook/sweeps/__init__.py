@@ -120,6 +120,7 @@ def start(plan: Plan, *, via: str = "cli", echo: Callable[[str], None] = print,
     manifest["trials"] = [
         {"trial": t.index, "parameters": t.parameters, "overrides": t.overrides,
          "status": "Pending"} for t in plan.trials]
+    manifest["pid"] = os.getpid()  # `--resume` must not run trials this process still runs
     record = _create(store, job.experiment, manifest, plan.spec.text)
     echo(f"[sweep] {record.sweep_id}: {len(plan.trials)} trials, {plan.sweep.max_parallel} at a "
          f"time; record at {record.uri}")
@@ -137,6 +138,7 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
     if record.manifest.get("backend") == "sagemaker":
         raise SagebookError(f"{record.sweep_id} is a SageMaker tuning job: it runs in SageMaker "
                             f"(`sagebook show {record.sweep_id}` refreshes its trials)")
+    _refuse_if_running(record)
     sweep = spec_mod.Sweep.model_validate(_yaml(record.read_text("sweep.yaml")))
     config = record.manifest["config"]
     job_path, overrides = Path(config["job_file"]), list(config["overrides"])
@@ -146,6 +148,7 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
     if not todo:
         echo(f"[sweep] {record.sweep_id}: every trial has finished; nothing to resume")
         return record
+    record.update(pid=os.getpid())
     with _ending(record):
         _record_digests(job_path, overrides, todo)
         finished = _finished_runs(record.store, record.experiment)
@@ -168,6 +171,20 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
     echo(f"[sweep] resuming {record.sweep_id}: {len(todo_now)} trials to run")
     _run(record, sweep, job_path, overrides, todo_now, via, echo)
     return record
+
+
+def _refuse_if_running(record: SweepRecord) -> None:
+    """A sweep whose process still runs on this machine is not resumed under its feet."""
+    import socket
+
+    import psutil
+
+    pid = record.manifest.get("pid")
+    if (record.status in ("Starting", "InProgress") and isinstance(pid, int)
+            and record.manifest.get("host") == socket.gethostname() and pid != os.getpid()
+            and psutil.pid_exists(pid)):
+        raise SagebookError(f"{record.sweep_id} is still running (process {pid} on this "
+                            "machine): stop it with Ctrl-C there, then resume it")
 
 
 def refresh(record: SweepRecord) -> SweepRecord:
