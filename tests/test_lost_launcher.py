@@ -61,6 +61,8 @@ def test_a_killed_launcher_takes_its_training_along_and_the_run_shows_lost_until
     assert entry["status"] == "Lost"
     assert entry["lost"] == f"its launcher (pid {launcher.pid} on {heartbeat['host']}) is gone"
     assert f"`sagebook stop digits-mlp/{run.name}` stops what is left" in listed.stderr
+    only_lost = sagebook("list", "--store", store, "--status", "Lost", "--json")
+    assert only_lost.returncode == 0 and len(only_lost.stdout.splitlines()) == 1
     shown = sagebook("show", run.name, "--store", store)
     assert (f"status:      Lost: its launcher (pid {launcher.pid} on {heartbeat['host']}) is "
             "gone (the record says InProgress)") in shown.stdout

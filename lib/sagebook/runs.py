@@ -301,6 +301,8 @@ def list_runs(
         except SagebookError as exc:  # offline, or no AWS credentials: show what the store says
             warning = f"statuses of {len(pending)} cloud runs not refreshed: {exc}"
     for entry in pending:
+        if entry.get("status"):  # a status its backend gave it (Lost, Completed…) is known
+            names.statuses.add(entry["status"])
         if filters.match(entry):
             matched += 1
             kept = _keep(kept, entry, column, descending, limit)
