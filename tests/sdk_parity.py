@@ -25,9 +25,11 @@ from sagemaker.core.training.configs import (
     MetricDefinition,
     Networking,
     OutputDataConfig,
+    RetryStrategy,
     S3DataSource,
     StoppingCondition,
     Tag,
+    TensorBoardOutputConfig,
 )
 from sagemaker.train import ModelTrainer
 
@@ -66,7 +68,8 @@ def by_hand(session: Session, config_channel: str, training: dict) -> ModelTrain
                         volume_kms_key_id="alias/volumes", keep_alive_period_in_seconds=600,
                         enable_managed_spot_training=True),
         stopping_condition=StoppingCondition(max_runtime_in_seconds=7200,
-                                             max_wait_time_in_seconds=10800),
+                                             max_wait_time_in_seconds=10800,
+                                             max_pending_time_in_seconds=7200),
         networking=Networking(subnets=["subnet-0abc"], security_group_ids=["sg-0abc"],
                               enable_network_isolation=True,
                               enable_inter_container_traffic_encryption=True),
@@ -87,7 +90,9 @@ def by_hand(session: Session, config_channel: str, training: dict) -> ModelTrain
         MetricDefinition(name="train_loss", regex="train_loss=([0-9.eE+-]+)"),
         MetricDefinition(name="val_loss", regex="val_loss=([0-9.eE+-]+)"),
         MetricDefinition(name="val_accuracy", regex="val_accuracy=([0-9.eE+-]+)"),
-    ])
+    ]).with_retry_strategy(RetryStrategy(maximum_retry_attempts=3)).with_tensorboard_output_config(
+        TensorBoardOutputConfig(s3_output_path=f"s3://{BUCKET}/tensorboard",
+                                local_path="/opt/ml/tb"))
 
 
 def main() -> None:

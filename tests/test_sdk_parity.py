@@ -83,7 +83,8 @@ def parity_config(make_config, bucket):
                             "distribution": "ShardedByS3Key", "content_type": "text/csv"},
                   "validation": f"s3://{bucket}/data/validation.csv"},
         output_uri=f"s3://{bucket}/outputs", output_kms_key="alias/outputs",
-        experiments_uri=f"s3://{bucket}/records",
+        experiments_uri=f"s3://{bucket}/records", retries=3, max_pending_time="2h",
+        tensorboard_uri=f"s3://{bucket}/tensorboard", tensorboard_local_path="/opt/ml/tb",
     )
 
 
@@ -176,3 +177,18 @@ def test_sagebook_sends_what_the_sdk_sends_but_for_the_listed_differences(
     assert config["ChannelName"] == "config" and config["ContentType"] == "application/x-yaml"
     assert config["DataSource"]["S3DataSource"]["S3Uri"].startswith(
         "s3://sagemaker-parity/parity/")
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"profiler": False}, "job.profiler"),
+    ({"request": {"InfraCheckConfig": {"EnableInfraCheck": True}}}, "job.request.InfraCheckConfig"),
+])
+def test_settings_the_sdk_cannot_take_are_refused_not_dropped(make_config, changes, named):
+    from sagebook.errors import ConfigError
+    from sagebook.sdk import model_trainer
+
+    path = make_config(instance_type="ml.m5.xlarge", image_uri="img:1",
+                       role_arn="arn:aws:iam::123456789012:role/R", **changes)
+    with pytest.raises(ConfigError) as info:
+        model_trainer(path)
+    assert named in str(info.value) and "ModelTrainer has no setting" in str(info.value)

@@ -512,3 +512,23 @@ def test_sagemaker_launch_ends_with_the_record_and_the_job_name(make_config, buc
     )["Body"].read())
     assert stored["job_name"] == name and stored["launched_via"] == "notebook"
     assert form.progress.bar_style == "success"
+
+
+def test_service_model_limits_show_under_their_field_and_request_is_an_editable_map(project):
+    form = ConfigForm(project)
+    form.field("job.keep_alive").widget.value = "7h"
+    assert "job.keep_alive: at most 21,600 allowed, got 25,200" in error_of(form, "job.keep_alive")
+    assert form.save_button.disabled
+    form.field("job.keep_alive").widget.value = "6h"
+    assert form.problems == []
+
+    request = form.field("job.request")
+    assert isinstance(request, CollectionEditor)
+    request.add_button.click()
+    row = request.rows[-1]
+    row.key.value = "InfraCheckConfig"
+    row.editor.widget.value = "{EnableInfraCheck: maybe}"
+    assert "expected true or false, got str 'maybe'" in " ".join(form.problems)
+    row.editor.widget.value = "{EnableInfraCheck: true}"
+    assert form.problems == []
+    assert form.values()[0]["request"] == {"InfraCheckConfig": {"EnableInfraCheck": True}}

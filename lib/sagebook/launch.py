@@ -159,6 +159,15 @@ def plan(
     return Plan(cfg, backend, store, git, staged, identity, request, resume)
 
 
+def check_request(cfg: config_mod.LaunchConfig) -> None:
+    """The request of a launch from `cfg` checked against the service model, without hashing
+    local inputs or asking AWS: the form's check as the user types (names as a launch would
+    choose them; local inputs stand in for their uploads). Raises ConfigError."""
+    store = open_store(cfg.job.experiments_uri or "experiments", **cfg.job.store_options())
+    identity = _identity(cfg, store, new_run_id(), {}, Staged())
+    request_mod.check(cfg, request_mod.build(cfg, identity))
+
+
 def _identity(cfg: config_mod.LaunchConfig, store: Store, run_id: str, git: dict[str, Any],
               staged: Staged) -> request_mod.RunIdentity:
     return request_mod.RunIdentity(

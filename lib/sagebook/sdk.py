@@ -47,6 +47,13 @@ def model_trainer(config: str | os.PathLike[str] | config_mod.LaunchConfig,
     if not cfg.job.is_cloud:
         raise ConfigError.one("job.instance_type", None,
                               f"{cfg.job.instance_type} is not a SageMaker instance type (ml.*)")
+    # ModelTrainer has no setting for these: a trainer without them would run another job
+    beyond = [f"job.{key}" for key in (*(f"request.{k}" for k in cfg.job.request),
+                                        *(["profiler"] if not cfg.job.profiler else []))]
+    if beyond:
+        raise ConfigError.one(str(cfg.job_path), ", ".join(beyond),
+                              "the SDK's ModelTrainer has no setting for this: launch with "
+                              "sagebook, or leave it out for the SDK")
     try:
         from sagemaker.core.training.configs import (
             CheckpointConfig,
@@ -55,8 +62,10 @@ def model_trainer(config: str | os.PathLike[str] | config_mod.LaunchConfig,
             MetricDefinition,
             Networking,
             OutputDataConfig,
+            RetryStrategy,
             StoppingCondition,
             Tag,
+            TensorBoardOutputConfig,
         )
         from sagemaker.train import ModelTrainer
     except ImportError:
@@ -83,6 +92,7 @@ def model_trainer(config: str | os.PathLike[str] | config_mod.LaunchConfig,
         "stopping_condition": StoppingCondition(
             max_runtime_in_seconds=stopping["MaxRuntimeInSeconds"],
             max_wait_time_in_seconds=stopping.get("MaxWaitTimeInSeconds"),
+            max_pending_time_in_seconds=stopping.get("MaxPendingTimeInSeconds"),
         ),
         "environment": {k: v for k, v in request["Environment"].items()
                         if k not in RUN_ENVIRONMENT},
@@ -115,6 +125,13 @@ def model_trainer(config: str | os.PathLike[str] | config_mod.LaunchConfig,
     if definitions:
         trainer = trainer.with_metric_definitions(
             [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in definitions])
+    if request.get("RetryStrategy"):
+        trainer = trainer.with_retry_strategy(RetryStrategy(
+            maximum_retry_attempts=request["RetryStrategy"]["MaximumRetryAttempts"]))
+    if request.get("TensorBoardOutputConfig"):
+        tensorboard = request["TensorBoardOutputConfig"]
+        trainer = trainer.with_tensorboard_output_config(TensorBoardOutputConfig(
+            s3_output_path=tensorboard["S3OutputPath"], local_path=tensorboard.get("LocalPath")))
     return trainer
 
 

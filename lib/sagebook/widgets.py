@@ -29,6 +29,7 @@ from . import config
 from .backends import is_remote
 from .errors import ConfigError, SagebookError
 from .form_fields import INPUT_WIDTH, LABEL_WIDTH, Editor, ModelEditor, Spec
+from .launch import check_request
 from .project import job_configs
 from .secrets import redact
 from .yaml_update import same, update_yaml
@@ -261,9 +262,11 @@ class ConfigForm:
             job_data, training_data = self.values()
             same_schema = self._schema_source(job_data) == self.schema_source
             try:
-                config.validate(job_data, training_data, self.job_path, self.training_path,
-                                schema=self.schema if same_schema else None,
-                                job_lines=self.job_lines, training_lines=self.training_lines)
+                checked = config.validate(
+                    job_data, training_data, self.job_path, self.training_path,
+                    schema=self.schema if same_schema else None, job_lines=self.job_lines,
+                    training_lines=self.training_lines)
+                check_request(checked)  # the service model's limits, as a launch checks them
             except ConfigError as exc:
                 problems = list(exc.problems)
                 for problem in exc.problems:
