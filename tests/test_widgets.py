@@ -140,6 +140,10 @@ def test_each_widget_type_sets_its_config_value(project):
     subnets = form.field("job.subnets")
     subnets.add_button.click()
     subnets.rows[0].editor.widget.value = "subnet-0abc"
+    assert "at least 1 item needed, got 0" in error_of(form, "job.security_group_ids")
+    groups = form.field("job.security_group_ids")  # SageMaker takes subnets only with them
+    groups.add_button.click()
+    groups.rows[0].editor.widget.value = "sg-0abc"
     tags = form.field("job.tags")
     tags.add_button.click()
     tags.rows[-1].key.value = "owner"
@@ -152,7 +156,7 @@ def test_each_widget_type_sets_its_config_value(project):
     assert training["optimizer"] == "sgd" and training["data"]["validation_fraction"] == 0.25
     assert job["max_runtime"] == "2h" and job["volume_size_gb"] == 50
     assert job["network_isolation"] is True and job["region"] == "eu-west-1"
-    assert job["subnets"] == ["subnet-0abc"]
+    assert job["subnets"] == ["subnet-0abc"] and job["security_group_ids"] == ["sg-0abc"]
     assert job["tags"] == {"team": "ml", "owner": "me"}
     assert job["channels"]["train"] == {"uri": "../data/digits/train.csv",
                                         "input_mode": "FastFile"}
