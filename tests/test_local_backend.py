@@ -203,6 +203,30 @@ def test_a_local_rerun_runs_the_recorded_code_not_todays(make_config, tmp_path):
     assert "version 2" in current.stdout and "--code current" in current.stdout
 
 
+def test_tensorboard_files_reach_tensorboard_uri_as_on_sagemaker(make_config, tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text(textwrap.dedent("""
+        import os, pathlib
+        logs = pathlib.Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"), "output/tb")
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / "events.out.tfevents.1").write_text("scalars")
+    """))
+    board = tmp_path / "tensorboard"
+    path = make_config(source_dir=str(code), training_schema=None, metric_definitions=[],
+                       tensorboard_uri=str(board), tensorboard_local_path="/opt/ml/output/tb",
+                       retries=2, profiler=False)
+    result = sagebook("launch", str(path))
+    assert result.returncode == 0, result.stderr
+    assert (board / "events.out.tfevents.1").read_text() == "scalars"
+    [run] = runs(tmp_path / "experiments")
+    request = json.loads((run / "request.json").read_text())
+    assert request["TensorBoardOutputConfig"] == {"S3OutputPath": board.as_uri(),
+                                                  "LocalPath": "/opt/ml/output/tb"}
+    assert request["RetryStrategy"] == {"MaximumRetryAttempts": 2}
+    assert request["ProfilerConfig"] == {"DisableProfiler": True}
+
+
 def test_resume_from_nothing_or_without_checkpoint_uri_is_refused(make_config, tmp_path):
     path = make_config(checkpoint_uri=str(tmp_path / "checkpoints"),
                        resume_from="./no-such-folder")

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..config import LaunchConfig
@@ -36,6 +36,9 @@ def work_dir(job_name: str) -> Path:
     """The per-run folder that plays /opt/ml; kept after the run so it can be inspected."""
     base = Path(os.environ.get("SAGEBOOK_WORK_DIR") or Path(tempfile.gettempdir()) / "sagebook")
     return base / job_name
+
+
+TENSORBOARD_PATH = "/opt/ml/output/tensorboard"  # SageMaker's default LocalPath
 
 
 @dataclass
@@ -98,6 +101,15 @@ class ProcessRun:
             store = checkpoints.store_at(own, _store_options(job))
             for host in hosts:  # every host syncs its folder to the one checkpoint prefix
                 store.upload_tree(host.root / "checkpoints", "")
+        tensorboard = job.request.get("TensorBoardOutputConfig")
+        if tensorboard:  # what SageMaker copies while the job runs, copied once at its end
+            local = PurePosixPath(tensorboard.get("LocalPath") or TENSORBOARD_PATH)
+            if local.is_relative_to(contract.CONTAINER_BASE):
+                store = checkpoints.store_at(tensorboard["S3OutputPath"], _store_options(job))
+                for host in hosts:
+                    folder = host.root / local.relative_to(contract.CONTAINER_BASE)
+                    if folder.is_dir():
+                        store.upload_tree(folder, "")
         failing = failed or next((h for h in hosts if (h.root / "output/failure").is_file()),
                                  hosts[0])
         failure = contract.failure_reason(failing.root)
