@@ -145,6 +145,12 @@ def test_mlflow_in_the_job_config_is_the_requests_mlflow_config(cloud_config, fa
                                        "MlflowRunName": request["TrainingJobName"]}
     assert check_request("CreateTrainingJob", request) == []  # the whole model agrees
 
+    bad = cloud_config("bad.yaml", mlflow={"arn": "arn:aws:sagemaker:us-east-1:1234:mlflow/x"})
+    result = sagebook("launch", str(bad))
+    assert result.returncode == 2 and "bad.yaml:" in result.stderr, result.stderr
+    assert "job.mlflow" in result.stderr and "MlflowResourceArn" in result.stderr
+    assert "Traceback" not in result.stderr and fake.created == []
+
     problems = check_request("CreateTrainingJob", {**request, "MlflowConfig": {
         "MlflowResourceArn": "not-an-arn"}})
     assert [p.kind for p in problems] == ["pattern"]
