@@ -192,7 +192,7 @@ def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[s
                        for p in params],
             "commit_full": entry.get("git_commit") or "", "commit": runs.format_commit(entry),
             "tags": ", ".join(f"{k}={v}" for k, v in sorted(tags.items())),
-            "note": entry.get("note") or "", "note_short": runs._cut(entry.get("note") or "", 40),
+            "note": entry.get("note") or "", "note_short": runs.clip(entry.get("note") or "", 40),
             "notebook": notebook or "",
             # captured notebooks have a page next to the run's
             "notebook_href": href.removesuffix(".html") + ".notebook.html"
@@ -225,7 +225,7 @@ def index_page(entries: list[dict[str, Any]], store_uri: str,
     counts = Counter(e.get("status", "?") for e in entries)
     costs: dict[str, list[float]] = {}
     for entry in entries:
-        runs._add_cost(costs, entry)
+        runs.add_cost(costs, entry)
     charted = ordered[:MAX_CHARTED]
     return templates().get_template("report_index.html").render(
         store_uri=store_uri, status_colours=STATUS_COLOURS,

@@ -291,7 +291,7 @@ def list_runs(
         if filters.match(entry):
             matched += 1
             kept = _keep(kept, entry, column, descending, limit)
-            _add_cost(costs, entry)
+            add_cost(costs, entry)
     refreshed, warning = 0, None
     if pending:
         try:
@@ -306,7 +306,7 @@ def list_runs(
         if filters.match(entry):
             matched += 1
             kept = _keep(kept, entry, column, descending, limit)
-            _add_cost(costs, entry)
+            add_cost(costs, entry)
     names.check("--sort", column, ("column", "metric", "param", "tag"))
     for condition in filters.where:
         names.check("--where", condition.name, ("column", "metric", "param", "tag"))
@@ -319,7 +319,8 @@ def list_runs(
                    {k: (v[0], int(v[1])) for k, v in costs.items()}, damaged)
 
 
-def _add_cost(costs: dict[str, list[float]], entry: dict[str, Any]) -> None:
+def add_cost(costs: dict[str, list[float]], entry: dict[str, Any]) -> None:
+    """Add a run's cost, when it has one, to its experiment's [total, runs]."""
     if isinstance(entry.get("cost"), int | float):
         total = costs.setdefault(entry.get("experiment", ""), [0.0, 0])
         total[0] += entry["cost"]
@@ -897,7 +898,7 @@ def format_table(rows: list[dict[str, Any]], metrics: list[str], params: Sequenc
     optional = {key: any(e.get(key) for e in rows) for key in ("name", "cost", "tags", "note")}
     columns: list[tuple[str, bool, Callable[[dict[str, Any]], str]]] = [
         ("RUN", False, lambda e: e["run_id"]),
-        *([("NAME", False, lambda e: _cut(e.get("name") or "", 30))] if optional["name"] else []),
+        *([("NAME", False, lambda e: clip(e.get("name") or "", 30))] if optional["name"] else []),
         ("EXPERIMENT", False, lambda e: e.get("experiment", "")),
         ("USER", False, lambda e: e.get("user", "")),
         ("CREATED", False, lambda e: _created(e)),
@@ -912,10 +913,10 @@ def format_table(rows: list[dict[str, Any]], metrics: list[str], params: Sequenc
         *((p, _numeric(rows, p), lambda e, p=p: format_param((e.get("params") or {}).get(p)))
           for p in params),
         ("COMMIT", False, format_commit),
-        *([("TAGS", False, lambda e: _cut(",".join(
+        *([("TAGS", False, lambda e: clip(",".join(
             f"{k}={v}" for k, v in sorted((e.get("tags") or {}).items())), 40))]
           if optional["tags"] else []),
-        *([("NOTE", False, lambda e: _cut(e.get("note") or "", 40))]
+        *([("NOTE", False, lambda e: clip(e.get("note") or "", 40))]
           if optional["note"] else []),
     ]
     table = [[name for name, _, _ in columns]]
@@ -945,7 +946,8 @@ def _created(entry: dict[str, Any]) -> str:
     return created.strftime("%Y-%m-%d %H:%M") if created else ""
 
 
-def _cut(text: str, width: int) -> str:
+def clip(text: str, width: int) -> str:
+    """One line of at most `width` characters, `…` marking a cut."""
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
