@@ -53,3 +53,21 @@ def test_dashboard_executes_with_tables_plots_and_a_config_diff(tmp_path):
         assert run.run_id in html  # the runs table
     assert "Failed" in html and "Completed" in html  # status counts
     assert "<code>epochs</code>" in html and "<td>2</td><td>5</td>" in html  # the diff
+
+
+def test_overlay_legends_name_runs_by_what_differs_and_empty_runs_say_why(tmp_path):
+    from sagebook.dashboard import Dashboard, Html, legend_labels
+
+    store = open_store(str(tmp_path / "records"))
+    a = add_run(store, metrics={"acc": 0.9}, training={"learning_rate": 0.1, "epochs": 5})
+    b = add_run(store, metrics={"acc": 0.8}, training={"learning_rate": 0.01, "epochs": 5})
+    failed = add_run(store, status="Failed", failure="CUDA out of memory\nat line 3")
+    assert legend_labels([a, b]) == {a.run_id: "learning_rate=0.1", b.run_id: "learning_rate=0.01"}
+    same = add_run(store, metrics={"acc": 0.7}, training={"learning_rate": 0.1, "epochs": 5})
+    assert legend_labels([a, same]) == {a.run_id: a.run_id, same.run_id: same.run_id}
+    board = Dashboard(store, refresh=False)
+    shown = board.curves(failed)
+    assert isinstance(shown, Html) and "failed before reporting any" in shown.html
+    assert "CUDA out of memory" in shown.html
+    compared = board.compare().html
+    assert 'id="parallel"' in compared and 'class="scatter"' in compared

@@ -144,6 +144,11 @@ def test_report_renders_only_what_changed(tmp_path):
     first.update(note="reviewed")
     assert report.render(store).rendered == 1
     assert page.stat().st_mtime_ns > before
+    from sagebook.runs import annotate
+
+    annotate(first, note="a note is on the page")  # the manifest is unchanged
+    assert report.render(store).rendered == 1
+    assert "a note is on the page" in page.read_text()
     assert report.render(store, hide_inputs=True).rendered == 2  # another rendering: all again
     state = json.loads(store.read_text(report.STATE))
     assert state["options"]["hide_inputs"] is True and len(state["runs"]) == 2
