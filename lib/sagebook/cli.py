@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="cloud runs: return once the job is created")
     launch.add_argument("--dry-run", action="store_true",
                         help="validate and print the request; write and start nothing")
+    launch.add_argument("--detach", action="store_true",
+                        help="local runs: run on in the background, past this terminal, and "
+                             "return once the run has started (`sagebook attach` follows it)")
     launch.set_defaults(command=_launch)
 
     doctor = commands.add_parser(
@@ -144,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _launch(args: argparse.Namespace) -> int:
+    if args.detach:
+        return _detach(args)
     if args.dry_run:
         return _dry_run(args)
     from .launch import launch
@@ -151,6 +156,30 @@ def _launch(args: argparse.Namespace) -> int:
     run = launch(args.config, args.override, via="cli", pdb=args.pdb, wait=args.wait)
     print(run.summary())
     return _exit_code(run)
+
+
+def _detach(args: argparse.Namespace) -> int:
+    """The launch, run by a process of its own session (see backends/detached.py)."""
+    from .backends import detached
+    from .backends.local import work_dir
+    from .errors import ConfigError
+
+    if args.pdb or args.dry_run:
+        raise ConfigError.one("--detach", None, "--detach runs without a terminal: it cannot "
+                              f"take {'--pdb' if args.pdb else '--dry-run'}")
+    arguments = [args.config, *(f"--override={o}" for o in args.override)]
+    if args.wait is not None:
+        arguments.append("--wait" if args.wait else "--no-wait")
+    started = detached.start(arguments, work_dir("_launches"))
+    if started.exit_code is not None:  # it ended before its run existed: bad input, say why
+        sys.stderr.write(started.text)
+        return started.exit_code
+    print(f"run {started.run_id} runs in the background (pid {started.pid}, its launcher's "
+          f"output in {started.output}):\n"
+          f"  sagebook attach {started.record_uri}   follows it\n"
+          f"  sagebook stop {started.record_uri}     stops it\n"
+          f"record: {started.record_uri}")
+    return 0
 
 
 def _exit_code(run: Run) -> int:
@@ -678,11 +707,12 @@ def _report(args: argparse.Namespace) -> int:
 
 def _add_job_commands(commands: argparse._SubParsersAction) -> None:
     attach = commands.add_parser(
-        "attach", help="follow a SageMaker run again (after a detach or a crash)",
+        "attach", help="follow a run again: a SageMaker job, or a local run on this machine",
         description="Follow a run's SageMaker job: phases, logs, metrics; complete its record "
                     "when it ends. Ctrl-C detaches again; it never stops the job. A run whose "
                     "launch died before creating its job gets the job created now (never a "
-                    "second one).",
+                    "second one). A local run (e.g. launched with --detach) is followed on the "
+                    "machine where it runs: its log from the start, then live, to its end.",
     )
     attach.add_argument("run", help="the record's URI (as printed at launch), "
                                     "experiment/run_id, a run id or a job name")

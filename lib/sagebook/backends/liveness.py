@@ -11,7 +11,8 @@ laptop writes nothing more, and its record would say InProgress for ever. So:
 - readers (`list`, `show`) mark an unfinished run Lost when its launcher is gone: on the same
   host, when its pid no longer lives; elsewhere, when the heartbeat is older than
   LOST_AFTER_BEATS beats;
-- the training process is started under `supervise.py`, which stops it when its launcher dies;
+- the training process is started under `supervise.py`, which stops it when its launcher dies
+  (`launch --detach` makes the launcher itself outlive the terminal, see detached.py);
 - `sagebook stop RUN` stops a local run: through its launcher while that lives (it stops the
   training and closes the record as Ctrl-C does), or directly, closing the record as Stopped,
   once it is Lost.
@@ -154,7 +155,7 @@ def stop(record: Record, echo: Callable[[str], None], grace: float) -> Outcome:
             time.sleep(0.1)
         record.reload()
         return Outcome(status=record.status if record.status in TERMINAL else "Stopping",
-                       failure_reason=record.manifest.get("failure_reason"))
+                       failure_reason=record.manifest.get("failure_reason"), recorded=True)
     groups = [g for g in beat.get("processes") or [] if isinstance(g, int) and _group_alive(g)]
     for group in groups:
         _signal(group, signal.SIGTERM)

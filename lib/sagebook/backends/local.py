@@ -238,18 +238,10 @@ class ProcessRun:
         return liveness.stop(record, echo, STOP_GRACE_SECONDS)
 
     def attach(self, record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcome:
-        """A local run is followed by its launcher alone: say where it is, or that it is lost."""
-        from ..errors import LaunchError
-        from ..index import summarize
+        """Follow a run's live log on the host where it runs (see detached.py)."""
+        from . import detached
 
-        entry = summarize(record.manifest)
-        reason = liveness.lost(record.store, entry)
-        if reason:
-            raise LaunchError(f"run {record.run_id} cannot be followed again: {reason}, and "
-                              f"its training stopped with it; {liveness.cleanup_hint(entry)}")
-        raise LaunchError(f"run {record.run_id} is followed by the process that launched it "
-                          f"on {record.manifest.get('host')}: its output goes there, and "
-                          "`sagebook stop` stops it")
+        return detached.attach(record, wait=wait, echo=echo)
 
     @classmethod
     def refresh(cls, store: Store, entries: list[dict[str, Any]], *,
