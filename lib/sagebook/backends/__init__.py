@@ -182,7 +182,7 @@ class Backend(ABC):
         """Run the job; on Ctrl-C stop it (or detach from it) and return how it stands."""
 
     def attach(self, record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcome:
-        """Follow a run started by another (or a dead) process; only remote jobs can be."""
+        """Follow a run started by another (or a dead) process, where its backend can."""
         raise LaunchError(f"run {record.run_id} ran on {record.manifest.get('instance_type')}: "
                           "only SageMaker jobs outlive the process that launched them")
 
