@@ -44,6 +44,19 @@ PENDING_MANIFEST = "pending-manifest.json"
 MAX_DIFF_BYTES = 2_000_000
 
 
+def status_fields(manifest: dict[str, Any], status: str, fields: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """The fields that move a manifest to `status`: the status, its entry in the history (once
+    per change), and the end time of a terminal status. Run and sweep records share it, so
+    both keep the same history."""
+    history = manifest.setdefault("status_history", [])
+    if not history or history[-1]["status"] != status:
+        history.append({"status": status, "time": now()})
+    if status in TERMINAL:
+        fields = {"ended": now(), **fields}
+    return {"status": status, **fields}
+
+
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -187,12 +200,7 @@ class Record:
         self._write_manifest()
 
     def set_status(self, status: str, **fields: Any) -> None:
-        history = self.manifest.setdefault("status_history", [])
-        if not history or history[-1]["status"] != status:
-            history.append({"status": status, "time": now()})
-        if status in TERMINAL:
-            fields.setdefault("ended", now())
-        self.update(status=status, **fields)
+        self.update(**status_fields(self.manifest, status, fields))
 
     @property
     def status(self) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SagebookError
-from ..record import TERMINAL, now, user
+from ..record import now, status_fields, user
 from ..secrets import redact
 from ..stores import Store
 
@@ -92,12 +92,7 @@ class SweepRecord:
         self._write()
 
     def set_status(self, status: str, **fields: Any) -> None:
-        history = self.manifest.setdefault("status_history", [])
-        if not history or history[-1]["status"] != status:
-            history.append({"status": status, "time": now()})
-        if status in TERMINAL:
-            fields.setdefault("ended", now())
-        self.update(status=status, **fields)
+        self.update(**status_fields(self.manifest, status, fields))
 
     def trial(self, index: int) -> dict[str, Any]:
         return next(t for t in self.trials if t["trial"] == index)
