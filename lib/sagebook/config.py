@@ -446,13 +446,20 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = (), *,
                       "training.")
     except ConfigError as exc:
         errors.append(exc)
-    if errors or job is None:
+    if job is None:
         raise ConfigError.merged(errors)
     resolved = job.model_dump(mode="json", exclude_defaults=False)
     if code_dir is not None and named_source is not None:
         resolved["source_dir"] = str((job_path.parent / Path(named_source).expanduser()).resolve())
-    return LaunchConfig(job, job_path, training_data, training_path, overrides, resolved,
-                        job_lines, job_sources, training_lines, training_sources)
+    loaded = LaunchConfig(job, job_path, training_data, training_path, overrides, resolved,
+                          job_lines, job_sources, training_lines, training_sources)
+    if errors:
+        # The job config is valid: the caller can still check the request it makes, so that
+        # a training-config mistake does not hide a request problem until the next round.
+        error = ConfigError.merged(errors)
+        error.unchecked = loaded
+        raise error
+    return loaded
 
 
 def _training_keys(data: dict[str, Any], job_path: Path) -> JobConfig | None:

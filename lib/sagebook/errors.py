@@ -6,6 +6,8 @@ without a traceback: the message alone must say what to fix.
 
 from __future__ import annotations
 
+from typing import Any
+
 MAX_PROBLEMS = 20  # problems listed in one ConfigError; the rest are counted
 
 
@@ -19,6 +21,10 @@ class ConfigError(SagebookError):
     Each problem is one line `where: key: what is wrong`, so a file with three typos is fixed
     in one round trip instead of three.
     """
+
+    # Configs that loaded but did not all validate (a LaunchConfig whose job config is valid),
+    # so that later checks can still add their problems to the same round.
+    unchecked: Any = None
 
     def __init__(self, problems: list[str], unlisted: int = 0,
                  unlisted_where: str | None = None):

@@ -132,7 +132,16 @@ def plan(
     the service model and the backend: every problem is found here, before any side effect.
     Local inputs are hashed (not uploaded) so the request names their content-addressed URIs."""
     recorded = recorded or Recorded()
-    cfg = prepare(config_path, overrides, code_dir=recorded.code_dir)
+    try:
+        cfg = prepare(config_path, overrides, code_dir=recorded.code_dir)
+    except ConfigError as exc:
+        if exc.unchecked is None:
+            raise
+        try:  # the job config is valid: its request's problems belong to the same round
+            check_request(exc.unchecked)
+        except ConfigError as more:
+            raise ConfigError.merged([exc, more]) from None
+        raise
     job_cfg = cfg.job
     backend = backend_for(job_cfg.instance_type)
     store = open_store(job_cfg.experiments_uri or "experiments", **job_cfg.store_options())
