@@ -80,7 +80,8 @@ def test_a_megabyte_of_unknown_keys_lists_the_first_problems_and_counts_the_rest
     assert lines[1] == (f"  {training}:1: training.key_0: unknown key; valid keys: "
                         "hidden_units, optimizer, epochs, batch_size, learning_rate, alpha, "
                         "seed, target_column, checkpoint_every, data")
-    assert lines[-1] == f"  {training}:21: 47,980 more problems not shown"
+    # 48,000 unknown keys, and the request's own: its 48,000 hyperparameters (at most 100)
+    assert lines[-1] == f"  {training}:21: 47,981 more problems not shown"
 
 
 def test_line_numbers_survive_aliases_without_walking_them_twice(tmp_path):
