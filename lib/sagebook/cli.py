@@ -702,7 +702,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Cloud jobs launched earlier: attach, stop
+# Runs launched earlier: attach, stop
 
 
 def _add_job_commands(commands: argparse._SubParsersAction) -> None:
@@ -722,9 +722,12 @@ def _add_job_commands(commands: argparse._SubParsersAction) -> None:
     attach.set_defaults(command=_attach)
 
     stop = commands.add_parser(
-        "stop", help="stop a run's SageMaker job",
-        description="Send StopTrainingJob: SageMaker sends SIGTERM, then SIGKILL 120 s later. "
-                    "The record says Stopping until the job has stopped.",
+        "stop", help="stop a run: its SageMaker job, or a local run on this machine",
+        description="A SageMaker run: send StopTrainingJob (SageMaker sends SIGTERM, then "
+                    "SIGKILL 120 s later); the record says Stopping until the job has stopped. "
+                    "A local run: its launcher stops the training as Ctrl-C does, or, when the "
+                    "launcher is gone (Lost), what is left of it is stopped and the record "
+                    "closed as Stopped.",
     )
     stop.add_argument("run", help="the record's URI, experiment/run_id, a run id or a job name")
     _store_options(stop)
