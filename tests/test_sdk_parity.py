@@ -98,7 +98,7 @@ def sagebook_sends(path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
 
     def session(profile=None):
         boto_session = original(profile)
-        boto_session.events.register(
+        boto_session.register(
             "before-call.sagemaker.CreateTrainingJob",
             lambda params, **_: sent.append(json.loads(params["body"])),
             unique_id="sagebook-parity")

@@ -4,8 +4,11 @@ Everything that speaks to AWS (the S3 store, the SageMaker backend and its statu
 uploads, doctor, the price list) resolves profile and region here, so they cannot disagree:
 boto3's standard chain (environment, `AWS_PROFILE` or the config's `profile:`, SSO, instance
 role), endpoints from the standard `AWS_ENDPOINT_URL*` variables (the tests point them at a
-local moto server), botocore's standard retry mode. boto3 is imported on first use, so a
-command that never reaches AWS never pays for it.
+local moto server), botocore's standard retry mode. Sessions and clients are botocore's, the
+core boto3 wraps: boto3's own session adds resources and S3 transfer methods a launch does not
+use, for ~40 ms of imports and setup; the S3 store takes boto3's transfers where it moves
+files. botocore is imported on first use, so a command that never reaches AWS never pays for
+it.
 """
 
 from __future__ import annotations
@@ -32,19 +35,20 @@ ECR_IMAGE = re.compile(
 
 
 def session(profile: str | None = None) -> Any:
-    """One boto3 session per profile and AWS_* environment, reused: every new session sets up
-    botocore's endpoint tables and models again (~40 ms each). Regions are the clients'."""
-    import boto3
+    """One botocore session per profile and AWS_* environment, reused: every new session sets
+    up botocore's endpoint tables and models again (~40 ms each). Regions are the clients'."""
+    import botocore.session
 
     key = (profile, _aws_environment())
     with _lock:
         if key not in _sessions:
             try:
-                _sessions[key] = boto3.session.Session(profile_name=profile)
+                aws = botocore.session.Session(profile=profile)
+                aws.get_scoped_config()  # a profile this machine lacks fails here, not later
             except Exception as exc:  # botocore's ProfileNotFound and friends
                 raise StoreError(f"AWS session: {exc}") from None
-            loader = _sessions[key]._session.get_component("data_loader")
-            loader.file_loader = _model_file_loader()
+            aws.get_component("data_loader").file_loader = _model_file_loader()
+            _sessions[key] = aws
         return _sessions[key]
 
 
@@ -104,7 +108,7 @@ def _aws_environment() -> tuple[tuple[str, str], ...]:
 
 def client(service: str, profile: str | None = None, region: str | None = None,
            **settings: Any) -> Any:
-    """A boto3 client that retries throttling, 5xx answers, resets and timeouts with backoff.
+    """A client that retries throttling, 5xx answers, resets and timeouts with backoff.
 
     botocore's own variables tune it (`AWS_RETRY_MODE`, `AWS_MAX_ATTEMPTS`; default: standard
     mode, 8 attempts), and `SAGEBOOK_AWS_TIMEOUT` the seconds to wait for an answer (60).
@@ -118,7 +122,7 @@ def client(service: str, profile: str | None = None, region: str | None = None,
                "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))}
     timeout = float(os.environ.get("SAGEBOOK_AWS_TIMEOUT", "60"))
     aws = session(profile)
-    region = region or aws.region_name
+    region = region or aws.get_config_variable("region")
     # One client per profile, region, environment, service and settings: clients are
     # thread-safe, and each new one costs ~15 ms (a launch asks S3 from its preflight and from
     # its record store).
@@ -128,7 +132,7 @@ def client(service: str, profile: str | None = None, region: str | None = None,
             if key not in _clients:
                 config = Config(retries=retries, connect_timeout=min(10.0, timeout),
                                 read_timeout=timeout, **settings)
-                _clients[key] = aws.client(service, region_name=region, config=config)
+                _clients[key] = aws.create_client(service, region_name=region, config=config)
             return _clients[key]
     except NoRegionError:
         raise ConfigError.one("job.region", None, NO_REGION) from None
@@ -136,7 +140,7 @@ def client(service: str, profile: str | None = None, region: str | None = None,
 
 def region(profile: str | None = None, region: str | None = None) -> str | None:
     """The region the chain resolves for this profile (and explicit region), or None."""
-    return region or session(profile).region_name
+    return region or session(profile).get_config_variable("region")
 
 
 def usable_profile(name: str | None) -> str | None:

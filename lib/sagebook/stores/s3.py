@@ -96,11 +96,13 @@ class S3Store(Store):
 
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         from boto3.exceptions import S3UploadFailedError
+        from boto3.s3.transfer import S3Transfer
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.client.upload_file(str(path), self.bucket, self._key(key),
-                                    ExtraArgs=self._extra(key) or None, Callback=progress)
+            with S3Transfer(self.client) as transfer:
+                transfer.upload_file(str(path), self.bucket, self._key(key), callback=progress,
+                                     extra_args=self._extra(key) or None)
         except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
             raise self._fail("upload to", key, exc) from None
 
@@ -183,28 +185,31 @@ class S3Store(Store):
         large): no byte passes through this machine."""
         if not isinstance(source, S3Store):
             return super().copy_from(source)
-        from boto3.exceptions import S3UploadFailedError
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
         from botocore.exceptions import BotoCoreError, ClientError
 
         extra = {k: v for k, v in self._extra().items() if k != "ContentType"}
         if source.expected_owner:
             extra["ExpectedSourceBucketOwner"] = source.expected_owner
         count = 0
-        for key in list(source.list()):  # listed first: `source` may hold this prefix
-            try:
-                self.client.copy({"Bucket": source.bucket, "Key": source._key(key)},
-                                 self.bucket, self._key(key), ExtraArgs=extra or None)
-            except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
-                raise self._fail(f"copy {source.url(key)} to", key, exc) from None
-            count += 1
+        with create_transfer_manager(self.client, TransferConfig()) as manager:
+            for key in list(source.list()):  # listed first: `source` may hold this prefix
+                try:
+                    manager.copy({"Bucket": source.bucket, "Key": source._key(key)},
+                                 self.bucket, self._key(key), extra_args=extra or None).result()
+                except (ClientError, BotoCoreError) as exc:
+                    raise self._fail(f"copy {source.url(key)} to", key, exc) from None
+                count += 1
         return count
 
     def get_file(self, key: str, path: Path) -> None:
+        from boto3.s3.transfer import S3Transfer
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.client.download_file(self.bucket, self._key(key), str(path),
-                                      ExtraArgs=self._owner() or None)
+            with S3Transfer(self.client) as transfer:
+                transfer.download_file(self.bucket, self._key(key), str(path),
+                                       extra_args=self._owner() or None)
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 raise FileNotFoundError(self.url(key)) from None
