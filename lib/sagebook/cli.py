@@ -6,8 +6,10 @@ Imports stay inside the commands so that `sagebook --help` costs no more than ar
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,34 @@ if TYPE_CHECKING:
     from .launch import Run
     from .stores import Store
     from .sweeps import SweepRecord
+
+
+# Seconds a command runs before its cyclic garbage collector starts (see `console`).
+STARTUP_SECONDS = 3.0
+
+
+def console() -> None:
+    """The `sagebook` program (`python -m sagebook.cli` too): `main`, and its exit code.
+
+    Its first seconds run without the cyclic garbage collector. Starting a command allocates
+    hundreds of thousands of objects that live as long as the process (modules, botocore's
+    service models, pydantic's validators) and next to no cyclic garbage, while each
+    collection re-traverses them all: about 30 ms of a 0.45 s launch. Then the survivors move
+    to the permanent generation (`gc.freeze`), which later collections skip, and the collector
+    runs again for the commands that go on for hours (following a job, a local run, the
+    dashboard). Only the program does this: `main` called from other code leaves its
+    process's collector alone.
+    """
+    gc.disable()
+    resume = threading.Timer(STARTUP_SECONDS, _resume_collector)
+    resume.daemon = True
+    resume.start()
+    sys.exit(main())
+
+
+def _resume_collector() -> None:
+    gc.freeze()
+    gc.enable()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -807,4 +837,4 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
