@@ -4,6 +4,11 @@ Each `bench_*.py` module here has `run() -> list[Row]`. Figures are ratios again
 measured in the same run on the same machine, so a noisy or slow machine moves both sides.
 Run one module alone with `python benchmarks/run.py local`.
 
+sagebook's bytecode is compiled first, as pip compiles an installed package's (boto3's and
+the others' were): an editable install under PYTHONDONTWRITEBYTECODE would otherwise compile
+sagebook's modules from source in every process a benchmark starts, which no installed
+sagebook does.
+
 Memory rows (unit "MB") take both figures as `measure.Peak`s: a process's own peak, read as
 `measure` explains. A bare number, or a peak that may be its launcher's, is refused — the row
 says why instead of printing a figure that could be another process's — and the run exits 1.
@@ -11,6 +16,7 @@ says why instead of printing a figure that could be another process's — and th
 
 from __future__ import annotations
 
+import compileall
 import importlib
 import logging
 import subprocess
@@ -82,6 +88,7 @@ def main(names: list[str]) -> int:
     sys.path.insert(0, str(HERE))
     # the local S3/SageMaker servers some benchmarks start would log every request
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    compileall.compile_dir(HERE.parent / "lib" / "sagebook", quiet=1)
     modules = sorted(p.stem for p in HERE.glob("bench_*.py"))
     if names:
         modules = [m for m in modules if m.removeprefix("bench_") in names]
