@@ -6,6 +6,7 @@ splits it; logs are kept per host; one failing host fails the job and stops the 
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 import textwrap
 from pathlib import Path
@@ -44,7 +45,8 @@ ALL_REDUCE = textwrap.dedent("""\
     assert total == count * (count + 1) // 2, total
     print(f'{host} all-reduce total={total}', flush=True)
     shard = sorted(os.listdir(base + 'input/data/shards'))
-    open(base + f'model/{host}.json', 'w').write(json.dumps({'total': total, 'shard': shard}))
+    open(base + f'model/{host}.json', 'w').write(json.dumps(
+        {'total': total, 'shard': shard, 'cpus': sorted(os.sched_getaffinity(0))}))
     open(base + 'output/data/' + host, 'w').write('done')
 """)
 
@@ -86,6 +88,11 @@ def test_hosts_exchange_data_and_each_keeps_its_log(cluster_config, tmp_path, co
     assert sorted(seen) == hosts and {s["total"] for s in seen.values()} == {expected}
     with tarfile.open(m["output_artifact"]) as tar:
         assert sorted(tar.getnames()) == hosts
+    # each host on its own share of this machine's CPUs, as on an instance of its own
+    ours = sorted(os.sched_getaffinity(0))
+    assert {h: s["cpus"] for h, s in seen.items()} == m["host_cpus"]
+    assert sorted(c for s in seen.values() for c in s["cpus"]) == (
+        ours if len(ours) >= count else sorted(ours[n % len(ours)] for n in range(count)))
     if count == 3:  # the sharded channel, file by file: the sorted keys dealt out in turn
         assert {h: s["shard"] for h, s in seen.items()} == {
             "algo-1": ["part-0.csv", "part-3.csv", "part-6.csv"],

@@ -27,7 +27,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,11 @@ def beat_seconds() -> float:
     return float(os.environ.get("SAGEBOOK_HEARTBEAT_SECONDS") or 30)
 
 
-def supervised(command: list[str], grace: float) -> list[str]:
-    """`command` run so that it stops when the process that starts it dies."""
-    return [sys.executable, str(SUPERVISOR), str(grace), *command]
+def supervised(command: list[str], grace: float, cpus: Sequence[int] = ()) -> list[str]:
+    """`command` run so that it stops when the process that starts it dies, pinned to `cpus`
+    (with its children) when some are given."""
+    pinned = ["--cpus", ",".join(map(str, cpus))] if cpus else []
+    return [sys.executable, str(SUPERVISOR), str(grace), *pinned, *command]
 
 
 class Heartbeat:

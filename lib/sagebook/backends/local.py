@@ -41,12 +41,26 @@ def work_dir(job_name: str) -> Path:
 TENSORBOARD_PATH = "/opt/ml/output/tensorboard"  # SageMaker's default LocalPath
 
 
+def cpu_slots(count: int) -> list[list[int]]:
+    """CPU sets for `count` processes sharing this machine (sweep trials, a job's hosts): the
+    CPUs we may use, dealt out round-robin; they share CPUs only when there are more processes
+    than CPUs. Empty sets where there is no pinning (not Linux)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return [[] for _ in range(count)]
+    if count <= len(cpus):
+        return [cpus[slot::count] for slot in range(count)]
+    return [[cpus[slot % len(cpus)]] for slot in range(count)]
+
+
 @dataclass
 class Host:
     """One host of a local job: its /opt/ml tree, how its process starts, and the process."""
 
     name: str
     root: Path
+    cpus: list[int] = field(default_factory=list)  # pinned to these; none: every CPU
     command: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = field(default_factory=Path.cwd)
@@ -204,7 +218,8 @@ class ProcessRun:
                 # A new session keeps a terminal's Ctrl-C away from the training process: we
                 # decide how it stops (SIGTERM, then SIGKILL), as SageMaker does.
                 host.proc = subprocess.Popen(
-                    liveness.supervised(host.command, STOP_GRACE_SECONDS), cwd=host.cwd,
+                    liveness.supervised(host.command, STOP_GRACE_SECONDS, host.cpus),
+                    cwd=host.cwd,
                     env=host.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT, start_new_session=True)
                 self.heartbeat.note(host.proc.pid)
@@ -335,7 +350,12 @@ class LocalBackend(ProcessRun, Backend):
         # All hosts share this machine's loopback: a free port, not SageMaker's fixed one, so
         # concurrent runs do not collide. Host names resolve only inside the namespaces.
         port = _free_port()
-        for host in hosts:
+        # On SageMaker each host has an instance's CPUs to itself; here the hosts share this
+        # machine's, so each gets its own share, as sweep trials do (its threads, BLAS's
+        # among them, size themselves to it instead of all fighting for every core).
+        slots = cpu_slots(len(hosts)) if len(hosts) > 1 else [[]]
+        for host, cpus in zip(hosts, slots, strict=True):
+            host.cpus = cpus
             base = contract.CONTAINER_BASE if private else str(host.root)
             host.env = self.environment(job, base, host.name, names,
                                         names[0] if private else "127.0.0.1", port)
@@ -345,12 +365,16 @@ class LocalBackend(ProcessRun, Backend):
             if private:
                 host.command = namespace.wrap(host.command, host.root,
                                               host.root.parent / "namespace", names)
+        pinned = {h.name: h.cpus for h in hosts if h.cpus}
         job.record.update(opt_ml="private namespace" if private else "host folder",
                           **({"aws_credentials_passed": True}
-                             if job.config.job.pass_aws_credentials else {}))
+                             if job.config.job.pass_aws_credentials else {}),
+                          **({"host_cpus": pinned} if pinned else {}))
         where = self.root if len(hosts) == 1 else self.root.parent.parent
+        cpus = " | ".join(",".join(map(str, c)) for c in pinned.values())
         job.echo(f"[sagebook] local run {job.request['TrainingJobName']} in {where}"
-                 + (f" ({len(hosts)} hosts)" if len(hosts) > 1 else "")
+                 + (f" ({len(hosts)} hosts{f', CPUs {cpus}' if cpus else ''})"
+                    if len(hosts) > 1 else "")
                  + (f" (at {contract.CONTAINER_BASE} for the training code)" if private else ""))
         return self.execute(job, hosts)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..backends.local import cpu_slots
 from ..record import now
 from .record import SweepRecord
 from .spec import Sweep
@@ -45,18 +46,6 @@ class _Running:
     run_id: str | None = None
     early_stopped: bool = False
     stop_sent: bool = False
-
-
-def cpu_slots(parallel: int) -> list[list[int]]:
-    """CPU sets for `parallel` trials: the CPUs we may use, dealt out round-robin (trials share
-    CPUs only when there are more trials than CPUs)."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux: no pinning
-        return [[] for _ in range(parallel)]
-    if parallel <= len(cpus):
-        return [cpus[slot::parallel] for slot in range(parallel)]
-    return [[cpus[slot % len(cpus)]] for slot in range(parallel)]
 
 
 def gpu_slots(parallel: int) -> list[list[str]]:
