@@ -20,6 +20,7 @@ from sagebook.runs import annotate, parse_time
 from sagebook.stores import open_store
 
 from conftest import REPO, add_run, sagebook
+from faults import Answer, FaultProxy
 
 SDK = REPO / ".venv-sdk" / "bin"
 needs_mlflow = pytest.mark.skipif(not (SDK / "mlflow").exists(),
@@ -86,6 +87,7 @@ def test_export_writes_runs_and_a_second_export_adds_only_what_is_new(tracking_s
     first = export(tracking_server, store)
     assert first.returncode == 0, first.stderr
     assert "3 runs created, 0 updated, 0 unchanged" in first.stdout
+    assert "View run" not in first.stdout  # mlflow's line for every run it ends
     held = server_holds(tracking_server)
     run = held[good.run_id]
     assert run["experiment"] == "exp-a" and run["status"] == "FINISHED"
@@ -123,6 +125,29 @@ def test_export_writes_runs_and_a_second_export_adds_only_what_is_new(tracking_s
     assert held[running.run_id]["status"] == "FINISHED" and held[running.run_id]["end_time"]
     assert "confirmed on the full data" in held[good.run_id]["tags"]["mlflow.note.content"]
     assert len(held) == 3
+
+
+@needs_mlflow
+def test_an_export_that_fails_halfway_is_finished_by_the_next(tracking_server, tmp_path):
+    store = open_store(str(tmp_path / "records"))
+    ended = add_run(store, "halfway", metrics={"loss": 0.2})
+    proxy = FaultProxy(tracking_server).start()
+    try:  # the run is created and filled in, but ending it fails
+        proxy.fail(r"POST /api/2\.0/mlflow/runs/update", answer=Answer(
+            400, b'{"error_code": "INVALID_PARAMETER_VALUE", "message": "no"}',
+            (("Content-Type", "application/json"),)))
+        first = export(proxy.url, store)
+    finally:
+        proxy.stop()
+    assert first.returncode == 1 and "1 runs not exported" in first.stderr, first.stderr
+    assert server_holds(tracking_server)[ended.run_id]["status"] == "RUNNING"
+
+    again = export(tracking_server, store)
+    assert "0 runs created, 1 updated, 0 unchanged" in again.stdout, again.stderr
+    held = server_holds(tracking_server)[ended.run_id]
+    assert held["status"] == "FINISHED" and held["params"]["epochs"] == "2"
+    assert [s for s, _, _ in held["metrics"]["loss"]] == [0, 1]  # no point sent twice
+    assert "0 runs created, 0 updated, 1 unchanged" in export(tracking_server, store).stdout
 
 
 def test_export_without_mlflow_says_how_to_get_it(tmp_path):

@@ -10,7 +10,9 @@ configs, the request, the notebook and the git diff as artifacts; the run's stat
 Export is idempotent: a run is found again by its `sagebook.run_id` tag (one search per
 experiment), a run whose record has not changed since (`sagebook.version`) is skipped, and
 a changed one gets only what it lacks — parameters are immutable in MLflow, metric points are
-compared by step and time, artifacts by name.
+compared by step and time, artifacts by name. An export that fails halfway is finished by the
+next: the version is written last, or, for a new run that ends terminated, the status is (a
+run MLflow still says RUNNING is not done).
 
 mlflow is heavy (and the SageMaker SDK brings it): it is the `mlflow` extra, imported only here.
 """
@@ -18,9 +20,11 @@ mlflow is heavy (and the SageMaker SDK brings it): it is the `mlflow` extra, imp
 from __future__ import annotations
 
 import json
+import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,7 @@ STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Lost": "FAILED", "Stoppe
           "Interrupted": "KILLED"}
 MAX_PARAM_VALUE, MAX_TAG_VALUE, BATCH = 6000, 5000, 900
 EXPORT_THREADS = 4  # a sqlite-backed server refuses more at once
+QUIET_LINKS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
 
 @dataclass
@@ -58,18 +63,40 @@ def export(store: Store, refs: Iterable[str] = (), *, tracking_uri: str | None =
     """Export the runs named by `refs` (all runs of the store when none) to MLflow, into the
     MLflow experiment `experiment` (default: each run's sagebook experiment)."""
     try:
-        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise SagebookError("exporting to MLflow needs mlflow: pip install 'sagebook[mlflow]' "
                             "(it comes with the SageMaker SDK too)") from None
     import logging
 
-    # mlflow announces every run it ends ("View run … at …") and warns about header plugins
-    # that do not apply: the export's own lines say what happened
+    # mlflow warns about header plugins that do not apply: the export's own lines say what
+    # happened
     logging.getLogger("mlflow").setLevel(logging.ERROR)
-    client = MlflowClient(tracking_uri=tracking_uri)
-    refs = list(refs)
+    with _quiet_run_links():
+        return _export(MlflowClient(tracking_uri=tracking_uri), store, list(refs), experiment,
+                       echo)
+
+
+@contextmanager
+def _quiet_run_links() -> Iterator[None]:
+    """Without mlflow's "View run … at …" line on stdout for every run it ends: it fetches the
+    whole run from the server first (a third of an export's time), and the export's own lines
+    say what happened."""
+    previous = os.environ.get(QUIET_LINKS)
+    os.environ[QUIET_LINKS] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(QUIET_LINKS, None)
+        else:
+            os.environ[QUIET_LINKS] = previous
+
+
+def _export(client: Any, store: Store, refs: list[str], experiment: str | None,
+            echo: Callable[[str], None]) -> ExportResult:
+    from mlflow.exceptions import MlflowException
+
     if refs:
         entries = [index.summarize(runs.find_run(store, ref).manifest) for ref in refs]
     else:
@@ -134,32 +161,40 @@ def _export_run(client: Any, experiment_id: str, record: Record, existing: Any) 
     m = info.manifest
     annotations = info.annotations
     version = _version(info)
-    if existing is not None and existing.data.tags.get(VERSION_TAG) == version:
+    status = STATUS.get(m.get("status", ""))
+    if existing is not None and existing.data.tags.get(VERSION_TAG) == version \
+            and existing.info.status == (status or existing.info.status):
         return "unchanged"
     tags = _tags(record, annotations)
+    # A new run that ends terminated is RUNNING until its last step, so it carries its version
+    # from the start; any other run gets it last (a failed export is redone either way).
+    versioned_first = existing is None and status is not None
     if existing is None:
-        run = client.create_run(experiment_id, start_time=_ms(m.get("created")), tags=tags,
+        run = client.create_run(experiment_id, start_time=_ms(m.get("created")),
+                                tags={**tags, **({VERSION_TAG: version} if versioned_first
+                                                 else {})},
                                 run_name=annotations.get("name") or record.run_id)
-        run_id, have_params, have_tags = run.info.run_id, {}, {}
+        info_of_run, have_params, have_tags = run.info, {}, tags
     else:
-        run_id = existing.info.run_id
+        info_of_run = existing.info
         have_params, have_tags = existing.data.params, existing.data.tags
+    run_id = info_of_run.run_id
     params = [Param(k, v) for k, v in _params(m, info.job_config).items()
               if k not in have_params]
     new_tags = [RunTag(k, v) for k, v in tags.items() if have_tags.get(k) != v]
     metrics = [Metric(key, value, timestamp, step) for key, value, timestamp, step
                in _metrics(info, client if existing is not None else None, run_id)]
-    for start in range(0, max(len(params), len(new_tags), len(metrics), 1), BATCH):
+    for start in range(0, max(len(params), len(new_tags), len(metrics)), BATCH):
         client.log_batch(run_id, metrics=metrics[start:start + BATCH],
                          params=params[start:start + 100] if start == 0 else [],
                          tags=new_tags if start == 0 else [])
     for start in range(100, len(params), 100):  # MLflow takes 100 parameters a call
         client.log_batch(run_id, params=params[start:start + 100])
-    _artifacts(client, run_id, record, info.files, existing is not None)
-    status = STATUS.get(m.get("status", ""))
+    _artifacts(client, info_of_run.artifact_uri, record, info.files, existing is not None)
     if status:
         client.set_terminated(run_id, status=status, end_time=_ms(m.get("ended")))
-    client.set_tag(run_id, VERSION_TAG, version)  # last: a failed export is redone
+    if not versioned_first:
+        client.set_tag(run_id, VERSION_TAG, version)
     return "created" if existing is None else "updated"
 
 
@@ -226,12 +261,18 @@ def _metrics(info: runs.RunDetails, client: Any, run_id: str
     return [p for p in points if (p[3], p[1]) not in have[p[0]]]
 
 
-def _artifacts(client: Any, run_id: str, record: Record, files: list[str], existing: bool
-               ) -> None:
+def _artifacts(client: Any, artifact_uri: str, record: Record, files: list[str],
+               existing: bool) -> None:
+    """The record's files the run lacks, under `sagebook/` of the run's artifacts. Its artifact
+    store is addressed by the URI the run reports (the client's own artifact calls would fetch
+    the whole run from the server first, to learn that URI)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repository = get_artifact_repository(artifact_uri, tracking_uri=client.tracking_uri)
     present = set()
     if existing:
         for folder in ("sagebook", "sagebook/config"):
-            present.update(a.path for a in client.list_artifacts(run_id, folder))
+            present.update(a.path for a in repository.list_artifacts(folder))
     wanted = [name for name in ARTIFACTS if name in files and f"sagebook/{name}" not in present]
     if not wanted:
         return
@@ -240,7 +281,7 @@ def _artifacts(client: Any, run_id: str, record: Record, files: list[str], exist
             path = Path(folder, "sagebook", name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(record.store.read_bytes(f"{record.prefix}/{name}"))
-        client.log_artifacts(run_id, str(Path(folder, "sagebook")), "sagebook")
+        repository.log_artifacts(str(Path(folder, "sagebook")), "sagebook")
 
 
 def _ms(text: Any) -> int | None:
