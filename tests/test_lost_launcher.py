@@ -93,3 +93,26 @@ def test_stop_asks_a_live_launcher_to_stop_its_run(slow_config, tmp_path):
     assert launcher.returncode == 1, err  # stopped, as with Ctrl-C
     assert not alive(training)
     assert manifest(run)["status"] == "Stopped"
+
+
+def test_a_launcher_killed_before_its_training_starts_shows_its_run_lost(
+        slow_config, tmp_path, proxy, bucket, s3, make_config):
+    # the run's data comes from S3, where the launcher is kept waiting while it lays out /opt/ml
+    s3.put_object(Bucket=bucket, Key="data/train.csv", Body=b"1\n")
+    gate = proxy.hold(r"GET /sagebook-test/data/train\.csv")
+    config = make_config(source_dir=str(tmp_path / "slow"), training_schema=None,
+                         channels={"train": f"s3://{bucket}/data/"})
+    launcher = start_launch(str(config), until="[sagebook] run ")
+    try:
+        wait_for(lambda: proxy.seen(r"GET /sagebook-test/data/train\.csv"), timeout=60,
+                 what="the launcher to fetch the training data")
+        launcher.kill()
+        launcher.communicate(timeout=30)
+    finally:
+        gate.set()
+    [run] = runs(tmp_path / "experiments")
+    assert manifest(run)["status"] == "Starting"  # all the record could be told
+    listed = sagebook("list", "--store", str(tmp_path / "experiments"), "--json")
+    [entry] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert entry["status"] == "Lost"
+    assert entry["lost"].startswith(f"its launcher (pid {launcher.pid} on ")

@@ -81,7 +81,7 @@ class DockerBackend(ProcessRun, Backend):
     # Symlinks would point outside the mounted tree: local channels are mounted instead.
     link_channels = False
 
-    def run(self, job: Job) -> Outcome:
+    def start(self, job: Job) -> Outcome:
         if shutil.which("docker") is None:
             raise LaunchError("local-docker needs the Docker CLI: `docker` is not on PATH")
         hosts = self.prepare(job)

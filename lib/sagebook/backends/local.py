@@ -82,6 +82,20 @@ class ProcessRun:
 
     link_channels = True
 
+    def run(self, job: Job) -> Outcome:
+        """`start` the job, the launcher beating all along (see liveness): one that dies while
+        it uploads, lays out the trees or restores checkpoints is seen to be gone, like one that
+        dies while the training runs."""
+        self.heartbeat = liveness.Heartbeat(job.record).start()
+        try:
+            return self.start(job)
+        finally:
+            self.heartbeat.stop()
+
+    def start(self, job: Job) -> Outcome:
+        """Lay out the hosts (`prepare`) and run them (`execute`): the backend's own part."""
+        raise NotImplementedError
+
     def prepare(self, job: Job) -> list[Host]:
         names = contract.host_names(job.config.job.instance_count)
         work = work_dir(job.request["TrainingJobName"])
@@ -184,7 +198,6 @@ class ProcessRun:
             host.sink = LogSink(spool / f"logs/{host.name}.log", spool / "metrics.jsonl",
                                 definitions, echo, host=host.name, fallback=record.local_copy)
         work = hosts[0].root if len(hosts) == 1 else hosts[0].root.parent.parent
-        self.heartbeat = liveness.Heartbeat(record).start()
         record.set_status("InProgress", work_dir=str(work), local_copy=str(record.local_copy))
         failed = None
         try:
@@ -193,7 +206,6 @@ class ProcessRun:
             else:
                 exit_code, stopped, failed = self._streamed(job, hosts)
         finally:
-            self.heartbeat.stop()
             sinks = [host.sink for host in hosts if host.sink is not None]
             for sink in sinks:
                 sink.close()
@@ -338,7 +350,7 @@ class LocalBackend(ProcessRun, Backend):
         if problem:
             raise ConfigError.one(source_dir, "job.source_dir", problem)
 
-    def run(self, job: Job) -> Outcome:
+    def start(self, job: Job) -> Outcome:
         if job.staged and job.staged.uploads:
             uploads.upload(job.staged.uploads, _store_options(job), lambda line: None)
         hosts = self.prepare(job)
