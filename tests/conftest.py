@@ -147,6 +147,35 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     return moto_endpoint
 
 
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A record store, once in a local folder and once on S3 (the local endpoint): a test that
+    takes it runs against both."""
+    from sagebook.stores import open_store
+
+    if request.param == "local":
+        return open_store(str(tmp_path / "records"))
+    bucket = request.getfixturevalue("bucket")
+    return open_store(f"s3://{bucket}/team/records")
+
+
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """The real command's code path, in this process (where the S3 endpoint lives): its exit
+    code, stdout and stderr."""
+    from sagebook import cli
+
+    code = cli.main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def listed(capsys: pytest.CaptureFixture, store: Any, *args: str) -> list[dict[str, Any]]:
+    """`sagebook list --json` of `store`, one dict per run."""
+    code, out, err = run_cli(capsys, "list", "--store", store.uri, "--json", *args)
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
 @pytest.fixture
 def bucket(aws: str) -> str:
     """An empty bucket on the local endpoint."""

@@ -4,50 +4,27 @@ writers — other annotators, the run's own status writes, compactions."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
-from sagebook import cli, index
+from sagebook import index
 from sagebook.record import Record
-from sagebook.stores import Store, open_store
 
-from conftest import add_run
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "local":
-        return open_store(str(tmp_path / "records"))
-    bucket = request.getfixturevalue("bucket")
-    return open_store(f"s3://{bucket}/team/records")
-
-
-def cli_run(capsys, *args):
-    code = cli.main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def listed(capsys, store, *args):
-    code, out, err = cli_run(capsys, "list", "--store", store.uri, "--json", *args)
-    assert code == 0, err
-    return [json.loads(line) for line in out.splitlines()]
+from conftest import add_run, listed, run_cli
 
 
 def test_tag_note_rename_show_in_list_show_and_where(store, capsys):
     run = add_run(store, tags={"team": "ml", "owner": "ann"})
     other = add_run(store)
     ref = run.run_id[-6:]
-    assert cli_run(capsys, "tag", ref, "stage=prod", "--remove", "owner", "--store",
+    assert run_cli(capsys, "tag", ref, "stage=prod", "--remove", "owner", "--store",
                    store.uri)[0] == 0
-    assert cli_run(capsys, "note", ref, "baseline for the\nQ4 report", "--store", store.uri)[0] == 0
-    assert cli_run(capsys, "rename", ref, "baseline", "--store", store.uri)[0] == 0
+    assert run_cli(capsys, "note", ref, "baseline for the\nQ4 report", "--store", store.uri)[0] == 0
+    assert run_cli(capsys, "rename", ref, "baseline", "--store", store.uri)[0] == 0
     [row] = listed(capsys, store, "--where", "stage=prod")
     assert row["run_id"] == run.run_id and row["name"] == "baseline"
     assert row["tags"] == {"team": "ml", "stage": "prod"}  # owner removed, config tags kept
@@ -55,9 +32,9 @@ def test_tag_note_rename_show_in_list_show_and_where(store, capsys):
     assert [r["run_id"] for r in listed(capsys, store, "--where", "note~q4")] == [run.run_id]
     assert [r["run_id"] for r in listed(capsys, store, "--where", "name=baseline")] == [
         run.run_id]
-    code, out, _ = cli_run(capsys, "list", "--store", store.uri)
+    code, out, _ = run_cli(capsys, "list", "--store", store.uri)
     assert "baseline" in out and "stage=prod" in out
-    code, out, _ = cli_run(capsys, "show", ref, "--store", store.uri)
+    code, out, _ = run_cli(capsys, "show", ref, "--store", store.uri)
     assert "name:        baseline" in out and "stage=prod, team=ml" in out
     assert "baseline for the" in out and "    Q4 report" in out
     # the record keeps every event; the manifest was never rewritten by an annotation
@@ -72,7 +49,7 @@ def test_tag_note_rename_show_in_list_show_and_where(store, capsys):
 def test_bad_annotations_are_refused_and_write_nothing(store, capsys, args):
     run = add_run(store)
     args = [run.run_id if a == "RUN" else a for a in args]
-    code, out, err = cli_run(capsys, *args, "--store", store.uri)
+    code, out, err = run_cli(capsys, *args, "--store", store.uri)
     assert code == 2 and "Traceback" not in err and err.strip()
     assert Record.open(store, "exp-a", run.run_id).annotations() == []
 

@@ -8,41 +8,17 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
-from typing import Any
 
-import pytest
 import yaml
 
-from sagebook import cli, index
+from sagebook import index
 from sagebook.launch import launch
 from sagebook.record import Record, job_name, new_run_id
-from sagebook.stores import Store, open_store
+from sagebook.stores import open_store
 
-from conftest import add_run, sagebook
+from conftest import add_run, listed, run_cli, sagebook
 
 HOUR = 3600
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "local":
-        return open_store(str(tmp_path / "records"))
-    bucket = request.getfixturevalue("bucket")
-    return open_store(f"s3://{bucket}/team/records")
-
-
-def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """The real command's code path, in this process (the S3 endpoint lives here)."""
-    code = cli.main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def listed(capsys: pytest.CaptureFixture, store: Store, *args: str) -> list[dict[str, Any]]:
-    code, out, err = run_cli(capsys, "list", "--store", store.uri, "--json", *args)
-    assert code == 0, err
-    return [json.loads(line) for line in out.splitlines()]
 
 
 def ago(hours: float) -> str:

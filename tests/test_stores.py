@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from pathlib import Path
 
 import pytest
 
 from sagebook.stores import StoreExistsError, open_store
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    if request.param == "local":
-        return open_store(str(tmp_path / "store"))
-    bucket = request.getfixturevalue("bucket")
-    return open_store(f"s3://{bucket}/team/records")
 
 
 def test_write_read_list_and_urls(store, tmp_path):
