@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import boto3
 import pytest
@@ -84,3 +85,29 @@ def test_service_models_load_from_a_cache_that_a_corrupt_entry_cannot_break(tmp_
         entry.write_bytes(b"\x00not marshal")
     assert create_training_job(cached=True) == plain
     assert all(entry.read_bytes()[:1] != b"\x00" for entry in entries)  # rewritten
+
+
+def test_a_model_file_changed_by_an_upgrade_replaces_its_cache_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = tmp_path / "service-2.json"
+    other = tmp_path / "other-2.json"
+    for path in (model, other):
+        path.write_text(json.dumps({"shapes": {f"S{n}": {"type": "string"} for n in range(999)}}))
+    loader = access._model_file_loader()
+    entries = tmp_path / "cache" / "sagebook" / "botocore"
+    assert loader._load_file(str(model), open) == json.loads(model.read_text())
+    assert loader._load_file(str(other), open) == json.loads(other.read_text())
+    before = sorted(entries.glob("*.marshal"))
+    assert len(before) == 2
+
+    model.write_text(json.dumps({"shapes": {"New": {"type": "string"}}, "pad": "x" * 20_000}))
+    os.utime(model, ns=(1, 1))  # as a new botocore version's file
+    assert loader._load_file(str(model), open)["shapes"] == {"New": {"type": "string"}}
+    after = sorted(entries.glob("*.marshal"))
+    assert len(after) == 2 and len(set(before) & set(after)) == 1  # the old entry went
+
+    def parsed_again(*args, **kwargs):
+        raise AssertionError("the other file's entry should have stayed")
+
+    monkeypatch.setattr(json, "loads", parsed_again)
+    assert loader._load_file(str(other), open)["shapes"]["S0"] == {"type": "string"}

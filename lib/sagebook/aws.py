@@ -58,9 +58,9 @@ def _model_file_loader() -> Any:
     Every client parses its service's model, and botocore its endpoint tables: megabytes of
     JSON, about 100 ms of a launch (SageMaker's model alone is 2 MB). Kept as `marshal` data
     (plain values only, so a cache file cannot run code) they load several times faster. A
-    cache entry is named by the model file's path, size and mtime and the interpreter's
-    version, so a botocore upgrade reads the new files; an unusable cache is only a slower
-    load, never an error.
+    cache entry is named by the model file's path, then its size and mtime and the
+    interpreter's version, so a botocore upgrade reads the new files and its new entry replaces
+    the old one for that path; an unusable cache is only a slower load, never an error.
     """
     import hashlib
     import json
@@ -81,8 +81,9 @@ def _model_file_loader() -> Any:
                 return None
             if info.st_size < 16_384:  # small files parse faster than a cache lookup pays
                 return super()._load_file(full_path, open_method)
-            name = f"{full_path}\0{info.st_size}\0{info.st_mtime_ns}\0{sys.version}"
-            cached = folder / f"{hashlib.sha256(name.encode()).hexdigest()[:32]}.marshal"
+            path = hashlib.sha256(full_path.encode()).hexdigest()[:16]
+            version = f"{info.st_size}\0{info.st_mtime_ns}\0{sys.version}"
+            cached = folder / f"{path}-{hashlib.sha256(version.encode()).hexdigest()[:16]}.marshal"
             try:
                 return marshal.loads(cached.read_bytes())
             except Exception:  # absent, or unreadable: parse the model again
@@ -94,6 +95,9 @@ def _model_file_loader() -> Any:
                 partial = cached.with_name(f".{cached.name}.{os.getpid()}")
                 partial.write_bytes(marshal.dumps(data))
                 os.replace(partial, cached)
+                for stale in folder.glob(f"{path}-*.marshal"):  # this file before an upgrade
+                    if stale != cached:
+                        stale.unlink(missing_ok=True)
             except OSError:
                 pass
             return data
