@@ -192,7 +192,9 @@ class S3Store(Store):
         if source.expected_owner:
             extra["ExpectedSourceBucketOwner"] = source.expected_owner
         count = 0
-        with create_transfer_manager(self.client, TransferConfig()) as manager:
+        # the classic manager, as boto3's own copy takes: the CRT one does not copy
+        classic = TransferConfig(preferred_transfer_client="classic")
+        with create_transfer_manager(self.client, classic) as manager:
             for key in list(source.list()):  # listed first: `source` may hold this prefix
                 try:
                     manager.copy({"Bucket": source.bucket, "Key": source._key(key)},
