@@ -166,3 +166,33 @@ def test_an_s3_channel_is_sharded_by_key_across_hosts(cluster_config, bucket, s3
     # keys sorted: 0/part-0, 0/part-2, 0/part-4, 1/part-1, 1/part-3, dealt out in turn
     assert shard("algo-1") == ["0/part-0.csv", "0/part-4.csv", "1/part-3.csv"]
     assert shard("algo-2") == ["0/part-2.csv", "1/part-1.csv"]
+
+
+# The first host moves the checkpoint on by one; the others leave their restored copy as it is.
+ONE_STEP = textwrap.dedent("""\
+    import os, pathlib
+    state = pathlib.Path(os.environ.get('SAGEMAKER_BASE_DIR', '/opt/ml')) / 'checkpoints/step'
+    step = int(state.read_text()) if state.is_file() else 0
+    if os.environ['SM_CURRENT_HOST_RANK'] == '0':
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(str(step + 1))
+    print(f"step {step + 1}", flush=True)
+""")
+
+
+def test_a_restored_checkpoint_left_alone_does_not_overwrite_a_newer_one(make_config, tmp_path):
+    code = tmp_path / "one-step"
+    code.mkdir()
+    (code / "train.py").write_text(ONE_STEP)
+    saved = tmp_path / "checkpoints"
+    path = make_config(source_dir=str(code), training_schema=None, instance_count=3,
+                       checkpoint_uri=str(saved))
+    first = sagebook("launch", str(path), timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    [run1] = runs(tmp_path / "experiments")
+    assert (saved / run1.name / "step").read_text() == "1"
+    second = sagebook("launch", str(path), "-o", f"job.resume_from={run1.name}", timeout=120)
+    assert second.returncode == 0, second.stdout + second.stderr
+    [run2] = [r for r in runs(tmp_path / "experiments") if r != run1]
+    assert (saved / run2.name / "step").read_text() == "2"  # algo-1's, not algo-3's copy of 1
+    assert (saved / run1.name / "step").read_text() == "1"

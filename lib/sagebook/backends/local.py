@@ -1,9 +1,10 @@
-"""`instance_type: local`: the training code as a local process under the container contract.
+"""`instance_type: local`: the training code as local processes under the container contract.
 
 No Docker, no image: seconds from launch to the first log line, and a debugger that works
 (`--pdb` hands the terminal to the training process, so `breakpoint()` stops there). On Linux
-the process gets a private /opt/ml (see `namespace`), and in any case only the environment a
-container would have, plus what a process needs to run on this machine.
+each host's process gets a private /opt/ml (see `namespace`), and in any case only the
+environment a container would have, plus what a process needs to run on this machine; the
+hosts of a several-host job each run on their own share of the CPUs.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Host:
     name: str
     root: Path
     cpus: list[int] = field(default_factory=list)  # pinned to these; none: every CPU
+    restored: dict[str, tuple[int, int]] = field(default_factory=dict)  # checkpoints at start
     command: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = field(default_factory=Path.cwd)
@@ -76,8 +78,9 @@ class ProcessRun:
     """Shared by the local backends: trees, channels, checkpoints, logs, artifacts, outcome.
 
     A job of N hosts runs N processes, `algo-1`…`algo-N`, each with a tree of its own; one
-    failing host fails the job and stops the others, as on SageMaker. Subclasses say how each
-    host's process starts (`command`, `env`).
+    failing host fails the job and stops the others, as on SageMaker. Subclasses `start` a
+    job: lay out its hosts (`prepare`), say how each host's process starts (`command`, `env`)
+    and `execute` them; `run` keeps the launcher's heartbeat around it.
     """
 
     link_channels = True
@@ -115,6 +118,7 @@ class ProcessRun:
             store = checkpoints.store_at(own, _store_options(job))
             for host in hosts:  # each host restores the one checkpoint prefix, as on SageMaker
                 restored = store.download_tree("", host.root / "checkpoints")
+                host.restored = _file_states(host.root / "checkpoints")
             if restored:
                 job.echo(f"[sagebook] restored {restored} bytes of checkpoints from {own}")
         self.hosts = hosts
@@ -127,8 +131,13 @@ class ProcessRun:
         own = (job.request.get("CheckpointConfig") or {}).get("S3Uri")
         if own:
             store = checkpoints.store_at(own, _store_options(job))
-            for host in hosts:  # every host syncs its folder to the one checkpoint prefix
-                store.upload_tree(host.root / "checkpoints", "")
+            # Every host syncs to the one prefix what it wrote, as SageMaker uploads a host's
+            # new and changed checkpoint files: a restored copy left as it was must not
+            # overwrite the newer file another host wrote.
+            for host in hosts:
+                for name, (size, mtime) in _file_states(host.root / "checkpoints").items():
+                    if host.restored.get(name) != (size, mtime):
+                        store.put_file(name, host.root / "checkpoints" / name)
         tensorboard = job.request.get("TensorBoardOutputConfig")
         if tensorboard:  # what SageMaker copies while the job runs, copied once at its end
             local = PurePosixPath(tensorboard.get("LocalPath") or TENSORBOARD_PATH)
@@ -257,7 +266,9 @@ class ProcessRun:
         for reader in readers:
             reader.join(timeout=10)
         if stopped:
-            return max(h.exit_code() for h in hosts if h.proc is not None), True, None
+            # stopped before any host started: Ctrl-C's own exit status
+            return max((h.exit_code() for h in hosts if h.proc is not None), default=130), \
+                True, None
         return (failed.exit_code() if failed else 0), False, failed
 
     def stop(self, record: Record, echo: Callable[[str], None]) -> Outcome:
@@ -327,7 +338,9 @@ class LocalBackend(ProcessRun, Backend):
         return Staged(uploads=[plan])
 
     def check(self, job: Job) -> None:
-        """Without namespaces, code that hard-codes /opt/ml would fail mid-run: stop now."""
+        """What would fail mid-run, refused now: --pdb on several hosts, mpi (it needs the
+        image's SSH), torchrun without torch here, and, without namespaces, code that
+        hard-codes /opt/ml."""
         if job.pdb and job.config.job.instance_count > 1:
             raise ConfigError.one("--pdb", "job.instance_count",
                                   "--pdb gives one process the terminal: run one host")
@@ -428,6 +441,16 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _file_states(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each file below `folder` (as a relative POSIX name) with its size and mtime."""
+    states = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            info = path.stat()
+            states[path.relative_to(folder).as_posix()] = (info.st_size, info.st_mtime_ns)
+    return states
 
 
 def _prefixed(echo: Callable[[str], None], host: str) -> Callable[[str], None]:
