@@ -101,7 +101,8 @@ def test_doctor_warns_of_an_empty_channel_and_fails_other_regions(cloud_config, 
     boto3.client("s3").put_object(Bucket=bucket, Key="data/train/a.csv", Body=b"1,2\n")
     config = cloud_config(channels={"train": f"s3://{bucket}/data/train/",
                                     "validation": f"s3://{bucket}/data/nothing-here/"},
-                          output_uri="s3://far-away/outputs")
+                          output_uri="s3://far-away/outputs",
+                          tensorboard_uri="s3://far-away/tensorboard")
     result = sagebook("doctor", str(config))
     assert result.returncode == 1
     lines = {line[5:].split("  ")[0]: line for line in result.stdout.splitlines()}
@@ -111,6 +112,8 @@ def test_doctor_warns_of_an_empty_channel_and_fails_other_regions(cloud_config, 
     assert "sagebook upload" in lines["channel validation"]
     assert lines["outputs"].startswith("FAIL")
     assert "far-away is in eu-west-1, but the job runs in us-east-1" in lines["outputs"]
+    assert lines["tensorboard"].startswith("FAIL") and "far-away is in eu-west-1" in lines[
+        "tensorboard"]
 
     far_image = IMAGE.replace("us-east-1", "eu-west-1")
     result = sagebook("doctor", str(config), "-o", "job.output_uri=null",

@@ -304,8 +304,9 @@ def test_a_rerun_sends_the_parents_code_data_and_image_though_all_changed_since(
     parent_request = json.loads(text(s3, bucket, f"{the_record(s3, bucket)}/request.json"))
     [package] = [k for k in keys(s3, bucket, "records/_uploads/code/") if k.endswith(".gz")]
     package_bytes = s3.get_object(Bucket=bucket, Key=package)["Body"].read()
+    [data_done] = [k for k in keys(s3, bucket, "records/_uploads/data/") if k.endswith(".json")]
     assert {e["kind"]: e["digest"] for e in parent["uploads"]} == {
-        "code": package.split("/")[3], "data": parent["uploads"][1]["digest"]}
+        "code": package.split("/")[3], "data": data_done.split("/")[3].removesuffix(".json")}
 
     # Since then: an uncommitted edit, new data, and the tag moved to other bytes
     (code / "train.py").write_text(PROBE + "print('edited since')\n")
@@ -356,7 +357,8 @@ def test_buckets_and_images_outside_the_jobs_region_are_refused_before_any_uploa
     path = cloud_config(upload_code=True, image_uri=far_image,
                         channels={"train": "s3://sagebook-far/train/",
                                   "validation": str(REPO / "data/digits/validation.csv")},
-                        output_uri="s3://sagebook-far/outputs")
+                        output_uri="s3://sagebook-far/outputs",
+                        tensorboard_uri="s3://sagebook-far/tensorboard")
     result = sagebook("launch", str(path))
     assert result.returncode == 2, result.stderr
     lines = path.read_text().splitlines()
@@ -372,6 +374,9 @@ def test_buckets_and_images_outside_the_jobs_region_are_refused_before_any_uploa
         "ECR only in its own region; move it to us-east-1, or set region: eu-west-1",
         f"  {path}:{line('output_uri:')}: job.output_uri: bucket {far}: SageMaker uses S3 and "
         "ECR only in its own region; move it to us-east-1, or set region: eu-west-1",
+        f"  {path}:{line('tensorboard_uri:')}: job.tensorboard_uri: bucket {far}: SageMaker "
+        "uses S3 and ECR only in its own region; move it to us-east-1, or set region: "
+        "eu-west-1",
         f"  {path}:{line('image_uri:')}: job.image_uri: image {far_image} is in eu-west-1, but "
         "the job runs in us-east-1: SageMaker uses S3 and ECR only in its own region; move it "
         "to us-east-1, or set region: eu-west-1"]
@@ -380,7 +385,8 @@ def test_buckets_and_images_outside_the_jobs_region_are_refused_before_any_uploa
     missing = IMAGE.replace(":latest", ":never-pushed")
     result = sagebook("launch", str(path), "-o", f"job.image_uri={missing}",
                       "-o", f"job.output_uri=s3://{bucket}/outputs",
-                      "-o", f"job.channels.train=s3://{bucket}/train/")
+                      "-o", f"job.channels.train=s3://{bucket}/train/",
+                      "-o", f"job.tensorboard_uri=s3://{bucket}/tensorboard")
     assert result.returncode == 2
     assert f"override 'job.image_uri={missing}': job.image_uri: {missing} is not in ECR " \
            "(ImageNotFoundException): push it with ./build_and_push.sh" in result.stderr

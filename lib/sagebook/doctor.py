@@ -192,7 +192,8 @@ def _s3_locations(job: JobConfig) -> list[tuple[str, str, str]]:
              ("config upload", job.config_uri, "write"),
              ("uploads", job.uploads_uri, "write"),
              ("outputs", job.output_uri, job_writes),
-             ("checkpoints", checkpoints, job_writes)]
+             ("checkpoints", checkpoints, job_writes),
+             ("tensorboard", job.tensorboard_uri, job_writes)]
     found += [(f"channel {name}", c.uri, "read") for name, c in job.channels.items()]
     return [(label, uri, access) for label, uri, access in found
             if uri and uri.startswith("s3://")]

@@ -174,7 +174,8 @@ class Backend(ABC):
     def preflight(self, job: Job) -> dict[str, Any]:
         """Ask AWS what only it knows, before the record exists (reads only): whether every
         bucket and the image are in the job's region, the image's digest. Returns what the
-        record keeps, with `image_uri` set when the job should run a pinned image instead."""
+        record keeps: `image` (`uri`, `digest`, `tag`), whose `uri` the job runs when it is the
+        tag pinned to its digest."""
         return {}
 
     @abstractmethod

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import aws
+from .. import request as request_mod
 from ..config import LaunchConfig
 from ..errors import ConfigError, format_problem
 from . import Job
@@ -38,10 +39,11 @@ def check_regions(job: Job, region: str) -> None:
             regions[bucket] = aws.bucket_region(bucket, cfg.job.profile,
                                                 cfg.job.expected_bucket_owner)
         problem = aws.region_mismatch(f"bucket {bucket}", regions[bucket], region)
-        key = _config_key(cfg, job.request, path)
-        line = format_problem(cfg.where(*key), _dotted(key), problem or "")
-        if problem and line not in problems:
-            problems.append(line)
+        if problem:
+            key = _config_key(cfg, job.request, path)
+            line = format_problem(cfg.where(*key), _dotted(key), problem)
+            if line not in problems:
+                problems.append(line)
     image = job.request["AlgorithmSpecification"].get("TrainingImage")
     parts = aws.ecr_image(image)
     problem = parts and aws.region_mismatch(f"image {image}", parts["region"], region)
@@ -64,6 +66,7 @@ def pin_image(job: Job) -> dict[str, Any]:
 
     tag = parts["tag"] or "latest"
     ecr = aws.client("ecr", job.config.job.profile, parts["region"])
+    problem = "ECR listed no image for the tag"
     try:
         found = ecr.describe_images(registryId=parts["account"], repositoryName=parts["repo"],
                                     imageIds=[{"imageTag": tag}])["imageDetails"]
@@ -102,7 +105,9 @@ def _locations(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[t
 
 
 def _config_key(cfg: LaunchConfig, request: dict[str, Any], path: tuple) -> tuple[str, ...]:
-    """The job config key that put the location at `path` of the request there."""
+    """The job config key that put the location at `path` of the request there: the request's
+    own mapping (`request.config_key`), except for what sagebook uploaded, which names where
+    the uploads go."""
     job = cfg.job
     records = ("experiments_uri",)
     uploads = ("uploads_uri",) if job.uploads_uri else records if str(
@@ -116,11 +121,8 @@ def _config_key(cfg: LaunchConfig, request: dict[str, Any], path: tuple) -> tupl
         if channel in job.channels:  # a local folder is where it was uploaded to
             return ("channels", channel) if job.channels[channel].uri.startswith(
                 "s3://") else uploads
-    if path[:1] == ("OutputDataConfig",):
-        return ("output_uri",) if job.output_uri else records
-    if path[:1] == ("CheckpointConfig",):
-        return ("checkpoint_uri",)
-    return ("request", *(str(p) for p in path))
+    key = request_mod.config_key(cfg, request, path)[1]
+    return tuple(str(part) for part in key) or ("request", *(str(p) for p in path))
 
 
 def _dotted(key: tuple[str, ...]) -> str:
