@@ -87,6 +87,15 @@ def start_launch(*args: str, until: str | None = None) -> subprocess.Popen:
     return proc
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+
+
 def runs(experiments: Path) -> list[Path]:
     return sorted(p.parent for p in experiments.glob("*/*/manifest.json"))
 

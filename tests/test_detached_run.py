@@ -6,7 +6,6 @@ step sees the run in the state it checks."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import manifest, runs, sagebook, wait_for
+from conftest import alive, manifest, runs, sagebook, wait_for
 
 GATED = textwrap.dedent("""
     import os, pathlib, time
     pathlib.Path(os.environ["PID_FILE"]).write_text(str(os.getpid()))
     print("training starts", flush=True)
-    while not pathlib.Path(os.environ["GO_FILE"]).exists():
+    for _ in range(6000):  # at most 5 min: a test that fails cannot leave it running for ever
+        if pathlib.Path(os.environ["GO_FILE"]).exists():
+            break
         time.sleep(0.05)
     print("epoch=1 val_accuracy=0.5", flush=True)
     print("epoch=2 val_accuracy=0.75", flush=True)
@@ -39,14 +40,6 @@ def gated(make_config, tmp_path, monkeypatch):
     return make_config(source_dir=str(code), training_schema=None,
                        environment={"PID_FILE": str(tmp_path / "training.pid"),
                                     "GO_FILE": str(tmp_path / "go")})
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
 
 
 def launch_detached(config: Path, tmp_path: Path) -> tuple[Path, int]:

@@ -69,6 +69,8 @@ def test_parameter_columns_show_what_differs_or_what_is_named(store, capsys):
     assert lines[0].split()[-5:] == ["LOSS", "data.train_file", "epochs", "COMMIT", "TAGS"]
     row = lines[1]  # newest first: the failed run, no metrics
     assert "train.csv" in row and "20" in row
+    assert row[lines[0].index("data.train_file"):lines[0].index("COMMIT")].split() == [
+        "train.csv", "20"]
     # numbers right-aligned, at one precision per metric column
     loss_values = [line[lines[0].index("LOSS"):lines[0].index("LOSS") + 6] for line in lines[2:]]
     assert loss_values == ["0.3000", "0.1000"]

@@ -5,13 +5,11 @@ not train on unseen, `list` and `show` mark the run Lost and say how to clean up
 from __future__ import annotations
 
 import json
-import os
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from conftest import manifest, runs, sagebook, start_launch, wait_for
+from conftest import alive, manifest, runs, sagebook, start_launch, wait_for
 
 SLOW = textwrap.dedent("""
     import os, pathlib, signal, sys, time
@@ -31,15 +29,6 @@ def slow_config(make_config, tmp_path, monkeypatch):
     (code / "train.py").write_text(SLOW)
     return make_config(source_dir=str(code), training_schema=None,
                        environment={"PID_FILE": str(tmp_path / "training.pid")})
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status").read_text()
-    return "State:\tZ" not in status
 
 
 def test_a_killed_launcher_takes_its_training_along_and_the_run_shows_lost_until_stopped(
@@ -80,6 +69,8 @@ def test_a_killed_launcher_takes_its_training_along_and_the_run_shows_lost_until
     assert record["status"] == "Stopped" and "ended" in record
     assert "launcher was lost" in record["failure_reason"]
     assert "Lost" not in sagebook("list", "--store", store).stdout
+    none_lost = sagebook("list", "--store", store, "-s", "Lost", "--json")
+    assert none_lost.returncode == 0 and none_lost.stdout == "", none_lost.stderr
 
 
 def test_stop_asks_a_live_launcher_to_stop_its_run(slow_config, tmp_path):

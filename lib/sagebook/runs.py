@@ -202,7 +202,8 @@ class Names:
     metrics: set[str] = field(default_factory=set)
     params: set[str] = field(default_factory=set)
     tags: set[str] = field(default_factory=set)
-    statuses: set[str] = field(default_factory=lambda: set(STATUSES))
+    # and Lost, which readers give a run whose launcher is gone (see backends/liveness.py)
+    statuses: set[str] = field(default_factory=lambda: {*STATUSES, "Lost"})
     runs: int = 0
 
     def see(self, entry: dict[str, Any]) -> None:
@@ -795,8 +796,7 @@ def _recorded(record: Record, job: dict[str, Any], overrides: list[str], code: s
     changed = {o.partition("=")[0] for o in overrides}
     entries = record.manifest.get("uploads") or []
     request = json.loads(read_optional(record, "request.json") or "{}")
-    options = {"profile": job.get("profile"), "region": job.get("region"),
-               "kms_key": job.get("s3_kms_key"), "expected_owner": job.get("expected_bucket_owner")}
+    options = store_options(job)
     channels = {e["channel"]: {**e, "reused_from": f"{record.experiment}/{record.run_id}"}
                 for e in entries if e.get("kind") == "data"
                 and not changed & {"job.channels", f"job.channels.{e['channel']}"}}
@@ -974,6 +974,8 @@ def describe_cost(cost: dict[str, Any]) -> str:
 
 
 def format_details(info: RunDetails) -> str:
+    from .backends import liveness
+
     m = info.manifest
     summary = index.summarize(m)
     git = m.get("git") or {}
@@ -985,8 +987,7 @@ def format_details(info: RunDetails) -> str:
         f"experiment:  {info.record.experiment}",
         f"status:      {m.get('status')}" if not info.lost else
         f"status:      Lost: {info.lost} (the record says {m.get('status')}); "
-        f"`sagebook stop {info.record.experiment}/{info.record.run_id}` stops what is left "
-        "of it and closes its record",
+        + liveness.cleanup_hint(m),
         f"user:        {m.get('user')}@{m.get('host')}",
         f"created:     {m.get('created')}",
         f"ended:       {m.get('ended') or ''}",
