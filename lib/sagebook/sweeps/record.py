@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SagebookError
+from ..inputs import parse_json
 from ..record import now, status_fields, user
 from ..secrets import redact
 from ..stores import Store
@@ -76,8 +77,8 @@ class SweepRecord:
 
     @classmethod
     def open(cls, store: Store, experiment: str, sweep_id: str) -> SweepRecord:
-        text = store.read_text(f"{ROOT}/{experiment}/{sweep_id}/sweep.json")
-        return cls(store, experiment, sweep_id, json.loads(text))
+        key = f"{ROOT}/{experiment}/{sweep_id}/sweep.json"
+        return cls(store, experiment, sweep_id, parse_json(store.read_bytes(key), store.url(key)))
 
     def put_text(self, name: str, text: str) -> str:
         self.store.write_text(f"{self.prefix}/{name}", redact(text))
@@ -114,13 +115,18 @@ class SweepRecord:
 
 def all_sweeps(store: Store, experiment: str | None = None) -> list[SweepRecord]:
     """Every sweep in the store (or of one experiment), oldest first."""
+    return [SweepRecord.open(store, *ids) for ids in _sweep_ids(store, experiment)]
+
+
+def _sweep_ids(store: Store, experiment: str | None) -> list[tuple[str, str]]:
+    """(experiment, sweep id) of every sweep, oldest first: from the listing, reading none."""
     prefix = f"{ROOT}/{experiment}" if experiment else ROOT
     found = []
     for key in store.list(prefix):
         parts = key.split("/")
         if len(parts) == 4 and parts[3] == "sweep.json":
-            found.append(SweepRecord.open(store, parts[1], parts[2]))
-    return sorted(found, key=lambda r: r.sweep_id)
+            found.append((parts[1], parts[2]))
+    return sorted(found, key=lambda ids: ids[1])
 
 
 def find_sweep(store: Store, ref: str) -> SweepRecord:
@@ -128,15 +134,15 @@ def find_sweep(store: Store, ref: str) -> SweepRecord:
     experiment = None
     if ref.count("/") == 1:
         experiment, ref = ref.split("/")
-    matches = [s for s in all_sweeps(store, experiment) if ref in s.sweep_id]
-    exact = [s for s in matches if s.sweep_id == ref]
+    matches = [ids for ids in _sweep_ids(store, experiment) if ref in ids[1]]
+    exact = [ids for ids in matches if ids[1] == ref]
     matches = exact or matches
     if not matches:
         raise SweepNotFound(f"no sweep {ref!r} in {store.uri}")
     if len(matches) > 1:
-        names = ", ".join(s.sweep_id for s in matches[:5])
+        names = ", ".join(sweep_id for _, sweep_id in matches[:5])
         raise SweepNotFound(f"{ref!r} matches {len(matches)} sweeps ({names}): give more of it")
-    return matches[0]
+    return SweepRecord.open(store, *matches[0])
 
 
 def is_sweep_ref(ref: str) -> bool:

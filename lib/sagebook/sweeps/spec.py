@@ -4,7 +4,8 @@ A sweep is a `sweep:` section of the job config or a file of its own (`--sweep F
 keys at its top level):
 
     objective: {metric: val_accuracy, goal: maximize}    # a metric of metric_definitions
-    strategy: grid                                        # grid, random, bayesian, hyperband
+    strategy: random                                      # grid (value lists only), random,
+                                                          # bayesian, hyperband
     parameters:                                           # override paths, as with -o
       training.learning_rate: {min: 0.001, max: 0.1, scale: log}
       training.optimizer: [adam, sgd]                     # a list: these values
@@ -34,6 +35,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .. import config as config_mod
+from .. import inputs
 from ..config import Duration, KeyPath, LaunchConfig
 from ..errors import ConfigError, format_problem
 
@@ -219,7 +221,7 @@ def read(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | 
         path = Path(sweep_path).expanduser().resolve()
         if text is None:
             data, lines = config_mod.read_yaml(path)
-            text = path.read_text()
+            text = inputs.read_text(path)  # as read_yaml read it: within the same bounds
         else:
             data, lines = config_mod.parse_yaml(text, path)
     else:
