@@ -282,8 +282,9 @@ def _dry_run(args: argparse.Namespace) -> int:
     print("configs and request are valid; nothing was written, uploaded or started",
           file=sys.stderr)
     if cfg.job.is_cloud:
-        print("not asked of AWS before a launch: the regions of buckets and image, and the "
-              "image tag's digest (sagebook doctor checks them)", file=sys.stderr)
+        print("asked of AWS only by the launch itself, not by this dry run: the regions of "
+              "buckets and image, and the image tag's digest (sagebook doctor checks them)",
+              file=sys.stderr)
     return 0
 
 

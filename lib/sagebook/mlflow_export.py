@@ -5,7 +5,8 @@ plugin, whose tracking URI is the tracking server's ARN).
 Each record becomes one MLflow run: the training config flattened and the job's main settings
 as parameters; every metric point of `metrics.jsonl` with its step and time; tags for who,
 the git commit, the status, the cost, the record's URI and the run's own tags and note; the
-configs, the request, the notebook and the git diff as artifacts; the run's status and end.
+configs, the request, the notebook, the git diff and the failure as artifacts; the run's
+status and end.
 
 Export is idempotent: a run is found again by its `sagebook.run_id` tag (one search per
 experiment), a run whose record has not changed since (`sagebook.version`) is skipped, and

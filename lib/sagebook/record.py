@@ -9,9 +9,11 @@ Layout of `<experiments_uri>/<experiment>/<run_id>/`:
     git.diff                 uncommitted changes of the training code, when the tree was dirty
     logs/<host>.log          the job's log lines
     metrics.jsonl            every metric value with its time and step
+    failure.txt              the training code's output/failure, when it wrote one
+    heartbeat.json           a local run's launcher: host, pid, time (see backends/liveness.py)
     notebook.ipynb           the executed launch notebook, when launched from one
     annotations/<stamp>.json tags, notes and names added after launch, one immutable event each
-    output/                  model.tar.gz and output.tar.gz of local runs without output_uri
+    output/<job>/output/     model.tar.gz and output.tar.gz of local runs without output_uri
 
 The manifest is created with a create-only write, so two launches can never claim one folder,
 and its status only says Completed once the backend said so.
