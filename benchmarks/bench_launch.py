@@ -182,7 +182,7 @@ def run() -> list[Row]:
         ours = median["sagebook"]
         rows = [Row(f"launch to created job: sagebook vs boto3 script ({REPEATS} runs)",
                     ours, median["boto3"], "s", "<= 1.2x", ours <= 1.2 * median["boto3"]),
-                Row("  the same, first launch with no cached botocore models",
+                Row("  the same, first launch with an empty cache folder",
                     median["sagebook-cold"], median["boto3"], "s", "informational", True)]
         if "sdk" in median:
             rows.append(Row(f"launch to created job: sagebook vs SDK v3 ({REPEATS} runs)",
