@@ -204,12 +204,12 @@ def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[s
 def runs_table(entries: list[dict[str, Any]], metrics: list[str] | None = None,
                link: Callable[[dict[str, Any]], str | None] | None = None,
                params: list[str] | None = None) -> str:
-    """The runs as an HTML table (the report's index, and the dashboard notebook's table)."""
+    """The runs as an HTML table, as the report's index shows them (the dashboard notebook's
+    table): without the report's page styles, which would restyle the notebook around it."""
     metrics = metric_columns(entries) if metrics is None else metrics
     params = runs.differing_params(entries) if params is None else params
     macros = templates().get_template("report_macros.html").module
-    return str(macros.styles(STATUS_COLOURS)) + str(macros.runs_table(
-        table_rows(entries, metrics, params, link), metrics, params))
+    return str(macros.runs_table(table_rows(entries, metrics, params, link), metrics, params))
 
 
 def _short_time(value: Any) -> str:
