@@ -79,10 +79,6 @@ def kind_of(instance_type: str) -> InstanceKind | None:
     return None
 
 
-def kinds() -> tuple[InstanceKind, ...]:
-    return tuple(_KINDS)
-
-
 def is_remote(instance_type: str) -> bool:
     """Whether a run on this type is a cloud job (one that `list`, `attach` and `stop` ask
     SageMaker about), rather than a process on the launching machine."""

@@ -121,7 +121,6 @@ class ProcessRun:
                 host.restored = _file_states(host.root / "checkpoints")
             if restored:
                 job.echo(f"[sagebook] restored {restored} bytes of checkpoints from {own}")
-        self.hosts = hosts
         self.root = hosts[0].root
         return hosts
 

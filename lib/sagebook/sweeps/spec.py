@@ -138,7 +138,7 @@ class StopWhen(BaseModel):
 class WarmStart(BaseModel):
     """Start from what earlier sweeps learnt (SageMaker only)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
     sweeps: list[str] = Field(min_length=1, description="Ids of earlier sweeps")
     type: Literal["identical_data_and_algorithm", "transfer_learning"] = Field(
         "identical_data_and_algorithm",
@@ -180,7 +180,6 @@ class SweepFile:
     sweep: Sweep
     path: Path
     text: str
-    data: dict[str, Any]
     lines: dict[KeyPath, int]
 
     def where(self, *key: str | int) -> str:
@@ -239,7 +238,7 @@ def read(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | 
         lines[()] = job_lines[("sweep",)]
         text = config_mod.dump_yaml(data)
     sweep = config_mod.validate_model(Sweep, data, path, lines, {}, "sweep.")
-    return SweepFile(sweep, path, text, data, lines)
+    return SweepFile(sweep, path, text, lines)
 
 
 # --------------------------------------------------------------------------------------------
