@@ -1,9 +1,13 @@
-"""Reading the files sagebook parses — configs, sweep files, records — within bounds.
+"""The door for untrusted input: the files sagebook parses — configs, sweep files, records —
+read within bounds, and the names read from them checked before they become paths.
 
 A config comes from a teammate's branch or a shared repository and a record from a shared
 store: a file of any size, a device, a symlink loop or a few hundred bytes of nested YAML
 aliases ("billion laughs") must end in one clear line naming the file, in well under a second
-and in bounded memory, never in a machine out of memory.
+and in bounded memory, never in a machine out of memory. A run id, an experiment, a sweep id or
+a digest read from a record may be `../../victim`: `checked_name()` holds it to its pattern and
+`safe_path()` keeps what it names inside its folder, before anything is opened, created or
+removed.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import ConfigError, SagebookError, StoreError
 
@@ -23,6 +28,16 @@ MAX_YAML_VALUES = 100_000  # values in one YAML document once its aliases are ex
 
 if TYPE_CHECKING:  # yaml is imported when a file is parsed: `sagebook list` never needs it
     import yaml
+
+# What a name read from a store may look like before it becomes part of a path or a key: the
+# shapes sagebook itself writes (record.new_run_id, sweeps' new_sweep_id, JobConfig.experiment,
+# uploads' digests), with no separator, dot-dot or control character among them.
+NAME_PATTERNS = {
+    "experiment": re.compile(r"[a-zA-Z0-9](?:-?[a-zA-Z0-9]){0,39}"),
+    "run id": re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"),
+    "sweep id": re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"),
+    "digest": re.compile(r"[0-9a-f]{32}"),
+}
 
 _ERRNO_REASONS = {
     errno.ENOENT: "file not found",
@@ -50,6 +65,33 @@ class DamagedFile(StoreError):
     def __init__(self, where: str, reason: str):
         self.where, self.reason = where, reason
         super().__init__(f"{where}: {reason}")
+
+
+def checked_name(kind: str, value: object, where: str) -> str:
+    """`value` when it is a valid `kind` (a key of NAME_PATTERNS); else a DamagedFile naming
+    `where` (the file it was read from) and the field, never a path."""
+    if isinstance(value, str) and NAME_PATTERNS[kind].fullmatch(value):
+        return value
+    _bad_field(kind, value, where)
+
+
+def safe_path(root: Path, *names: str, where: str) -> Path:
+    """`root/names…` resolved, when every name is one plain path component and the result
+    stays inside `root` (symlinks included); else a DamagedFile naming `where`."""
+    base = absolute(root)
+    for name in names:
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+            _bad_field("path component", name, where)
+    path = absolute(base.joinpath(*names))
+    if path != base and base not in path.parents:
+        _bad_field("path", "/".join(names), where)
+    return path
+
+
+def _bad_field(kind: str, value: object, where: str) -> NoReturn:
+    shown = ascii(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    raise DamagedFile(where, f"{shown} is not a valid {kind}")
 
 
 def absolute(path: str | os.PathLike[str]) -> Path:
