@@ -12,6 +12,8 @@ store stays a short Python start.
 
 from __future__ import annotations
 
+import bisect
+import codecs
 import datetime as _dt
 import difflib
 import heapq
@@ -608,21 +610,29 @@ def _lines(record: Record, name: str, longest: int) -> Iterator[list[bytes]]:
 
 
 def lttb(xs: Sequence[float], ys: Sequence[float], limit: int) -> list[int]:
-    """The indices of at most `limit` of the points (xs, ys) that keep the curve's shape:
-    largest-triangle-three-buckets (Steinarsson, 2013) — the first and the last point, and from
-    each of the equal buckets between them the point that spans the largest triangle with the
-    point kept before it and the mean of the next bucket — plus the lowest and the highest
-    point, which a chart must not lose (a loss spike, a best epoch). `limit` is at least 5."""
+    """The indices of at most `limit` of the points (xs ascending, ys) that keep the curve's
+    shape: largest-triangle-three-buckets (Steinarsson, 2013) — the first and the last point,
+    and from each bucket between them (equal spans of x) the point that spans the largest
+    triangle with the point kept before it and the mean of the next bucket — plus the lowest
+    and the highest point, which a chart must not lose (a loss spike, a best epoch). Buckets
+    span x, not a count of points, so a curve already thinned (metric_series thins as it
+    reads) keeps as many points per span as the new part. `limit` is at least 5."""
     n = len(xs)
     if n <= limit:
         return list(range(n))
     buckets = limit - 4  # the first, the last and the two extremes take the other four
-    width = (n - 2) / buckets
+    width = (xs[-1] - xs[0]) / buckets
+    edges = [1]
+    for bucket in range(1, buckets):
+        edges.append(bisect.bisect_left(xs, xs[0] + bucket * width, edges[-1], n - 1))
+    edges.append(n - 1)
     chosen = [0, ys.index(min(ys)), ys.index(max(ys)), n - 1]
     ax, ay = xs[0], ys[0]
     for bucket in range(buckets):
-        start, end = 1 + int(bucket * width), 1 + int((bucket + 1) * width)
-        after = 1 + int((bucket + 2) * width) if bucket < buckets - 1 else n
+        start, end = edges[bucket], edges[bucket + 1]
+        if start == end:
+            continue
+        after = max(edges[bucket + 2] if bucket + 2 <= buckets else n, end + 1)
         mean_x = sum(xs[end:after]) / (after - end)
         mean_y = sum(ys[end:after]) / (after - end)
         dx, dy = ax - mean_x, mean_y - ay
@@ -655,9 +665,16 @@ def read_cut(record: Record, name: str, head: int = CUT_HEAD, tail: int = CUT_TA
         unreadable.append(f"{name}: {exc}")
         return None
     left_out = size - len(first) - len(last)
-    gap = (f"\n[… {left_out:,} bytes left out here: the whole text is {record.url(name)} …]\n"
-           if left_out else "")
-    return first.decode(errors="replace") + gap + last.decode(errors="replace")
+    if not left_out:
+        return (first + last).decode(errors="replace")
+    # whole characters on each side of the cut: no half of a UTF-8 sequence shown as U+FFFD
+    start = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(bytes(first))
+    end = bytes(last).lstrip(_UTF8_CONTINUATION).decode(errors="replace")
+    return (f"{start}\n[… {left_out:,} bytes left out here: the whole text is "
+            f"{record.url(name)} …]\n{end}")
+
+
+_UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
 
 
 @dataclass
