@@ -126,7 +126,7 @@ class Dashboard:
         if not series:  # say so, rather than draw an empty box
             why = ("it failed before reporting any" if record.status in
                    ("Failed", "Stopped", "Interrupted", "Lost") else "none were reported")
-            reason = (record.manifest.get("failure_reason") or "").strip().splitlines()
+            reason = str(record.manifest.get("failure_reason") or "").strip().splitlines()
             return Html(f"<p><b>{html.escape(record.run_id)}</b> ({html.escape(record.status)})"
                         f" has no metrics: {why}"
                         + (f" — {html.escape(reason[0][:300])}" if reason else "") + "</p>")

@@ -563,7 +563,8 @@ class _NotebookConverter:
             body = sanitized(exporter.from_notebook_node(
                 nbformat.reads(notebook_json, as_version=4))[0])
         except Exception as exc:  # a torn or foreign notebook must not stop the whole report
-            return page.render(title=title, error=str(exc), ipynb_href=ipynb_href, css="")
+            return page.render(title=title, error=runs.clip(str(exc), 2000),
+                               ipynb_href=ipynb_href, css="")
         return page.render(title=title, body=body, css=_notebook_css())
 
 
