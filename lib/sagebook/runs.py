@@ -27,6 +27,7 @@ from typing import Any
 from . import index, inputs
 from .errors import ConfigError, SagebookError, StoreError
 from .inputs import DamagedFile, parse_json
+from .printing import terminal_lines, terminal_text
 from .record import ANNOTATIONS, STATUSES, TERMINAL, Record
 from .stores import Store, open_store
 
@@ -86,7 +87,7 @@ def default_store(start: Path | None = None) -> str:
 
 def no_runs_message(store: Store) -> str:
     """Why `list` shows nothing, pointing where the runs may be instead."""
-    return "\n".join([f"no runs in {store.uri}", *_elsewhere(store)])
+    return terminal_lines([f"no runs in {store.uri}", *_elsewhere(store)])
 
 
 def _elsewhere(store: Store) -> list[str]:
@@ -341,7 +342,7 @@ def damage_lines(damaged: Sequence[DamagedFile], shown: int = 5) -> list[str]:
     """What to tell a reader about the store files it had to skip, and what to do."""
     if not damaged:
         return []
-    lines = [f"skipped {d}" for d in damaged[:shown]]
+    lines = [terminal_text(f"skipped {d}", one_line=True) for d in damaged[:shown]]
     if len(damaged) > shown:
         lines.append(f"… and {len(damaged) - shown} more damaged files")
     lines.append("`sagebook fsck` lists every damaged file and what to do; "
@@ -893,7 +894,8 @@ def format_table(rows: list[dict[str, Any]], metrics: list[str], params: Sequenc
                  colour: bool = False, sweep_parameters: Sequence[str] = ()) -> str:
     """The runs as a text table: numbers right-aligned, each metric at one precision; a name,
     cost, tags and note column only when a run has one; `sweep_parameters`: a sweep's searched
-    keys, as columns of their own before the metrics."""
+    keys, as columns of their own before the metrics. Every cell is terminal text of one line
+    (printing.terminal_text): the status colours are the only escape sequences it holds."""
     now = _dt.datetime.now(_dt.timezone.utc)
     optional = {key: any(e.get(key) for e in rows) for key in ("name", "cost", "tags", "note")}
     columns: list[tuple[str, bool, Callable[[dict[str, Any]], str]]] = [
@@ -919,8 +921,9 @@ def format_table(rows: list[dict[str, Any]], metrics: list[str], params: Sequenc
         *([("NOTE", False, lambda e: clip(e.get("note") or "", 40))]
           if optional["note"] else []),
     ]
-    table = [[name for name, _, _ in columns]]
-    table += [[cell(e) for _, _, cell in columns] for e in rows]
+    table = [[name for name, _, _ in columns], *([cell(e) for _, _, cell in columns] for e in rows)]
+    # headers too: metric, parameter and tag names are the record's words
+    table = [[terminal_text(text, one_line=True) for text in line] for line in table]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     status_at = [name for name, _, _ in columns].index("STATUS")
     lines = []
@@ -974,6 +977,8 @@ def describe_cost(cost: dict[str, Any]) -> str:
 
 
 def format_details(info: RunDetails) -> str:
+    """What `show` prints, laid out line by line: each line is terminal text of its own
+    (`terminal_lines`), whatever the record's fields hold."""
     from .backends import liveness
 
     m = info.manifest
@@ -1067,7 +1072,7 @@ def format_details(info: RunDetails) -> str:
     if info.request is not None:
         lines += ["", "request (request.json):",
                   *(f"  {line}" for line in json.dumps(info.request, indent=2).splitlines())]
-    return "\n".join(lines)
+    return terminal_lines(lines)
 
 
 def format_diff(a: Record, b: Record, rows: list[DiffRow], show_all: bool = False) -> str:
@@ -1081,6 +1086,7 @@ def format_diff(a: Record, b: Record, rows: list[DiffRow], show_all: bool = Fals
     for row in shown:
         mark = " " if row.same else "*"
         table.append((mark, f"{row.section}.{row.key}", cell(row.a), cell(row.b)))
+    table = [tuple(terminal_text(text, one_line=True) for text in line) for line in table]
     widths = [max(len(line[i]) for line in table) for i in range(4)]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
                      for line in table)
