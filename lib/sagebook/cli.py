@@ -715,13 +715,16 @@ def _diff(args: argparse.Namespace) -> int:
 
     store = _open_store(args)
     a, b = runs.find_run(store, args.run_a), runs.find_run(store, args.run_b)
-    rows = runs.diff(a, b)
+    unreadable: list[str] = []
+    rows = runs.diff(a, b, unreadable)
     if args.json:
         print(json.dumps([{**dataclasses.asdict(r), "same": r.same} for r in rows
                           if args.all or not r.same or r.section == "metrics"], default=str,
                          ensure_ascii=True))
+        for item in unreadable:
+            _say(f"sagebook: not compared: {item}")
     else:
-        print(runs.format_diff(a, b, rows, show_all=args.all))
+        print(runs.format_diff(a, b, rows, show_all=args.all, unreadable=unreadable))
     return 0
 
 

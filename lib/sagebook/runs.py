@@ -683,8 +683,12 @@ class DiffRow:
         return self.a == self.b
 
 
-def diff(a: Record, b: Record) -> list[DiffRow]:
-    """Both runs side by side: the run itself, both configs key by key, final metrics."""
+def diff(a: Record, b: Record, unreadable: list[str] | None = None) -> list[DiffRow]:
+    """Both runs side by side: the run itself, both configs key by key, final metrics.
+
+    A config that cannot be read (garbled, not YAML, too large, not a mapping) is named in
+    `unreadable`, when given, and its section left out: one teammate's damaged file does not
+    hide what the rest of the two records says. Without `unreadable` it raises."""
     rows: list[DiffRow] = []
     ma, mb = a.manifest, b.manifest
 
@@ -707,13 +711,33 @@ def diff(a: Record, b: Record) -> list[DiffRow]:
         rows.append(DiffRow("run", key, get(ma), get(mb)))
     for section, name in (("job", "sagemaker_config.yaml"),
                           ("training", "config/training_config.yaml")):
-        fa, fb = (flatten(_yaml(read_optional(r, name), r.url(name))) for r in (a, b))
+        fa, fb = (_config_keys(r, name, unreadable) for r in (a, b))
+        if fa is None or fb is None:
+            continue
         for key in sorted(set(fa) | set(fb)):
             rows.append(DiffRow(section, key, fa.get(key), fb.get(key)))
     metrics_a, metrics_b = ma.get("final_metrics") or {}, mb.get("final_metrics") or {}
     for key in sorted(set(metrics_a) | set(metrics_b)):
         rows.append(DiffRow("metrics", key, metrics_a.get(key), metrics_b.get(key)))
     return rows
+
+
+def _config_keys(record: Record, name: str, unreadable: list[str] | None
+                 ) -> dict[str, Any] | None:
+    """The record's config `name`, flattened (`flatten`); None when it cannot be read and
+    `unreadable` takes its name and why."""
+    where = record.url(name)
+    try:
+        data = _yaml(read_optional(record, name), where)
+        if not isinstance(data, dict):
+            raise DamagedFile(where, f"not a YAML mapping (a {type(data).__name__})")
+        return flatten(data)
+    except (StoreError, UnicodeDecodeError) as exc:  # DamagedFile is a StoreError
+        if unreadable is None:
+            raise
+        unreadable.append(f"{where}: not UTF-8 text" if isinstance(exc, UnicodeDecodeError)
+                          else str(exc))
+        return None
 
 
 def _rounded(value: float | None) -> float | None:
@@ -1075,7 +1099,10 @@ def format_details(info: RunDetails) -> str:
     return terminal_lines(lines)
 
 
-def format_diff(a: Record, b: Record, rows: list[DiffRow], show_all: bool = False) -> str:
+def format_diff(a: Record, b: Record, rows: list[DiffRow], show_all: bool = False,
+                unreadable: Sequence[str] = ()) -> str:
+    """The rows as a table of terminal text, then which configs could not be compared."""
+
     def cell(value: Any) -> str:
         text = "—" if value is None else (json.dumps(value) if isinstance(value, dict | list)
                                           else str(value))
@@ -1093,4 +1120,8 @@ def format_diff(a: Record, b: Record, rows: list[DiffRow], show_all: bool = Fals
     differing = sum(not r.same for r in rows if r.section in ("job", "training"))
     note = ("configs identical" if not differing else
             f"{differing} config keys differ")
-    return f"{text}\n\n{note} (* marks a difference{'' if show_all else '; --all shows every key'})"
+    if unreadable:
+        note = f"{note} among those compared"
+    return "\n".join([
+        text, "", f"{note} (* marks a difference{'' if show_all else '; --all shows every key'})",
+        *(terminal_text(f"not compared: {item}", one_line=True) for item in unreadable)])
