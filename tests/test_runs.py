@@ -145,7 +145,7 @@ def test_show_prints_everything_about_a_run(store, capsys):
                            "--json")
     data = json.loads(out)
     assert data["manifest"]["status"] == "Failed"
-    assert data["metrics"]["loss"] == [[0, 0.125, None], [1, 0.25, None]]
+    assert data["metrics"]["loss"] == {"points": 2, "low": 0.125, "high": 0.25, "last": 0.25}
 
 
 def test_show_names_unknown_and_ambiguous_runs_without_traceback(tmp_path):
@@ -181,7 +181,7 @@ def test_diff_shows_configs_key_by_key_and_metrics_side_by_side(store, capsys):
 
 @pytest.mark.parametrize("content, reason", [
     (b"experiment: [unclosed\n", "not valid YAML"),
-    (b"x: " + b"y" * (2 << 20) + b"\n", "too large (2.0 MiB; the limit is 1.0 MiB)"),
+    (b"x: " + b"y" * (2 << 20) + b"\n", "too large (more than 1,048,576 bytes)"),
     (bytes(range(256)) * 4, "not UTF-8 text"),
     (b"just a sentence\n", "not a YAML mapping (a str)"),
 ])

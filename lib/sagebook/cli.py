@@ -686,7 +686,7 @@ def _show(args: argparse.Namespace) -> int:
         else:
             print(terminal_text(sweeps.format_sweep(record)))
         return 0
-    info = runs.details(record)
+    info = runs.details(record, curves=False)
     if args.json:
         print(json.dumps(info.as_json(), indent=2, default=str, ensure_ascii=True))
     else:
