@@ -100,9 +100,9 @@ def run() -> list[Row]:
             base = _best(_sagebook("show", small, "--store", str(huge_store), *extra), env)
             big = _best(_sagebook("show", huge, "--store", str(huge_store), *extra), env)
             rows += [
-                Row(f"{label} of a huge record, s (baseline: a small record)", big.seconds,
+                Row(f"{label}, huge record (baseline: a small one)", big.seconds,
                     base.seconds, "s", f"<= {SHOW_SECONDS:g} s", big.seconds <= SHOW_SECONDS),
-                Row(f"{label} of a huge record, own peak (baseline: a small one)", big.peak,
+                Row(f"{label}, huge record: own peak (baseline: small)", big.peak,
                     base.peak, "MB", f"<= {SHOW_MB:g} MB", big.peak.mb <= SHOW_MB),
             ]
         base = measure(_sagebook("report", "--store", str(small_store), "--force"), env,
@@ -112,10 +112,10 @@ def run() -> list[Row]:
         extra = big.seconds - base.seconds
         page, small_page = _page_kb(huge_store, huge), _page_kb(huge_store, small)
         rows += [
-            Row("report with a huge record, s (baseline: without it)", big.seconds,
+            Row("report with a huge record (baseline: without it)", big.seconds,
                 base.seconds, "s", f"<= {REPORT_EXTRA_SECONDS:g} s more",
                 extra <= REPORT_EXTRA_SECONDS),
-            Row("report: the huge record's run page (baseline: a small one's)", page,
+            Row("report: the huge record's run page (baseline: small)", page,
                 small_page, "KB", f"<= {PAGE_MB:g} MB", page <= PAGE_MB * 1024),
         ]
         return rows
