@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 import yaml
 
 from sagebook import index
@@ -144,7 +145,7 @@ def test_show_prints_everything_about_a_run(store, capsys):
                            "--json")
     data = json.loads(out)
     assert data["manifest"]["status"] == "Failed"
-    assert data["metrics"]["loss"] == [[0, 0.125, None], [1, 0.25, None]]
+    assert data["metrics"]["loss"] == {"points": 2, "low": 0.125, "high": 0.25, "last": 0.25}
 
 
 def test_show_names_unknown_and_ambiguous_runs_without_traceback(tmp_path):
@@ -176,6 +177,35 @@ def test_diff_shows_configs_key_by_key_and_metrics_side_by_side(store, capsys):
                            "--json")
     same = {r["key"]: r["same"] for r in json.loads(out) if r["section"] == "training"}
     assert same == {"epochs": False, "optimizer": True, "data.f": False}
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"experiment: [unclosed\n", "not valid YAML"),
+    (b"x: " + b"y" * (2 << 20) + b"\n", "too large (more than 1,048,576 bytes)"),
+    (bytes(range(256)) * 4, "not UTF-8 text"),
+    (b"just a sentence\n", "not a YAML mapping (a str)"),
+])
+def test_diff_with_one_unreadable_config_shows_the_rest_and_names_it(store, capsys, content,
+                                                                      reason):
+    a = add_run(store, training={"epochs": 2, "optimizer": "adam"}, metrics={"acc": 0.8})
+    b = add_run(store, training={"epochs": 5, "optimizer": "adam"}, metrics={"acc": 0.9},
+                user="bob")
+    store.write_bytes(f"{b.prefix}/sagemaker_config.yaml", content)
+    where = b.url("sagemaker_config.yaml")
+    code, out, err = run_cli(capsys, "diff", a.run_id, b.run_id, "--store", store.uri)
+    assert code == 0, err
+    rows = {line.split()[1]: line.split()[2:] for line in out.splitlines()
+            if line.startswith("*")}
+    assert rows["run.user"] == ["ann", "bob"] and rows["training.epochs"] == ["2", "5"]
+    assert "metrics.acc" in out
+    assert not any(key.startswith("job.") for key in rows)  # not compared with half of it
+    [named] = [line for line in out.splitlines() if line.startswith("not compared: ")]
+    assert named.startswith(f"not compared: {where}: {reason}")
+    code, out, err = run_cli(capsys, "diff", a.run_id, b.run_id, "--store", store.uri, "--json")
+    assert code == 0
+    assert {r["key"] for r in json.loads(out) if r["section"] == "training"} == {"epochs"}
+    assert err.startswith(f"sagebook: not compared: {where}: {reason}")
+    assert "Traceback" not in err
 
 
 # --------------------------------------------------------------------------------------------

@@ -68,20 +68,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """The command, its errors rendered as one message each, without a traceback."""
+    """The command, its errors rendered as one message each, without a traceback. A message
+    may quote a config, a record or a store's key (a damaged file's name): terminal text."""
     from .errors import ConfigError, SagebookError
     from .inputs import UnreadableFile
+    from .printing import terminal_text
 
     try:
         return args.command(args)
     except ConfigError as exc:
-        print(f"sagebook: invalid configuration:\n{_indent(str(exc))}", file=sys.stderr)
+        print(f"sagebook: invalid configuration:\n{_indent(terminal_text(exc))}",
+              file=sys.stderr)
         return 2
     except UnreadableFile as exc:  # a path given on the command line: bad input
-        print(f"sagebook: {exc}", file=sys.stderr)
+        print(f"sagebook: {terminal_text(exc)}", file=sys.stderr)
         return 2
     except SagebookError as exc:
-        print(f"sagebook: {exc}", file=sys.stderr)
+        print(f"sagebook: {terminal_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("sagebook: interrupted", file=sys.stderr)
@@ -527,6 +530,7 @@ def _list(args: argparse.Namespace) -> int:
     import json
 
     from . import runs
+    from .printing import terminal_text
 
     store = _open_store(args)
     if args.reindex:
@@ -536,7 +540,8 @@ def _list(args: argparse.Namespace) -> int:
         print(f"indexed {rebuilt.added} records, dropped {rebuilt.removed} whose folder is "
               "gone", file=sys.stderr)
         for damage in rebuilt.damaged:
-            print(f"sagebook: not indexed: {damage}", file=sys.stderr)
+            print(f"sagebook: not indexed: {terminal_text(damage, one_line=True)}",
+                  file=sys.stderr)
     filters = runs.Filters(
         experiment=args.experiment, user=args.user,
         status=[s.strip() for item in args.status for s in item.split(",") if s.strip()],
@@ -562,14 +567,15 @@ def _list(args: argparse.Namespace) -> int:
     listing = runs.list_runs(store, filters, sort=sort, descending=descending,
                              limit=args.limit or None, refresh=args.refresh, profile=profile)
     if listing.warning:
-        print(f"sagebook: {listing.warning}", file=sys.stderr)
+        print(f"sagebook: {terminal_text(listing.warning, one_line=True)}", file=sys.stderr)
     for line in runs.damage_lines(listing.damaged):
         print(f"sagebook: {line}", file=sys.stderr)
     lost = [e for e in listing.runs if e.get("status") == "Lost"]
     if lost:
-        print(f"sagebook: {len(lost)} runs lost their launcher ({lost[0]['lost']}); "
-              f"`sagebook stop {lost[0]['experiment']}/{lost[0]['run_id']}` stops what is "
-              "left of one and closes its record", file=sys.stderr)
+        print(terminal_text(
+            f"sagebook: {len(lost)} runs lost their launcher ({lost[0]['lost']}); "
+            f"`sagebook stop {lost[0]['experiment']}/{lost[0]['run_id']}` stops what is "
+            "left of one and closes its record", one_line=True), file=sys.stderr)
     metrics = _names(args.metrics)
     params = _names(args.params) if args.params else []
     for name in metrics:
@@ -577,13 +583,14 @@ def _list(args: argparse.Namespace) -> int:
     for name in params:
         listing.names.check("--params", name, ("param",))
     if args.json:
-        for entry in listing.runs:
-            print(json.dumps({**entry, "duration": runs.duration(entry)}))
+        for entry in listing.runs:  # ensure_ascii: controls and bidi marks as \u escapes
+            print(json.dumps({**entry, "duration": runs.duration(entry)}, ensure_ascii=True))
         return 0
     if not listing.runs:
         if any((args.experiment, args.user, args.status, args.tag, args.since, args.sweep,
                 args.where)):
-            print(f"no runs in {store.uri} match these filters", file=sys.stderr)
+            print(terminal_text(f"no runs in {store.uri} match these filters"),
+                  file=sys.stderr)
         else:
             print(runs.no_runs_message(store), file=sys.stderr)
         return 0
@@ -611,12 +618,12 @@ def _export(args: argparse.Namespace) -> int:
     from .mlflow_export import export
 
     result = export(_open_store(args), args.runs, tracking_uri=args.tracking_uri,
-                    experiment=args.experiment, echo=lambda line: print(line, file=sys.stderr))
+                    experiment=args.experiment, echo=_say)
     print(f"{result.created} runs created, {result.updated} updated, {result.unchanged} "
           f"unchanged in {result.tracking_uri}")
     if result.failures:
-        print(f"sagebook: {result.failed} runs not exported (export again to finish them):\n"
-              + "\n".join(f"  {line}" for line in result.failures[:10]), file=sys.stderr)
+        _say(f"sagebook: {result.failed} runs not exported (export again to finish them):\n"
+             + "\n".join(f"  {line}" for line in result.failures[:10]))
         return 1
     return 0
 
@@ -645,6 +652,14 @@ def _prices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    """A progress or warning line to stderr that may quote records (the report's and the
+    export's), as terminal text."""
+    from .printing import terminal_text
+
+    print(terminal_text(line), file=sys.stderr)
+
+
 def _names(text: str | None) -> list[str]:
     return [name.strip() for name in (text or "").split(",") if name.strip()]
 
@@ -653,6 +668,7 @@ def _show(args: argparse.Namespace) -> int:
     import json
 
     from . import runs, sweeps
+    from .printing import terminal_text
 
     store = _open_store(args)
     try:
@@ -665,14 +681,14 @@ def _show(args: argparse.Namespace) -> int:
             raise not_a_run from None
     if isinstance(record, sweeps.SweepRecord):
         sweeps.refresh(record)
-        if args.json:
-            print(json.dumps(record.manifest, indent=2, default=str))
+        if args.json:  # ensure_ascii: controls and bidi marks as \u escapes
+            print(json.dumps(record.manifest, indent=2, default=str, ensure_ascii=True))
         else:
-            print(sweeps.format_sweep(record))
+            print(terminal_text(sweeps.format_sweep(record)))
         return 0
-    info = runs.details(record)
+    info = runs.details(record, curves=False)
     if args.json:
-        print(json.dumps(info.as_json(), indent=2, default=str))
+        print(json.dumps(info.as_json(), indent=2, default=str, ensure_ascii=True))
     else:
         print(runs.format_details(info))
     return 0
@@ -680,13 +696,14 @@ def _show(args: argparse.Namespace) -> int:
 
 def _annotate(args: argparse.Namespace) -> int:
     from . import runs
+    from .printing import terminal_text
 
     record = runs.find_run(_open_store(args), args.run)
     fields = runs.annotate(record, tags=getattr(args, "tags", ()),
                            remove=getattr(args, "remove", ()), note=getattr(args, "note", None),
                            name=getattr(args, "name", None))
     changes = ", ".join(f"{k}={v}" if v is not None else f"-{k}" for k, v in fields.items())
-    print(f"{record.experiment}/{record.run_id}: {changes}")
+    print(terminal_text(f"{record.experiment}/{record.run_id}: {changes}", one_line=True))
     return 0
 
 
@@ -698,12 +715,16 @@ def _diff(args: argparse.Namespace) -> int:
 
     store = _open_store(args)
     a, b = runs.find_run(store, args.run_a), runs.find_run(store, args.run_b)
-    rows = runs.diff(a, b)
+    unreadable: list[str] = []
+    rows = runs.diff(a, b, unreadable)
     if args.json:
         print(json.dumps([{**dataclasses.asdict(r), "same": r.same} for r in rows
-                          if args.all or not r.same or r.section == "metrics"], default=str))
+                          if args.all or not r.same or r.section == "metrics"], default=str,
+                         ensure_ascii=True))
+        for item in unreadable:
+            _say(f"sagebook: not compared: {item}")
     else:
-        print(runs.format_diff(a, b, rows, show_all=args.all))
+        print(runs.format_diff(a, b, rows, show_all=args.all, unreadable=unreadable))
     return 0
 
 
@@ -711,15 +732,15 @@ def _rerun(args: argparse.Namespace) -> int:
     from . import runs
 
     parent = runs.find_run(_open_store(args), args.run)
-    print(f"re-running {parent.experiment}/{parent.run_id}", file=sys.stderr)
+    _say(f"re-running {parent.experiment}/{parent.run_id}")
     run = runs.rerun(parent, args.override, resume=args.resume, code=args.code, via="cli",
                      wait=args.wait)
     print(run.summary())
     commit = (run.record.manifest.get("git") or {}).get("commit")
     parent_commit = (parent.manifest.get("git") or {}).get("commit")
     if parent_commit and commit != parent_commit:
-        print(f"note: the training code is at {commit or 'no commit'}; the parent ran "
-              f"{parent_commit} (both are in the new record)", file=sys.stderr)
+        _say(f"note: the training code is at {commit or 'no commit'}; the parent ran "
+             f"{parent_commit} (both are in the new record)")
     return _exit_code(run)
 
 
@@ -727,7 +748,7 @@ def _report(args: argparse.Namespace) -> int:
     from .report import render
 
     result = render(_open_store(args), hide_inputs=args.hide_inputs, force=args.force,
-                    echo=lambda line: print(line, file=sys.stderr))
+                    echo=_say)
     print(result.index_url)
     return 0
 
@@ -795,7 +816,7 @@ def _fsck(args: argparse.Namespace) -> int:
     store = _open_store(args)
     findings, runs_seen = fsck.check(store, args.experiment)
     for finding in findings:
-        print(f"{finding.where}: {finding.problem}\n  what to do: {finding.remedy}")
+        print(finding.describe())
     if findings and args.repair:
         rebuilt = fsck.repair(store, findings, args.experiment)
         print(f"repaired the index: {rebuilt.added} runs indexed again, {rebuilt.removed} "
@@ -807,33 +828,40 @@ def _fsck(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace) -> int:
     from . import runs
+    from .printing import terminal_text
     from .record import sync
 
     record = runs.find_run(_open_store(args), args.run)
     written = sync(record)
     if written:
-        print(f"wrote {', '.join(written)} into {record.uri}", file=sys.stderr)
+        _say(f"wrote {', '.join(written)} into {record.uri}")
     else:
-        print(f"{record.uri} has nothing left to write from this machine", file=sys.stderr)
-    print(f"status: {record.status}")
+        _say(f"{record.uri} has nothing left to write from this machine")
+    print(terminal_text(f"status: {record.status}", one_line=True))
     return 0
 
 
 def _attach(args: argparse.Namespace) -> int:
+    """Whatever a run followed again prints, its log lines included, is terminal text: the run
+    and its record may be a teammate's (a local run's log is a file of the record)."""
     from . import runs
     from .launch import attach
+    from .printing import terminal_text
 
-    run = attach(runs.find_run(_open_store(args), args.run), wait=args.wait)
-    print(run.summary())
+    run = attach(runs.find_run(_open_store(args), args.run), wait=args.wait,
+                 echo=lambda line: print(terminal_text(line)))
+    print(terminal_text(run.summary()))
     return _exit_code(run)
 
 
 def _stop(args: argparse.Namespace) -> int:
     from . import runs
     from .launch import stop
+    from .printing import terminal_text
 
-    run = stop(runs.find_run(_open_store(args), args.run), wait=args.wait)
-    print(run.summary())
+    run = stop(runs.find_run(_open_store(args), args.run), wait=args.wait,
+               echo=lambda line: print(terminal_text(line)))
+    print(terminal_text(run.summary()))
     return 130 if run.detached else 0
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from . import index
 from .errors import StoreError
 from .inputs import DamagedFile
+from .printing import terminal_lines
 from .record import read_manifest
 from .stores import Store
 
@@ -30,6 +31,11 @@ class Finding:
     problem: str
     remedy: str
     index_file: bool = False  # a file of the run index, which `--repair` may remove
+
+    def describe(self) -> str:
+        """Two lines for the terminal: where and what, then what to do. The key and the
+        reason quote the store (any bytes a writer chose), so each line is terminal text."""
+        return terminal_lines([f"{self.where}: {self.problem}", f"  what to do: {self.remedy}"])
 
 
 def check(store: Store, experiment: str | None = None) -> tuple[list[Finding], int]:

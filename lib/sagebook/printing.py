@@ -16,7 +16,7 @@ carriage return could overwrite what a line said, and a right-to-left override c
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -36,6 +36,13 @@ def terminal_text(value: object, *, one_line: bool = False) -> str:
     bidirectional overrides become visible escapes (`\x1b`, `\u202e`), in one pass.
     `one_line` escapes newlines and tabs too, for a table cell or a one-line message."""
     return str(value).translate(_ONE_LINE if one_line else _TERMINAL)
+
+
+def terminal_lines(lines: Iterable[object]) -> str:
+    """`lines` as the terminal text of a report laid out line by line (`show`, `diff`,
+    `fsck`): each one `terminal_text(…, one_line=True)`, so a value read from a record stays on
+    its own line and cannot start a line that looks like one sagebook wrote."""
+    return "\n".join(terminal_text(line, one_line=True) for line in lines)
 
 
 class MaskedStream:

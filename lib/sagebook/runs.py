@@ -23,13 +23,14 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import index, inputs
 from .errors import ConfigError, SagebookError, StoreError
 from .inputs import DamagedFile, parse_json
+from .printing import terminal_lines, terminal_text
 from .record import ANNOTATIONS, STATUSES, TERMINAL, Record
 from .stores import Store, open_store
 
@@ -89,7 +90,7 @@ def default_store(start: Path | None = None) -> str:
 
 def no_runs_message(store: Store) -> str:
     """Why `list` shows nothing, pointing where the runs may be instead."""
-    return "\n".join([f"no runs in {store.uri}", *_elsewhere(store)])
+    return terminal_lines([f"no runs in {store.uri}", *_elsewhere(store)])
 
 
 def _elsewhere(store: Store) -> list[str]:
@@ -344,7 +345,7 @@ def damage_lines(damaged: Sequence[DamagedFile], shown: int = 5) -> list[str]:
     """What to tell a reader about the store files it had to skip, and what to do."""
     if not damaged:
         return []
-    lines = [f"skipped {d}" for d in damaged[:shown]]
+    lines = [terminal_text(f"skipped {d}", one_line=True) for d in damaged[:shown]]
     if len(damaged) > shown:
         lines.append(f"… and {len(damaged) - shown} more damaged files")
     lines.append("`sagebook fsck` lists every damaged file and what to do; "
@@ -499,12 +500,18 @@ def _open(opener: Callable[[], Record], ref: str) -> Record:
         raise RunNotFound(f"the record {ref!r} has an unreadable manifest: {exc}") from None
 
 
-def read_optional(record: Record, name: str, unreadable: list[str] | None = None
-                  ) -> str | None:
-    """A text file of the record, None when it has none; one that cannot be read is named in
-    `unreadable` (when given) instead of failing the whole command."""
+def read_optional(record: Record, name: str, unreadable: list[str] | None = None,
+                  limit: int = inputs.MAX_RECORD_BYTES) -> str | None:
+    """A text file of the record, None when it has none; one that cannot be read, or holds
+    more than `limit` bytes (read no further), is named in `unreadable` (when given) instead
+    of failing the whole command."""
+    data = bytearray()
     try:
-        return record.store.read_text(f"{record.prefix}/{name}")
+        for chunk in record.store.read_chunks(f"{record.prefix}/{name}"):
+            data += chunk
+            if len(data) > limit:
+                raise DamagedFile(record.url(name), f"too large (more than {limit:,} bytes)")
+        return data.decode()
     except FileNotFoundError:
         return None
     except (StoreError, UnicodeDecodeError) as exc:
@@ -521,6 +528,17 @@ MAX_METRIC_LINE = 4096  # bytes: a point is some 100; a longer line is not one
 CUT_HEAD, CUT_TAIL = 16 << 10, 48 << 10  # of a long text: its start, and its end (a traceback)
 
 Point = tuple[int, float, float | None]  # step, value, timestamp
+
+# A point on a line of its own as the log sink writes it (backends/logs.py json.dumps: name,
+# value, then other keys), the `\n` before it included: such lines, all of a file sagebook
+# wrote, are summarised a block at a time by this pattern, several times faster than a JSON
+# parse per line. Its bounds keep a match under MAX_METRIC_LINE bytes (a longer line is not a
+# point), and it takes no name with an escape (a quote, a control character, `\u…`) and no
+# NaN: a block with any line it does not take is parsed as JSON, line by line, as
+# metric_series reads it.
+_NUMBER = rb"-?(?:0|[1-9][0-9]{0,300})(?:\.[0-9]{1,300})?(?:[eE][-+]?[0-9]{1,4})?"
+_POINT = re.compile(rb'\n\{"name": "([^"\\\x00-\x1f]{0,1024})", "value": (%s)'
+                    rb'(?:\}|, "[^\n]{0,2048}\})$' % _NUMBER, re.MULTILINE)
 
 
 def metric_series(record: Record, limit: int | None = MAX_CURVE_POINTS,
@@ -678,6 +696,108 @@ _UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
 
 
 @dataclass
+class MetricSummary:
+    """One metric of a run as `show` gives it: how many points, the lowest, highest and last."""
+
+    points: int = 0
+    low: float = math.inf
+    high: float = -math.inf
+    last: float = math.nan
+
+    def add(self, values: list[float]) -> None:
+        """Take the next `values` of the metric (finite numbers, in file order; at least one)."""
+        self.points += len(values)
+        self.low, self.high = min(self.low, min(values)), max(self.high, max(values))
+        self.last = values[-1]
+
+
+def metric_summary(record: Record, unreadable: list[str] | None = None
+                   ) -> dict[str, MetricSummary]:
+    """name → MetricSummary of the record's metrics.jsonl, streamed: `show`'s figures in time
+    that follows the file and memory that does not (a block of it, a few names). The points
+    counted are those metric_series reads: finite values of well-formed lines no longer than
+    MAX_METRIC_LINE, for the first MAX_METRIC_SERIES names. Lines skipped for their length, and
+    a file that cannot be read, are named in `unreadable` (when given; else it raises)."""
+    summary: dict[str, MetricSummary] = {}
+    too_long: list[int] = []  # the length of each line skipped for it
+    try:
+        for block in _line_blocks(record, "metrics.jsonl", MAX_METRIC_LINE, too_long):
+            for name, values in _block_points(block, too_long).items():
+                # a finite sum has no NaN or infinity among its terms: the common case, in C
+                finite = values if math.isfinite(sum(values)) else \
+                    [v for v in values if math.isfinite(v)]
+                if finite and (name in summary or len(summary) < MAX_METRIC_SERIES):
+                    summary.setdefault(name, MetricSummary()).add(finite)
+    except StoreError as exc:
+        if unreadable is None:
+            raise
+        unreadable.append(f"metrics.jsonl: {exc}")
+    if too_long and unreadable is not None:
+        unreadable.append(f"metrics.jsonl: lines over {MAX_METRIC_LINE:,} bytes, skipped as "
+                          f"not points: {len(too_long):,} (the longest {max(too_long):,} bytes)")
+    return summary
+
+
+def _block_points(block: bytes, too_long: list[int]) -> dict[str, list[float]]:
+    """The values of each metric in a block of lines (`_line_blocks`), in order; the length of
+    each line skipped for it goes to `too_long`."""
+    found = _POINT.findall(block)
+    if len(found) == block.count(b"\n"):  # every line in the log sink's shape
+        grouped: dict[bytes, list[bytes]] = {}
+        for name, value in found:
+            grouped.setdefault(name, []).append(value)
+        try:
+            return {name.decode(): list(map(float, values)) for name, values in grouped.items()}
+        except UnicodeDecodeError:
+            pass  # as JSON would not read it either: line by line, skipping those lines
+    lines = block.split(b"\n")[1:]
+    too_long += [len(line) for line in lines if len(line) > MAX_METRIC_LINE]
+    points: dict[str, list[float]] = {}
+    for point in _parsed([line for line in lines if line.strip() and
+                          len(line) <= MAX_METRIC_LINE]):
+        try:
+            name, value = point["name"], float(point["value"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if type(name) is str:
+            points.setdefault(name, []).append(value)
+    return points
+
+
+def _line_blocks(record: Record, name: str, longest: int, too_long: list[int]
+                 ) -> Iterator[bytes]:
+    """A record's file streamed as blocks of whole lines, each line after its `\n` (the first
+    one too): a block holds what one read brought, and a line longer than `longest` bytes that
+    runs past it is dropped as it is read, never held whole (its length goes to `too_long`).
+    Nothing when there is no file."""
+    # the unfinished line, after the newline before it; or the bytes so far of a line too
+    # long to keep
+    pending, skipped = b"\n", 0
+    try:
+        for chunk in record.store.read_chunks(f"{record.prefix}/{name}"):
+            if skipped:  # inside a line too long to keep: on from its end
+                end = chunk.find(b"\n")
+                if end < 0:
+                    skipped += len(chunk)
+                    continue
+                too_long.append(skipped + end)
+                pending, chunk, skipped = b"", chunk[end:], 0
+            data = pending + chunk
+            cut = data.rfind(b"\n")
+            if cut > 0:
+                yield data[:cut]
+            pending = data[cut:]
+            if len(pending) > longest + 1:
+                pending, skipped = b"", len(pending) - 1
+    except FileNotFoundError:
+        return
+    if skipped:
+        too_long.append(skipped)
+    elif len(pending) > 1:
+        yield pending
+
+
+@dataclass
 class RunDetails:
     """Everything `show` prints about one run."""
 
@@ -685,13 +805,14 @@ class RunDetails:
     job_config: str | None
     training_config: str | None
     request: dict[str, Any] | None
-    metrics: dict[str, list[tuple[int | None, float, float | None]]]
+    metrics: dict[str, list[tuple[int | None, float, float | None]]]  # curves, downsampled
     failure: str | None
     files: list[str]
     report_page: str | None
     annotations: dict[str, Any] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)  # "file: why", for files skipped
     lost: str | None = None  # why an unfinished local run has lost its launcher
+    summary: dict[str, MetricSummary] = field(default_factory=dict)  # without curves: show
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -714,7 +835,8 @@ class RunDetails:
             "job_config": self.job_config,
             "training_config": self.training_config,
             "request": self.request,
-            "metrics": {k: [list(p) for p in v] for k, v in self.metrics.items()},
+            "metrics": {name: asdict(figures)
+                        for name, figures in self.summary.items()},
             "failure": self.failure,
             "artifacts": self.artifacts(),
             "report_page": self.report_page,
@@ -724,10 +846,15 @@ class RunDetails:
         }
 
 
-def details(record: Record) -> RunDetails:
+def details(record: Record, *, curves: bool = True) -> RunDetails:
+    """One run's record, each file read within bounds: configs and request up to
+    MAX_CONFIG_BYTES (larger is named unreadable), the failure text cut (`read_cut`). Its
+    metrics as downsampled curves (`metric_series`: the report, the export), or with `curves`
+    false as one summary each (`metric_summary`: `show`, several times faster)."""
+    limit = inputs.MAX_CONFIG_BYTES  # a config, a request: never more, as launch reads them
     files = [k[len(record.prefix) + 1:] for k in record.store.list(record.prefix)]
     unreadable: list[str] = []
-    request_text = read_optional(record, "request.json", unreadable)
+    request_text = read_optional(record, "request.json", unreadable, limit)
     request = None
     if request_text:
         try:
@@ -739,10 +866,11 @@ def details(record: Record) -> RunDetails:
     page = run_page_key(record.experiment, record.run_id)
     return RunDetails(
         record=record,
-        job_config=read_optional(record, "sagemaker_config.yaml", unreadable),
-        training_config=read_optional(record, "config/training_config.yaml", unreadable),
+        job_config=read_optional(record, "sagemaker_config.yaml", unreadable, limit),
+        training_config=read_optional(record, "config/training_config.yaml", unreadable, limit),
         request=request,
-        metrics=metric_series(record),
+        metrics=metric_series(record) if curves else {},
+        summary={} if curves else metric_summary(record, unreadable),
         failure=read_cut(record, "failure.txt", unreadable=unreadable),
         files=files,
         report_page=record.store.url(page) if record.store.exists(page) else None,
@@ -833,8 +961,12 @@ class DiffRow:
         return self.a == self.b
 
 
-def diff(a: Record, b: Record) -> list[DiffRow]:
-    """Both runs side by side: the run itself, both configs key by key, final metrics."""
+def diff(a: Record, b: Record, unreadable: list[str] | None = None) -> list[DiffRow]:
+    """Both runs side by side: the run itself, both configs key by key, final metrics.
+
+    A config that cannot be read (garbled, not YAML, too large, not a mapping) is named in
+    `unreadable`, when given, and its section left out: one teammate's damaged file does not
+    hide what the rest of the two records says. Without `unreadable` it raises."""
     rows: list[DiffRow] = []
     ma, mb = a.manifest, b.manifest
 
@@ -857,13 +989,33 @@ def diff(a: Record, b: Record) -> list[DiffRow]:
         rows.append(DiffRow("run", key, get(ma), get(mb)))
     for section, name in (("job", "sagemaker_config.yaml"),
                           ("training", "config/training_config.yaml")):
-        fa, fb = (flatten(_yaml(read_optional(r, name), r.url(name))) for r in (a, b))
+        fa, fb = (_config_keys(r, name, unreadable) for r in (a, b))
+        if fa is None or fb is None:
+            continue
         for key in sorted(set(fa) | set(fb)):
             rows.append(DiffRow(section, key, fa.get(key), fb.get(key)))
     metrics_a, metrics_b = ma.get("final_metrics") or {}, mb.get("final_metrics") or {}
     for key in sorted(set(metrics_a) | set(metrics_b)):
         rows.append(DiffRow("metrics", key, metrics_a.get(key), metrics_b.get(key)))
     return rows
+
+
+def _config_keys(record: Record, name: str, unreadable: list[str] | None
+                 ) -> dict[str, Any] | None:
+    """The record's config `name`, flattened (`flatten`); None when it cannot be read and
+    `unreadable` takes its name and why."""
+    where = record.url(name)
+    try:
+        data = _yaml(read_optional(record, name, limit=inputs.MAX_CONFIG_BYTES), where)
+        if not isinstance(data, dict):
+            raise DamagedFile(where, f"not a YAML mapping (a {type(data).__name__})")
+        return flatten(data)
+    except (StoreError, UnicodeDecodeError) as exc:  # DamagedFile is a StoreError
+        if unreadable is None:
+            raise
+        unreadable.append(f"{where}: not UTF-8 text" if isinstance(exc, UnicodeDecodeError)
+                          else str(exc))
+        return None
 
 
 def _rounded(value: float | None) -> float | None:
@@ -1044,7 +1196,8 @@ def format_table(rows: list[dict[str, Any]], metrics: list[str], params: Sequenc
                  colour: bool = False, sweep_parameters: Sequence[str] = ()) -> str:
     """The runs as a text table: numbers right-aligned, each metric at one precision; a name,
     cost, tags and note column only when a run has one; `sweep_parameters`: a sweep's searched
-    keys, as columns of their own before the metrics."""
+    keys, as columns of their own before the metrics. Every cell is terminal text of one line
+    (printing.terminal_text): the status colours are the only escape sequences it holds."""
     now = _dt.datetime.now(_dt.timezone.utc)
     optional = {key: any(e.get(key) for e in rows) for key in ("name", "cost", "tags", "note")}
     columns: list[tuple[str, bool, Callable[[dict[str, Any]], str]]] = [
@@ -1070,8 +1223,9 @@ def format_table(rows: list[dict[str, Any]], metrics: list[str], params: Sequenc
         *([("NOTE", False, lambda e: clip(e.get("note") or "", 40))]
           if optional["note"] else []),
     ]
-    table = [[name for name, _, _ in columns]]
-    table += [[cell(e) for _, _, cell in columns] for e in rows]
+    table = [[name for name, _, _ in columns], *([cell(e) for _, _, cell in columns] for e in rows)]
+    # headers too: metric, parameter and tag names are the record's words
+    table = [[terminal_text(text, one_line=True) for text in line] for line in table]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     status_at = [name for name, _, _ in columns].index("STATUS")
     lines = []
@@ -1125,6 +1279,8 @@ def describe_cost(cost: dict[str, Any]) -> str:
 
 
 def format_details(info: RunDetails) -> str:
+    """What `show` prints, laid out line by line: each line is terminal text of its own
+    (`terminal_lines`), whatever the record's fields hold."""
     from .backends import liveness
 
     m = info.manifest
@@ -1186,16 +1342,19 @@ def format_details(info: RunDetails) -> str:
         offset = f"+{format_duration((at - start).total_seconds())}" if at and start else ""
         lines.append(f"  {step.get('time')}  {offset:>8}  {step.get('status')}")
     if m.get("failure_reason"):
-        lines += ["", "failure:", *(f"  {line}" for line in m["failure_reason"].splitlines())]
-    final = m.get("final_metrics") or {}
-    if final or info.metrics:
+        reason = cut_text(str(m["failure_reason"]), info.record.url("manifest.json"))
+        lines += ["", "failure:", *(f"  {line}" for line in reason.splitlines())]
+    final = {k: v for k, v in (m.get("final_metrics") or {}).items()
+             if isinstance(v, int | float) and not isinstance(v, bool)}
+    if final or info.summary:
         lines += ["", "metrics:        final      min      max   points"]
-        for name in sorted(set(final) | set(info.metrics)):
-            values = [v for _, v, _ in info.metrics.get(name, [])]
-            low = f"{min(values):8.4g}" if values else " " * 8
-            high = f"{max(values):8.4g}" if values else " " * 8
+        for name in sorted(set(final) | set(info.summary)):
+            figures = info.summary.get(name)
+            low = f"{figures.low:8.4g}" if figures else " " * 8
+            high = f"{figures.high:8.4g}" if figures else " " * 8
             last = f"{final[name]:8.4g}" if name in final else " " * 8
-            lines.append(f"  {name:<12} {last} {low} {high} {len(values):>8}")
+            lines.append(f"  {name:<12} {last} {low} {high} "
+                         f"{figures.points if figures else 0:>8}")
     artifacts = info.artifacts()
     notebook = m.get("notebook") or {}
     if artifacts or notebook or info.report_page:
@@ -1218,10 +1377,23 @@ def format_details(info: RunDetails) -> str:
     if info.request is not None:
         lines += ["", "request (request.json):",
                   *(f"  {line}" for line in json.dumps(info.request, indent=2).splitlines())]
-    return "\n".join(lines)
+    return terminal_lines(lines)
 
 
-def format_diff(a: Record, b: Record, rows: list[DiffRow], show_all: bool = False) -> str:
+def cut_text(text: str, where: str, head: int = CUT_HEAD, tail: int = CUT_TAIL) -> str:
+    """`text` whole up to `head + tail` characters, else its start and its end around a line
+    saying how much was left out and that `where` holds all of it (as `read_cut` cuts files):
+    a record's text of any length prints as a few screens."""
+    if len(text) <= head + tail:
+        return text
+    return (f"{text[:head]}\n[… {len(text) - head - tail:,} characters left out here: the whole "
+            f"text is {where} …]\n{text[-tail:]}")
+
+
+def format_diff(a: Record, b: Record, rows: list[DiffRow], show_all: bool = False,
+                unreadable: Sequence[str] = ()) -> str:
+    """The rows as a table of terminal text, then which configs could not be compared."""
+
     def cell(value: Any) -> str:
         text = "—" if value is None else (json.dumps(value) if isinstance(value, dict | list)
                                           else str(value))
@@ -1232,10 +1404,15 @@ def format_diff(a: Record, b: Record, rows: list[DiffRow], show_all: bool = Fals
     for row in shown:
         mark = " " if row.same else "*"
         table.append((mark, f"{row.section}.{row.key}", cell(row.a), cell(row.b)))
+    table = [tuple(terminal_text(text, one_line=True) for text in line) for line in table]
     widths = [max(len(line[i]) for line in table) for i in range(4)]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
                      for line in table)
     differing = sum(not r.same for r in rows if r.section in ("job", "training"))
     note = ("configs identical" if not differing else
             f"{differing} config keys differ")
-    return f"{text}\n\n{note} (* marks a difference{'' if show_all else '; --all shows every key'})"
+    if unreadable:
+        note = f"{note} among those compared"
+    return "\n".join([
+        text, "", f"{note} (* marks a difference{'' if show_all else '; --all shows every key'})",
+        *(terminal_text(f"not compared: {item}", one_line=True) for item in unreadable)])
