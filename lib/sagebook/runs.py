@@ -859,8 +859,8 @@ def _channel_uri(channel: Any) -> Any:
 
 def _shown(value: Any) -> str:
     """A value read from a record, on one line, as it is (no terminal control), clipped."""
-    text = terminal_text(value if isinstance(value, str) else json.dumps(value, default=str),
-                         one_line=True)
+    text = terminal_text("not set" if value is None else value if isinstance(value, str)
+                         else json.dumps(value, default=str), one_line=True)
     return text if len(text) <= 120 else text[:117] + "..."
 
 
@@ -985,7 +985,10 @@ def _check_trust(record: Record, job: dict[str, Any], mine: dict[str, Any],
                             if code == "current" else
                             f"{owner}'s code package {package['digest']}" if package else
                             "the image's own (the record has no code package)"),
-             f"  image: {_shown(image or record.manifest.get('image_uri') or 'not recorded')}"]
+             "  image: " + (_shown(image or record.manifest.get("image_uri"))
+                            if image or record.manifest.get("image_uri") else
+                            "none (instance_type local: a process on this machine)"
+                            if job.get("instance_type") == "local" else "not recorded")]
     if config is None:
         lines.append("  no job config of yours keeps its records in this store, to compare "
                      "its settings with (give yours with -c)")
