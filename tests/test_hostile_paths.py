@@ -334,3 +334,17 @@ def test_every_id_sagebook_writes_passes(store, capsys):
     assert checked_name("run id", f"{new_sweep_id()}-003-0a1b2c3d", "here")
     run = add_run(store, "a-b-c1")
     assert [r["run_id"] for r in listed(capsys, store)] == [run.run_id]
+
+
+def test_a_record_folder_named_like_no_experiment_is_named_by_fsck_and_never_indexed(store,
+                                                                                     capsys):
+    kept = add_run(store)
+    raw = json.loads(store.read_text(f"{kept.prefix}/manifest.json"))
+    bad = f"bad name!/{kept.run_id}/manifest.json"
+    store.write_text(bad, json.dumps({**raw, "experiment": "bad name!"}))
+    code, out, err = run_cli(capsys, "fsck", "--store", store.uri)
+    assert code == 1 and f"{store.url(bad)}: 'bad name!' is not a valid experiment" in out
+    code, out, err = run_cli(capsys, "list", "--store", store.uri, "--reindex", "--json")
+    assert [json.loads(line)["experiment"] for line in out.splitlines()] == ["exp-a"]
+    assert f"not indexed: {store.url(bad)}: 'bad name!' is not a valid experiment" in err
+    assert not [k for k in store.list("_index") if "bad name" in k]

@@ -274,9 +274,9 @@ def read_manifest(store: Store, experiment: str, run_id: str) -> dict[str, Any]:
     cannot be read as one: half-written, garbled, not a sagebook manifest, or another run's.
     The experiment and run id are checked before they become a key: callers pass what an
     index or a listing of the store said."""
-    checked_name("experiment", experiment, store.uri)
-    checked_name("run id", run_id, store.uri)
     key = f"{experiment}/{run_id}/manifest.json"
+    checked_name("experiment", experiment, store.url(key))
+    checked_name("run id", run_id, store.url(key))
     return index.checked_manifest(store.read_bytes(key), store.url(key), experiment, run_id)
 
 
