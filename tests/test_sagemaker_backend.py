@@ -585,6 +585,30 @@ def test_attach_creates_the_job_of_a_launch_that_died_before_creating_it(
     assert again.returncode == 0 and fake.created == [m["job_name"]]
 
 
+def test_attach_leaves_a_teammates_dead_launch_to_them(cloud_config, fake, proxy, bucket, s3):
+    gate = proxy.hold("SageMaker.CreateTrainingJob")
+    launch = start_launch(str(cloud_config()))
+    wait_for(lambda: proxy.seen("CreateTrainingJob"), what="the launch to call SageMaker")
+    launch.kill()
+    launch.communicate(timeout=30)
+    gate.set()
+    record = the_record(s3, bucket)
+    m = manifest_of(s3, bucket, record)
+    # a record in the shared store that names a teammate, and a source folder of this machine
+    m["user"] = "teammate"
+    for upload in m["uploads"]:
+        upload["source"] = "/"
+    s3.put_object(Bucket=bucket, Key=f"{record}/manifest.json", Body=json.dumps(m).encode())
+    puts_before = len(proxy.seen("^PUT "))
+
+    result = sagebook("attach", f"s3://{bucket}/{record}", "--no-wait")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "was launched by teammate on" in result.stderr
+    assert f"sagebook rerun {m['experiment']}/{m['run_id']}" in result.stderr
+    assert fake.created == []
+    assert len(proxy.seen("^PUT ")) == puts_before  # nothing uploaded from "/"
+
+
 def test_throttling_and_slow_downs_are_retried(cloud_config, fake, proxy, bucket, s3):
     proxy.fail("SageMaker.CreateTrainingJob", times=2, answer=THROTTLING)
     proxy.fail("SageMaker.DescribeTrainingJob", times=1, answer=THROTTLING)

@@ -143,13 +143,17 @@ def test_note_and_an_error_naming_record_values_print_visible_escapes(hostile, c
     assert code == 0, err
     assert_inert(out, err)
     assert out.strip() == f"exp-a/{evil.run_id}: note={SHOWN}"
-    # two runs whose ids a store writer chose: the error that lists them quotes them
+    # two runs whose ids a store writer chose: no valid run id, so no run at all; `list`
+    # names what it skipped, and the names show as escapes
     for suffix in ("a", "b"):
         add_run(store, run_id=f"20260101-000000-x\x1b[2J\u202e{suffix}")
     code, out, err = run_cli(capsys, "show", "000000-x", "--store", store.uri)
-    assert code == 1
+    assert code == 1 and "no run '000000-x'" in err
     assert_inert(out, err)
-    assert "\\x1b[2J" in err
+    code, out, err = run_cli(capsys, "list", "--store", store.uri)
+    assert code == 0, err
+    assert_inert(out, err)
+    assert "\\x1b[2J\\u202e" in err and "is not a valid run id" in err
 
 
 def test_fsck_names_a_planted_key_with_visible_escapes(tmp_path, capsys):

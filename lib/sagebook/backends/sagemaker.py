@@ -28,6 +28,7 @@ import datetime as _dt
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,7 +39,8 @@ from .. import index as run_index
 from .. import request as request_mod
 from ..config import LaunchConfig
 from ..errors import ConfigError, LaunchError
-from ..record import TERMINAL, Record, now
+from ..printing import terminal_text
+from ..record import TERMINAL, Record, now, user
 from ..stores import Store
 from . import Backend, Job, Outcome, Staged, preflight
 from .logs import LogSink
@@ -219,6 +221,7 @@ class SageMakerBackend(Backend):
                 raise LaunchError(
                     f"run {record.run_id} ended ({record.status}) before its job was created: "
                     f"{record.manifest.get('failure_reason') or 'no reason recorded'}")
+            _refuse_unless_launched_here(record)
             echo(f"[sagebook] run {record.run_id} has no job yet (its launch ended before "
                  "CreateTrainingJob): creating it from the record's request")
             _resume_uploads(record, echo)
@@ -378,6 +381,20 @@ def _clients_for(record: Record) -> tuple[Any, Any]:
     settings = None if record.manifest.get("aws") else _store_options(record)
     region, profile = aws.job_location(record.manifest, settings)
     return aws.client("sagemaker", profile, region), aws.client("logs", profile, region)
+
+
+def _refuse_unless_launched_here(record: Record) -> None:
+    """Creating a dead launch's job finishes that launch: its uploads come from this machine's
+    folders and the job from the record's request, with this reader's credentials. Only the
+    user who launched it, on the machine it was launched from, may do that; anyone else's
+    record (or one that claims to be theirs) is rerun instead, which says what will run."""
+    launched_by = record.manifest.get("user"), record.manifest.get("host")
+    if launched_by != (user(), socket.gethostname()):
+        who, where = (terminal_text(part, one_line=True) for part in launched_by)
+        raise LaunchError(
+            f"run {record.run_id} has no job yet and was launched by {who} on {where}: only "
+            f"they can finish its launch there; `sagebook rerun {record.experiment}/"
+            f"{record.run_id}` runs it as yours, after saying what it runs")
 
 
 def _resume_uploads(record: Record, echo: Callable[[str], None]) -> None:
