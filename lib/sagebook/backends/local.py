@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,15 +27,10 @@ from ..errors import ConfigError, StoreError
 from ..record import Record
 from ..stores import Store, open_store
 from . import Backend, Job, Outcome, Staged, checkpoints, contract, liveness, namespace, uploads
+from .liveness import work_dir
 from .logs import LogSink
 
 STOP_GRACE_SECONDS = 120  # SageMaker's grace between SIGTERM and SIGKILL on StopTrainingJob
-
-
-def work_dir(job_name: str) -> Path:
-    """The per-run folder that plays /opt/ml; kept after the run so it can be inspected."""
-    base = Path(os.environ.get("SAGEBOOK_WORK_DIR") or Path(tempfile.gettempdir()) / "sagebook")
-    return base / job_name
 
 
 TENSORBOARD_PATH = "/opt/ml/output/tensorboard"  # SageMaker's default LocalPath
