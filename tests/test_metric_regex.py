@@ -120,3 +120,35 @@ def test_sigterm_ends_a_launch_while_it_fetches_its_data(make_config, tmp_path, 
     assert launcher.returncode != 0 and "Traceback" not in err, err[-2000:]
     [run] = runs(tmp_path / "experiments")
     assert manifest(run)["status"] in ("Stopped", "Failed"), manifest(run)
+
+
+def test_metrics_are_scraped_as_python_re_would_where_both_run(tmp_path):
+    """RE2 takes the same values as `re` for regexes both run: the first capture group of a
+    match anywhere in the line, for each definition in its order; non-ASCII text before the
+    value, a group that does not take part, and several metrics on one line."""
+    import re
+
+    from sagebook.backends.logs import LogSink
+
+    definitions = [{"Name": "loss", "Regex": r"loss[:=]\s*([0-9.eE+-]+)"},
+                   {"Name": "acc", "Regex": r"(?i)ACC(?:URACY)?=([0-9.]+)"},
+                   {"Name": "opt", "Regex": r"lr=(?:([0-9.]+)|auto)"},
+                   {"Name": "end", "Regex": r"total=([0-9]+)$"}]
+    lines = [f"step={step} {text}" for step, text in enumerate([  # each line a point
+        "loss=0.5 acc=0.25", "époque 2, perte… loss: 0.4 Accuracy=0.5", "lr=auto",
+        "lr=0.01 loss=1e-3", "total=7 ", "total=8", "nothing here", "loss=nan",
+        "ACC=1.0 acc=2.0"])]
+    sink = LogSink(tmp_path / "a.log", tmp_path / "m.jsonl", definitions, lambda _: None)
+    for line in lines:
+        sink.line(line, 0.0)
+    sink.close()
+    scraped = [(p["name"], p["value"]) for p in
+               map(json.loads, (tmp_path / "m.jsonl").read_text().splitlines())]
+    expected = []
+    for line in lines:
+        for definition in definitions:
+            found = re.search(definition["Regex"], line)
+            if found and found.group(1) is not None and found.group(1) != "nan":
+                expected.append((definition["Name"], float(found.group(1))))
+    assert scraped == expected
+    assert ("end", 8.0) in scraped and ("end", 7.0) not in scraped

@@ -276,9 +276,9 @@ class OwnProcesses:
 
 def _own_processes(record: Record, beat: dict[str, Any]) -> OwnProcesses:
     """The launcher as its claim names it, and the heartbeat's process groups proven the
-    run's; a named process that lives and is not proven, or a value that names no process
-    (a pid without its start time, a string, 0, -1, 1), is a stranger. What has ended is
-    neither: nothing is left to signal."""
+    run's. A stranger is a named process that lives and is not proven (a live pid named
+    without its start time among them) or a value that is no pid (a string, 0, -1, 1). What
+    has ended is neither: nothing is left to signal."""
     claimed = _claimed(record.experiment, record.run_id, record.uri)
     launcher = _process(*claimed) if claimed else None
     launcher = launcher if _own(launcher) else None
