@@ -170,3 +170,26 @@ def test_s3_out_of_reach_mid_run_then_sync_completes_the_record(
     assert record["failure_reason"].startswith("sagebook: StoreError: cannot upload to ")
     log = s3.get_object(Bucket=bucket, Key=key.replace("manifest.json", "logs/algo-1.log"))
     assert log["Body"].read().decode().endswith("val_accuracy=0.9\n")
+
+
+def test_sync_uploads_only_the_runs_own_local_copy_never_a_folder_a_record_names(tmp_path):
+    """A record that names this host and any folder as its `local_copy` (someone's ~/.ssh)
+    must not make `sync` upload that folder into the shared store."""
+    import json
+    import socket
+
+    from conftest import add_run
+    from sagebook.stores import open_store
+
+    private = tmp_path / "home" / ".ssh"
+    private.mkdir(parents=True)
+    (private / "id_ed25519").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n")
+    store = open_store(str(tmp_path / "records"))
+    record = add_run(store, status="InProgress")
+    planted = {**record.manifest, "host": socket.gethostname(), "local_copy": str(private)}
+    store.write_text(f"{record.prefix}/manifest.json", json.dumps(planted))
+
+    synced = sagebook("sync", record.run_id, "--store", store.uri)
+    assert synced.returncode == 0, synced.stderr
+    assert "nothing left to write" in synced.stderr
+    assert not list((tmp_path / "records").rglob("id_ed25519"))

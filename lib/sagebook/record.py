@@ -35,7 +35,8 @@ from typing import Any
 
 from . import index
 from .errors import StoreError
-from .inputs import checked_name
+from .inputs import checked_name, safe_path
+from .paths import work_base
 from .secrets import redact
 from .stores import Store
 
@@ -307,11 +308,16 @@ def sync(record: Record) -> list[str]:
 
 
 def _local_copy_of(record: Record) -> Path | None:
-    """Where the run's launcher kept what the store could not take, if on this machine."""
-    kept = record.manifest.get("local_copy")
-    if kept and record.manifest.get("host") == socket.gethostname():
-        return Path(kept)
-    return None
+    """Where the run's launcher kept what the store could not take, if on this machine: the
+    `record` folder of the run's work folder, as the local backend names it. The manifest's
+    `local_copy` only says that there is one: a record may name any folder (`~/.ssh`), and
+    `sync` uploads what it finds there."""
+    if not record.manifest.get("local_copy") or \
+            record.manifest.get("host") != socket.gethostname():
+        return None
+    name = job_name(checked_name("experiment", record.experiment, record.url("manifest.json")),
+                    checked_name("run id", record.run_id, record.url("manifest.json")))
+    return safe_path(work_base(), name, "record", where=record.url("manifest.json"))
 
 
 def _keep(path: Path, text: str) -> None:

@@ -39,7 +39,6 @@ import signal
 import socket
 import stat
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LaunchError, StoreError
 from ..inputs import DamagedFile, checked_name, parse_json, safe_path
+from ..paths import work_base
 from ..printing import terminal_text
 from ..record import TERMINAL, Record, job_name, now
 from ..stores import Store
@@ -73,11 +73,6 @@ NOT_OWN = "this record names processes that are not its own: not signalled"
 
 def beat_seconds() -> float:
     return float(os.environ.get("SAGEBOOK_HEARTBEAT_SECONDS") or 30)
-
-
-def work_base() -> Path:
-    """Where local runs keep their folders: $SAGEBOOK_WORK_DIR, else <tmp>/sagebook."""
-    return Path(os.environ.get("SAGEBOOK_WORK_DIR") or Path(tempfile.gettempdir()) / "sagebook")
 
 
 def work_dir(name: str) -> Path:
