@@ -178,8 +178,9 @@ def test_sync_uploads_only_the_runs_own_local_copy_never_a_folder_a_record_names
     import json
     import socket
 
-    from conftest import add_run
     from sagebook.stores import open_store
+
+    from conftest import add_run
 
     private = tmp_path / "home" / ".ssh"
     private.mkdir(parents=True)
