@@ -122,6 +122,32 @@ def test_sigterm_ends_a_launch_while_it_fetches_its_data(make_config, tmp_path, 
     assert manifest(run)["status"] in ("Stopped", "Failed"), manifest(run)
 
 
+def test_sigterm_ends_a_launch_while_it_writes_its_record_files(make_config, tmp_path, proxy,
+                                                               bucket, s3):
+    """While the configs and the request go to the store side by side (the proxy holds the
+    request's write), SIGTERM ends the launch there and its record says so."""
+    gate = proxy.hold(r"PUT /sagebook-test/records/.*/request\.json")
+    code = training(tmp_path, "print('never reached')\n")
+    config = make_config(source_dir=str(code), training_schema=None,
+                         experiments_uri=f"s3://{bucket}/records")
+    launcher = start_launch(str(config), until="[sagebook] run ")
+    try:
+        wait_for(lambda: proxy.seen(r"PUT /sagebook-test/records/.*/request\.json"),
+                 timeout=60, what="the launcher to write its request")
+        launcher.send_signal(signal.SIGTERM)
+        _, err = launcher.communicate(timeout=60)  # the held answer comes only after
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+        gate.set()
+    assert launcher.returncode != 0 and "Traceback" not in err, err[-2000:]
+    [key] = [k["Key"] for k in s3.list_objects_v2(Bucket=bucket, Prefix="records/")["Contents"]
+             if k["Key"].endswith("/manifest.json")]
+    assert json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["status"] == \
+        "Stopped"
+
+
 def test_metrics_are_scraped_as_python_re_would_where_both_run(tmp_path):
     """RE2 takes the same values as `re` for regexes both run: the first capture group of a
     match anywhere in the line, for each definition in its order; non-ASCII text before the

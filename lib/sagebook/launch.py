@@ -335,9 +335,14 @@ def _write_launch_files(record: Record, cfg: config_mod.LaunchConfig, request: d
         writes.append((config_store.write_text, ("training_config.yaml", cfg.training_yaml())))
     if git.get("diff"):
         writes.append((record.put_text, ("git.diff", git["diff"])))
-    with ThreadPoolExecutor(max_workers=len(writes)) as pool:
+    pool = ThreadPoolExecutor(max_workers=len(writes))
+    try:
         for future in [pool.submit(write, *args) for write, args in writes]:
             future.result()  # the first failure, as if written one after another
+    finally:
+        # not waited for: Ctrl-C or SIGTERM during a write held by S3 ends the launch now,
+        # instead of after the write's timeout (the writes left behind end with the process)
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def resume_source(cfg: config_mod.LaunchConfig, store: Any) -> dict[str, str] | None:
