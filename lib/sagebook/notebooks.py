@@ -37,6 +37,7 @@ from typing import Any
 
 from .backends import is_remote
 from .errors import ConfigError, SagebookError
+from .secrets import redact, secret_values
 
 LAUNCH_NOTEBOOK = Path(__file__).resolve().parent / "project_template" / "notebooks" / (
     "launch.ipynb")  # package data (see project.py)
@@ -261,6 +262,52 @@ def judge(notebook: dict[str, Any]) -> tuple[bool, str | None]:
     return True, None
 
 
+def masked_notebook(notebook: dict[str, Any]) -> dict[str, Any]:
+    """The notebook with credentials masked in every cell's source and output text, each text
+    whole: a line that the kernel sent in several stream messages (a `write` per word, a
+    flush between) is joined first, as Jupyter shows it, and a private key's lines are one
+    text. (The record's copy is masked once more as JSON text; that alone would miss a token
+    split across two outputs, and a key whose lines are `\\n` escapes of a longer string.)"""
+    values = secret_values()
+    for cell in notebook.get("cells") or []:
+        if not isinstance(cell, dict):
+            continue
+        if "source" in cell:
+            cell["source"] = redact(_joined(cell["source"]), values)
+        outputs: list[Any] = []
+        for output in cell.get("outputs") or []:
+            previous = outputs[-1] if outputs else None
+            if (isinstance(output, dict) and isinstance(previous, dict)
+                    and output.get("output_type") == previous.get("output_type") == "stream"
+                    and output.get("name") == previous.get("name")):
+                previous["text"] = _joined(previous.get("text")) + _joined(output.get("text"))
+            else:
+                outputs.append(output)
+        for output in outputs:
+            if not isinstance(output, dict):
+                continue
+            for field in ("text", "evalue"):
+                if field in output:
+                    output[field] = redact(_joined(output[field]), values)
+            if isinstance(output.get("traceback"), list):
+                output["traceback"] = [redact(_joined(line), values)
+                                       for line in output["traceback"]]
+            if isinstance(output.get("data"), dict):
+                output["data"] = {mime: redact(_joined(value), values)
+                                  if isinstance(value, str | list) else value
+                                  for mime, value in output["data"].items()}
+        if "outputs" in cell:
+            cell["outputs"] = outputs
+    return notebook
+
+
+def _joined(text: Any) -> str:
+    """A notebook's multi-line string (one string, or a list of its lines) as one string."""
+    if isinstance(text, list):
+        return "".join(str(line) for line in text)
+    return str(text) if text is not None else ""
+
+
 def _alive(pid: int | None) -> bool:
     import psutil
 
@@ -338,7 +385,8 @@ def store_notebook(record_uri: str, notebook: str | None, source: str,
         info.update(status="missing", note=f"cannot read {notebook}: {exc}")
         record.update(notebook=info)
         return
-    record.put_text("notebook.ipynb", json.dumps(content, indent=1, ensure_ascii=False) + "\n")
+    record.put_text("notebook.ipynb",
+                    json.dumps(masked_notebook(content), indent=1, ensure_ascii=False) + "\n")
     ok, error = (True, None) if source == "interactive" else judge(content)
     info.update(status="completed" if ok else "failed", uri=record.url("notebook.ipynb"))
     if error:
