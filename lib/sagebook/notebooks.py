@@ -263,42 +263,63 @@ def judge(notebook: dict[str, Any]) -> tuple[bool, str | None]:
 
 
 def masked_notebook(notebook: dict[str, Any]) -> dict[str, Any]:
-    """The notebook with credentials masked in every cell's source and output text, each text
-    whole: a line that the kernel sent in several stream messages (a `write` per word, a
-    flush between) is joined first, as Jupyter shows it, and a private key's lines are one
-    text. (The record's copy is masked once more as JSON text; that alone would miss a token
-    split across two outputs, and a key whose lines are `\\n` escapes of a longer string.)"""
+    """The notebook with credentials masked in every cell's source and output texts, each
+    text whole: the outputs of consecutive stream messages (the kernel sends a line in as many
+    as it had writes and flushes) are masked as the one text Jupyter shows, and replaced by
+    it when something in it was masked; a private key's lines are one text. What holds no
+    credential stays as it was. (The record's copy is masked once more as JSON text, which
+    alone would miss a token split between two outputs, or a key whose lines are escapes.)"""
     values = secret_values()
+
+    def masked(value: Any) -> Any:
+        if not isinstance(value, str | list):
+            return value
+        text = _joined(value)
+        result = redact(text, values)
+        return value if result == text else result
+
     for cell in notebook.get("cells") or []:
         if not isinstance(cell, dict):
             continue
         if "source" in cell:
-            cell["source"] = redact(_joined(cell["source"]), values)
-        outputs: list[Any] = []
-        for output in cell.get("outputs") or []:
-            previous = outputs[-1] if outputs else None
-            if (isinstance(output, dict) and isinstance(previous, dict)
-                    and output.get("output_type") == previous.get("output_type") == "stream"
-                    and output.get("name") == previous.get("name")):
-                previous["text"] = _joined(previous.get("text")) + _joined(output.get("text"))
-            else:
-                outputs.append(output)
-        for output in outputs:
-            if not isinstance(output, dict):
+            cell["source"] = masked(cell["source"])
+        outputs = cell.get("outputs")
+        if not isinstance(outputs, list):
+            continue
+        kept: list[Any] = []
+        for start, run in _stream_runs(outputs):
+            if run:
+                joined = "".join(_joined(output.get("text")) for output in run)
+                result = redact(joined, values)
+                kept += run if result == joined else [{**run[0], "text": result}]
                 continue
-            for field in ("text", "evalue"):
-                if field in output:
-                    output[field] = redact(_joined(output[field]), values)
-            if isinstance(output.get("traceback"), list):
-                output["traceback"] = [redact(_joined(line), values)
-                                       for line in output["traceback"]]
-            if isinstance(output.get("data"), dict):
-                output["data"] = {mime: redact(_joined(value), values)
-                                  if isinstance(value, str | list) else value
-                                  for mime, value in output["data"].items()}
-        if "outputs" in cell:
-            cell["outputs"] = outputs
+            output = outputs[start]
+            if isinstance(output, dict):
+                for field in ("text", "evalue"):
+                    if field in output:
+                        output[field] = masked(output[field])
+                if isinstance(output.get("traceback"), list):
+                    output["traceback"] = [masked(line) for line in output["traceback"]]
+                if isinstance(output.get("data"), dict):
+                    output["data"] = {mime: masked(value)
+                                      for mime, value in output["data"].items()}
+            kept.append(output)
+        cell["outputs"] = kept
     return notebook
+
+
+def _stream_runs(outputs: list[Any]) -> list[tuple[int, list[dict[str, Any]]]]:
+    """The outputs in order, as (index, run): a run of consecutive stream outputs of the same
+    stream, or an empty run for any other output (at that index)."""
+    runs: list[tuple[int, list[dict[str, Any]]]] = []
+    for index, output in enumerate(outputs):
+        stream = isinstance(output, dict) and output.get("output_type") == "stream"
+        previous = runs[-1][1] if runs else []
+        if stream and previous and previous[-1].get("name") == output.get("name"):
+            previous.append(output)
+        else:
+            runs.append((index, [output] if stream else []))
+    return runs
 
 
 def _joined(text: Any) -> str:
