@@ -29,7 +29,7 @@ from . import inputs
 from .backends import describe_kinds, kind_of
 from .backends.logs import metric_pattern
 from .errors import MAX_PROBLEMS, ConfigError, Problem, format_problem
-from .secrets import inline_secret
+from .secrets import SECRET_REFERENCE, inline_secret, redact, token_kind
 
 KeyPath = tuple[str | int, ...]
 
@@ -267,6 +267,10 @@ class JobConfig(BaseModel):
                 "expected_owner": self.expected_bucket_owner}
 
 
+INLINE_SECRET_ADVICE = ("a config is shared and recorded, so store the value in SSM Parameter "
+                        "Store or Secrets Manager and put its ARN here")
+
+
 def consistency_problems(job: JobConfig) -> list[tuple[KeyPath, str]]:
     """Rules across keys, each reported at the key the user would change. What an instance
     type needs is the backend registry's to say; the API's own limits are checked with the
@@ -312,9 +316,11 @@ def consistency_problems(job: JobConfig) -> list[tuple[KeyPath, str]]:
     for name, value in job.environment.items():
         why = inline_secret(name, value)
         if why:
-            problems.append((("environment", name),
-                             f"{why}; a config is shared and recorded, so store the value in SSM "
-                             "Parameter Store or Secrets Manager and put its ARN here"))
+            problems.append((("environment", name), f"{why}; {INLINE_SECRET_ADVICE}"))
+    for name, value in job.tags.items():
+        kind = token_kind(value)
+        if kind:
+            problems.append((("tags", name), f"looks like {kind}; {INLINE_SECRET_ADVICE}"))
     if "config" in job.channels:
         problems.append((("channels", "config"),
                          "channel name 'config' is reserved for the training config"))
@@ -443,6 +449,10 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = (), *,
         schema = load_training_schema(code) if code.training_schema else None
         training_sources = _apply_overrides(training_data, training_overrides, schema,
                                             "training.")
+        tokens = inline_token_problems(training_data, training_path, training_lines,
+                                       training_sources, "training.")
+        if tokens:
+            errors.append(ConfigError(tokens))
         if schema is not None:
             _validate(schema, training_data, training_path, training_lines, training_sources,
                       "training.")
@@ -513,6 +523,9 @@ def validate(
             schema = load_training_schema(job)
         except ConfigError as exc:
             problems += exc.problems
+    if training_path is not None:
+        problems += inline_token_problems(training_data, Path(training_path),
+                                          training_lines or {}, {}, "training.")
     if schema is not None and training_path is not None:
         try:
             _validate(schema, training_data, Path(training_path), training_lines or {}, {},
@@ -526,12 +539,36 @@ def validate(
                         (), resolved, job_lines or {}, {}, training_lines or {}, {})
 
 
+def inline_token_problems(data: Any, path: Path, lines: dict[KeyPath, int],
+                          sources: dict[KeyPath, str], prefix: str) -> list[Problem]:
+    """A problem for every value of a training config shaped like a credential (a token, a
+    URL with a password, a private key): the config goes into the record and to the job as
+    it is. Each names the file and line, or the override (its value masked), and the key."""
+    problems = []
+    stack: list[tuple[KeyPath, Any]] = [((), data)]
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, dict):
+            stack += [(key + (k,), v) for k, v in reversed(list(value.items()))]
+        elif isinstance(value, list):
+            stack += [(key + (i,), v) for i, v in reversed(list(enumerate(value)))]
+        elif isinstance(value, str) and not SECRET_REFERENCE.match(value):
+            kind = token_kind(value)
+            if kind:
+                problems.append(format_problem(redact(_where(key, path, lines, sources), ()),
+                                               _dotted(key, prefix),
+                                               f"looks like {kind}; {INLINE_SECRET_ADVICE}"))
+    return problems
+
+
 def _checked_job(
     data: dict[str, Any], path: Path, lines: dict[KeyPath, int], sources: dict[KeyPath, str]
 ) -> JobConfig:
     """The job config validated, its paths resolved against its file, its local paths found."""
     job = _validate(JobConfig, data, path, lines, sources, "job.")
-    problems = [format_problem(_where(key, path, lines, sources), _dotted(key, "job."), message)
+    # where: an override's text, which may hold the very secret a problem refuses
+    problems = [format_problem(redact(_where(key, path, lines, sources), ()), _dotted(key, "job."),
+                               message)
                 for key, message in consistency_problems(job)]
     job = _resolve_paths(job, path.parent)
     problems += _local_path_problems(job, path, lines, sources)

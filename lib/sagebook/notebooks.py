@@ -37,6 +37,7 @@ from typing import Any
 
 from .backends import is_remote
 from .errors import ConfigError, SagebookError
+from .secrets import redact, secret_values
 
 LAUNCH_NOTEBOOK = Path(__file__).resolve().parent / "project_template" / "notebooks" / (
     "launch.ipynb")  # package data (see project.py)
@@ -261,6 +262,73 @@ def judge(notebook: dict[str, Any]) -> tuple[bool, str | None]:
     return True, None
 
 
+def masked_notebook(notebook: dict[str, Any]) -> dict[str, Any]:
+    """The notebook with credentials masked in every cell's source and output texts, each
+    text whole: the outputs of consecutive stream messages (the kernel sends a line in as many
+    as it had writes and flushes) are masked as the one text Jupyter shows, and replaced by
+    it when something in it was masked; a private key's lines are one text. What holds no
+    credential stays as it was. (The record's copy is masked once more as JSON text, which
+    alone would miss a token split between two outputs, or a key whose lines are escapes.)"""
+    values = secret_values()
+
+    def masked(value: Any) -> Any:
+        if not isinstance(value, str | list):
+            return value
+        text = _joined(value)
+        result = redact(text, values)
+        return value if result == text else result
+
+    for cell in notebook.get("cells") or []:
+        if not isinstance(cell, dict):
+            continue
+        if "source" in cell:
+            cell["source"] = masked(cell["source"])
+        outputs = cell.get("outputs")
+        if not isinstance(outputs, list):
+            continue
+        kept: list[Any] = []
+        for start, run in _stream_runs(outputs):
+            if run:
+                joined = "".join(_joined(output.get("text")) for output in run)
+                result = redact(joined, values)
+                kept += run if result == joined else [{**run[0], "text": result}]
+                continue
+            output = outputs[start]
+            if isinstance(output, dict):
+                for field in ("text", "evalue"):
+                    if field in output:
+                        output[field] = masked(output[field])
+                if isinstance(output.get("traceback"), list):
+                    output["traceback"] = [masked(line) for line in output["traceback"]]
+                if isinstance(output.get("data"), dict):
+                    output["data"] = {mime: masked(value)
+                                      for mime, value in output["data"].items()}
+            kept.append(output)
+        cell["outputs"] = kept
+    return notebook
+
+
+def _stream_runs(outputs: list[Any]) -> list[tuple[int, list[dict[str, Any]]]]:
+    """The outputs in order, as (index, run): a run of consecutive stream outputs of the same
+    stream, or an empty run for any other output (at that index)."""
+    runs: list[tuple[int, list[dict[str, Any]]]] = []
+    for index, output in enumerate(outputs):
+        stream = isinstance(output, dict) and output.get("output_type") == "stream"
+        previous = runs[-1][1] if runs else []
+        if stream and previous and previous[-1].get("name") == output.get("name"):
+            previous.append(output)
+        else:
+            runs.append((index, [output] if stream else []))
+    return runs
+
+
+def _joined(text: Any) -> str:
+    """A notebook's multi-line string (one string, or a list of its lines) as one string."""
+    if isinstance(text, list):
+        return "".join(str(line) for line in text)
+    return str(text) if text is not None else ""
+
+
 def _alive(pid: int | None) -> bool:
     import psutil
 
@@ -338,7 +406,8 @@ def store_notebook(record_uri: str, notebook: str | None, source: str,
         info.update(status="missing", note=f"cannot read {notebook}: {exc}")
         record.update(notebook=info)
         return
-    record.put_text("notebook.ipynb", json.dumps(content, indent=1, ensure_ascii=False) + "\n")
+    record.put_text("notebook.ipynb",
+                    json.dumps(masked_notebook(content), indent=1, ensure_ascii=False) + "\n")
     ok, error = (True, None) if source == "interactive" else judge(content)
     info.update(status="completed" if ok else "failed", uri=record.url("notebook.ipynb"))
     if error:

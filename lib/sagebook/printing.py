@@ -16,11 +16,12 @@ carriage return could overwrite what a line said, and a right-to-left override c
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from .secrets import redact
+from .secrets import Masker, redact
 
 # Bidirectional controls reorder what follows them on screen: shown as escapes, never obeyed.
 _BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
@@ -46,20 +47,46 @@ def terminal_lines(lines: Iterable[object]) -> str:
 
 
 class MaskedStream:
-    """A text stream that masks credentials in whatever is written to it."""
+    """A text stream that masks credentials in whatever is written to it.
+
+    Text is passed on a line at a time: `print("token:", token)` writes its words one by one,
+    and a shape (a URL with a password, a key next to "aws") is seen only in the whole line.
+    A flush, or a line longer than PENDING_LIMIT, passes on what is held so far.
+    """
+
+    PENDING_LIMIT = 1 << 16
 
     def __init__(self, stream: TextIO):
         self._stream = stream
+        self._mask = Masker()
+        self._pending: list[str] = []
+        self._held = 0
+        self._lock = threading.Lock()  # log lines of several hosts are printed from threads
 
     def write(self, text: str) -> int:
-        self._stream.write(redact(text))
+        with self._lock:
+            self._pending.append(text)
+            self._held += len(text)
+            if "\n" in text or self._held > self.PENDING_LIMIT:
+                held = "".join(self._pending)
+                cut = held.rfind("\n") + 1 or len(held)
+                self._pending, self._held = [held[cut:]], len(held) - cut
+                self._stream.write(self._mask(held[:cut]))
         return len(text)
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
             self.write(line)
 
-    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding…
+    def flush(self) -> None:
+        with self._lock:
+            held = "".join(self._pending)
+            self._pending, self._held = [], 0
+            if held:
+                self._stream.write(self._mask(held))
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding…
         return getattr(self._stream, name)
 
 
@@ -67,11 +94,14 @@ class MaskedStream:
 def masked_output() -> Iterator[None]:
     """sys.stdout and sys.stderr masked while the block runs."""
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)  # type: ignore[assignment]
+    masked = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
+    sys.stdout, sys.stderr = masked  # type: ignore[assignment]
     try:
         yield
     finally:
         sys.stdout, sys.stderr = saved
+        for stream in masked:
+            stream.flush()
 
 
 class MaskedError:

@@ -32,6 +32,7 @@ from .errors import ConfigError, SagebookError, StoreError
 from .inputs import DamagedFile, parse_json
 from .printing import terminal_lines, terminal_text
 from .record import ANNOTATIONS, STATUSES, TERMINAL, Record, user
+from .secrets import token_kind
 from .stores import Store, open_store
 
 COLUMNS = ("run", "experiment", "user", "created", "instance", "status", "duration", "commit")
@@ -913,7 +914,9 @@ def _lost(record: Record) -> str | None:
 def annotate(record: Record, *, tags: Iterable[str] = (), remove: Iterable[str] = (),
              note: str | None = None, name: str | None = None) -> dict[str, Any]:
     """Tag, untag, note or rename a run: one immutable event in its record (and the index),
-    so annotating is safe while the run, or a teammate, writes. Returns the fields set."""
+    so annotating is safe while the run, or a teammate, writes. A value shaped like a
+    credential (a token, a URL with a password) is refused: the team reads every record.
+    Returns the fields set."""
     fields: dict[str, Any] = {}
     for item in tags:
         key, sep, value = item.partition("=")
@@ -933,6 +936,13 @@ def annotate(record: Record, *, tags: Iterable[str] = (), remove: Iterable[str] 
         fields["name"] = " ".join(name.split())
     if not fields:
         raise ConfigError.one("tag", None, "nothing to do: give KEY=VALUE or --remove KEY")
+    for key, value in fields.items():
+        kind = token_kind(key) or (token_kind(value) if isinstance(value, str) else None)
+        if kind:
+            raise ConfigError.one(key.partition(".")[0], key if "." in key else None,
+                                  f"looks like {kind}; the record is shared with the team, so "
+                                  "store the value in SSM Parameter Store or Secrets Manager and "
+                                  "write its ARN instead")
     record.annotate(fields)
     return fields
 

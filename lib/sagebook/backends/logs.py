@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..printing import terminal_text
-from ..secrets import redact, secret_values
+from ..secrets import Masker
 
 # `epoch=3`, `Epoch 3/10`, `step: 200`, `iteration 7`: a line's own position in training.
 # One way to read each space (`\s*[=:]?\s*` would try every split of a long run of spaces).
@@ -120,7 +120,7 @@ class LogSink:
         self.error: str | None = None  # the first write error, when there was one
         self.lost_lines = 0
         self.metrics = MetricPatterns(metric_definitions, echo)
-        self.secrets = secret_values()
+        self.mask = Masker()  # reads the secret variables once; a key's body spans lines
         self.steps: dict[str, int] = {}
         self.stepped: set[str] = set()  # metrics whose lines carry their own epoch/step
         self.last: dict[str, float] = {}
@@ -133,7 +133,7 @@ class LogSink:
         return self.fallback is not None and self.log_path.parent == self.fallback / "logs"
 
     def line(self, text: str, timestamp: float | None = None) -> None:
-        text = redact(text.rstrip("\r\n"), self.secrets)
+        text = self.mask(text.rstrip("\r\n"))
         stamp = time.time() if timestamp is None else timestamp
         # Saved before shown: a line someone saw is in the log even if Ctrl-C comes next.
         self._write("_log", text + "\n")
