@@ -48,6 +48,7 @@ from typing import Any
 
 from .errors import StoreError
 from .inputs import DamagedFile, checked_name, parse_json
+from .shapes import MANIFEST, SUMMARY, checked
 from .stores import Store, StoreExistsError
 
 ROOT = "_index"
@@ -278,21 +279,23 @@ def _with_notes(chosen: dict[str, Any], paged: dict[str, Any] | None,
 
 
 def parse_entry(data: bytes, where: str) -> dict[str, Any]:
-    """One index summary or annotation; DamagedFile when it is not one (garbled, torn), or
-    when its run id or experiment is not one: they become keys and paths of the readers."""
+    """One index summary or annotation; DamagedFile when it is not one (garbled, torn, a field
+    of another type than its shape's), or when its run id or experiment is not one: they become
+    keys and paths of the readers."""
     entry = parse_json(data, where)
     if not (isinstance(entry, dict) and isinstance(entry.get("run_id"), str)
             and isinstance(entry.get("experiment"), str)):
         raise DamagedFile(where, "not a run summary (no run_id and experiment)")
     checked_name("experiment", entry["experiment"], where)
     checked_name("run id", entry["run_id"], where)
-    return entry
+    return checked(entry, SUMMARY, where)
 
 
 def checked_manifest(data: bytes, where: str, experiment: str, run_id: str) -> dict[str, Any]:
     """The manifest read from `<experiment>/<run_id>/manifest.json` (at `where`); DamagedFile
-    when it is garbled, not a sagebook manifest, or names another run than its folder's: its
-    run id and experiment become index keys and paths, so they must be the folder's own."""
+    when it is garbled, not a sagebook manifest (or a field is of another type than its
+    shape's), or names another run than its folder's: its run id and experiment become index
+    keys and paths, so they must be the folder's own."""
     manifest = parse_json(data, where)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("status"), str):
         raise DamagedFile(where, "not a sagebook manifest (it has no status)")
@@ -301,7 +304,7 @@ def checked_manifest(data: bytes, where: str, experiment: str, run_id: str) -> d
         value = checked_name(kind, manifest.get(key), where)
         if value != folder:
             raise DamagedFile(where, f"its {key} {value!r} is not its folder's ({folder!r})")
-    return manifest
+    return checked(manifest, MANIFEST, where)
 
 
 def _load_events(store: Store, keys: list[str], damaged: list[DamagedFile]

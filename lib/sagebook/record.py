@@ -35,9 +35,10 @@ from typing import Any
 
 from . import index
 from .errors import StoreError
-from .inputs import checked_name, safe_path
+from .inputs import DamagedFile, checked_name, parse_json, safe_path
 from .paths import work_base
 from .secrets import redact
+from .shapes import ANNOTATION_EVENT, checked
 from .stores import Store
 
 TERMINAL = ("Completed", "Failed", "Stopped", "Interrupted")
@@ -224,11 +225,19 @@ class Record:
         return event
 
     def annotations(self) -> list[dict[str, Any]]:
-        """Every annotation of the run, oldest first."""
+        """Every annotation of the run, oldest first; one that is not an annotation (garbled,
+        or a field of another type) is skipped, as the index skips its event."""
         keys = sorted(k for k in self.store.list(f"{self.prefix}/{ANNOTATIONS}")
                       if k.endswith(".json"))
-        return [json.loads(data) for data in index.fetch(self.store, keys).values()
-                if data is not None]
+        events = []
+        for key, data in index.fetch(self.store, keys).items():
+            try:
+                if data is not None:
+                    events.append(checked(parse_json(data, self.store.url(key)),
+                                          ANNOTATION_EVENT, self.store.url(key)))
+            except DamagedFile:
+                continue
+        return events
 
     def publish(self) -> None:
         """Write the manifest's summary in the run index (see index.py), so `list` reads one
