@@ -101,6 +101,11 @@ def job(corpus: hc.Corpus, command: str, argv: list[str], case: str = "*",
 
 def run_batch(corpus: hc.Corpus, jobs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     """The jobs in one runner (tests/hostile_corpus.py) as PID 1 of a new PID namespace."""
+    return finish(start(corpus, jobs, name))
+
+
+def start(corpus: hc.Corpus, jobs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """A runner started on `jobs` (batches run side by side: most of their time is waiting)."""
     base = corpus.base
     local = corpus.store.local_path()
     spec = {
@@ -118,12 +123,25 @@ def run_batch(corpus: hc.Corpus, jobs: list[dict[str, Any]], name: str) -> list[
         spec["s3"]["prefix"] = spec["s3"]["prefix"].rstrip("/") + "/"
     spec_path = base / "outputs" / f"{name}.spec.json"
     spec_path.write_text(json.dumps(spec))
-    budget = sum(j["timeout"] for j in jobs) + 60
-    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
-                           sys.executable, str(REPO / "tests" / "hostile_corpus.py"),
-                           str(spec_path)], env=environment(corpus), capture_output=True,
-                          text=True, timeout=budget)
-    assert done.returncode == 0, f"the runner itself failed: {done.stderr[-3000:]}"
+    log = (base / "outputs" / f"{name}.log").open("w")
+    runner = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+                               sys.executable, str(REPO / "tests" / "hostile_corpus.py"),
+                               str(spec_path)], env=environment(corpus), stdout=log,
+                              stderr=subprocess.STDOUT)
+    log.close()
+    return {"runner": runner, "spec": spec, "budget": sum(j["timeout"] for j in jobs) + 60}
+
+
+def finish(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results of a started runner (SIGKILLed, namespace and all, past its budget)."""
+    runner, spec = batch["runner"], batch["spec"]
+    try:
+        runner.wait(timeout=batch["budget"])
+    except subprocess.TimeoutExpired:
+        runner.kill()
+        runner.wait()
+    log = Path(spec["out"] + ".log").read_text(errors="replace")
+    assert runner.returncode == 0, f"the runner itself failed: {log[-3000:]}"
     answer = json.loads(Path(spec["results"]).read_text())
     assert answer["sentinel_pid"] == hc.SENTINEL_PID, "the heartbeats name pid 2: the sentinel"
     return answer["results"]
@@ -183,12 +201,15 @@ def problems(corpus: hc.Corpus, jobs: list[dict[str, Any]], results: list[dict[s
         for key, size in result["sizes"].items():
             if key.endswith(".html") and size > MAX_PAGE_BYTES:
                 bad(f"wrote {key} of {size} bytes (a page may have {MAX_PAGE_BYTES})")
-    for case in corpus.cases:
-        for pattern in case.absent:
-            for path in corpus.base.glob(pattern):
-                found.append(f"{case.name}: {path.relative_to(corpus.base)} exists after the "
-                             "commands (a write outside, or debris of a refused package)")
     return found
+
+
+def leftovers(corpus: hc.Corpus) -> list[str]:
+    """What a case says must not exist once the commands ran (written outside, or debris)."""
+    return [f"{case.name}: {path.relative_to(corpus.base)} exists after the commands (a write "
+            "outside the store, or debris of a refused package)"
+            for case in corpus.cases for pattern in case.absent
+            for path in corpus.base.glob(pattern)]
 
 
 def allowed_write(key: str) -> bool:
@@ -237,7 +258,7 @@ def test_store_wide_readers_over_the_corpus(corpus: hc.Corpus) -> None:
             "-p", "selection", json.dumps(selection)]),
     ]
     results = run_batch(corpus, jobs, "store")
-    found = problems(corpus, jobs, results)
+    found = problems(corpus, jobs, results) + leftovers(corpus)
     if dashboard_out.exists():
         found += dashboard_problems(dashboard_out)
     assert not found, report(found)
@@ -291,12 +312,11 @@ def test_every_record_command_over_each_hostile_record(corpus: hc.Corpus) -> Non
     """show, show --json, diff, attach, stop and rerun of each record; show, list --sweep and
     --resume of each sweep. Cases that name processes get a PID namespace of their own."""
     assert len(corpus.cases) >= 40
-    shared = [j for c in corpus.cases if not c.isolated for j in record_jobs(corpus, c)]
-    found = problems(corpus, shared, run_batch(corpus, shared, "records"))
-    for case in corpus.cases:
-        if case.isolated:
-            own = record_jobs(corpus, case)
-            found += problems(corpus, own, run_batch(corpus, own, case.name))
+    batches = [(jobs, start(corpus, jobs, name)) for name, jobs in [
+        ("records", [j for c in corpus.cases if not c.isolated for j in record_jobs(corpus, c)]),
+        *[(c.name, record_jobs(corpus, c)) for c in corpus.cases if c.isolated]]]
+    found = [line for jobs, batch in batches for line in problems(corpus, jobs, finish(batch))]
+    found += leftovers(corpus)
     assert not found, report(found)
 
 
