@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import signal
 import sys
 import threading
@@ -41,7 +42,14 @@ def console() -> None:
     resume = threading.Timer(STARTUP_SECONDS, _resume_collector)
     resume.daemon = True
     resume.start()
-    sys.exit(main())
+    code = main()
+    if code == 130:
+        # Interrupted, its record written: a network read left behind in a worker thread (an
+        # S3 transfer's) would hold the exit until its timeout, as Python joins such threads.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _resume_collector() -> None:
@@ -89,8 +97,6 @@ def _run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         # The reader left (`sagebook show … | head`): end quietly, as `cat` does, without a
         # second error when Python flushes stdout at exit.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 

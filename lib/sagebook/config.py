@@ -27,6 +27,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from . import inputs
 from .backends import describe_kinds, kind_of
+from .backends.logs import metric_pattern
 from .errors import MAX_PROBLEMS, ConfigError, Problem, format_problem
 from .secrets import inline_secret
 
@@ -98,7 +99,8 @@ def _channel_shorthand(value: Any) -> Any:
 
 
 class MetricDefinition(BaseModel):
-    """A metric scraped from log lines; the first capture group of `regex` is the value."""
+    """A metric scraped from log lines; the first capture group of `regex` is the value.
+    The regex must run on RE2, as the launcher scrapes it (see backends/logs.py)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -107,8 +109,8 @@ class MetricDefinition(BaseModel):
     @model_validator(mode="after")
     def _regex_compiles(self) -> MetricDefinition:
         try:
-            groups = re.compile(self.regex).groups
-        except re.error as exc:
+            groups = metric_pattern(self.regex).groups
+        except ValueError as exc:
             raise ValueError(f"regex does not compile: {exc}") from None
         if groups < 1:
             raise ValueError("regex needs a capture group around the value")

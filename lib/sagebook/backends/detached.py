@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -29,12 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LaunchError
+from ..inputs import DamagedFile
+from ..printing import terminal_text
 from ..record import TERMINAL, Record
 from . import Outcome, liveness
 
 # what `launch` prints once the record exists (launch.py)
 _RECORD_LINE = re.compile(r"^\[sagebook\] run (\S+): record at (\S+)$", re.MULTILINE)
 POLL_SECONDS = 0.2
+READ_BYTES = 1 << 20  # of one log, per round of `attach`
 
 
 @dataclass
@@ -76,7 +80,7 @@ def start(arguments: list[str], work: Path) -> Started:
 def attach(record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcome:
     """Follow a local run from any process on the host where it runs: its log from the start,
     then live, until its launcher writes the end into the record. Reads only: the launcher
-    alone writes the record. Ctrl-C leaves the run running."""
+    alone writes the record, and nothing is signalled. Ctrl-C leaves the run running."""
     entry = _entry(record)
     reason = liveness.lost(record.store, entry)
     if reason:
@@ -87,22 +91,24 @@ def attach(record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcom
     beat = liveness.read(record.store, record.experiment, record.run_id) or {}
     host = beat.get("host") or record.manifest.get("host")
     if host != socket.gethostname():
-        raise LaunchError(f"run {record.run_id} runs on {host}: its output is there; run "
-                          "`sagebook attach` there, or `sagebook show` for its status")
+        raise LaunchError(f"run {record.run_id} runs on {terminal_text(host, one_line=True)}: "
+                          "its output is there; run `sagebook attach` there, or `sagebook "
+                          "show` for its status")
     if not wait:
         return Outcome(status=record.status, recorded=True)
     offsets: dict[Path, int] = {}
+    spool = _spool(record)
     try:
         while True:
             record.reload()
             ended = record.status in TERMINAL  # read before the log: its last lines are in
-            _echo_new_lines(_spool(record), offsets, echo)
+            _echo_new_lines(spool, offsets, echo)
             if ended:
                 return recorded(record.manifest)
-            reason = liveness.lost(record.store, _entry(record))
+            reason = liveness.lost(record.store, entry)
             if reason:
                 raise LaunchError(f"run {record.run_id} was lost while followed: {reason}; "
-                                  f"{liveness.cleanup_hint(_entry(record))}")
+                                  f"{liveness.cleanup_hint(entry)}")
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         ref = f"{record.experiment}/{record.run_id}"
@@ -121,33 +127,56 @@ def recorded(manifest: dict[str, Any]) -> Outcome:
 
 
 def _entry(record: Record) -> dict[str, Any]:
-    from ..index import summarize
-
-    return summarize(record.manifest)
+    """The run as liveness reads it: named by where the record is, not by what it says."""
+    return {"experiment": record.experiment, "run_id": record.run_id,
+            "status": record.status}
 
 
 def _spool(record: Record) -> Path | None:
     """Where the launcher writes the logs as they come: the record's folder, or (an S3 store)
-    the run's local copy."""
-    copy = record.manifest.get("local_copy")
-    return record.local_path() or (Path(copy) if copy else None)
+    the run's local copy in its work folder on this machine, found as the launch names it
+    (the `local_copy` a record states may be any path)."""
+    local = record.local_path()
+    if local is not None:
+        return local
+    try:
+        return liveness.run_folder(record.experiment, record.run_id, record.uri) / "record"
+    except DamagedFile:
+        return None
 
 
 def _echo_new_lines(spool: Path | None, offsets: dict[Path, int],
                     echo: Callable[[str], None]) -> None:
-    """Echo the complete lines added to each host's log since the last call."""
+    """Echo the complete lines added to each host's log since the last call, as text that
+    cannot drive the terminal; at most READ_BYTES of each log a call (a line longer than that
+    comes in pieces), from regular files only (a FIFO planted among the logs would block)."""
     if spool is None:
         return
     logs = sorted((spool / "logs").glob("*.log"))
     for path in logs:
-        try:
-            with path.open("rb") as log:
-                log.seek(offsets.get(path, 0))
-                data = log.read()
-        except OSError:
+        data = _read_from(path, offsets.get(path, 0))
+        if data is None:
             continue  # not there yet, or moved to the local copy: the next round reads it
-        complete = data[: data.rfind(b"\n") + 1]
+        cut = data.rfind(b"\n") + 1 or (len(data) if len(data) >= READ_BYTES else 0)
+        complete = data[:cut]
         offsets[path] = offsets.get(path, 0) + len(complete)
         prefix = f"[{path.stem}] " if len(logs) > 1 else ""
         for line in complete.decode("utf-8", errors="replace").splitlines():
-            echo(prefix + line)
+            echo(terminal_text(prefix + line))
+
+
+def _read_from(path: Path, offset: int) -> bytes | None:
+    """Up to READ_BYTES of the regular file `path` from `offset`; None when it is not one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, READ_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)

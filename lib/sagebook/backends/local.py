@@ -15,28 +15,23 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import LaunchConfig
 from ..errors import ConfigError, StoreError
 from ..record import Record
 from ..stores import Store, open_store
 from . import Backend, Job, Outcome, Staged, checkpoints, contract, liveness, namespace, uploads
+from .liveness import work_dir
 from .logs import LogSink
 
+T = TypeVar("T")
 STOP_GRACE_SECONDS = 120  # SageMaker's grace between SIGTERM and SIGKILL on StopTrainingJob
-
-
-def work_dir(job_name: str) -> Path:
-    """The per-run folder that plays /opt/ml; kept after the run so it can be inspected."""
-    base = Path(os.environ.get("SAGEBOOK_WORK_DIR") or Path(tempfile.gettempdir()) / "sagebook")
-    return base / job_name
 
 
 TENSORBOARD_PATH = "/opt/ml/output/tensorboard"  # SageMaker's default LocalPath
@@ -100,6 +95,11 @@ class ProcessRun:
         raise NotImplementedError
 
     def prepare(self, job: Job) -> list[Host]:
+        """Lay out every host's /opt/ml: channels (downloaded from S3 when remote) and the
+        checkpoints to resume from. Interruptible however long a download waits."""
+        return interruptible(self._prepare, job)
+
+    def _prepare(self, job: Job) -> list[Host]:
         names = contract.host_names(job.config.job.instance_count)
         work = work_dir(job.request["TrainingJobName"])
         # one host keeps the plain layout; several get a folder each
@@ -226,7 +226,7 @@ class ProcessRun:
                     record.put_file("metrics.jsonl", (moved or sinks)[0].metrics_path)
             except StoreError as exc:  # kept in the local copy, for `sagebook sync`
                 sinks[0].error = sinks[0].error or str(exc)
-        return self.finish(job, hosts, exit_code, stopped, failed)
+        return interruptible(self.finish, job, hosts, exit_code, stopped, failed)
 
     def _streamed(self, job: Job, hosts: list[Host]) -> tuple[int, bool, Host | None]:
         """Run every host's process to its end; the first to fail stops the others."""
@@ -364,7 +364,8 @@ class LocalBackend(ProcessRun, Backend):
 
     def start(self, job: Job) -> Outcome:
         if job.staged and job.staged.uploads:
-            uploads.upload(job.staged.uploads, _store_options(job), lambda line: None)
+            interruptible(uploads.upload, job.staged.uploads, _store_options(job),
+                          lambda line: None)
         hosts = self.prepare(job)
         entry = Path(job.config.job.source_dir) / job.config.job.entry_point
         if not entry.is_file():
@@ -429,6 +430,30 @@ class LocalBackend(ProcessRun, Backend):
         if not job.pdb:
             env["PYTHONBREAKPOINT"] = "0"  # no terminal to debug in: skip breakpoints
         return env
+
+
+def interruptible(work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` (a phase of network and disk work: uploads, downloads, archives) run in a
+    thread of its own and waited for here, where Ctrl-C and SIGTERM arrive (as
+    KeyboardInterrupt, see cli.py): they end the wait at once. In this thread they could not
+    end it, as a transfer library that catches the interrupt first waits for its reads in
+    flight, up to the AWS timeout. The phase, left behind, ends with the process."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, work(*args)))
+        except BaseException as exc:  # noqa: BLE001 - handed over to the waiting thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, daemon=True, name=getattr(work, "__name__", "work"))
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    done, value = outcome[0]
+    if not done:
+        raise value
+    return value
 
 
 def _torchrun() -> str | None:

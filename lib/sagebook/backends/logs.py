@@ -1,10 +1,13 @@
 """Log lines of a run: shown live, saved to the record, and scraped for metrics.
 
 Metrics are scraped as SageMaker does: every metric definition's regex is searched in every
-log line, and the first capture group, read as a float, is the value. A value's step (the x of
-its curve) is the line's own epoch or step number when it has one; once a metric's lines have
-had one, a line without (a closing "final val_accuracy=…") sets the final value but adds no
-point to the curve.
+log line, and the first capture group, read as a float, is the value. The regexes come from
+configs (any branch, a teammate's record replayed by `rerun`), so they run on RE2, in time
+linear in the line: Python's `re` takes exponential time on `(a+)+$` and holds the GIL while it
+does, so neither SIGTERM nor Ctrl-C could end the launch. A value's step (the x of its curve)
+is the line's own epoch or step number when it has one; once a metric's lines have had one, a
+line without (a closing "final val_accuracy=…") sets the final value but adds no point to the
+curve.
 """
 
 from __future__ import annotations
@@ -18,10 +21,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from ..printing import terminal_text
 from ..secrets import redact, secret_values
 
-# `epoch=3`, `Epoch 3/10`, `step: 200`, `iteration 7`: a line's own position in training
-_STEP = re.compile(r"\b(?:epoch|step|iteration|iter)\b\s*[=:]?\s*(\d+)", re.IGNORECASE)
+# `epoch=3`, `Epoch 3/10`, `step: 200`, `iteration 7`: a line's own position in training.
+# One way to read each space (`\s*[=:]?\s*` would try every split of a long run of spaces).
+_STEP = re.compile(r"\b(?:epoch|step|iteration|iter)\b\s*(?:[=:]\s*)?(\d+)", re.IGNORECASE)
+
+
+def metric_pattern(regex: str) -> Any:
+    """`regex` compiled for RE2, which runs it in time linear in the line (the pattern has
+    `re`'s `search` and `groups`, its matches `group`); ValueError with the reason when RE2
+    cannot run it: a backreference, a lookahead or lookbehind, `\\Z` (RE2 has `\\z`)."""
+    import re2  # 20-50 ms: a launch pays for it, `sagebook list` does not
+
+    options = re2.Options()
+    options.log_errors = False  # the reason is raised, not written to stderr by the library
+    try:
+        return re2.compile(regex, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(
+            exc.args[0], bytes) else str(exc)
+        raise ValueError(f"{reason} (metric regexes run on RE2, in linear time: it has no "
+                         "backreferences, lookahead or lookbehind)") from None
 
 
 class LogSink:
@@ -44,7 +66,13 @@ class LogSink:
         self.fallback = fallback
         self.error: str | None = None  # the first write error, when there was one
         self.lost_lines = 0
-        self.patterns = [(d["Name"], re.compile(d["Regex"])) for d in metric_definitions]
+        self.patterns: list[tuple[str, Any]] = []
+        for definition in metric_definitions:
+            try:
+                self.patterns.append((definition["Name"], metric_pattern(definition["Regex"])))
+            except ValueError as exc:  # a cloud job's own, which SageMaker scrapes itself
+                echo(f"[sagebook] metric {terminal_text(definition['Name'], one_line=True)} "
+                     f"is not scraped here: {exc}")
         self.secrets = secret_values()
         self.steps: dict[str, int] = {}
         self.stepped: set[str] = set()  # metrics whose lines carry their own epoch/step
