@@ -187,7 +187,7 @@ def test_a_local_rerun_runs_the_recorded_code_not_todays(make_config, tmp_path):
 
     (code / "train.py").write_text("print('version 2')\n")  # an edit after the parent ran
     store = str(tmp_path / "experiments")
-    again = sagebook("rerun", parent.name, "--store", store)
+    again = sagebook("rerun", parent.name, "--store", store, "-c", str(path))
     assert again.returncode == 0, again.stderr
     assert "version 1" in again.stdout and "version 2" not in again.stdout
     assert f"the training code in {code} differs from the code run {parent.name} ran" \
@@ -198,7 +198,8 @@ def test_a_local_rerun_runs_the_recorded_code_not_todays(make_config, tmp_path):
     # the config as launched still names the user's source_dir, not the unpacked package
     assert f"source_dir: {code}" in (child / "sagemaker_config.yaml").read_text()
 
-    current = sagebook("rerun", parent.name, "--store", store, "--code", "current")
+    current = sagebook("rerun", parent.name, "--store", store, "-c", str(path), "--code",
+                       "current")
     assert current.returncode == 0, current.stderr
     assert "version 2" in current.stdout and "--code current" in current.stdout
 

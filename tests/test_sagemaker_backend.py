@@ -313,7 +313,7 @@ def test_a_rerun_sends_the_parents_code_data_and_image_though_all_changed_since(
     (data / "a.csv").write_text("x\n2\n")
     push_image(IMAGE, layer="sha256:" + "1" * 64)
     store = f"s3://{bucket}/records"
-    rerun = sagebook("rerun", parent["run_id"], "--store", store)
+    rerun = sagebook("rerun", parent["run_id"], "--store", store, "-c", str(path))
     assert rerun.returncode == 0, rerun.stderr
     assert f"the training code in {code} differs from the code run {parent['run_id']} ran; " \
            "this rerun runs the recorded code" in rerun.stdout
@@ -341,7 +341,8 @@ def test_a_rerun_sends_the_parents_code_data_and_image_though_all_changed_since(
     assert [e.get("reused_from") for e in child["uploads"]] == [
         None, f"digits-mlp/{parent['run_id']}"]
 
-    current = sagebook("rerun", parent["run_id"], "--store", store, "--code", "current")
+    current = sagebook("rerun", parent["run_id"], "--store", store, "-c", str(path),
+                       "--code", "current")
     assert current.returncode == 0, current.stderr
     assert "--code current: this rerun runs today's" in current.stdout
     assert len([k for k in keys(s3, bucket, "records/_uploads/code/")

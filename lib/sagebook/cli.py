@@ -462,7 +462,10 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
         "rerun", help="launch a new run from a run's record",
         description="Launch again from the configs as the run launched them, sending the "
                     "code, data and image (by digest) the run sent, with optional overrides; "
-                    "the new record names its parent.",
+                    "the new record names its parent. Today's code is the source_dir of your "
+                    "job config (-c, else the project's config that keeps its records in the "
+                    "store). Someone else's record is described first: whose it is, its code, "
+                    "image and the settings that differ from your config.",
     )
     rerun.add_argument("run")
     _store_options(rerun)
@@ -470,10 +473,15 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
                        help="change a setting, e.g. -o training.epochs=3 (repeatable)")
     rerun.add_argument("--code", choices=("recorded", "current"), default="recorded",
                        help="recorded (default): the run's own code package, byte for byte; "
-                            "current: today's source_dir")
+                            "current: today's, the source_dir of your job config")
     rerun.add_argument("--resume", action="store_true",
                        help="start from a copy of the run's checkpoints (by default a run "
                             "starts afresh in a checkpoint prefix of its own)")
+    rerun.add_argument("--trust-record", action="store_true",
+                       help="someone else's record: run it as recorded, also where its "
+                            "settings would pass your AWS credentials or profile to its code, "
+                            "write to buckets or folders your job config does not name, or "
+                            "read your local folders (refused otherwise, exit 2)")
     wait = rerun.add_mutually_exclusive_group()
     wait.add_argument("--wait", dest="wait", action="store_true", default=None,
                       help="cloud runs: follow status and logs until the job ends")
@@ -716,10 +724,16 @@ def _diff(args: argparse.Namespace) -> int:
 def _rerun(args: argparse.Namespace) -> int:
     from . import runs
 
-    parent = runs.find_run(_open_store(args), args.run)
+    store = _open_store(args)
+    parent = runs.find_run(store, args.run)
     print(f"re-running {parent.experiment}/{parent.run_id}", file=sys.stderr)
-    run = runs.rerun(parent, args.override, resume=args.resume, code=args.code, via="cli",
-                     wait=args.wait)
+    try:
+        run = runs.rerun(parent, args.override, resume=args.resume, code=args.code,
+                         trust=args.trust_record, config=runs.own_config(store, args.config),
+                         via="cli", wait=args.wait)
+    except runs.UntrustedRecord as exc:  # refused like a config: nothing ran, exit 2
+        print(f"sagebook: {exc}", file=sys.stderr)
+        return 2
     print(run.summary())
     commit = (run.record.manifest.get("git") or {}).get("commit")
     parent_commit = (parent.manifest.get("git") or {}).get("commit")

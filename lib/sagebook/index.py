@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import StoreError
-from .inputs import DamagedFile, parse_json
+from .inputs import DamagedFile, checked_name, parse_json
 from .stores import Store, StoreExistsError
 
 ROOT = "_index"
@@ -221,10 +221,10 @@ def entries(store: Store, experiment: str | None = None, *, compact_after: bool 
     """
     damaged = [] if damaged is None else damaged
     scope = f"/{experiment}" if experiment else ""
-    event_keys = list(store.list(EVENTS + scope))
+    event_keys = _named(store, store.list(EVENTS + scope), damaged)
     events, notes = _load_events(store, event_keys, damaged)
     latest_pages: dict[str, str] = {}
-    for key in store.list(PAGES + scope):
+    for key in _named(store, store.list(PAGES + scope), damaged):
         exp = _key_experiment(key)
         if key.endswith(".jsonl") and key > latest_pages.get(exp, ""):
             latest_pages[exp] = key
@@ -254,6 +254,20 @@ def entries(store: Store, experiment: str | None = None, *, compact_after: bool 
                 pass  # a reader without write access still reads correctly, only slower
 
 
+def _named(store: Store, keys: Iterable[str], damaged: list[DamagedFile]) -> list[str]:
+    """The index files among `keys` in a folder named like an experiment; the others are
+    damaged: their folder name is what `compact` would list, write and delete below."""
+    named = []
+    for key in keys:
+        try:
+            checked_name("experiment", _key_experiment(key), store.url(key))
+        except DamagedFile as exc:
+            damaged.append(exc)
+            continue
+        named.append(key)
+    return named
+
+
 def _with_notes(chosen: dict[str, Any], paged: dict[str, Any] | None,
                 notes: dict[str, list[Any]] | None) -> dict[str, Any]:
     """The chosen summary with the annotation state of its page line and pending events."""
@@ -264,12 +278,30 @@ def _with_notes(chosen: dict[str, Any], paged: dict[str, Any] | None,
 
 
 def parse_entry(data: bytes, where: str) -> dict[str, Any]:
-    """One index summary or annotation; DamagedFile when it is not one (garbled, torn)."""
+    """One index summary or annotation; DamagedFile when it is not one (garbled, torn), or
+    when its run id or experiment is not one: they become keys and paths of the readers."""
     entry = parse_json(data, where)
     if not (isinstance(entry, dict) and isinstance(entry.get("run_id"), str)
             and isinstance(entry.get("experiment"), str)):
         raise DamagedFile(where, "not a run summary (no run_id and experiment)")
+    checked_name("experiment", entry["experiment"], where)
+    checked_name("run id", entry["run_id"], where)
     return entry
+
+
+def checked_manifest(data: bytes, where: str, experiment: str, run_id: str) -> dict[str, Any]:
+    """The manifest read from `<experiment>/<run_id>/manifest.json` (at `where`); DamagedFile
+    when it is garbled, not a sagebook manifest, or names another run than its folder's: its
+    run id and experiment become index keys and paths, so they must be the folder's own."""
+    manifest = parse_json(data, where)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("status"), str):
+        raise DamagedFile(where, "not a sagebook manifest (it has no status)")
+    for kind, key, folder in (("experiment", "experiment", experiment),
+                              ("run id", "run_id", run_id)):
+        value = checked_name(kind, manifest.get(key), where)
+        if value != folder:
+            raise DamagedFile(where, f"its {key} {value!r} is not its folder's ({folder!r})")
+    return manifest
 
 
 def _load_events(store: Store, keys: list[str], damaged: list[DamagedFile]
@@ -440,7 +472,7 @@ def rebuild(store: Store, experiment: str | None = None) -> Rebuilt:
         if data is None:
             continue
         try:
-            manifest = parse_json(data, store.url(key))
+            manifest = checked_manifest(data, store.url(key), *key.split("/")[:2])
             entry = summarize(manifest)
         except DamagedFile as exc:
             result.damaged.append(exc)

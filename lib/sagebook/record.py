@@ -35,7 +35,7 @@ from typing import Any
 
 from . import index
 from .errors import StoreError
-from .inputs import DamagedFile, parse_json
+from .inputs import checked_name
 from .secrets import redact
 from .stores import Store
 
@@ -271,12 +271,13 @@ class Record:
 
 def read_manifest(store: Store, experiment: str, run_id: str) -> dict[str, Any]:
     """A run's manifest; FileNotFoundError when there is none, DamagedFile (naming it) when it
-    cannot be read as one: half-written, garbled, or not a sagebook manifest."""
+    cannot be read as one: half-written, garbled, not a sagebook manifest, or another run's.
+    The experiment and run id are checked before they become a key: callers pass what an
+    index or a listing of the store said."""
+    checked_name("experiment", experiment, store.uri)
+    checked_name("run id", run_id, store.uri)
     key = f"{experiment}/{run_id}/manifest.json"
-    manifest = parse_json(store.read_bytes(key), store.url(key))
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("status"), str):
-        raise DamagedFile(store.url(key), "not a sagebook manifest (it has no status)")
-    return manifest
+    return index.checked_manifest(store.read_bytes(key), store.url(key), experiment, run_id)
 
 
 def sync(record: Record) -> list[str]:

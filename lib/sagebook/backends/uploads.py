@@ -19,21 +19,26 @@ A channel points at `…/<digest>/`, with the slash, so the marker beside it is 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import sys
 import tarfile
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import ConfigError
+from ..inputs import DamagedFile, checked_name, safe_path
 from ..stores import open_store
 
 CODE_ARCHIVE = "sourcedir.tar.gz"
@@ -138,50 +143,215 @@ def pack_code(folder: Path, archive: Path) -> str:
     digest = hashlib.sha256()
     with archive.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
                                                   mtime=0) as zipped:
-        stream = _Hashing(zipped, digest)
-        with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for rel, path in _walk(folder, NOT_CODE, NOT_CODE_SUFFIXES):
-                info = tarfile.TarInfo(rel)
-                mode = path.stat().st_mode
-                info.size = path.stat().st_size
-                info.mode = 0o755 if mode & stat.S_IXUSR else 0o644
-                info.mtime = 0
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                with path.open("rb") as handle:
-                    tar.addfile(info, handle)
+        _write_tar(folder, _Hashing(zipped, digest))
     return digest.hexdigest()
 
 
-def unpack_code(uri: str, digest: str, workdir: Path, store_options: dict[str, Any]) -> Path:
-    """The code package at `uri` (a `…/code/<digest>/` prefix), fetched, checked against its
-    digest and unpacked into `workdir/<digest>/src`, once: the very code a recorded run ran."""
-    folder = workdir / digest / "src"
-    if folder.is_dir():
-        return folder
-    archive = workdir / digest / CODE_ARCHIVE
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    if not archive.is_file():
-        partial = archive.with_name(f".{CODE_ARCHIVE}.{os.getpid()}.{threading.get_ident()}")
-        open_store(uri, **store_options).get_file(CODE_ARCHIVE, partial)
-        os.replace(partial, archive)
-    stream = hashlib.sha256()
-    with gzip.open(archive, "rb") as tar_stream:
-        for block in iter(lambda: tar_stream.read(1 << 20), b""):
-            stream.update(block)
-    if stream.hexdigest()[:32] != digest:
-        archive.unlink()
-        raise ValueError(f"{uri}{CODE_ARCHIVE} does not hold the code it is named by")
-    partial_dir = folder.with_name(f".src.{os.getpid()}.{threading.get_ident()}")
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(partial_dir, filter="data")  # no absolute paths, links out or devices
-    try:
-        os.replace(partial_dir, folder)
-    except OSError:  # another launch unpacked it first: theirs is the same code
-        import shutil
+def code_digest(folder: Path) -> str:
+    """The digest `plan_code` names `folder` by (32 hex digits), without writing the archive."""
+    digest = hashlib.sha256()
+    _write_tar(folder, _Hashing(None, digest))
+    return digest.hexdigest()[:32]
 
-        shutil.rmtree(partial_dir, ignore_errors=True)
+
+def _write_tar(folder: Path, stream: _Hashing) -> None:
+    with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for rel, path in _walk(folder, NOT_CODE, NOT_CODE_SUFFIXES):
+            info = tarfile.TarInfo(rel)
+            mode = path.stat().st_mode
+            info.size = path.stat().st_size
+            info.mode = 0o755 if mode & stat.S_IXUSR else 0o644
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+
+
+# --------------------------------------------------------------------------------------------
+# Unpacking a recorded code package (rerun)
+#
+# The package comes from a shared store and its digest from a record: either may be anything.
+# It is unpacked into a fresh folder, member by member, only files and folders, within
+# bounds on what it unpacks to, and kept only when its tar stream has the recorded digest.
+
+MAX_CODE_BYTES = 2 << 30  # what one package may unpack to (SAGEBOOK_MAX_CODE_BYTES)
+MAX_CODE_FILES = 100_000  # files and folders in one package (SAGEBOOK_MAX_CODE_FILES)
+MAX_TAR_HEADER = 1 << 20  # one long-name or pax header: tarfile reads it whole into memory
+MAX_TAR_TRAILER = 1 << 20  # bytes after the end-of-archive blocks (a writer pads 10 KiB)
+_TAR_KINDS = {tarfile.SYMTYPE: "symbolic link", tarfile.LNKTYPE: "hard link",
+              tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device",
+              tarfile.FIFOTYPE: "named pipe", tarfile.CONTTYPE: "contiguous file",
+              tarfile.GNUTYPE_SPARSE: "sparse file"}
+
+
+def code_limits() -> tuple[int, int]:
+    """(bytes, files) a code package may unpack to: SAGEBOOK_MAX_CODE_BYTES and
+    SAGEBOOK_MAX_CODE_FILES, by default 2 GiB and 100,000 (generous for training code)."""
+    limits = []
+    for name, default in (("SAGEBOOK_MAX_CODE_BYTES", MAX_CODE_BYTES),
+                          ("SAGEBOOK_MAX_CODE_FILES", MAX_CODE_FILES)):
+        text = os.environ.get(name, "").strip()
+        if not text:
+            limits.append(default)
+        elif text.isdigit() and int(text) > 0:
+            limits.append(int(text))
+        else:
+            raise ConfigError.one(name, None, f"expected a whole number above 0, got {text!r}")
+    return limits[0], limits[1]
+
+
+def unpack_code(uri: str, digest: object, workdir: Path, store_options: dict[str, Any],
+                where: str) -> Path:
+    """The code package at `uri` (a `…/code/<digest>/` prefix) unpacked into
+    `workdir/<digest>/src`: the very code a recorded run ran. `uri` and `digest` come from the
+    record at `where`; every refusal is a DamagedFile naming it and why, and leaves nothing
+    behind. A copy unpacked before is used only when it still holds that digest's code."""
+    digest = checked_name("digest", digest, where)
+    if not isinstance(uri, str) or uri.rstrip("/").rsplit("/", 2)[-2:] != ["code", digest]:
+        raise DamagedFile(where, f"the code package's uri {ascii(uri)[:80]} does not name "
+                                 f"its digest ({digest})")
+    base = safe_path(workdir, digest, where=where)
+    folder, archive = base / "src", base / CODE_ARCHIVE
+    limits = code_limits()
+    if _holds_code(folder, digest, limits):
+        return folder
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        _remove(folder)
+        if archive.is_file() and not archive.is_symlink():  # packed here before, or fetched
+            try:
+                return _unpack(archive, folder, digest, where, limits)
+            except DamagedFile:
+                _remove(archive)  # not that digest's package after all: fetched again
+        partial = base / f".{CODE_ARCHIVE}.{os.getpid()}.{threading.get_ident()}"
+        try:
+            open_store(uri, **store_options).get_file(CODE_ARCHIVE, partial)
+            unpacked = _unpack(partial, folder, digest, f"{uri.rstrip('/')}/{CODE_ARCHIVE}",
+                               limits)
+            os.replace(partial, archive)
+        finally:
+            _remove(partial)
+        return unpacked
+    except BaseException:
+        with contextlib.suppress(OSError):
+            base.rmdir()  # the folder this call made, when nothing else is in it
+        raise
+
+
+def _holds_code(folder: Path, digest: str, limits: tuple[int, int]) -> bool:
+    """Whether `folder` is an unpacked copy of the package `digest`: within the bounds, only
+    folders and regular files (no links a later write could follow), packing to that very
+    digest."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    size = count = 0
+    try:
+        for dirpath, dirnames, filenames in os.walk(folder, onerror=_raise):
+            for name in (*dirnames, *filenames):
+                info = os.lstat(os.path.join(dirpath, name))
+                size, count = size + info.st_size, count + 1
+                if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)) or \
+                        size > limits[0] or count > limits[1]:
+                    return False
+        return code_digest(folder) == digest
+    except OSError:
+        return False
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def _unpack(archive: Path, folder: Path, digest: str, where: str,
+            limits: tuple[int, int]) -> Path:
+    """`archive` unpacked into a fresh folder moved to `folder` once its tar stream proved to
+    have `digest`; on any refusal, or an interruption, the fresh folder is removed."""
+    partial = folder.with_name(f".src.{os.getpid()}.{threading.get_ident()}")
+    hashed = hashlib.sha256()
+    try:
+        _remove(partial)  # a leftover of a killed process that had this pid
+        partial.mkdir()
+        with gzip.open(archive, "rb") as unzipped:
+            stream = _Hashing(unzipped, hashed)
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedInfo) as tar:
+                tar.extractall(partial, filter=_CodeMembers(where, *limits))
+            trailing = 0  # the end-of-archive padding is part of the digest
+            while block := stream.read(1 << 16):
+                trailing += len(block)
+                if trailing > MAX_TAR_TRAILER:
+                    raise DamagedFile(where, "data after the end of the tar archive")
+        if hashed.hexdigest()[:32] != digest:
+            raise DamagedFile(where, f"does not hold the code it is named by ({digest})")
+        try:
+            os.replace(partial, folder)
+        except OSError:  # another rerun unpacked it meanwhile: theirs, when it checks out
+            if not _holds_code(folder, digest, limits):
+                raise
+    except tarfile.FilterError as exc:
+        raise DamagedFile(where, f"{ascii(exc.tarinfo.name)[:80]} would be unpacked outside "
+                                 "its folder") from None
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DamagedFile(where, f"not a code package (a gzipped tar): {exc}") from None
+    except OSError as exc:
+        raise DamagedFile(where, f"cannot be unpacked: {exc.strerror or exc}") from None
+    finally:
+        _remove(partial)
     return folder
+
+
+class _CodeMembers:
+    """tarfile's extraction filter for a code package: only files and folders, each named by
+    plain path components, counted and added up before anything is written, so a package that
+    would unpack past its bounds stops at them instead of after filling the disk."""
+
+    def __init__(self, where: str, max_bytes: int, max_files: int):
+        self.where, self.max_bytes, self.max_files = where, max_bytes, max_files
+        self.bytes = self.files = 0
+
+    def __call__(self, member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        shown = ascii(member.name)[:80]
+        self.files += 1
+        if self.files > self.max_files:
+            raise DamagedFile(self.where, f"holds more than {self.max_files:,} files and "
+                                          "folders (SAGEBOOK_MAX_CODE_FILES)")
+        if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
+            kind = _TAR_KINDS.get(member.type, "special entry")
+            raise DamagedFile(self.where, f"holds {shown}, a {kind}: a code package holds only "
+                                          "files and folders")
+        try:
+            safe_path(Path(dest), *member.name.split("/"), where=self.where)
+        except DamagedFile:
+            raise DamagedFile(self.where, f"holds {shown}, a name that is not a plain path "
+                                          "inside the package") from None
+        self.bytes += member.size
+        if self.bytes > self.max_bytes:
+            raise DamagedFile(self.where, f"unpacks to more than {_size(self.max_bytes)} "
+                                          "(SAGEBOOK_MAX_CODE_BYTES)")
+        return tarfile.data_filter(member, dest)  # modes: no set-id bits, owner-writable
+
+
+class _BoundedInfo(tarfile.TarInfo):
+    """A tar header whose long-name or pax extension is refused past MAX_TAR_HEADER before
+    tarfile reads it whole into memory (the filter only sees members, after their headers)."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+                         tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE) \
+                and self.size > MAX_TAR_HEADER:
+            raise tarfile.HeaderError(f"a header extension of {_size(self.size)}")
+        return super()._proc_member(tarfile_)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, link or folder tree that may or may not be there."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass  # what could not be removed is named by the next step that trips over it
 
 
 def _walk(folder: Path, skip: frozenset[str], skip_suffixes: tuple[str, ...] = ()
@@ -200,18 +370,29 @@ def _walk(folder: Path, skip: frozenset[str], skip_suffixes: tuple[str, ...] = (
 
 
 class _Hashing(io.RawIOBase):
-    """A write-only stream that hashes what passes through it on its way to `target`."""
+    """A stream that hashes what passes through it: written on its way to `target` (None: only
+    hashed), or read from `target`."""
 
-    def __init__(self, target: IO[bytes], digest: Any):
+    def __init__(self, target: IO[bytes] | None, digest: Any):
         self.target, self.digest = target, digest
 
     def writable(self) -> bool:
         return True
 
+    def readable(self) -> bool:
+        return self.target is not None
+
     def write(self, data: Any) -> int:
         self.digest.update(data)
-        self.target.write(data)
+        if self.target is not None:
+            self.target.write(data)
         return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        assert self.target is not None
+        data = self.target.read(size)
+        self.digest.update(data)
+        return data
 
 
 def file_digest(path: Path) -> str:
