@@ -135,8 +135,8 @@ class Dashboard:
         for i, name in enumerate(names):
             axes = figure.add_subplot((len(names) + 2) // 3, min(len(names), 3), i + 1)
             points = series.get(name, [])
-            axes.plot([_step(p, j) for j, p in enumerate(points)], [p[1] for p in points],
-                      marker="o", markersize=3)
+            axes.plot([p[0] for p in points], [p[1] for p in points],
+                      marker="o" if len(points) <= report.MAX_DOTS else None, markersize=3)
             axes.set_title(name, fontsize="medium")
             axes.set_xlabel("step")
         figure.suptitle(f"{record.run_id} ({record.status})", fontsize="medium")
@@ -154,9 +154,9 @@ class Dashboard:
             for run_id, run_series in series.items():
                 points = run_series.get(name, [])
                 if points:
-                    axes.plot([_step(p, j) for j, p in enumerate(points)],
-                              [p[1] for p in points], marker="o", markersize=3,
-                              label=labels[run_id])
+                    axes.plot([p[0] for p in points], [p[1] for p in points],
+                              marker="o" if len(points) <= report.MAX_DOTS else None,
+                              markersize=3, label=labels[run_id])
             axes.set_title(name, fontsize="medium")
             axes.set_xlabel("step")
             if axes.lines:
@@ -233,10 +233,6 @@ def names(value: Sequence[str] | str | None) -> list[str]:
             parsed = value.split(",")
         value = parsed if isinstance(parsed, list) else [str(parsed)]
     return [str(v).strip() for v in value if str(v).strip()]
-
-
-def _step(point: tuple[int | None, float, float | None], index: int) -> int:
-    return point[0] if point[0] is not None else index
 
 
 def _cell(value: Any) -> str:

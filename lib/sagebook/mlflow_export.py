@@ -248,11 +248,11 @@ def _metrics(info: runs.RunDetails, client: Any, run_id: str
     point without its own time takes the run's, which moves until it ends); with no client (a
     new run) all of them. A final metric without any curve is one point at step 0."""
     fallback = _ms(info.manifest.get("ended")) or _ms(info.manifest.get("created")) or 0
-    points = [(name, value, _ms(stamp) if stamp else fallback, step if step is not None else i)
-              for name, series in info.metrics.items()
-              for i, (step, value, stamp) in enumerate(series)]
+    curves = runs.metric_series(info.record, limit=None)  # info.metrics is downsampled
+    points = [(name, value, _ms(stamp) if stamp else fallback, step)
+              for name, series in curves.items() for step, value, stamp in series]
     for name, value in (info.manifest.get("final_metrics") or {}).items():
-        if name not in info.metrics and isinstance(value, int | float):
+        if name not in curves and isinstance(value, int | float):
             points.append((name, float(value), fallback, 0))
     if client is None:
         return points

@@ -11,13 +11,23 @@ is relative (to other pages and to the record's own files), styles and the sorti
 inline, and nbconvert's `basic` template is used — the `lab` one loads MathJax and require.js
 from a CDN. A run page is rendered again only when the run's index summary changed (its
 revision), or when the rendering options or this module's page format did.
+
+A record is written by whoever can write to the store, and read by the whole team: what a page
+shows of it is escaped by the templates (jinja's autoescape), and the one piece that must stay
+markup, a run's executed notebook (its outputs and markdown cells hold any HTML), passes an
+allow-list sanitizer (`sanitized`). Each page's Content-Security-Policy lets only the scripts
+the report wrote run (by their hash), and fetches nothing but data: images, as a second wall.
+A record's size does not set a page's: curves are downsampled (`runs.metric_series`), long
+texts cut with a link to the whole file, and a notebook over MAX_NOTEBOOK_BYTES is linked,
+not rendered.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
-import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
@@ -36,15 +46,14 @@ from .stores import Store
 TEMPLATES = Path(__file__).with_name("templates")
 ROOT = "_report"
 STATE = f"{ROOT}/state.json"
-PAGE_FORMAT = 2  # bump when pages change shape, so the next report renders every page again
+PAGE_FORMAT = 3  # bump when pages change shape, so the next report renders every page again
 MAX_METRIC_COLUMNS = 6
 STATUS_COLOURS = {
     "Completed": "#1a7f37", "Failed": "#cf222e", "Stopped": "#9a6700", "Interrupted": "#9a6700",
     "InProgress": "#0969da", "Starting": "#6e7781", "Stopping": "#9a6700",
 }
-_EXTERNAL_ASSET = re.compile(
-    r"<script\b[^>]*\bsrc=[\"']?(?:https?:)?//[^>]*>\s*</script>"
-    r"|<link\b[^>]*\bhref=[\"']?(?:https?:)?//[^>]*>", re.IGNORECASE)
+MAX_NOTEBOOK_BYTES = 32 << 20  # a larger notebook is linked from its run page, not rendered
+MAX_SHOWN_TEXT = 64 << 10  # characters of one text on a run page (a config, a failure reason)
 
 
 def run_page_key(experiment: str, run_id: str) -> str:
@@ -150,12 +159,26 @@ def templates() -> Any:
     import jinja2
 
     if not _ENV:
-        _ENV.append(jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
-                                       autoescape=True, trim_blocks=True, lstrip_blocks=True))
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                 trim_blocks=True, lstrip_blocks=True)
+        env.globals["csp"] = content_security_policy
+        _ENV.append(env)
     return _ENV[0]
 
 
 _ENV: list[Any] = []
+
+
+def content_security_policy(*scripts: str) -> str:
+    """A page's Content-Security-Policy: only `scripts`, the page's own inline scripts, run
+    (named by their SHA-256, so a script that reaches the page any other way does not); nothing
+    is fetched, framed or posted, and images come only as data: URIs. Inline styles are
+    allowed (the pages' own <style> blocks): with nothing to fetch, a style cannot send
+    anything anywhere."""
+    allowed = " ".join("'sha256-{}'".format(base64.b64encode(
+        hashlib.sha256(script.encode()).digest()).decode()) for script in scripts) or "'none'"
+    return (f"default-src 'none'; script-src {allowed}; style-src 'unsafe-inline'; "
+            "img-src data:; base-uri 'none'; form-action 'none'")
 
 
 def metric_columns(entries: Iterable[dict[str, Any]], limit: int = MAX_METRIC_COLUMNS
@@ -247,11 +270,23 @@ def _render_run(store: Store, entry: dict[str, Any], converter: _NotebookConvert
     info = runs.details(record)
     has_notebook = "notebook.ipynb" in info.files
     if has_notebook:
-        notebook = store.read_text(f"{record.prefix}/notebook.ipynb")
+        notebook = _read_within(store, f"{record.prefix}/notebook.ipynb", MAX_NOTEBOOK_BYTES)
         _publish(store, notebook_page_key(record.experiment, record.run_id),
-                 converter.page(notebook, f"{record.run_id} notebook"))
+                 converter.page(notebook, f"{record.run_id} notebook",
+                                f"../../../{record.experiment}/{record.run_id}/notebook.ipynb"))
     _publish(store, run_page_key(record.experiment, record.run_id), run_page(info, has_notebook))
     return has_notebook
+
+
+def _read_within(store: Store, key: str, limit: int) -> str | None:
+    """The object's text when it is at most `limit` bytes, else None (read no further)."""
+    chunks, size = [], 0
+    for chunk in store.read_chunks(key):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
 
 
 def _publish(store: Store, key: str, page: str) -> None:
@@ -291,7 +326,7 @@ def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
         ("record", record.uri, f"{to_record}manifest.json"),
     ]
     charts = [line_chart(name, points) for name, points in info.metrics.items() if points]
-    final = sorted((m.get("final_metrics") or {}).items())
+    final = sorted((k, v) for k, v in (m.get("final_metrics") or {}).items() if is_number(v))
     no_metrics = ("no metrics: the run failed before reporting any" if m.get("status") in
                   ("Failed", "Stopped", "Interrupted", "Lost") else "no metrics reported")
     return templates().get_template("report_run.html").render(
@@ -303,9 +338,12 @@ def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
         failure=_failure(info, to_record), history=m.get("status_history") or [],
         final=final, charts=charts, no_metrics=no_metrics,
         params=[(k, runs.format_param(v)) for k, v in (m.get("params") or {}).items()],
-        configs=[(title, text) for title, text in (("Training config", info.training_config),
-                                                   ("Job config", info.job_config)) if text],
-        request=json.dumps(info.request, indent=2) if info.request is not None else None,
+        configs=[(title, _shown(text, f"{to_record}{name}", name))
+                 for title, name, text in (
+                     ("Training config", "config/training_config.yaml", info.training_config),
+                     ("Job config", "sagemaker_config.yaml", info.job_config)) if text],
+        request=_shown(json.dumps(info.request, indent=2), f"{to_record}request.json",
+                       "request.json") if info.request is not None else None,
         artifacts=_artifact_links(info, to_record))
 
 
@@ -313,12 +351,23 @@ def _failure(info: runs.RunDetails, to_record: str) -> dict[str, Any] | None:
     """The failure reason, and the whole text where sagebook has it: SageMaker cuts
     FailureReason at 1,024 characters; failure.txt holds the training code's own
     output/failure (local runs) or the reason with each host's last log lines."""
-    reason = info.manifest.get("failure_reason")
+    reason = str(info.manifest.get("failure_reason") or "")
     if not reason and not info.failure:
         return None
-    return {"text": reason or "", "cut": len(reason or "") >= FAILURE_REASON_LIMIT,
-            "full": info.failure, "full_name": "failure.txt",
+    return {"text": _shown(reason, f"{to_record}manifest.json", "manifest.json"),
+            "cut": len(reason) >= FAILURE_REASON_LIMIT,
+            "full": info.failure, "full_name": "failure.txt",  # cut when read (runs.read_cut)
             "full_href": f"{to_record}failure.txt" if info.failure else None}
+
+
+def _shown(text: str, href: str, name: str) -> dict[str, Any]:
+    """A text of the record as a page shows it: whole up to MAX_SHOWN_TEXT characters, else
+    its start and its end, and a link to the file that holds all of it."""
+    if len(text) <= MAX_SHOWN_TEXT:
+        return {"head": text, "tail": "", "left_out": 0}
+    half = MAX_SHOWN_TEXT // 2
+    return {"head": text[:half], "tail": text[-half:], "left_out": len(text) - 2 * half,
+            "href": href, "name": name}
 
 
 def _artifact_links(info: runs.RunDetails, to_record: str) -> list[tuple[str, str, str | None]]:
@@ -352,6 +401,7 @@ MAX_PARAM_COLUMNS = 12
 MAX_CHART_PARAMS = 6
 MAX_CHARTED = 500  # the newest runs drawn in the index's comparison charts
 FAILURE_REASON_LIMIT = 1024
+MAX_DOTS = 200  # a curve's points drawn as dots, each with its value on hover; beyond, a line
 
 
 @dataclass
@@ -414,15 +464,16 @@ def _frame(title: str) -> dict[str, Any]:
     return {"title": title, "width": WIDTH, "height": HEIGHT, "pad": PAD, "x_ticks": []}
 
 
-def line_chart(name: str, points: list[tuple[int | None, float, float | None]]
-               ) -> dict[str, Any]:
-    """A metric's curve over the log's own steps (epochs), else the order of its values."""
-    xy = [(step if step is not None else i, value) for i, (step, value, _) in enumerate(points)]
+def line_chart(name: str, points: list[runs.Point]) -> dict[str, Any]:
+    """A metric's curve over its steps (`runs.metric_series`), a dot with its value at each
+    point while there are few enough to point at."""
+    xy = [(step, value) for step, value, _ in points]
     x_axis = Axis.of("step", [x for x, _ in xy])
     y_axis = Axis.of(name, [y for _, y in xy])
     chart = _frame(name)
     placed = [(_x(x_axis.position(x)), _y(y_axis.position(y)), f"{x}: {y:.6g}") for x, y in xy]
-    chart.update(points=" ".join(f"{x},{y}" for x, y, _ in placed), dots=placed,
+    chart.update(points=" ".join(f"{x},{y}" for x, y, _ in placed),
+                 dots=placed if len(placed) <= MAX_DOTS else [],
                  x_label="step", y_ticks=[(_y(f), label) for f, label in y_axis.ticks()],
                  x_ticks=[(_x(f), label) for f, label in x_axis.ticks()])
     return chart
@@ -492,7 +543,13 @@ class _NotebookConverter:
         self.hide_inputs = hide_inputs
         self._local = threading.local()
 
-    def page(self, notebook_json: str, title: str) -> str:
+    def page(self, notebook_json: str | None, title: str, ipynb_href: str) -> str:
+        """The notebook's page: nbconvert's HTML of it, sanitized; None (a notebook over
+        MAX_NOTEBOOK_BYTES) is a page that says so and links to the .ipynb."""
+        page = templates().get_template("report_notebook.html")
+        if notebook_json is None:
+            return page.render(title=title, too_large=MAX_NOTEBOOK_BYTES >> 20,
+                               ipynb_href=ipynb_href, css="")
         import nbformat
 
         exporter = getattr(self._local, "exporter", None)
@@ -503,13 +560,50 @@ class _NotebookConverter:
                                     exclude_input_prompt=self.hide_inputs)
             self._local.exporter = exporter
         try:
-            body, _ = exporter.from_notebook_node(nbformat.reads(notebook_json, as_version=4))
+            body = sanitized(exporter.from_notebook_node(
+                nbformat.reads(notebook_json, as_version=4))[0])
         except Exception as exc:  # a torn or foreign notebook must not stop the whole report
-            from markupsafe import escape
+            return page.render(title=title, error=str(exc), ipynb_href=ipynb_href, css="")
+        return page.render(title=title, body=body, css=_notebook_css())
 
-            body = f"<p>this notebook could not be rendered: {escape(str(exc))}</p>"
-        return templates().get_template("report_notebook.html").render(
-            title=title, body=_EXTERNAL_ASSET.sub("", body), css=_notebook_css())
+
+# What a notebook page keeps of nbconvert's HTML: text, tables, lists, code and images, with the
+# classes and ids the basic template marks cells with (nh3's defaults drop them), and the
+# checkboxes of markdown task lists; never a script, style, form, frame, object, SVG or meta.
+_TAGS = {"input"}
+_ATTRIBUTES = {"*": {"class", "id", "title", "lang"}, "input": {"disabled", "checked"}}
+_ATTRIBUTE_VALUES = {"input": {"type": {"checkbox"}}}
+# images only inline: an output's PNG, JPEG, GIF or SVG (which runs no script as an <img>)
+_IMAGE_DATA = ("data:image/png;", "data:image/jpeg;", "data:image/gif;", "data:image/svg+xml;")
+
+
+def sanitized(html: str) -> str:
+    """nbconvert's HTML of a record's notebook, with only what `_TAGS`/`_ATTRIBUTES` and nh3's
+    (the Rust ammonia sanitizer's) allow-list keep: no script, event handler, style, frame,
+    form, meta or SVG; links only to http(s), mailto and relative targets; images only as
+    data: URIs of image types. Outputs and markdown cells hold whatever HTML the record's
+    writer put there."""
+    import nh3  # lazy: the report alone needs it
+
+    tags = nh3.ALLOWED_TAGS | _TAGS
+    attributes = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
+    for tag, names in _ATTRIBUTES.items():
+        attributes[tag] = attributes.get(tag, set()) | names
+    return nh3.clean(html, tags=tags, attributes=attributes,
+                     tag_attribute_values=_ATTRIBUTE_VALUES,
+                     clean_content_tags={"script", "style"},
+                     url_schemes={"http", "https", "mailto", "data"},
+                     attribute_filter=_data_images_only)
+
+
+def _data_images_only(tag: str, attribute: str, value: str) -> str | None:
+    """data: URIs stay only as the source of an image of an image type; an image's source is
+    never fetched (it would tell a server who opened the page)."""
+    if tag == "img" and attribute == "src":
+        return value if value.strip().lower().startswith(_IMAGE_DATA) else None
+    if attribute in ("href", "cite") and value.strip().lower().startswith("data:"):
+        return None
+    return value
 
 
 _PYGMENTS_CSS: list[str] = []
@@ -525,5 +619,7 @@ def _notebook_css() -> str:
             + ".cell{margin:.6em 0}.prompt{color:#6e7781;font-size:.85em}"
               ".input_area{background:#f6f8fa;padding:.2em .6em}.highlight pre{margin:0}"
               ".output_subarea pre{background:none;max-height:none;padding:.2em .6em}"
-              ".output_area img{max-width:100%}td,th{white-space:normal}")
+              ".output_area img{max-width:100%}td,th{white-space:normal}"
+              "table{border-collapse:collapse}.rendered_html td,.rendered_html th"
+              "{padding:.2em .6em;border:1px solid #d0d7de;text-align:right}")
     return _PYGMENTS_CSS[0]

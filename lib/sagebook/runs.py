@@ -12,14 +12,17 @@ store stays a short Python start.
 
 from __future__ import annotations
 
+import bisect
+import codecs
 import datetime as _dt
 import difflib
 import heapq
 import json
+import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -524,18 +527,166 @@ def read_optional(record: Record, name: str, unreadable: list[str] | None = None
         return None
 
 
-def metric_series(record: Record) -> dict[str, list[tuple[int | None, float, float | None]]]:
-    """name → [(step, value, timestamp)] from the record's metrics.jsonl, in file order."""
-    series: dict[str, list[tuple[int | None, float, float | None]]] = {}
-    text = read_optional(record, "metrics.jsonl") or ""
-    for line in text.splitlines():
+MAX_CURVE_POINTS = 2000  # per metric: a curve's shape at any length, in a page or a terminal
+MAX_METRIC_SERIES = 100  # metric names read from one record; the rest are skipped
+MAX_METRIC_LINE = 4096  # bytes: a point is some 100; a longer line is not one
+CUT_HEAD, CUT_TAIL = 16 << 10, 48 << 10  # of a long text: its start, and its end (a traceback)
+
+Point = tuple[int, float, float | None]  # step, value, timestamp
+
+
+def metric_series(record: Record, limit: int | None = MAX_CURVE_POINTS,
+                  totals: dict[str, int] | None = None) -> dict[str, list[Point]]:
+    """name → [(step, value, timestamp)] from the record's metrics.jsonl, in file order; a point
+    without a step of its own has its position in the series.
+
+    The file is streamed and each curve downsampled as it is read, so time follows the file
+    and memory follows `limit`, never the record: at most `limit` points per metric, chosen by
+    largest-triangle-three-buckets with the first, last, lowest and highest points always
+    among them (`lttb`). `totals`, when given, gets each metric's number of points before
+    that; `limit=None` keeps every point (an export). Lines that are not a point are skipped:
+    a torn last line while the run writes, a line over MAX_METRIC_LINE bytes, a value that is
+    not a finite number, a name past the first MAX_METRIC_SERIES.
+    """
+    kept: dict[str, tuple[list[int], list[Point]]] = {}  # positions in the series, points
+    counts: dict[str, int] = {}
+    for lines in _lines(record, "metrics.jsonl", MAX_METRIC_LINE):
+        for point in _parsed(lines):
+            try:
+                name, value = point["name"], float(point["value"])
+                step, stamp = point.get("step"), point.get("timestamp")
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if type(name) is not str or not math.isfinite(value):
+                continue
+            curve = kept.get(name)
+            if curve is None:
+                if len(kept) >= MAX_METRIC_SERIES:
+                    continue
+                curve = kept[name] = ([], [])
+            position = counts.get(name, 0)
+            counts[name] = position + 1
+            curve[0].append(position)
+            curve[1].append((step if type(step) is int else position, value,
+                             float(stamp) if type(stamp) in (int, float) else None))
+            if limit is not None and len(curve[0]) >= 8 * limit:  # in batches: ~1 pass each
+                kept[name] = _downsampled(curve, limit)
+    if totals is not None:
+        totals.update(counts)
+    return {name: (curve if limit is None else _downsampled(curve, limit))[1]
+            for name, curve in kept.items()}
+
+
+def _downsampled(curve: tuple[list[int], list[Point]], limit: int
+                 ) -> tuple[list[int], list[Point]]:
+    positions, points = curve
+    chosen = lttb(positions, [p[1] for p in points], limit)
+    return [positions[i] for i in chosen], [points[i] for i in chosen]
+
+
+def _parsed(lines: list[bytes]) -> list[Any]:
+    """The JSON value of each line, parsed as one array (a third of the time of a parse per
+    line); when some line is not JSON, line by line without it."""
+    try:
+        values = json.loads(b"[" + b",".join(lines) + b"]")
+        if len(values) == len(lines):
+            return values
+    except ValueError:
+        pass
+    values = []
+    for line in lines:
         try:
-            point = json.loads(line)
-            series.setdefault(point["name"], []).append(
-                (point.get("step"), float(point["value"]), point.get("timestamp")))
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn last line while the run writes
-    return series
+            values.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line while the run writes, or not a point at all
+    return values
+
+
+def _lines(record: Record, name: str, longest: int) -> Iterator[list[bytes]]:
+    """The non-blank lines of a record's file, streamed a batch at a time; a line longer than
+    `longest` bytes is skipped without ever being held whole. Nothing when there is no file."""
+    pending, skipping = b"", False
+    try:
+        for chunk in record.store.read_chunks(f"{record.prefix}/{name}"):
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            if skipping and lines:  # the end of a line that was too long
+                lines, skipping = lines[1:], False
+            yield [line for line in lines if len(line) <= longest and line.strip()]
+            if len(pending) > longest:
+                pending, skipping = b"", True
+    except FileNotFoundError:
+        return
+    if pending.strip() and not skipping:
+        yield [pending]
+
+
+def lttb(xs: Sequence[float], ys: Sequence[float], limit: int) -> list[int]:
+    """The indices of at most `limit` of the points (xs ascending, ys) that keep the curve's
+    shape: largest-triangle-three-buckets (Steinarsson, 2013) — the first and the last point,
+    and from each bucket between them (equal spans of x) the point that spans the largest
+    triangle with the point kept before it and the mean of the next bucket — plus the lowest
+    and the highest point, which a chart must not lose (a loss spike, a best epoch). Buckets
+    span x, not a count of points, so a curve already thinned (metric_series thins as it
+    reads) keeps as many points per span as the new part. `limit` is at least 5."""
+    n = len(xs)
+    if n <= limit:
+        return list(range(n))
+    buckets = limit - 4  # the first, the last and the two extremes take the other four
+    width = (xs[-1] - xs[0]) / buckets
+    edges = [1]
+    for bucket in range(1, buckets):
+        edges.append(bisect.bisect_left(xs, xs[0] + bucket * width, edges[-1], n - 1))
+    edges.append(n - 1)
+    chosen = [0, ys.index(min(ys)), ys.index(max(ys)), n - 1]
+    ax, ay = xs[0], ys[0]
+    for bucket in range(buckets):
+        start, end = edges[bucket], edges[bucket + 1]
+        if start == end:
+            continue
+        after = max(edges[bucket + 2] if bucket + 2 <= buckets else n, end + 1)
+        mean_x = sum(xs[end:after]) / (after - end)
+        mean_y = sum(ys[end:after]) / (after - end)
+        dx, dy = ax - mean_x, mean_y - ay
+        areas = [abs(dx * (y - ay) - (ax - x) * dy)
+                 for x, y in zip(xs[start:end], ys[start:end], strict=True)]
+        best = start + areas.index(max(areas))
+        chosen.append(best)
+        ax, ay = xs[best], ys[best]
+    return sorted(set(chosen))
+
+
+def read_cut(record: Record, name: str, head: int = CUT_HEAD, tail: int = CUT_TAIL,
+             unreadable: list[str] | None = None) -> str | None:
+    """A text file of the record as `read_optional` reads it, but only its first `head` and
+    last `tail` bytes, with a line between them saying how much was left out and where the
+    whole file is: what a reader holds and shows follows the cut, never the file."""
+    first, last, size = bytearray(), bytearray(), 0
+    try:
+        for chunk in record.store.read_chunks(f"{record.prefix}/{name}"):
+            size += len(chunk)
+            taken = max(head - len(first), 0)
+            first += chunk[:taken]
+            last += chunk[taken:]
+            del last[:max(len(last) - tail, 0)]
+    except FileNotFoundError:
+        return None
+    except StoreError as exc:
+        if unreadable is None:
+            raise
+        unreadable.append(f"{name}: {exc}")
+        return None
+    left_out = size - len(first) - len(last)
+    if not left_out:
+        return (first + last).decode(errors="replace")
+    # whole characters on each side of the cut: no half of a UTF-8 sequence shown as U+FFFD
+    start = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(bytes(first))
+    end = bytes(last).lstrip(_UTF8_CONTINUATION).decode(errors="replace")
+    return (f"{start}\n[… {left_out:,} bytes left out here: the whole text is "
+            f"{record.url(name)} …]\n{end}")
+
+
+_UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
 
 
 @dataclass
@@ -604,7 +755,7 @@ def details(record: Record) -> RunDetails:
         training_config=read_optional(record, "config/training_config.yaml", unreadable),
         request=request,
         metrics=metric_series(record),
-        failure=read_optional(record, "failure.txt", unreadable),
+        failure=read_cut(record, "failure.txt", unreadable=unreadable),
         files=files,
         report_page=record.store.url(page) if record.store.exists(page) else None,
         annotations=current_annotations(record) if any(

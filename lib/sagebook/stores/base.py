@@ -74,6 +74,14 @@ class Store(ABC):
     def read_text(self, key: str) -> str:
         return self.read_bytes(key).decode()
 
+    def read_chunks(self, key: str, size: int = 1 << 20) -> Iterator[bytes]:
+        """The object's bytes in pieces of at most about `size`, so a reader that keeps only
+        what it needs of a large object (a cut text, a downsampled curve) holds only that;
+        FileNotFoundError if there is none. Stores that can stream override this."""
+        data = self.read_bytes(key)
+        for start in range(0, len(data), size):
+            yield data[start:start + size]
+
     def write_text(self, key: str, text: str, *, create_only: bool = False) -> None:
         self.write_bytes(key, text.encode(), create_only=create_only)
 

@@ -78,6 +78,25 @@ class S3Store(Store):
         except BotoCoreError as exc:
             raise self._fail("read", key, exc) from None
 
+    def read_chunks(self, key: str, size: int = 1 << 20) -> Iterator[bytes]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key),
+                                          **self._owner())["Body"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                raise FileNotFoundError(self.url(key)) from None
+            raise self._fail("read", key, exc) from None
+        except BotoCoreError as exc:
+            raise self._fail("read", key, exc) from None
+        try:  # a reader that stops early closes the connection instead of reading the rest
+            yield from body.iter_chunks(size)
+        except (BotoCoreError, OSError) as exc:
+            raise self._fail("read", key, exc) from None
+        finally:
+            body.close()
+
     def write_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
