@@ -15,6 +15,7 @@ time, output, the sentinel's fate and every file it created, changed or removed.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -85,6 +86,11 @@ NOTEBOOK_PAYLOADS = {
 }
 CONTROL = "\x1b]0;pwned\x07\x1b[2J\x1b]8;;https://evil.example/\x1b\\click\x1b]8;;\x1b\\\r\x9b31m"
 BIDI = "safe\u202egpj.exe"
+
+
+# A record a reader may name as damaged (exit 1, one line) instead of showing it.
+DAMAGED = {"show": {0, 1}, "show --json": {0, 1}, "diff": {0, 1}, "stop": {0, 1},
+           "attach": {0, 1}}
 
 
 @dataclass
@@ -364,7 +370,7 @@ def run_id_and_experiment_traverse(c: Corpus) -> Case:
     manifest.update(bad)
     c.put(f"{ref}/manifest.json", json.dumps(manifest))
     c.event(manifest, bad, key=f"_index/events/{EXPERIMENT}/{ref.split('/')[1]}.000004.json")
-    return Case("run_id_and_experiment_traverse", ref)
+    return Case("run_id_and_experiment_traverse", ref, expect=DAMAGED)
 
 
 @case
@@ -728,6 +734,8 @@ def tokens_in_metric_names(c: Corpus) -> Case:
 def _sweep(c: Corpus, name: str, data: bytes | str | dict[str, Any], **expect: set[int]
            ) -> Case:
     sweep_id = f"sweep-20260101-000000-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+    if isinstance(data, dict) and data.get("sweep_id") == "x":
+        data["sweep_id"] = sweep_id  # a well-formed sweep names its own folder
     text = json.dumps(data) if isinstance(data, dict) else data
     c.put(f"_sweeps/{EXPERIMENT}/{sweep_id}/sweep.json", text)
     c.put(f"_sweeps/{EXPERIMENT}/{sweep_id}/sweep.yaml",
@@ -843,10 +851,6 @@ def yaml_alias_bomb_in_configs(c: Corpus) -> Case:
     return Case("yaml_alias_bomb_in_configs", ref)
 
 
-DAMAGED = {"show": {0, 1}, "show --json": {0, 1}, "diff": {0, 1}, "stop": {0, 1},
-           "attach": {0, 1}}
-
-
 @case
 def manifest_of_wrong_types(c: Corpus) -> Case:
     ref, _ = c.record(status=5, tags="x", created=[], user={}, status_history="x",
@@ -917,10 +921,7 @@ def snapshot(roots: dict[str, Path], skip: list[Path], s3: dict[str, str] | None
                     kind, info.st_size if kind == "f" else 0,
                     info.st_mtime_ns if kind == "f" else 0, info.st_mode)
     if s3:
-        import boto3
-
-        client = boto3.client("s3")
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=s3["bucket"],
+        pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=s3["bucket"],
                                                                  Prefix=s3["prefix"])
         for page in pages:
             for item in page.get("Contents", []):
@@ -940,11 +941,17 @@ def read_written(key: str, roots: dict[str, Path], s3: dict[str, str] | None,
                 return handle.read(limit)
         return b""
     if s3 and label == "store":
-        import boto3
-
-        body = boto3.client("s3").get_object(Bucket=s3["bucket"], Key=s3["prefix"] + rel)
+        body = _s3().get_object(Bucket=s3["bucket"], Key=s3["prefix"] + rel)
         return body["Body"].read(limit)
     return b""
+
+
+@functools.cache
+def _s3() -> Any:
+    """One S3 client for the runner's snapshots (a client takes long to make)."""
+    import boto3
+
+    return boto3.client("s3")
 
 
 def _limits(memory: int, file_size: int) -> None:
