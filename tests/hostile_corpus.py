@@ -1032,10 +1032,11 @@ def run(spec_path: str) -> None:
     skip = [Path(p) for p in spec["skip"]]
     s3 = spec.get("s3")
     results = []
+    after = snapshot(roots, skip, s3)
     for n, job in enumerate(spec["jobs"]):
         out = Path(spec["out"]) / f"{n:03d}"
         out.mkdir(parents=True, exist_ok=True)
-        before = snapshot(roots, skip, s3)
+        before = after  # nothing runs between two commands
         received.clear()
         if guard.poll() is not None:
             guard = sentinel()

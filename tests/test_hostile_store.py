@@ -59,9 +59,8 @@ SDK = REPO / ".venv-sdk" / "bin"
 # What a command may create or change in the store: the index, the report, sweeps, uploads
 # and run folders with well-formed names; never a path with an empty or `..` part.
 STORE_WRITES = re.compile(
-    r"(_index/(events|pages)/[A-Za-z0-9-]+/[^/]+|_report/.+|_sweeps/[A-Za-z0-9-]+/[A-Za-z0-9_-]+/.+"
-    r"|_uploads/(code|data)/[0-9a-f]{32}(/.+|\.json)|[A-Za-z0-9-]+/[A-Za-z0-9][A-Za-z0-9_-]*/.+"
-    r"|[A-Za-z0-9-]+(/[A-Za-z0-9][A-Za-z0-9_-]*)?|_[a-z]+(/.*)?)")
+    r"_(index|report|sweeps)(/.+)?|_uploads(/(code|data)(/[0-9a-f]{32}(\.json|/.+)?)?)?"
+    r"|[A-Za-z0-9-]+(/[A-Za-z0-9][A-Za-z0-9_-]*(/.+)?)?")
 STORE_REMOVALS = re.compile(r"_(index|report)/.+")
 # On the terminal: no C0 control but newline and tab, no DEL, no C1, no bidi override.
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f\u202a-\u202e\u2066-\u2069]")
