@@ -712,3 +712,234 @@ def test_trials_stop_when_the_sweep_process_is_killed(tiny, tmp_path):
     wait_for(lambda: manifest(run)["status"] == "Stopped", 30, "the orphaned trial to stop")
     script = tiny.parent / "code" / "train.py"
     wait_for(lambda: not _training_processes(script), 10, "no training process left")
+
+
+# --------------------------------------------------------------------------------------------
+# A damaged sweep record: named and passed over by every reader, rebuilt by --resume
+
+GOOD, DAMAGED = "sweep-20261201-000001-aaaaaa", "sweep-20261201-000002-bbbbbb"
+GRID = "objective: {metric: acc, goal: maximize}\nparameters:\n  training.lr: [0.1, 0.01]\n"
+
+
+def _trial_run(store, sweep_id: str, trial: int, lr: float, job_file: str,
+               status: str = "Completed") -> str:
+    """A trial's run record as `sagebook.sweeps.trial` writes it: it names its sweep, trial,
+    parameters and configs."""
+    from sagebook.record import Record
+
+    run_id = f"{sweep_id[6:21]}-t{trial}"
+    record = Record.create(store, "exp-a", run_id, {
+        "instance_type": "local", "backend": "LocalBackend", "launched_via": "sweep",
+        "config": {"job_file": job_file, "overrides": [f"training.lr={lr}"]},
+        "sweep": {"id": sweep_id, "trial": trial, "parameters": {"training.lr": lr},
+                  "record": store.url(f"_sweeps/exp-a/{sweep_id}")}})
+    record.set_status("InProgress")
+    if status != "InProgress":
+        record.set_status(status, final_metrics={"acc": 0.5 + trial / 10})
+    return run_id
+
+
+def _local_sweep(store, sweep_id: str, job_file: str, statuses=("Completed", "Completed")
+                 ) -> list[str]:
+    """A finished local grid of two trials, written as `sagebook sweep` writes it."""
+    from sagebook.sweeps.record import SweepRecord
+
+    trials, run_ids = [], []
+    for trial, (lr, status) in enumerate(zip([0.1, 0.01], statuses, strict=True)):
+        run_id = _trial_run(store, sweep_id, trial, lr, job_file, status)
+        run_ids.append(run_id)
+        trials.append({"trial": trial, "parameters": {"training.lr": lr}, "run_id": run_id,
+                       "overrides": [f"training.lr={lr}"], "status": status,
+                       "objective": 0.5 + trial / 10})
+    record = SweepRecord.create(store, "exp-a", sweep_id, {
+        "strategy": "grid", "objective": {"metric": "acc", "goal": "maximize"},
+        "parameters": ["training.lr"], "instance_type": "local", "backend": "local",
+        "launched_via": "cli", "max_parallel": 1, "trials": trials,
+        "config": {"job_file": job_file, "sweep_file": "sweep.yaml", "overrides": []}})
+    record.put_text("sweep.yaml", GRID)
+    record.set_status("Completed")
+    return run_ids
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+# What a store writer can leave in a sweep.json, and the words that name what is wrong with it.
+DAMAGES = {
+    "garbage": (lambda text: b"\xff\xfe garbage \x00", "not valid JSON"),
+    "truncated": (lambda text: text[:150].encode(), "not valid JSON"),
+    "not an object": (lambda text: b"[]", "not a sweep record: Input should be a valid dict"),
+    "trials null": (lambda text: _edit(text, lambda m: m.update(trials=None)),
+                    "trials: Input should be a valid list"),
+    "a string trial": (lambda text: _edit(text, lambda m: m["trials"].__setitem__(1, "oops")),
+                       "trials[1]: Input should be a valid dict"),
+    "a trial without overrides": (
+        lambda text: _edit(text, lambda m: m["trials"][0].pop("overrides")),
+        "trials[0].overrides: missing"),
+    "a trial without parameters": (
+        lambda text: _edit(text, lambda m: m["trials"][1].pop("parameters")),
+        "trials[1].parameters: missing"),
+    "status not a string": (lambda text: _edit(text, lambda m: m.update(status=7)),
+                            "status: Input should be a valid string"),
+    "a trial number as a string": (
+        lambda text: _edit(text, lambda m: m["trials"][0].update(trial="0")),
+        "trials[0].trial: Input should be a valid integer"),
+    "an objective as a string": (
+        lambda text: _edit(text, lambda m: m["trials"][1].update(objective="0.9")),
+        "trials[1].objective: Input should be a valid number"),
+    "a spend as a string": (lambda text: _edit(text, lambda m: m.update(spend_usd="12.5")),
+                            "spend_usd: Input should be a valid number"),
+    "no objective": (lambda text: _edit(text, lambda m: m.pop("objective")),
+                     "objective: missing"),
+    "nesting past the JSON parser": (
+        lambda text: text.replace('"training.lr": 0.1', f'"training.lr": {_nested(100_000)}'
+                                  ).encode(), "not valid JSON"),
+    "nesting within the JSON parser": (
+        lambda text: text.replace('"training.lr": 0.1', f'"training.lr": {_nested(900)}'
+                                  ).encode(), "nested more than 32 levels deep"),
+    "a run id that is a path": (
+        lambda text: _edit(text, lambda m: m["trials"][0].update(run_id="../../victim")),
+        "trials[0].run_id: '../../victim' is not a valid run id"),
+    "another sweep's record": (
+        lambda text: _edit(text, lambda m: m.update(sweep_id=GOOD)),
+        f"names sweep exp-a/{GOOD}, but its folder is exp-a/{DAMAGED}"),
+}
+
+
+def _edit(text: str, change) -> bytes:
+    manifest = json.loads(text)
+    change(manifest)
+    return json.dumps(manifest).encode()
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_sweep_record_is_named_and_passed_over_by_every_reader(
+        damage, store, make_config, capsys):
+    from conftest import run_cli
+
+    job = str(make_config())
+    _local_sweep(store, GOOD, job)
+    trial_runs = _local_sweep(store, DAMAGED, job)
+    key = f"_sweeps/exp-a/{DAMAGED}/sweep.json"
+    where = store.url(key)
+    damaged, reason = DAMAGES[damage]
+    store.write_bytes(key, damaged(store.read_text(key)))
+    named = f"{where}: "
+
+    code, out, err = run_cli(capsys, "report", "--store", store.uri)
+    assert code == 0, err
+    skipped = [line for line in err.splitlines() if line.startswith(f"skipped {named}")]
+    assert len(skipped) == 1 and reason in skipped[0], err
+    assert store.exists(f"_report/sweeps/exp-a/{GOOD}.html")  # the other sweep is rendered
+    assert not store.exists(f"_report/sweeps/exp-a/{DAMAGED}.html")
+    assert DAMAGED not in store.read_text("_report/index.html")
+
+    code, out, err = run_cli(capsys, "show", DAMAGED, "--store", store.uri)
+    assert code == 1 and out == ""
+    assert err.startswith(f"sagebook: {named}") and reason in err and err.count("\n") == 1, err
+    assert "`sagebook fsck` says what to do" in err
+
+    code, out, err = run_cli(capsys, "list", "--store", store.uri, "--sweep", DAMAGED[-6:])
+    assert code == 0, err
+    assert err.startswith(f"sagebook: skipped {named}") and reason in err.splitlines()[0], err
+    rows = out.splitlines()
+    assert "training.lr" in rows[0]  # the parameters its trials name
+    assert sorted(row.split()[0] for row in rows[1:]) == sorted(trial_runs)
+
+    code, out, err = run_cli(capsys, "fsck", "--store", store.uri)
+    assert code == 1, out + err
+    assert f"{named}" in out and reason in out
+    assert (f"  what to do: `sagebook sweep --resume {DAMAGED}` rebuilds a local sweep's "
+            "record") in out
+    assert err.startswith("1 damaged files among 4 runs")
+
+    # every trial had finished: the record is rebuilt from them, and nothing runs
+    code, out, err = run_cli(capsys, "sweep", "--resume", DAMAGED, "--store", store.uri)
+    assert code == 0, err
+    assert (f"[sweep] {where} was damaged (") in out and reason in out
+    assert "rebuilt from its sweep.yaml and the run records of 2 of its 2 trials" in out
+    assert "every trial has finished; nothing to resume" in out
+    rebuilt = json.loads(store.read_text(key))
+    assert [(t["trial"], t["run_id"], t["status"], t["objective"]) for t in rebuilt["trials"]] \
+        == [(0, trial_runs[0], "Completed", 0.5), (1, trial_runs[1], "Completed", 0.6)]
+    assert rebuilt["config"] == {"job_file": job, "sweep_file": None, "overrides": []}
+    code, out, err = run_cli(capsys, "show", DAMAGED, "--store", store.uri)
+    assert code == 0 and "2 completed" in out, err
+    code, out, err = run_cli(capsys, "fsck", "--store", store.uri)
+    assert code == 0, out
+
+
+def test_a_sweep_folder_that_is_no_sweep_id_is_named_and_never_read(store, capsys):
+    from conftest import run_cli
+
+    job = "/nonexistent/job.yaml"
+    _local_sweep(store, GOOD, job)
+    key = "_sweeps/exp-a/sweep \x1b[2J;x/sweep.json"
+    store.write_bytes(key, store.read_bytes(f"_sweeps/exp-a/{GOOD}/sweep.json"))
+    code, out, err = run_cli(capsys, "report", "--store", store.uri)
+    assert code == 0, err
+    assert f"skipped {store.url(key)}: 'sweep \\x1b[2J;x' is not a valid sweep id" in err
+    assert "\x1b" not in err.replace(store.url(key), "")
+    code, out, err = run_cli(capsys, "fsck", "--store", store.uri)
+    assert code == 1 and "is not a valid sweep id\n  what to do: rename or remove" in out
+
+
+def test_resume_of_a_damaged_sweep_refuses_in_one_line_when_nothing_rebuilds_it(
+        store, make_config, capsys):
+    from conftest import run_cli
+
+    job = str(make_config())
+    key = f"_sweeps/exp-a/{DAMAGED}/sweep.json"
+    _local_sweep(store, DAMAGED, job, statuses=("Completed", "InProgress"))
+    store.write_bytes(key, b"{")
+    code, out, err = run_cli(capsys, "sweep", "--resume", DAMAGED, "--store", store.uri)
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"sagebook: cannot resume {DAMAGED}: {store.url(key)} is damaged "
+                          "(not valid JSON")
+    assert f"trial 1 (run {DAMAGED[6:21]}-t1) is still InProgress: wait for it" in err
+
+    store.write_text(f"_sweeps/exp-a/{DAMAGED}/sweep.yaml", "objective: [\n")
+    code, out, err = run_cli(capsys, "sweep", "--resume", DAMAGED, "--store", store.uri)
+    assert code == 1 and err.count("\n") == 1, err
+    assert (f", and so is {store.url(f'_sweeps/exp-a/{DAMAGED}/sweep.yaml')} (not valid YAML"
+            in err and err.rstrip().endswith("start the sweep again"))
+
+    other = "sweep-20261201-000003-cccccc"  # no trial of it ever ran
+    store.write_text(f"_sweeps/exp-a/{other}/sweep.yaml", GRID)
+    store.write_bytes(f"_sweeps/exp-a/{other}/sweep.json", b"\x00")
+    code, out, err = run_cli(capsys, "sweep", "--resume", other, "--store", store.uri)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "none of its trials has a run record that names the configs it ran" in err
+    assert store.read_bytes(f"_sweeps/exp-a/{other}/sweep.json") == b"\x00"  # left as it was
+
+
+def test_resume_rebuilds_a_garbled_sweep_and_runs_the_trials_left(tiny, tmp_path):
+    experiments = tmp_path / "experiments"
+    sweep = write_sweep(tmp_path, """
+        objective: {metric: val_accuracy, goal: maximize}
+        parameters:
+          training.units: [8, 13]
+    """)
+    first = sagebook("sweep", str(tiny), "--sweep", str(sweep), "-o", "training.epochs=1")
+    assert first.returncode == 0, first.stderr + first.stdout
+    (sweep_dir,) = (experiments / "_sweeps" / "tiny").iterdir()
+    before = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [t["status"] for t in before["trials"]] == ["Completed", "Failed"]
+    (sweep_dir / "sweep.json").write_bytes(b"\x89PNG\r\n garbage")
+
+    resumed = sagebook("sweep", "--resume", sweep_dir.name, "--store", str(experiments))
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert "Traceback" not in resumed.stderr
+    assert (f"[sweep] {sweep_dir / 'sweep.json'} was damaged (not UTF-8 text (byte 0)): rebuilt "
+            "from its sweep.yaml and the run records of 2 of its 2 trials") in resumed.stdout
+    assert "1 trials to run" in resumed.stdout
+    after = json.loads((sweep_dir / "sweep.json").read_text())
+    assert after["config"] == {"job_file": str(tiny), "sweep_file": None,
+                               "overrides": ["training.epochs=1"]}
+    assert [t["status"] for t in after["trials"]] == ["Completed", "Failed"]
+    assert after["trials"][0]["run_id"] == before["trials"][0]["run_id"]
+    assert after["trials"][1]["earlier_runs"] == [before["trials"][1]["run_id"]]
+    assert len(runs(experiments)) == 3  # the failed trial ran once more
+    shown = sagebook("show", sweep_dir.name, "--store", str(experiments))
+    assert shown.returncode == 0 and "1 completed, 1 failed" in shown.stdout, shown.stderr

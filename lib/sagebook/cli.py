@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 
 if TYPE_CHECKING:
+    from .inputs import DamagedFile
     from .launch import Run
     from .stores import Store
     from .sweeps import SweepRecord
@@ -567,16 +568,23 @@ def _list(args: argparse.Namespace) -> int:
     if args.sweep:
         from . import sweeps
 
-        sweep = sweeps.find_sweep(store, args.sweep)
-        if args.refresh:
-            sweeps.refresh(sweep)  # a SageMaker sweep's new trials become records
-        filters.sweep, filters.experiment = sweep.sweep_id, sweep.experiment
-        parameters = sweep.manifest.get("parameters") or []
-        objective = sweep.manifest["objective"]["metric"]
-        if args.sort is None:  # best first
-            sort = objective
-            if descending is None:
-                descending = sweep.manifest["objective"]["goal"] == "maximize"
+        try:
+            sweep = sweeps.find_sweep(store, args.sweep)
+        except sweeps.DamagedSweep as damage:  # its trials name it: listed, newest first
+            print(f"sagebook: skipped {damage}; its trials are listed without it (`sagebook "
+                  "fsck` says what to do)", file=sys.stderr)
+            filters.sweep, filters.experiment = damage.sweep_id, damage.experiment
+            parameters = None
+        else:
+            if args.refresh:
+                sweeps.refresh(sweep)  # a SageMaker sweep's new trials become records
+            filters.sweep, filters.experiment = sweep.sweep_id, sweep.experiment
+            parameters = sweep.manifest.get("parameters") or []
+            objective = sweep.manifest["objective"]["metric"]
+            if args.sort is None:  # best first
+                sort = objective
+                if descending is None:
+                    descending = sweep.manifest["objective"]["goal"] == "maximize"
     profile = getattr(store, "profile", None)
     listing = runs.list_runs(store, filters, sort=sort, descending=descending,
                              limit=args.limit or None, refresh=args.refresh, profile=profile)
@@ -617,6 +625,9 @@ def _list(args: argparse.Namespace) -> int:
             metrics = [objective] + [m for m in metrics if m != objective][:2]
     if args.params == "":
         params = runs.differing_params(listing.runs)
+    if parameters is None:  # a damaged sweep's: the parameters its trials name
+        parameters = sorted({key for e in listing.runs if isinstance(e.get("parameters"), dict)
+                             for key in e["parameters"]})
     print(runs.format_table(listing.runs, metrics, params, colour=runs.use_colour(sys.stdout),
                             sweep_parameters=parameters))
     if listing.matched > len(listing.runs):
@@ -693,6 +704,10 @@ def _show(args: argparse.Namespace) -> int:
             record = sweeps.find_sweep(store, args.run)
         except sweeps.SweepNotFound:
             raise not_a_run from None
+        except sweeps.DamagedSweep as damage:
+            raise _fsck_hint(damage) from None
+    except sweeps.DamagedSweep as damage:
+        raise _fsck_hint(damage) from None
     if isinstance(record, sweeps.SweepRecord):
         sweeps.refresh(record)
         if args.json:  # ensure_ascii: controls and bidi marks as \u escapes
@@ -706,6 +721,13 @@ def _show(args: argparse.Namespace) -> int:
     else:
         print(runs.format_details(info))
     return 0
+
+
+def _fsck_hint(damage: DamagedFile) -> DamagedFile:
+    """The damage, with where to read what to do about it."""
+    from .inputs import DamagedFile
+
+    return DamagedFile(damage.where, f"{damage.reason} (`sagebook fsck` says what to do)")
 
 
 def _annotate(args: argparse.Namespace) -> int:

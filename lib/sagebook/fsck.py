@@ -19,6 +19,7 @@ from .inputs import DamagedFile
 from .printing import terminal_lines
 from .record import read_manifest
 from .stores import Store
+from .sweeps.record import DamagedSweep, all_sweeps
 
 REINDEX = "`sagebook fsck --repair` (or `sagebook list --reindex`) rebuilds the index"
 
@@ -80,7 +81,21 @@ def check(store: Store, experiment: str | None = None) -> tuple[list[Finding], i
     for (exp, run_id) in sorted(set(indexed) - set(folders)):
         findings.append(Finding(store.url(f"{exp}/{run_id}"), "listed in the run index, but "
                                 "its record folder is gone", f"{REINDEX} without it"))
+    findings += _damaged_sweeps(store, experiment)
     return findings, len(set(indexed) | set(folders))
+
+
+def _damaged_sweeps(store: Store, experiment: str | None) -> list[Finding]:
+    """Sweep records that cannot be read: `report`, `show` and `list --sweep` pass them over."""
+    damaged: list[DamagedFile] = []
+    all_sweeps(store, experiment, damaged)
+    return [Finding(d.where, d.reason,
+                    f"`sagebook sweep --resume {d.sweep_id}` rebuilds a local sweep's record "
+                    "from its trials' runs (and runs the trials left to run); else restore it "
+                    "from a backup, or remove the sweep's folder"
+                    if isinstance(d, DamagedSweep) else
+                    "rename or remove this folder: its name is not a sweep id or experiment")
+            for d in damaged]
 
 
 def _unreadable_folders(store: Store, experiment: str | None) -> list[Finding]:

@@ -108,7 +108,7 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
     changed = [e for e in changed if _name(e) not in skipped]
     for name, why in sorted(skipped.items()):
         echo(f"skipped {name}: {why}")
-    sweeps = _render_sweeps(store)
+    sweeps = _render_sweeps(store, echo)
     if changed or not same_options or sweeps:
         _publish(store, f"{ROOT}/index.html", index_page(entries, store.uri, sweeps))
     state = {"options": options,
@@ -123,13 +123,18 @@ def sweep_page_key(experiment: str, sweep_id: str) -> str:
     return f"{ROOT}/sweeps/{experiment}/{sweep_id}.html"
 
 
-def _render_sweeps(store: Store) -> list[dict[str, Any]]:
-    """Every sweep's page (a handful of small records: always rendered); their summaries."""
+def _render_sweeps(store: Store, echo: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Every sweep's page (a handful of small records: always rendered); their summaries.
+    A sweep whose record cannot be read is named and left out."""
     from .sweeps import page
     from .sweeps.record import all_sweeps
 
     summaries = []
-    for sweep in all_sweeps(store):
+    damaged: list[Any] = []
+    sweeps = all_sweeps(store, damaged=damaged)
+    for damage in damaged:
+        echo(f"skipped {damage} (`sagebook fsck` says what to do)")
+    for sweep in sweeps:
         _publish(store, sweep_page_key(sweep.experiment, sweep.sweep_id), page.render(sweep))
         best = sweep.best()
         summaries.append({"id": sweep.sweep_id, "experiment": sweep.experiment,

@@ -7,13 +7,15 @@
     trial.py   the process that runs one local trial
 
 `plan()` validates everything before anything is written; `start()` runs a plan; `resume()`
-runs what a sweep left unfinished.
+runs what a sweep left unfinished, and first rebuilds a damaged sweep.json from its sweep.yaml
+and its trials' own run records (each names its sweep, trial and configs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -24,12 +26,26 @@ from typing import Any
 from .. import config as config_mod
 from ..config import LaunchConfig
 from ..errors import SagebookError
+from ..inputs import DamagedFile, checked_name, parse_yaml_text
+from ..printing import terminal_text
+from ..record import TERMINAL, now, read_manifest, user
 from ..stores import Store, open_store
 from . import spec as spec_mod
-from .record import SweepNotFound, SweepRecord, find_sweep, is_sweep_ref, new_sweep_id
+from .record import (
+    ROOT,
+    DamagedSweep,
+    SweepNotFound,
+    SweepRecord,
+    check_manifest,
+    find_sweep,
+    is_sweep_ref,
+    new_sweep_id,
+)
+
+MAX_REBUILT_TRIALS = 100_000  # trials `--resume` rebuilds from a sweep.yaml read from a store
 
 __all__ = ["Plan", "plan", "start", "resume", "refresh", "format_sweep", "SweepRecord",
-           "SweepNotFound", "find_sweep", "is_sweep_ref"]
+           "SweepNotFound", "DamagedSweep", "find_sweep", "is_sweep_ref"]
 
 
 @dataclass
@@ -133,16 +149,26 @@ def start(plan: Plan, *, via: str = "cli", echo: Callable[[str], None] = print,
 def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], None] = print
            ) -> SweepRecord:
     """Run the trials of a local sweep that failed, were stopped or never ran. A trial whose
-    config, code and data digests equal those of a completed run is linked to it instead."""
-    record = find_sweep(store, ref)
+    config, code and data digests equal those of a completed run is linked to it instead.
+    A sweep.json that cannot be read is rebuilt first (see `_rebuild`)."""
+    rebuilt: DamagedSweep | None = None
+    try:
+        record = find_sweep(store, ref)
+    except DamagedSweep as damage:
+        record, rebuilt = _rebuild(store, damage), damage
     if record.manifest.get("backend") == "sagemaker":
         raise SagebookError(f"{record.sweep_id} is a SageMaker tuning job: it runs in SageMaker "
                             f"(`sagebook show {record.sweep_id}` refreshes its trials)")
     _refuse_if_running(record)
-    sweep = spec_mod.Sweep.model_validate(_yaml(record.read_text("sweep.yaml")))
+    sweep = _sweep_block(store, record.experiment, record.sweep_id)
     config = record.manifest["config"]
     job_path, overrides = Path(config["job_file"]), list(config["overrides"])
     config_mod.load(job_path, overrides)  # the configs must still be valid
+    if rebuilt is not None:
+        record.update()
+        echo(f"[sweep] {rebuilt.where} was damaged ({rebuilt.reason}): rebuilt from its "
+             f"sweep.yaml and the run records of {sum(1 for t in record.trials if 'run_id' in t)}"
+             f" of its {len(record.trials)} trials")
     todo = [t for t in record.trials
             if t.get("status") != "Completed" and not t.get("early_stopped")]
     if not todo:
@@ -157,7 +183,7 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
         match = finished.get(_digest_key(entry.get("digests")))
         if match is not None:
             entry.update(status="Completed", run_id=match["run_id"], linked=True,
-                         objective=(match.get("final_metrics") or {}).get(sweep.objective.metric))
+                         objective=_objective(match, sweep.objective.metric))
             echo(f"[sweep] trial {entry['trial']}: same config, code and data as run "
                  f"{match['run_id']}: linked, not run again")
         else:
@@ -171,6 +197,141 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
     echo(f"[sweep] resuming {record.sweep_id}: {len(todo_now)} trials to run")
     _run(record, sweep, job_path, overrides, todo_now, via, echo)
     return record
+
+
+def _sweep_block(store: Store, experiment: str, sweep_id: str) -> spec_mod.Sweep:
+    """The sweep block a sweep ran, from its sweep.yaml; DamagedFile when it is not one."""
+    from pydantic import ValidationError
+
+    key = f"{ROOT}/{experiment}/{sweep_id}/sweep.yaml"
+    where = store.url(key)
+    try:
+        text = store.read_bytes(key).decode("utf-8")
+    except FileNotFoundError:
+        raise DamagedFile(where, "missing") from None
+    except UnicodeDecodeError as exc:
+        raise DamagedFile(where, f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        return spec_mod.Sweep.model_validate(parse_yaml_text(text, where))
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        key_path = ".".join(str(part) for part in error["loc"])
+        raise DamagedFile(where, f"not a sweep block: {key_path or 'sweep'}: {error['msg']}"
+                          ) from None
+
+
+def _rebuild(store: Store, damage: DamagedSweep) -> SweepRecord:
+    """A local sweep's record made again from what else there is: its sweep.yaml (strategy,
+    objective, the trials of a grid or seeded random search) and the run records of its trials
+    (each names the sweep, its trial, parameters and configs); `resume` writes it over the
+    damaged sweep.json. SagebookError, in one line, when there is not enough to rebuild from."""
+    experiment, sweep_id = damage.experiment, damage.sweep_id
+    refuse = f"cannot resume {sweep_id}: {damage.where} is damaged ({damage.reason})"
+    try:
+        sweep = _sweep_block(store, experiment, sweep_id)
+    except DamagedFile as exc:
+        raise SagebookError(f"{refuse}, and so is {exc.where} ({exc.reason}): start the sweep "
+                            "again") from None
+    if sweep.strategy in spec_mod.CLOUD_ONLY:
+        raise SagebookError(f"{refuse}: it is a SageMaker tuning job; restore its sweep.json "
+                            "from a backup (`sagebook list` still lists its trials)")
+    planned = _planned_trials(sweep, refuse)
+    runs = _trial_runs(store, experiment, sweep_id, len(planned))
+    if not runs:
+        raise SagebookError(f"{refuse}, and none of its trials has a run record that names the "
+                            "configs it ran: start the sweep again")
+    busy = [m for m in runs if m["status"] not in TERMINAL]
+    if busy:
+        raise SagebookError(f"{refuse}; trial {busy[0]['sweep']['trial']} (run "
+                            f"{busy[0]['run_id']}) is still {busy[0]['status']}: wait for it, "
+                            "or stop it with `sagebook stop`, then resume")
+    latest = runs[-1]
+    trials = []
+    for trial in planned:
+        ran = [m for m in runs if m["sweep"]["trial"] == trial.index]
+        entry: dict[str, Any] = {"trial": trial.index, "parameters": trial.parameters,
+                                 "overrides": trial.overrides, "status": "Pending"}
+        if ran:
+            last = ran[-1]
+            # the parameters it ran with (an unseeded random search draws others each time)
+            parameters = last["sweep"]["parameters"]
+            entry.update(parameters=parameters, status=last["status"], run_id=last["run_id"],
+                         overrides=[spec_mod.override(k, v) for k, v in parameters.items()],
+                         objective=_objective(last, sweep.objective.metric))
+            if len(ran) > 1:
+                entry["earlier_runs"] = [m["run_id"] for m in ran[:-1]]
+        trials.append(entry)
+    own = len(trials[0]["overrides"]) if trials else 0
+    manifest = {
+        "schema": 1, "sweep_id": sweep_id, "experiment": experiment, "status": "Stopped",
+        "status_history": [{"status": "Stopped", "time": now()}], "created": runs[0]["created"],
+        "user": user(), "rebuilt": now(), "strategy": sweep.strategy,
+        "objective": sweep.objective.model_dump(), "parameters": list(sweep.parameters),
+        "instance_type": _text(latest.get("instance_type")), "backend": "local",
+        "launched_via": "rebuilt", "max_parallel": sweep.max_parallel, "trials": trials,
+        "config": {"job_file": latest["config"]["job_file"], "sweep_file": None,
+                   "overrides": latest["config"]["overrides"][:-own or None]},
+        "record_uri": store.url(f"{ROOT}/{experiment}/{sweep_id}"),
+    }
+    return SweepRecord(store, experiment, sweep_id,
+                       check_manifest(manifest, damage.where, experiment, sweep_id))
+
+
+def _planned_trials(sweep: spec_mod.Sweep, refuse: str) -> list[spec_mod.Trial]:
+    """The trials of a sweep block read from a store, when it lists a number of them a
+    machine can hold; else SagebookError starting with `refuse`."""
+    if sweep.strategy == "random":
+        count = sweep.max_trials
+    else:
+        count = math.prod(len(p.values or ()) for p in sweep.parameters.values())
+    if count is None or count > MAX_REBUILT_TRIALS:
+        raise SagebookError(f"{refuse}, and its sweep.yaml lists {count or 'no number of'} "
+                            f"trials (at most {MAX_REBUILT_TRIALS:,} are rebuilt): start the "
+                            "sweep again")
+    return spec_mod.trials(sweep)
+
+
+def _trial_runs(store: Store, experiment: str, sweep_id: str, count: int
+                ) -> list[dict[str, Any]]:
+    """The manifests of the runs that name themselves trials of the sweep, oldest first: those
+    whose sweep entry (trial, parameters) and configs (job file, overrides ending with the
+    trial's own) can be read; any other is passed over, as it says nothing to rebuild from."""
+    from .. import index
+
+    found = []
+    for entry in index.entries(store, experiment):
+        if entry.get("sweep") != sweep_id:
+            continue
+        try:
+            run_id = checked_name("run id", entry.get("run_id"), store.url(experiment))
+            manifest = read_manifest(store, experiment, run_id)
+        except (DamagedFile, FileNotFoundError):
+            continue
+        mine, config = manifest.get("sweep"), manifest.get("config")
+        if not (isinstance(mine, dict) and isinstance(config, dict)
+                and mine.get("id") == sweep_id and type(mine.get("trial")) is int
+                and 0 <= mine["trial"] < count and isinstance(mine.get("parameters"), dict)
+                and isinstance(config.get("job_file"), str)
+                and isinstance(config.get("overrides"), list)
+                and all(isinstance(o, str) for o in config["overrides"])
+                and isinstance(manifest.get("created"), str)):
+            continue
+        own = [spec_mod.override(k, v) for k, v in mine["parameters"].items()]
+        if own and config["overrides"][-len(own):] != own:
+            continue
+        found.append({**manifest, "run_id": run_id})
+    return sorted(found, key=lambda m: m["created"])
+
+
+def _objective(run: dict[str, Any], metric: str) -> float | None:
+    """The run's final value of `metric`, when its record (or index entry) holds a number."""
+    metrics = run.get("final_metrics")
+    value = metrics.get(metric) if isinstance(metrics, dict) else None
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _refuse_if_running(record: SweepRecord) -> None:
@@ -198,48 +359,54 @@ def refresh(record: SweepRecord) -> SweepRecord:
 
 
 def format_sweep(record: SweepRecord) -> str:
-    """What `sagebook show SWEEP` prints: the best trial, counts by status, every trial."""
+    """What `sagebook show SWEEP` prints: the best trial, counts by status, every trial. What
+    the record says passes `terminal_text`, one line each: a record is anyone's writing."""
     m = record.manifest
-    objective = m.get("objective") or {}
-    metric = objective.get("metric", "")
+    objective = m["objective"]
+    metric = _shown(objective["metric"])
     counts: dict[str, int] = {}
     for entry in record.trials:
-        counts[entry.get("status", "")] = counts.get(entry.get("status", ""), 0) + 1
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
     lines = [
         f"sweep:    {record.sweep_id}",
         f"experiment: {record.experiment}",
-        f"status:   {m.get('status')}",
-        f"strategy: {m.get('strategy')}, {objective.get('goal')} {metric}, "
-        f"{m.get('max_parallel')} at a time on {m.get('instance_type')}",
-        f"trials:   {', '.join(f'{n} {s.lower()}' for s, n in sorted(counts.items())) or 'none'}",
+        f"status:   {_shown(m['status'])}",
+        f"strategy: {_shown(m.get('strategy'))}, {objective['goal']} {metric}, "
+        f"{m.get('max_parallel')} at a time on {_shown(m.get('instance_type'))}",
+        "trials:   " + (", ".join(f"{n} {_shown(s.lower())}" for s, n in sorted(counts.items()))
+                        or "none"),
     ]
     if m.get("spend_usd") is not None:
         priced = sum(1 for t in record.trials if t.get("cost") is not None)
         lines.append(f"spend:    ${m['spend_usd']:,.2f} ({priced} trials priced)")
     if m.get("tuning_job"):
-        lines.append(f"tuning job: {m['tuning_job'].get('name')} "
-                     f"({m['tuning_job'].get('status', '')})")
+        lines.append(f"tuning job: {_shown(m['tuning_job']['name'])} "
+                     f"({_shown(m['tuning_job'].get('status') or '')})")
     best = record.best()
     if best is not None:
         lines.append(f"best:     trial {best['trial']} (run {best.get('run_id')}), "
                      f"{metric}={best['objective']:g}")
-        lines.append("          " + ", ".join(f"{k}={_cell(v)}"
+        lines.append("          " + ", ".join(f"{_shown(k)}={_shown(_cell(v))}"
                                               for k, v in best["parameters"].items()))
     lines.append(f"record:   {record.uri}")
     keys = list(m.get("parameters") or [])
-    rows = [["TRIAL", "RUN", "STATUS", metric.upper(), *keys]]
+    rows = [["TRIAL", "RUN", "STATUS", metric.upper(), *map(_shown, keys)]]
     for entry in record.trials:
         value = entry.get("objective")
-        rows.append([str(entry["trial"]), entry.get("run_id") or "", entry.get("status", "")
+        rows.append([str(entry["trial"]), entry.get("run_id") or "", _shown(entry["status"])
                      + (" (early stop)" if entry.get("early_stopped") else "")
                      + (" (linked)" if entry.get("linked") else ""),
                      f"{value:.4g}" if isinstance(value, int | float) else "",
-                     *(_cell(entry["parameters"].get(k, "")) for k in keys)])
+                     *(_shown(_cell(entry["parameters"].get(k, ""))) for k in keys)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines.append("")
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
               for r in rows]
     return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    return terminal_text(value, one_line=True)
 
 
 def _create(store: Store, experiment: str, manifest: dict[str, Any], text: str) -> SweepRecord:
@@ -323,20 +490,19 @@ def _digest_key(digests: dict[str, Any] | None) -> str | None:
 def _finished_runs(store: Store, experiment: str) -> dict[str | None, dict[str, Any]]:
     """Completed runs of the experiment by their digests (only runs that recorded them)."""
     from .. import index
-    from ..record import Record
 
     found: dict[str | None, dict[str, Any]] = {}
     for entry in index.entries(store, experiment):
         if entry.get("status") != "Completed" or not entry.get("sweep"):
             continue
-        manifest = Record.open(store, experiment, entry["run_id"]).manifest
-        key = _digest_key((manifest.get("sweep") or {}).get("digests"))
+        try:
+            run_id = checked_name("run id", entry.get("run_id"), store.url(experiment))
+            manifest = read_manifest(store, experiment, run_id)
+        except (DamagedFile, FileNotFoundError):
+            continue  # a run that cannot be read is not one to link a trial to
+        sweep = manifest.get("sweep")
+        key = _digest_key(sweep.get("digests") if isinstance(sweep, dict) else None)
         if key is not None:
             found.setdefault(key, entry)
     return found
 
-
-def _yaml(text: str) -> Any:
-    from ..inputs import parse_yaml_text
-
-    return parse_yaml_text(text, "sweep.yaml")  # within bounds, as every file sagebook parses

@@ -21,17 +21,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SagebookError
-from ..inputs import parse_json
+from ..inputs import DamagedFile, checked_name, parse_json
 from ..record import now, status_fields, user
 from ..secrets import redact
 from ..stores import Store
 
 ROOT = "_sweeps"
 PREFIX = "sweep-"
+MAX_DEPTH = 32  # nesting of a sweep.json: sagebook writes 5 levels, parameter values a few more
 
 
 class SweepNotFound(SagebookError):
     """No sweep, or more than one, matches what the user typed."""
+
+
+class DamagedSweep(DamagedFile):
+    """A sweep.json that cannot be read as one; it still says which sweep it was, from its
+    folder, so that its trials can be listed and `--resume` can rebuild it."""
+
+    def __init__(self, where: str, reason: str, experiment: str, sweep_id: str):
+        super().__init__(where, reason)
+        self.experiment, self.sweep_id = experiment, sweep_id
 
 
 def new_sweep_id() -> str:
@@ -77,8 +87,16 @@ class SweepRecord:
 
     @classmethod
     def open(cls, store: Store, experiment: str, sweep_id: str) -> SweepRecord:
+        """The sweep's record; FileNotFoundError when there is none, DamagedSweep (naming the
+        file and the field) when sweep.json cannot be read as one."""
         key = f"{ROOT}/{experiment}/{sweep_id}/sweep.json"
-        return cls(store, experiment, sweep_id, parse_json(store.read_bytes(key), store.url(key)))
+        where = store.url(key)
+        try:
+            manifest = check_manifest(parse_json(store.read_bytes(key), where), where,
+                                      experiment, sweep_id)
+        except DamagedFile as exc:
+            raise DamagedSweep(exc.where, exc.reason, experiment, sweep_id) from None
+        return cls(store, experiment, sweep_id, manifest)
 
     def put_text(self, name: str, text: str) -> str:
         self.store.write_text(f"{self.prefix}/{name}", redact(text))
@@ -113,24 +131,95 @@ class SweepRecord:
         self.store.write_text(f"{self.prefix}/sweep.json", text, create_only=create_only)
 
 
-def all_sweeps(store: Store, experiment: str | None = None) -> list[SweepRecord]:
-    """Every sweep in the store (or of one experiment), oldest first."""
-    return [SweepRecord.open(store, *ids) for ids in _sweep_ids(store, experiment)]
+def check_manifest(data: Any, where: str, experiment: str, sweep_id: str) -> dict[str, Any]:
+    """`data` when it is a sweep.json of the sweep in folder `experiment/sweep_id`: the fields
+    sagebook reads, of their types (see shape.py), its names valid and its own. Else a
+    DamagedFile naming `where` and the field."""
+    from . import shape  # pydantic: only for a command that reads a sweep (not `list`)
+
+    if _depth(data) > MAX_DEPTH:
+        raise DamagedFile(where, f"nested more than {MAX_DEPTH} levels deep: not a sweep record")
+    wrong = shape.problem(data)
+    if wrong is not None:
+        raise DamagedFile(where, f"not a sweep record: {wrong}")
+    names = [("sweep_id", "sweep id", data["sweep_id"]),
+             ("experiment", "experiment", data["experiment"])]
+    for number, trial in enumerate(data.get("trials") or []):
+        names.append((f"trials[{number}].run_id", "run id", trial.get("run_id")))
+        names += [(f"trials[{number}].earlier_runs[{i}]", "run id", run_id)
+                  for i, run_id in enumerate(trial.get("earlier_runs") or [])]
+    for key, kind, value in names:
+        if value is not None:
+            try:
+                checked_name(kind, value, where)
+            except DamagedFile as exc:
+                raise DamagedFile(where, f"{key}: {exc.reason}") from None
+    if (data["experiment"], data["sweep_id"]) != (experiment, sweep_id):
+        raise DamagedFile(where, f"names sweep {data['experiment']}/{data['sweep_id']}, "
+                                 f"but its folder is {experiment}/{sweep_id}")
+    return data
 
 
-def _sweep_ids(store: Store, experiment: str | None) -> list[tuple[str, str]]:
-    """(experiment, sweep id) of every sweep, oldest first: from the listing, reading none."""
+def _depth(value: Any) -> int:
+    """How deeply `value` nests lists and dicts, counted without recursion (a deep document
+    read within the JSON parser's limit could still exhaust the stack of what prints it)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                stack.extend((item, depth + 1)
+                             for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def all_sweeps(store: Store, experiment: str | None = None,
+               damaged: list[DamagedFile] | None = None) -> list[SweepRecord]:
+    """Every sweep in the store (or of one experiment), oldest first. A sweep whose record
+    cannot be read is skipped and added to `damaged` (one bad file must not hide the rest)."""
+    damaged = [] if damaged is None else damaged
+    found = []
+    for ids in _sweep_ids(store, experiment, damaged):
+        try:
+            found.append(SweepRecord.open(store, *ids))
+        except DamagedFile as exc:
+            damaged.append(exc)
+        except FileNotFoundError:
+            continue  # removed since the listing
+    return found
+
+
+def _sweep_ids(store: Store, experiment: str | None,
+               damaged: list[DamagedFile] | None = None) -> list[tuple[str, str]]:
+    """(experiment, sweep id) of every sweep, oldest first: from the listing, reading none.
+    A folder whose name is no experiment or sweep id is passed over (and added to
+    `damaged`): its name never becomes a path."""
     prefix = f"{ROOT}/{experiment}" if experiment else ROOT
     found = []
     for key in store.list(prefix):
         parts = key.split("/")
         if len(parts) == 4 and parts[3] == "sweep.json":
-            found.append((parts[1], parts[2]))
+            try:
+                found.append((checked_name("experiment", parts[1], store.url(key)),
+                              checked_name("sweep id", parts[2], store.url(key))))
+            except DamagedFile as exc:
+                if damaged is not None:
+                    damaged.append(exc)
     return sorted(found, key=lambda ids: ids[1])
 
 
 def find_sweep(store: Store, ref: str) -> SweepRecord:
-    """The sweep a user means: its id, or a unique part of it (`experiment/id` also works)."""
+    """The sweep a user means: its id, or a unique part of it (`experiment/id` also works).
+    DamagedSweep when its record cannot be read."""
+    experiment, sweep_id = locate_sweep(store, ref)
+    try:
+        return SweepRecord.open(store, experiment, sweep_id)
+    except FileNotFoundError:
+        raise SweepNotFound(f"no sweep {ref!r} in {store.uri}: its sweep.json is gone") from None
+
+def locate_sweep(store: Store, ref: str) -> tuple[str, str]:
+    """(experiment, sweep id) of the sweep a user means, from the listing alone."""
     experiment = None
     if ref.count("/") == 1:
         experiment, ref = ref.split("/")
@@ -142,7 +231,7 @@ def find_sweep(store: Store, ref: str) -> SweepRecord:
     if len(matches) > 1:
         names = ", ".join(sweep_id for _, sweep_id in matches[:5])
         raise SweepNotFound(f"{ref!r} matches {len(matches)} sweeps ({names}): give more of it")
-    return SweepRecord.open(store, *matches[0])
+    return matches[0]
 
 
 def is_sweep_ref(ref: str) -> bool:
