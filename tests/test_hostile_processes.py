@@ -158,6 +158,21 @@ def test_a_planted_heartbeat_does_not_make_a_live_process_its_launcher(store, se
     assert alive(sentinel.pid)
 
 
+@pytest.mark.parametrize(("value", "shown"), [(1, "1"), (-1, "-1"), ("1", "1"), (None, "null")],
+                         ids=repr)
+def test_a_fresh_heartbeat_that_names_no_launcher_is_lost_not_followed_for_ever(
+        store, value, shown, capsys):
+    """A heartbeat of this host, beating now, whose pid names no process of a launch (init,
+    every process, a string, nothing): no launcher can be proven, so the run is Lost and
+    `attach` says so at once instead of following it for ever."""
+    record = plant(store, beat(pid=value))
+    [entry] = listed(capsys, store)
+    assert entry["status"] == "Lost"
+    assert entry["lost"] == f"its heartbeat names no launcher (pid {shown})"
+    attached = isolated("attach", record.run_id, "--store", store.uri, timeout=60)
+    assert attached.returncode == 1 and "cannot be followed again" in attached.stderr
+
+
 def test_a_genuine_run_whose_heartbeat_gains_a_stranger_is_not_signalled(
         make_config, tmp_path, monkeypatch, sentinel):
     """The run's own launcher and training live, but the heartbeat was rewritten to name the

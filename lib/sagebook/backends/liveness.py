@@ -181,14 +181,15 @@ def lost(store: Store, entry: dict[str, Any]) -> str | None:
                 return None
             return f"its launcher (pid {pid} on {host}) is gone"
         pid = beat.get("pid")
-        if _is_pid(pid):
-            process = _process(pid, beat.get("pid_started"))
-            if process is None:
-                return f"its launcher (pid {pid} on {host}) is gone"
-            if not _own(process):
-                return None  # another user's: their launcher, or not, is theirs to tell
-            return (f"its heartbeat names pid {pid}, which is not its launcher (no launch "
-                    "of this user claims the run)")
+        if not _is_pid(pid):  # no process of a launch, of this user's or another's
+            return f"its heartbeat names no launcher (pid {_shown(pid)})"
+        process = _process(pid, beat.get("pid_started"))
+        if process is None:
+            return f"its launcher (pid {pid} on {host}) is gone"
+        if not _own(process):
+            return None  # another user's: their launcher, or not, is theirs to tell
+        return (f"its heartbeat names pid {pid}, which is not its launcher (no launch "
+                "of this user claims the run)")
     age = _age(beat.get("time"))
     every = _number(beat.get("every")) or 30
     if age is not None and age > LOST_AFTER_BEATS * every:
