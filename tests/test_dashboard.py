@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
+from matplotlib.text import Text
 
+from sagebook import index
+from sagebook.dashboard import Dashboard
+from sagebook.record import Record
 from sagebook.stores import open_store
 
 from conftest import REPO, add_run
@@ -71,3 +76,25 @@ def test_overlay_legends_name_runs_by_what_differs_and_empty_runs_say_why(tmp_pa
     assert "CUDA out of memory" in shown.html
     compared = board.compare().html
     assert 'id="parallel"' in compared and 'class="scatter"' in compared
+
+
+def test_the_dashboard_masks_tokens_a_store_writer_planted_in_tables_and_plots(tmp_path):
+    """Fields of a record are whatever a store writer put there, and an executed dashboard is
+    shared like a report: a token in a tag, a failure reason or a metric name is masked in
+    the HTML views and in the texts of the plots."""
+    token = "ghp_" + "A1b2C3d4E5" * 4
+    store = open_store(str(tmp_path / "records"))
+    planted = add_run(store, metrics={"acc": 0.8}, failure=f"Bearer {token}")
+    manifest = {**planted.manifest, "tags": {"owner": token}}
+    store.write_text(f"{planted.prefix}/manifest.json", json.dumps(manifest))
+    store.write_text(f"{planted.prefix}/metrics.jsonl",
+                     json.dumps({"name": f"loss {token}", "value": 1.0, "step": 1}) + "\n")
+    index.rebuild(store)
+
+    board = Dashboard(store)
+    shown = board.table()._repr_html_() + board.diff(planted, planted, True)._repr_html_()
+    assert "ghp_****" in shown and token not in shown
+    plot = board.curves(Record.open(store, planted.experiment, planted.run_id))
+    plot._repr_png_()
+    texts = [t.get_text() for t in plot.figure.findobj(Text)]
+    assert any("loss ghp_****" in t for t in texts) and not any(token in t for t in texts)

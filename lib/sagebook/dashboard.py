@@ -19,6 +19,7 @@ from typing import Any
 
 from . import report, runs
 from .record import Record
+from .secrets import redact
 from .stores import Store
 
 DIFFERS = ' style="background:#fff8c5"'
@@ -28,19 +29,27 @@ STATUS_ORDER = ("Completed", "InProgress", "Starting", "Stopping", "Failed", "St
 
 @dataclass
 class Html:
+    """A view as HTML, its credentials masked as the report's pages are: record fields are
+    whatever a store writer put there, and the executed dashboard is a file that gets shared."""
+
     html: str
 
     def _repr_html_(self) -> str:
-        return self.html
+        return redact(self.html)
 
 
 class Plot:
-    """A matplotlib figure that shows as a PNG image in a notebook."""
+    """A matplotlib figure that shows as a PNG image in a notebook, every text in it (titles,
+    labels, legends: metric names, parameters, run names) masked as the HTML views are."""
 
     def __init__(self, figure: Any):
         self.figure = figure
 
     def _repr_png_(self) -> bytes:
+        from matplotlib.text import Text
+
+        for text in self.figure.findobj(Text):
+            text.set_text(redact(text.get_text()))
         buffer = io.BytesIO()
         self.figure.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
         return buffer.getvalue()
@@ -62,7 +71,7 @@ class Dashboard:
         listing = runs.list_runs(self.store, runs.Filters(experiment=self.experiment),
                                  refresh=refresh)
         self.runs = listing.runs
-        self.warning = listing.warning
+        self.warning = redact(listing.warning) if listing.warning else listing.warning
 
     def __repr__(self) -> str:
         scope = f" (experiment {self.experiment})" if self.experiment else ""

@@ -523,14 +523,18 @@ def read_optional(record: Record, name: str, unreadable: list[str] | None = None
             data += chunk
             if len(data) > limit:
                 raise DamagedFile(record.url(name), f"too large (more than {limit:,} bytes)")
-        return data.decode()
+        return inputs.decode(bytes(data), record.url(name))
     except FileNotFoundError:
         return None
-    except (StoreError, UnicodeDecodeError) as exc:
+    except inputs.UnreadableFile as exc:  # not UTF-8: damaged, as a garbled manifest is
+        if unreadable is None:
+            raise DamagedFile(exc.path, exc.reason) from None
+        unreadable.append(f"{name}: {exc.reason}")
+        return None
+    except StoreError as exc:
         if unreadable is None:
             raise
-        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
-        unreadable.append(f"{name}: {reason}")
+        unreadable.append(f"{name}: {exc}")
         return None
 
 
