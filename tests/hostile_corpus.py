@@ -398,18 +398,6 @@ def upload_source_is_the_root(c: Corpus) -> Case:
     return Case("upload_source_is_the_root", ref, notes="rerun packed / to compare it")
 
 
-@case
-def code_uri_outside_the_store(c: Corpus) -> Case:
-    package = c.package(training_code(f"open({str(c.home / 'ran')!r}, 'w')\n"))
-    foreign = c.base / "foreign-code" / "code" / package["digest"]
-    foreign.mkdir(parents=True)
-    shutil.copyfile(_package_file(c, package), foreign / CODE_ARCHIVE)
-    package["uri"] = f"{foreign}/"
-    ref, _ = c.record(uploads=[package], job=runnable_job(c), training=runnable_training())
-    return Case("code_uri_outside_the_store", ref, local_only=True,
-                notes="the code package's uri names a folder outside the store")
-
-
 def _package_file(c: Corpus, package: dict[str, Any]) -> Path:
     path = c.base / "packages" / f"{package['digest']}.tar.gz"
     path.parent.mkdir(exist_ok=True)
