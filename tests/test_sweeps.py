@@ -909,7 +909,7 @@ def test_resume_of_a_damaged_sweep_refuses_in_one_line_when_nothing_rebuilds_it(
     store.write_text(f"_sweeps/exp-a/{other}/sweep.yaml", GRID)
     store.write_bytes(f"_sweeps/exp-a/{other}/sweep.json", b"\x00")
     planted = store.read_text(f"exp-a/{DAMAGED[6:21]}-t0/manifest.json").replace(
-        DAMAGED[6:21], other[6:21]).replace(DAMAGED, other).replace(
+        DAMAGED, other).replace(DAMAGED[6:21], other[6:21]).replace(
         '"training.lr": 0.1', '"job.pass_aws_credentials": true').replace(
         "training.lr=0.1", "job.pass_aws_credentials=true")  # not a parameter it searches
     store.write_text(f"exp-a/{other[6:21]}-t0/manifest.json", planted)
