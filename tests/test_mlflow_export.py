@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -31,37 +34,52 @@ ARN = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/team"
 @pytest.fixture(scope="module")
 def tracking_server(tmp_path_factory):
     """`mlflow server` with a sqlite backend, on a free port of 127.0.0.1."""
-    folder = tmp_path_factory.mktemp("mlflow")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = (folder / "server.log").open("w")
-    server = subprocess.Popen(
-        [str(SDK / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
-         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 240  # a cold start migrates the new database
+    server, uri = start_server(tmp_path_factory.mktemp("mlflow"))
     try:
-        while True:
-            with socket.socket() as attempt:
-                if attempt.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert server.poll() is None, (folder / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
+        yield uri
     finally:
         server.terminate()
         server.wait(timeout=30)
-        log.close()
 
 
-def export(uri: str, store, *args: str) -> subprocess.CompletedProcess:
-    """The command as a user with mlflow installed runs it (this checkout's code)."""
+def start_server(folder: Path) -> tuple[subprocess.Popen, str]:
+    """`mlflow server` keeping its runs and artifacts in `folder` (a second one on the same
+    folder finds what the first held); returned once it accepts connections."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with (folder / "server.log").open("a") as log:
+        server = subprocess.Popen(
+            [str(SDK / "mlflow"), "server", "--backend-store-uri",
+             f"sqlite:///{folder}/mlflow.db", "--artifacts-destination", str(folder / "artifacts"),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 240  # a cold start migrates the new database
+    while True:
+        with socket.socket() as attempt:
+            if attempt.connect_ex(("127.0.0.1", port)) == 0:
+                return server, f"http://127.0.0.1:{port}"
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise AssertionError("mlflow server did not start: "
+                                 + (folder / "server.log").read_text()[-3000:])
+        time.sleep(0.5)
+
+
+def export(uri: str, store, *args: str, memory: int | None = None
+           ) -> subprocess.CompletedProcess:
+    """The command as a user with mlflow installed runs it (this checkout's code); with
+    `memory`, in at most that many bytes of address space."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "lib")}
+
+    def bounded() -> None:
+        if memory is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
     return subprocess.run([str(SDK / "python"), "-m", "sagebook.cli", "export", "mlflow",
                            "--tracking-uri", uri, "--store", store.uri, *args],
-                          capture_output=True, text=True, timeout=300, env=env)
+                          capture_output=True, text=True, timeout=300, env=env,
+                          preexec_fn=bounded)
 
 
 def server_holds(uri: str) -> dict:
@@ -187,3 +205,173 @@ def test_mlflow_settings_are_checked_with_file_and_key(make_config, tmp_path):
     result = sagebook("launch", str(path), "--dry-run")
     assert result.returncode == 2 and "mlflow.experiment_name" in result.stderr
     assert yaml.safe_load(Path(path).read_text())["mlflow"]["arn"] == ARN
+
+
+# --------------------------------------------------------------------------------------------
+# A tracking server that stops answering, Ctrl-C, and records planted in the store
+
+
+# Every MLflow run of the server: how many carry each sagebook run id, and all the text it holds
+# (tags, parameters, metric names, artifacts), to look for what must not have been sent.
+HELD = """
+import json, sys, tempfile, pathlib
+from mlflow.tracking import MlflowClient
+
+client = MlflowClient(tracking_uri=sys.argv[1])
+copies, text = {}, []
+for experiment in client.search_experiments():
+    for run in client.search_runs([experiment.experiment_id]):
+        key = run.data.tags.get("sagebook.run_id", run.info.run_id)
+        copies[key] = copies.get(key, 0) + 1
+        text += [*run.data.tags.items(), *run.data.params.items(), *run.data.metrics]
+        with tempfile.TemporaryDirectory() as folder:
+            local = client.download_artifacts(run.info.run_id, "sagebook", folder)
+            text += [p.read_text() for p in pathlib.Path(local).rglob("*") if p.is_file()]
+print(json.dumps({"copies": copies, "text": json.dumps(text)}))
+"""
+
+
+def held_runs(uri: str) -> dict:
+    done = subprocess.run([str(SDK / "python"), "-c", HELD, uri], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def exporting(uri: str, store) -> subprocess.Popen:
+    """`sagebook export mlflow` in the background, its output read line by line."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "lib")}
+    return subprocess.Popen([str(SDK / "python"), "-m", "sagebook.cli", "export", "mlflow",
+                             "--tracking-uri", uri, "--store", store.uri],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@needs_mlflow
+def test_a_server_that_dies_mid_export_stops_it_in_one_line_and_the_next_export_finishes(
+        tmp_path):
+    store = open_store(str(tmp_path / "records"))
+    made = [add_run(store, metrics={"loss": 0.5}).run_id for _ in range(24)]
+    folder = tmp_path / "mlflow"
+    folder.mkdir()
+    server, uri = start_server(folder)
+    try:
+        proc = exporting(uri, store)
+        assert proc.stderr is not None
+        created = []
+        for line in proc.stderr:
+            if line.endswith(": created\n"):
+                created.append(line)
+            if len(created) == 4:
+                os.killpg(server.pid, signal.SIGKILL)  # the server and its workers, at once
+                break
+        try:  # bounded: mlflow's own retries keep one run of a dead server busy for minutes
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("the export went on for minutes with the server gone") from None
+    finally:
+        stop_server(server)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    exported = len(created) + sum(1 for line in err.splitlines() if line.endswith(": created"))
+    assert exported < 24
+    assert err.splitlines()[-1] == (f"sagebook: the tracking server at {uri} does not answer; "
+                                    f"{exported} of 24 runs exported, run again to finish")
+
+    server, uri = start_server(folder)  # back, with what it held
+    try:
+        again = export(uri, store)
+        assert again.returncode == 0, again.stderr
+        created_now, updated, unchanged = map(int, re.findall(r"\d+", again.stdout)[:3])
+        assert unchanged == exported and created_now + updated == 24 - exported, again.stdout
+        # runs cut short (created, not finished) were found again by their tag
+        assert held_runs(uri)["copies"] == {run_id: 1 for run_id in made}
+    finally:
+        stop_server(server)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """The server and the workers it started (its own process group)."""
+    try:
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    server.wait(timeout=30)
+
+
+@needs_mlflow
+def test_ctrl_c_ends_an_export_at_once_and_the_next_finishes_it(tracking_server, tmp_path):
+    store = open_store(str(tmp_path / "records"))
+    made = [add_run(store, "interrupted").run_id for _ in range(12)]
+    proxy = FaultProxy(tracking_server).start()
+    try:
+        gates = [proxy.hold(r"POST /api/2\.0/mlflow/runs/create") for _ in made]
+        proc = exporting(proxy.url, store)
+        deadline = time.monotonic() + 120
+        while not proxy.seen("runs/create"):  # a run is being created: the server is slow
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        try:  # bounded: the requests in flight are held for 2 minutes
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("Ctrl-C did not end the export while requests were in "
+                                 "flight") from None
+    finally:
+        for gate in gates:
+            gate.set()
+        proxy.stop()
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == "sagebook: interrupted" and "Traceback" not in err
+
+    again = export(tracking_server, store)
+    assert again.returncode == 0, again.stderr
+    copies = held_runs(tracking_server)["copies"]
+    assert {run_id: copies.get(run_id) for run_id in made} == {run_id: 1 for run_id in made}
+
+
+@needs_mlflow
+def test_a_planted_record_neither_crashes_the_export_nor_leaks_its_credentials(
+        tracking_server, tmp_path):
+    from sagebook.record import Record
+
+    key_id = "AKIAIOSFODNN7EXAMPLE"  # an access key id: what every masking masks
+    store = open_store(str(tmp_path / "records"))
+    good = add_run(store, "planted", metrics={"acc": 0.5})
+    odd = add_run(store, "planted", tags={"owner": key_id}, metrics={"acc": 0.7})
+    store.write_text(f"{odd.prefix}/manifest.json", json.dumps({
+        **odd.manifest, "params": ["not", "a", "mapping"], "git": "main", "cost": 5,
+        "final_metrics": [1, 2], "created": float("inf"), "ended": "sometime",
+        "user": {"name": key_id}, "job_name": ["x"], "instance_type": None}))
+    # a billion laughs as a job setting the export sends: 8**9 values once expanded
+    odd.put_text("sagemaker_config.yaml", "a: &a [x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + "instance_type: *i\n")
+    annotate(odd, name=f"run of {key_id}", note=f"keys: {key_id}")
+    # an annotation written by hand: values of every type, keys MLflow would refuse
+    store.write_text(f"{odd.prefix}/annotations/20261201T000000.000000Z-00000000.json",
+                     json.dumps({"time": 5, "user": None, "set": {
+                         "tags.nested": {"deep": [1, {"k": key_id}]}, "note": {"n": 1},
+                         "tags.k" * 100: "a long key"}}))
+    # what mlflow stores verbatim (the configs, the notebook) with a credential in it
+    store.write_bytes(f"{odd.prefix}/failure.txt",
+                      f"aws_secret_access_key = {key_id}\n\xff".encode("latin-1"))
+    broken = add_run(store, "planted")
+    store.write_text(f"{broken.prefix}/manifest.json", json.dumps(
+        {**broken.manifest, "tags": "not a mapping", "params": {"x": [[[[1]]]]}}))
+    Record.open(store, "planted", broken.run_id)  # a manifest that reads: its fields are odd
+
+    done = export(tracking_server, store, memory=4 << 30)  # the laughs would take far more
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert f"planted/{good.run_id}: created" in lines and f"planted/{odd.run_id}: created" \
+        in lines, done.stderr
+    outcome = next(line for line in lines if line.startswith(f"planted/{broken.run_id}: "))
+    if outcome.endswith("failed"):  # named, with why
+        assert done.returncode == 1
+        assert f"  planted/{broken.run_id}: not exported: its record cannot be read" \
+            in done.stderr
+    held = held_runs(tracking_server)
+    assert held["copies"][odd.run_id] == 1
+    assert key_id not in held["text"]

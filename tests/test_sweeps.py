@@ -905,9 +905,16 @@ def test_resume_of_a_damaged_sweep_refuses_in_one_line_when_nothing_rebuilds_it(
     assert (f", and so is {store.url(f'_sweeps/exp-a/{DAMAGED}/sweep.yaml')} (not valid YAML"
             in err and err.rstrip().endswith("start the sweep again"))
 
-    other = "sweep-20261201-000003-cccccc"  # no trial of it ever ran
+    other = "sweep-20261201-000003-cccccc"  # no trial of it ran: a run says so, planted
     store.write_text(f"_sweeps/exp-a/{other}/sweep.yaml", GRID)
     store.write_bytes(f"_sweeps/exp-a/{other}/sweep.json", b"\x00")
+    planted = store.read_text(f"exp-a/{DAMAGED[6:21]}-t0/manifest.json").replace(
+        DAMAGED, other).replace(DAMAGED[6:21], other[6:21]).replace(
+        '"training.lr": 0.1', '"job.pass_aws_credentials": true').replace(
+        "training.lr=0.1", "job.pass_aws_credentials=true")  # not a parameter it searches
+    store.write_text(f"exp-a/{other[6:21]}-t0/manifest.json", planted)
+    code, out, err = run_cli(capsys, "list", "--store", store.uri, "--reindex")
+    assert code == 0 and "indexed 1 records" in err, err
     code, out, err = run_cli(capsys, "sweep", "--resume", other, "--store", store.uri)
     assert code == 1 and err.count("\n") == 1, err
     assert "none of its trials has a run record that names the configs it ran" in err

@@ -32,11 +32,13 @@ from ..record import TERMINAL, now, read_manifest, user
 from ..stores import Store, open_store
 from . import spec as spec_mod
 from .record import (
+    MAX_DEPTH,
     ROOT,
     DamagedSweep,
     SweepNotFound,
     SweepRecord,
     check_manifest,
+    depth,
     find_sweep,
     is_sweep_ref,
     new_sweep_id,
@@ -236,7 +238,7 @@ def _rebuild(store: Store, damage: DamagedSweep) -> SweepRecord:
         raise SagebookError(f"{refuse}: it is a SageMaker tuning job; restore its sweep.json "
                             "from a backup (`sagebook list` still lists its trials)")
     planned = _planned_trials(sweep, refuse)
-    runs = _trial_runs(store, experiment, sweep_id, len(planned))
+    runs = _trial_runs(store, experiment, sweep_id, sweep, len(planned))
     if not runs:
         raise SagebookError(f"{refuse}, and none of its trials has a run record that names the "
                             "configs it ran: start the sweep again")
@@ -273,8 +275,12 @@ def _rebuild(store: Store, damage: DamagedSweep) -> SweepRecord:
                    "overrides": latest["config"]["overrides"][:-own or None]},
         "record_uri": store.url(f"{ROOT}/{experiment}/{sweep_id}"),
     }
-    return SweepRecord(store, experiment, sweep_id,
-                       check_manifest(manifest, damage.where, experiment, sweep_id))
+    try:
+        return SweepRecord(store, experiment, sweep_id,
+                           check_manifest(manifest, damage.where, experiment, sweep_id))
+    except DamagedFile as exc:
+        raise SagebookError(f"{refuse}, and its trials' records do not rebuild it "
+                            f"({exc.reason}): start the sweep again") from None
 
 
 def _planned_trials(sweep: spec_mod.Sweep, refuse: str) -> list[spec_mod.Trial]:
@@ -291,11 +297,12 @@ def _planned_trials(sweep: spec_mod.Sweep, refuse: str) -> list[spec_mod.Trial]:
     return spec_mod.trials(sweep)
 
 
-def _trial_runs(store: Store, experiment: str, sweep_id: str, count: int
-                ) -> list[dict[str, Any]]:
+def _trial_runs(store: Store, experiment: str, sweep_id: str, sweep: spec_mod.Sweep,
+                count: int) -> list[dict[str, Any]]:
     """The manifests of the runs that name themselves trials of the sweep, oldest first: those
-    whose sweep entry (trial, parameters) and configs (job file, overrides ending with the
-    trial's own) can be read; any other is passed over, as it says nothing to rebuild from."""
+    whose sweep entry (trial, parameters the sweep searches, within its values or ranges) and
+    configs (job file, overrides ending with the trial's own) can be read; any other is
+    passed over, as it says nothing to rebuild from."""
     from .. import index
 
     found = []
@@ -310,7 +317,7 @@ def _trial_runs(store: Store, experiment: str, sweep_id: str, count: int
         mine, config = manifest.get("sweep"), manifest.get("config")
         if not (isinstance(mine, dict) and isinstance(config, dict)
                 and mine.get("id") == sweep_id and type(mine.get("trial")) is int
-                and 0 <= mine["trial"] < count and isinstance(mine.get("parameters"), dict)
+                and 0 <= mine["trial"] < count and _searched(sweep, mine.get("parameters"))
                 and isinstance(config.get("job_file"), str)
                 and isinstance(config.get("overrides"), list)
                 and all(isinstance(o, str) for o in config["overrides"])
@@ -321,6 +328,23 @@ def _trial_runs(store: Store, experiment: str, sweep_id: str, count: int
             continue
         found.append({**manifest, "run_id": run_id})
     return sorted(found, key=lambda m: m["created"])
+
+
+def _searched(sweep: spec_mod.Sweep, parameters: Any) -> bool:
+    """Whether `parameters` (a run's record says it was a trial with them) is a point of the
+    sweep: its keys, each value one of its values or within its range."""
+    if not isinstance(parameters, dict) or set(parameters) != set(sweep.parameters) \
+            or depth(parameters) > MAX_DEPTH:
+        return False
+    for key, value in parameters.items():
+        searched = sweep.parameters[key]
+        if searched.values is not None:
+            if value not in searched.values:
+                return False
+        elif not (isinstance(value, int | float) and not isinstance(value, bool)
+                  and (searched.min or 0) <= value <= (searched.max or 0)):
+            return False
+    return True
 
 
 def _objective(run: dict[str, Any], metric: str) -> float | None:

@@ -137,7 +137,7 @@ def check_manifest(data: Any, where: str, experiment: str, sweep_id: str) -> dic
     DamagedFile naming `where` and the field."""
     from . import shape  # pydantic: only for a command that reads a sweep (not `list`)
 
-    if _depth(data) > MAX_DEPTH:
+    if depth(data) > MAX_DEPTH:
         raise DamagedFile(where, f"nested more than {MAX_DEPTH} levels deep: not a sweep record")
     wrong = shape.problem(data)
     if wrong is not None:
@@ -160,16 +160,16 @@ def check_manifest(data: Any, where: str, experiment: str, sweep_id: str) -> dic
     return data
 
 
-def _depth(value: Any) -> int:
+def depth(value: Any) -> int:
     """How deeply `value` nests lists and dicts, counted without recursion (a deep document
     read within the JSON parser's limit could still exhaust the stack of what prints it)."""
     deepest, stack = 0, [(value, 1)]
     while stack:
-        value, depth = stack.pop()
+        value, level = stack.pop()
         if isinstance(value, dict | list):
-            deepest = max(deepest, depth)
-            if depth <= MAX_DEPTH:
-                stack.extend((item, depth + 1)
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                stack.extend((item, level + 1)
                              for item in (value.values() if isinstance(value, dict) else value))
     return deepest
 

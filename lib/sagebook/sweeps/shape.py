@@ -108,7 +108,7 @@ class SweepManifest(_Shape):
     @model_validator(mode="after")
     def _what_its_backend_reads(self) -> SweepManifest:
         """A local sweep's resume loads its configs and each trial's overrides; a SageMaker
-        sweep's refresh asks for its tuning job by name."""
+        sweep's refresh asks for its tuning job by name and knows its trials by their runs."""
         if self.backend == "local":
             if self.config is None:
                 raise ValueError("config: missing (a local sweep names its configs)")
@@ -116,8 +116,13 @@ class SweepManifest(_Shape):
                 if trial.overrides is None:
                     raise ValueError(f"trials[{number}].overrides: missing (a local sweep's "
                                      "trial names its overrides)")
-        elif self.tuning_job is None:
+            return self
+        if self.tuning_job is None:
             raise ValueError("tuning_job: missing (a SageMaker sweep names its tuning job)")
+        for number, trial in enumerate(self.trials):
+            if trial.run_id is None:
+                raise ValueError(f"trials[{number}].run_id: missing (a SageMaker sweep's trial "
+                                 "is its training job's run)")
         return self
 
 
