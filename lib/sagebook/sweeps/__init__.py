@@ -161,6 +161,7 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
     if record.manifest.get("backend") == "sagemaker":
         raise SagebookError(f"{record.sweep_id} is a SageMaker tuning job: it runs in SageMaker "
                             f"(`sagebook show {record.sweep_id}` refreshes its trials)")
+    _refuse_unless_started_here(record)
     _refuse_if_running(record)
     sweep = _sweep_block(store, record.experiment, record.sweep_id)
     config = record.manifest["config"]
@@ -267,7 +268,9 @@ def _rebuild(store: Store, damage: DamagedSweep) -> SweepRecord:
     manifest = {
         "schema": 1, "sweep_id": sweep_id, "experiment": experiment, "status": "Stopped",
         "status_history": [{"status": "Stopped", "time": now()}], "created": runs[0]["created"],
-        "user": user(), "rebuilt": now(), "strategy": sweep.strategy,
+        # who ran its trials, where: only they may resume it (see _refuse_unless_started_here)
+        "user": _text(latest.get("user")), "host": _text(latest.get("host")),
+        "rebuilt": now(), "strategy": sweep.strategy,
         "objective": sweep.objective.model_dump(), "parameters": list(sweep.parameters),
         "instance_type": _text(latest.get("instance_type")), "backend": "local",
         "launched_via": "rebuilt", "max_parallel": sweep.max_parallel, "trials": trials,
@@ -356,6 +359,21 @@ def _objective(run: dict[str, Any], metric: str) -> float | None:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _refuse_unless_started_here(record: SweepRecord) -> None:
+    """Resuming runs the sweep's job file (a path on the machine that started it) and its
+    overrides, as recorded, with this reader's credentials: only the user who started it may,
+    on that machine. Anyone else's sweep is not resumed; its trials rerun one by one, each
+    saying what it runs."""
+    import socket
+
+    started_by = record.manifest.get("user"), record.manifest.get("host")
+    if started_by != (user(), socket.gethostname()):
+        who, where = (terminal_text(part, one_line=True) for part in started_by)
+        raise SagebookError(f"{record.sweep_id} was started by {who} on {where}: only they can "
+                            "resume it, there (`sagebook rerun RUN` reruns one of its trials "
+                            "as yours, after saying what it runs)")
 
 
 def _refuse_if_running(record: SweepRecord) -> None:
