@@ -735,7 +735,7 @@ def _sweep(c: Corpus, name: str, data: bytes | str | dict[str, Any], **expect: s
 def _sweep_manifest(c: Corpus, **changes: Any) -> dict[str, Any]:
     data = {"schema": 1, "sweep_id": "x", "experiment": EXPERIMENT, "status": "Completed",
             "status_history": [{"status": "Completed", "time": "2026-01-01T10:00:00+00:00"}],
-            "created": "2026-01-01T10:00:00+00:00", "user": reader(), "host": "h",
+            "created": "2026-01-01T10:00:00+00:00", "user": reader(), "host": socket.gethostname(),
             "backend": "local", "objective": {"metric": "val_accuracy", "goal": "maximize"},
             "strategy": "grid", "config": {"job_file": str(c.base / "missing.yaml"),
                                            "overrides": []},

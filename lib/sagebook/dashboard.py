@@ -37,6 +37,9 @@ class Html:
     def _repr_html_(self) -> str:
         return redact(self.html)
 
+    def __repr__(self) -> str:  # the text/plain beside the HTML in a notebook's output
+        return f"<{len(self.html):,} characters of HTML>"
+
 
 class Plot:
     """A matplotlib figure that shows as a PNG image in a notebook, every text in it (titles,
