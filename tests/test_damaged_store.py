@@ -147,3 +147,25 @@ def test_an_unreadable_record_folder_is_named_for_a_user_without_permission(stor
         assert report.returncode == 1 and "Permission denied" in report.stderr
     finally:
         shutil.rmtree(shared)
+
+
+def test_a_planted_object_of_any_size_is_read_no_further_than_the_bound(store, tmp_path):
+    """A manifest of 8 GiB (a sparse file: no disk spent) is named too large by `show`, in a
+    child that may hold 600 MB at most and is killed after 120 s: reading it whole would fail
+    the child, not the machine."""
+    import resource
+
+    run = store.runs[0]
+    manifest = Path(store.uri) / run.experiment / run.run_id / "manifest.json"
+    with manifest.open("r+b") as handle:
+        handle.truncate(8 << 30)
+
+    def bounded() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20))
+
+    result = subprocess.run([sys.executable, "-m", "sagebook.cli", "show", run.run_id,
+                             "--store", store.uri], capture_output=True, text=True,
+                            timeout=120, preexec_fn=bounded)
+    assert result.returncode == 1, result.stderr
+    assert f"{manifest}: too large (more than 33,554,432 bytes)" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ..errors import StoreError
+from ..inputs import MAX_RECORD_BYTES, DamagedFile
 
 Progress = Callable[[int], None]
 
@@ -31,9 +32,16 @@ class Store(ABC):
     def _options(self) -> dict:
         return {}
 
-    @abstractmethod
-    def read_bytes(self, key: str) -> bytes:
-        """The object's bytes; FileNotFoundError if there is none."""
+    def read_bytes(self, key: str, limit: int = MAX_RECORD_BYTES) -> bytes:
+        """The object's bytes; FileNotFoundError if there is none, DamagedFile when it holds
+        more than `limit` bytes, read no further: an object of a shared store may be of any
+        size, and one planted there must not take a reader's memory."""
+        data = bytearray()
+        for chunk in self.read_chunks(key):
+            data += chunk
+            if len(data) > limit:
+                raise DamagedFile(self.url(key), f"too large (more than {limit:,} bytes)")
+        return bytes(data)
 
     @abstractmethod
     def write_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
@@ -74,22 +82,23 @@ class Store(ABC):
     def read_text(self, key: str) -> str:
         return self.read_bytes(key).decode()
 
+    @abstractmethod
     def read_chunks(self, key: str, size: int = 1 << 20) -> Iterator[bytes]:
-        """The object's bytes in pieces of at most about `size`, so a reader that keeps only
-        what it needs of a large object (a cut text, a downsampled curve) holds only that;
-        FileNotFoundError if there is none. Stores that can stream override this."""
-        data = self.read_bytes(key)
-        for start in range(0, len(data), size):
-            yield data[start:start + size]
+        """The object's bytes in pieces of at most about `size`, streamed, so a reader that
+        keeps only what it needs of a large object (a cut text, a downsampled curve) holds
+        only that; FileNotFoundError if there is none."""
 
     def write_text(self, key: str, text: str, *, create_only: bool = False) -> None:
         self.write_bytes(key, text.encode(), create_only=create_only)
 
     def exists(self, key: str) -> bool:
+        chunks = self.read_chunks(key, 1)
         try:
-            self.read_bytes(key)
+            next(chunks, None)
         except FileNotFoundError:
             return False
+        finally:
+            chunks.close()
         return True
 
     def download_tree(self, prefix: str, dest: Path) -> int:

@@ -38,14 +38,6 @@ class LocalStore(Store):
             raise StoreError(f"{key!r} points outside the store {self.root}")
         return path
 
-    def read_bytes(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise FileNotFoundError(self.url(key)) from None
-        except OSError as exc:  # a folder without read permission, an I/O error
-            raise StoreError(f"cannot read {self.url(key)}: {exc.strerror or exc}") from None
-
     def read_chunks(self, key: str, size: int = 1 << 20) -> Iterator[bytes]:
         path = self._path(key)
         try:  # without blocking: a FIFO planted in a record must not hang its reader
@@ -55,7 +47,10 @@ class LocalStore(Store):
         except OSError as exc:
             raise StoreError(f"cannot read {self.url(key)}: {exc.strerror or exc}") from None
         with os.fdopen(fd, "rb", buffering=0) as handle:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):  # a folder is no object
+                raise FileNotFoundError(self.url(key))
+            if not stat.S_ISREG(mode):
                 raise StoreError(f"cannot read {self.url(key)}: not a regular file")
             try:
                 while chunk := handle.read(size):

@@ -64,20 +64,6 @@ class S3Store(Store):
     def _fail(self, action: str, key: str, exc: Exception) -> StoreError:
         return StoreError(f"cannot {action} {self.url(key)}: {exc}")
 
-    def read_bytes(self, key: str) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        owner = {"ExpectedBucketOwner": self.expected_owner} if self.expected_owner else {}
-        try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **owner)
-            return answer["Body"].read()
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                raise FileNotFoundError(self.url(key)) from None
-            raise self._fail("read", key, exc) from None
-        except BotoCoreError as exc:
-            raise self._fail("read", key, exc) from None
-
     def read_chunks(self, key: str, size: int = 1 << 20) -> Iterator[bytes]:
         from botocore.exceptions import BotoCoreError, ClientError
 
