@@ -133,16 +133,19 @@ def plant(store: Any, url: str) -> dict[str, Any]:
             new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"})])])))
     genuine.update(notebook={"status": "completed"})
     sweep = SweepRecord.create(store, "exp-a", "sweep-20260101-100000-abcdef", {
-        "strategy": bad["script"], "user": bad["img onerror"],
+        "strategy": bad["script"], "user": bad["img onerror"], "backend": "local",
         "instance_type": bad["javascript link"],
         "objective": {"metric": bad["svg onload"], "goal": "maximize"},
-        "parameters": {bad["iframe"]: {"values": [1, 2]}, "lr": {"values": [0.01, 0.1]}},
+        "parameters": [bad["iframe"], "lr"],
+        "config": {"job_file": bad["script"], "overrides": [bad["iframe"]]},
         "trials": [
             {"trial": 0, "run_id": hostile.run_id, "status": "Completed", "objective": 0.4,
              "parameters": {bad["iframe"]: bad["img onerror"], "lr": 0.1},
+             "overrides": [f"training.lr={bad['script']}"],
              "ended": "2026-01-01T10:05:00+00:00"},
             {"trial": 1, "run_id": genuine.run_id, "status": "Completed", "objective": 0.9,
-             "parameters": {bad["iframe"]: 1, "lr": 0.01}, "ended": "2026-01-01T11:05:00+00:00"},
+             "parameters": {bad["iframe"]: 1, "lr": 0.01}, "overrides": ["training.lr=0.01"],
+             "ended": "2026-01-01T11:05:00+00:00"},
         ]})
     sweep.put_text("sweep.yaml", json.dumps({"parameters": {"lr": {"scale": "log"}}}))
     return {"hostile": hostile, "genuine": genuine, "sweep": sweep}

@@ -334,21 +334,24 @@ def test_ctrl_c_ends_an_export_at_once_and_the_next_finishes_it(tracking_server,
 @needs_mlflow
 def test_a_planted_record_neither_crashes_the_export_nor_leaks_its_credentials(
         tracking_server, tmp_path):
-    from sagebook.record import Record
 
     key_id = "AKIAIOSFODNN7EXAMPLE"  # an access key id: what every masking masks
     store = open_store(str(tmp_path / "records"))
     good = add_run(store, "planted", metrics={"acc": 0.5})
     odd = add_run(store, "planted", tags={"owner": key_id}, metrics={"acc": 0.7})
+    # odd values of the right types: the export sends what it can, masked
     store.write_text(f"{odd.prefix}/manifest.json", json.dumps({
-        **odd.manifest, "params": ["not", "a", "mapping"], "git": "main", "cost": 5,
-        "final_metrics": [1, 2], "created": float("inf"), "ended": "sometime",
-        "user": {"name": key_id}, "job_name": ["x"], "instance_type": None}))
+        **odd.manifest, "params": {"x": [[[[1]]]], "y": {}}, "ended": "sometime",
+        "user": f"user {key_id}", "job_name": key_id, "instance_type": None}))
     # a billion laughs as a job setting the export sends: 8**9 values once expanded
     odd.put_text("sagemaker_config.yaml", "a: &a [x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
         for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + "instance_type: *i\n")
-    annotate(odd, name=f"run of {key_id}", note=f"keys: {key_id}")
+    # a name and a note with a key in them, as only a store writer can leave them (sagebook's
+    # own `note` refuses one)
+    store.write_text(f"{odd.prefix}/annotations/20261130T000000.000000Z-00000000.json",
+                     json.dumps({"time": "2026-11-30T00:00:00+00:00", "user": "mallory",
+                                 "set": {"name": f"run of {key_id}", "note": f"keys: {key_id}"}}))
     # an annotation written by hand: values of every type, keys MLflow would refuse
     store.write_text(f"{odd.prefix}/annotations/20261201T000000.000000Z-00000000.json",
                      json.dumps({"time": 5, "user": None, "set": {
@@ -358,20 +361,19 @@ def test_a_planted_record_neither_crashes_the_export_nor_leaks_its_credentials(
     store.write_bytes(f"{odd.prefix}/failure.txt",
                       f"aws_secret_access_key = {key_id}\n\xff".encode("latin-1"))
     broken = add_run(store, "planted")
-    store.write_text(f"{broken.prefix}/manifest.json", json.dumps(
-        {**broken.manifest, "tags": "not a mapping", "params": {"x": [[[[1]]]]}}))
-    Record.open(store, "planted", broken.run_id)  # a manifest that reads: its fields are odd
+    # fields of the wrong types: a damaged record, named and not exported
+    store.write_text(f"{broken.prefix}/manifest.json", json.dumps({
+        **broken.manifest, "tags": "not a mapping", "params": ["not", "a", "mapping"],
+        "git": "main", "cost": 5, "final_metrics": [1, 2], "created": float("inf")}))
 
     done = export(tracking_server, store, memory=4 << 30)  # the laughs would take far more
     assert "Traceback" not in done.stderr
     lines = done.stderr.splitlines()
     assert f"planted/{good.run_id}: created" in lines and f"planted/{odd.run_id}: created" \
         in lines, done.stderr
-    outcome = next(line for line in lines if line.startswith(f"planted/{broken.run_id}: "))
-    if outcome.endswith("failed"):  # named, with why
-        assert done.returncode == 1
-        assert f"  planted/{broken.run_id}: not exported: its record cannot be read" \
-            in done.stderr
+    assert f"planted/{broken.run_id}: failed" in lines and done.returncode == 1
+    assert f"  planted/{broken.run_id}: {broken.url('manifest.json')}: its created is not a " \
+        "text" in lines
     held = held_runs(tracking_server)
     assert held["copies"][odd.run_id] == 1
     assert key_id not in held["text"]

@@ -59,9 +59,11 @@ def hostile(store):
     plain = add_run(store, training={"epochs": 3, "optimizer": "adam"}, metrics={"acc": 0.7})
     SweepRecord.create(store, "exp-a", sweep_id, {
         "objective": {"metric": "acc", "goal": "maximize"}, "parameters": ["training.lr"],
-        "strategy": EVIL, "instance_type": EVIL, "max_parallel": 1,
+        "strategy": EVIL, "instance_type": EVIL, "max_parallel": 1, "backend": "local",
+        "config": {"job_file": f"job{EVIL}.yaml", "overrides": []},
         "trials": [{"trial": 0, "run_id": evil.run_id, "status": "Completed",
-                    "objective": 0.5, "parameters": {"training.lr": EVIL}}]})
+                    "objective": 0.5, "parameters": {"training.lr": EVIL},
+                    "overrides": [f"training.lr={EVIL}"]}]})
     return store, evil, plain, sweep_id
 
 
