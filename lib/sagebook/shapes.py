@@ -62,8 +62,18 @@ _HISTORY_ENTRY = _map_of(_text)
 _ANNOTATION = _map_of(lambda pair: isinstance(pair, list) and len(pair) == 2
                       and _optional(_text)(pair[0]) and _text(pair[1]))
 
-# field (dotted into nested maps) → (what it must be, its check)
-Shape = Mapping[str, tuple[str, Check]]
+
+
+class Shape:
+    """Fields (dotted into nested maps) and, for each, what it must be and its check; split
+    once into top-level fields, looked up from the data's own keys (a summary is checked for
+    every run `list` reads), and nested ones."""
+
+    def __init__(self, fields: Mapping[str, tuple[str, Check]]):
+        self.top = {name: rule for name, rule in fields.items() if "." not in name}
+        self.nested = [(*name.split(".", 1), rule) for name, rule in fields.items()
+                       if "." in name]
+
 TEXT, WHOLE, NUMBER, FLAG = ("text", _text), ("whole number", _whole), ("number", _number), \
     ("true or false", _flag)
 MAP, LIST = ("mapping", _map), ("list", _list)
@@ -71,7 +81,7 @@ TEXTS = ("list of texts", _list_of(_text))
 TEXT_MAP = ("mapping of texts", _map_of(_text))
 NUMBER_MAP = ("mapping of numbers", _map_of(_number))
 
-MANIFEST: Shape = {
+MANIFEST = Shape({
     **{name: TEXT for name in (
         "created", "updated", "ended", "user", "host", "job_name", "job_arn", "instance_type",
         "backend", "launched_via", "image_uri", "failure_reason", "name", "note", "work_dir",
@@ -87,9 +97,9 @@ MANIFEST: Shape = {
     "final_metrics": NUMBER_MAP,
     "tags": TEXT_MAP,
     "uploads": ("list of mappings", _list_of(_map)),
-}
+})
 
-SUMMARY: Shape = {
+SUMMARY = Shape({
     **{name: TEXT for name in (
         "updated", "created", "started", "ended", "user", "host", "job_name", "job_arn",
         "aws_region", "aws_profile", "instance_type", "backend", "launched_via", "image_uri",
@@ -104,13 +114,13 @@ SUMMARY: Shape = {
     "parameters": MAP,
     "cost": NUMBER,
     "annotations": ("mapping of [value, stamp] pairs", _ANNOTATION),
-}
+})
 
-ANNOTATION_EVENT: Shape = {
+ANNOTATION_EVENT = Shape({
     "set": ("mapping of texts or nulls", _map_of(_optional(_text))),
     "time": TEXT,
     "user": TEXT,
-}
+})
 
 
 def checked(data: Any, shape: Shape, where: str) -> dict[str, Any]:
@@ -118,10 +128,13 @@ def checked(data: Any, shape: Shape, where: str) -> dict[str, Any]:
     fields pass); else a DamagedFile naming `where` and the first field that does not."""
     if not isinstance(data, dict):
         raise DamagedFile(where, f"a {type(data).__name__} where a mapping is expected")
-    for field, (expected, check) in shape.items():
-        value: Any = data
-        for part in field.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+    for field, value in data.items():
+        rule = shape.top.get(field)
+        if rule is not None and value is not None and not rule[1](value):
+            raise DamagedFile(where, f"its {field} is not a {rule[0]}")
+    for parent, field, (expected, check) in shape.nested:
+        inner = data.get(parent)
+        value = inner.get(field) if isinstance(inner, dict) else None
         if value is not None and not check(value):
-            raise DamagedFile(where, f"its {field} is not a {expected}")
+            raise DamagedFile(where, f"its {parent}.{field} is not a {expected}")
     return data
