@@ -33,7 +33,7 @@ from ..errors import LaunchError
 from ..inputs import DamagedFile
 from ..printing import terminal_text
 from ..record import TERMINAL, Record
-from . import Outcome, liveness
+from . import Outcome, children, liveness
 
 # what `launch` prints once the record exists (launch.py)
 _RECORD_LINE = re.compile(r"^\[sagebook\] run (\S+): record at (\S+)$", re.MULTILINE)
@@ -61,12 +61,13 @@ def start(arguments: list[str], work: Path) -> Started:
     work.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="launch-", suffix=".log", dir=work)
     with os.fdopen(fd, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "sagebook.cli", "launch", *arguments],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = children.reaped(subprocess.Popen(
+            [sys.executable, "-m", "sagebook.cli", "launch", *arguments],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True))
     output = Path(name)
     while True:
-        ended = proc.poll()  # before reading: a launch that ended has written all it will
+        ended = proc.returncode  # before reading: a launch that ended has written all it will
         text = output.read_text(errors="replace")
         found = _RECORD_LINE.search(text)
         if found:

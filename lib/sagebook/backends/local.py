@@ -26,7 +26,18 @@ from ..config import LaunchConfig
 from ..errors import ConfigError, StoreError
 from ..record import Record
 from ..stores import Store, open_store
-from . import Backend, Job, Outcome, Staged, checkpoints, contract, liveness, namespace, uploads
+from . import (
+    Backend,
+    Job,
+    Outcome,
+    Staged,
+    checkpoints,
+    children,
+    contract,
+    liveness,
+    namespace,
+    uploads,
+)
 from .liveness import work_dir
 from .logs import LogSink
 
@@ -237,21 +248,22 @@ class ProcessRun:
             for host in hosts:
                 # A new session keeps a terminal's Ctrl-C away from the training process: we
                 # decide how it stops (SIGTERM, then SIGKILL), as SageMaker does.
-                host.proc = subprocess.Popen(
+                host.proc = children.reaped(subprocess.Popen(
                     liveness.supervised(host.command, STOP_GRACE_SECONDS, host.cpus),
                     cwd=host.cwd,
                     env=host.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, start_new_session=True)
+                    stderr=subprocess.STDOUT, start_new_session=True))
                 self.heartbeat.note(host.proc.pid)
                 reader = threading.Thread(target=_pump, args=(host.proc, host.sink),
                                           daemon=True)
                 reader.start()
                 readers.append(reader)
-            while failed is None and any(h.proc.poll() is None for h in hosts):  # type: ignore
-                failed = next((h for h in hosts if h.proc.poll()), None)  # type: ignore
-                time.sleep(0.05)
-            failed = failed or next((h for h in hosts if h.proc.poll()), None)  # type: ignore
-            if failed is not None and any(h.proc.poll() is None for h in hosts):  # type: ignore
+            procs = [h.proc for h in hosts if h.proc is not None]
+            while failed is None and any(map(children.running, procs)):
+                failed = next((h for h in hosts if h.proc and h.proc.returncode), None)
+                time.sleep(children.POLL_SECONDS)
+            failed = failed or next((h for h in hosts if h.proc and h.proc.returncode), None)
+            if failed is not None and any(map(children.running, procs)):
                 job.echo(f"[sagebook] {failed.name} failed "
                          f"({contract.explain_exit(failed.exit_code())}): stopping the others")
                 self.stop_hosts(job, hosts)
@@ -289,18 +301,17 @@ class ProcessRun:
     def stop_hosts(self, job: Job, hosts: list[Host]) -> None:
         job.echo(f"[sagebook] stopping: SIGTERM sent, SIGKILL in {STOP_GRACE_SECONDS}s "
                  "(Ctrl-C again to kill now)")
-        running = [h.proc for h in hosts if h.proc is not None and h.proc.poll() is None]
+        running = [h.proc for h in hosts if h.proc is not None and children.running(h.proc)]
         for proc in running:
             self.signal(proc, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
         try:
-            for proc in running:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            ended = children.wait_all(running, STOP_GRACE_SECONDS)
+        except KeyboardInterrupt:
+            ended = False
+        if not ended:
             for proc in running:
                 self.signal(proc, signal.SIGKILL)
-            for proc in running:
-                proc.wait()
+            children.wait_all(running)
 
     def signal(self, proc: subprocess.Popen[bytes], sig: int) -> None:
         try:

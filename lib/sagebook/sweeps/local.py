@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..backends import children
 from ..backends.local import cpu_slots
 from ..record import now
 from .record import SweepRecord
@@ -93,7 +94,7 @@ def run_trials(record: SweepRecord, sweep: Sweep, job_path: Path, overrides: lis
                                                  gpus[slot], slot, scratch, via, echo, lock)
             time.sleep(POLL_SECONDS)
             for index, trial in list(running.items()):
-                if trial.proc.poll() is None:
+                if children.running(trial.proc):
                     if sweep.early_stopping is not None and not trial.stop_sent:
                         _median_rule(record, sweep, trial, running)
                     continue
@@ -136,10 +137,10 @@ def _start(record: SweepRecord, entry: dict[str, Any], job_path: Path, overrides
     spec_path.write_text(json.dumps(spec))
     env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else {})}
     # Its own session: a terminal's Ctrl-C reaches the sweep, which stops each trial itself.
-    proc = subprocess.Popen(
+    proc = children.reaped(subprocess.Popen(
         [sys.executable, "-m", "sagebook.sweeps.trial", str(spec_path)], env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        start_new_session=True))
     reader = threading.Thread(target=_pump, args=(proc, f"[trial {index}] ", echo, lock),
                               daemon=True)
     reader.start()
@@ -165,8 +166,7 @@ def _result(trial: _Running) -> dict[str, Any]:
 
 def _finish(record: SweepRecord, sweep: Sweep, trial: _Running, echo: Callable[[str], None]
             ) -> None:
-    if trial.proc.poll() is None:
-        trial.proc.wait()
+    children.wait_all([trial.proc])
     result = _result(trial)
     entry = record.trial(trial.index)
     status = result.get("status") or ("Failed" if trial.proc.returncode else "Completed")
@@ -204,14 +204,13 @@ def _stop_all(running: dict[int, _Running], echo: Callable[[str], None]) -> None
     echo(f"[sweep] stopping {len(running)} running trials")
     for trial in running.values():
         _signal(trial.proc, signal.SIGTERM)
-    for trial in running.values():
-        while True:
-            try:
-                trial.proc.wait()
-                break
-            except KeyboardInterrupt:
-                for other in running.values():
-                    _signal(other.proc, signal.SIGTERM)
+    while True:
+        try:
+            children.wait_all([trial.proc for trial in running.values()])
+            break
+        except KeyboardInterrupt:
+            for trial in running.values():
+                _signal(trial.proc, signal.SIGTERM)
 
 
 def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
