@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .paths import cache_folder
+
 Path_ = tuple[str | int, ...]
 Shapes = dict[str, dict[str, Any]]
 
@@ -511,8 +513,7 @@ def _cache_path(operation: str, fingerprint: list[Any]) -> Path:
     import hashlib
 
     digest = hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()[:16]
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-    return Path(base) / "sagebook" / f"sagemaker-{operation}-{digest}.json"
+    return cache_folder() / f"sagemaker-{operation}-{digest}.json"
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import ConfigError, StoreError
+from .paths import cache_folder
 
 _sessions: dict[tuple[Any, ...], Any] = {}
 _clients: dict[tuple[Any, ...], Any] = {}
@@ -66,12 +67,10 @@ def _model_file_loader() -> Any:
     import json
     import marshal
     import sys
-    from pathlib import Path
 
     from botocore.loaders import JSONFileLoader
 
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sagebook" \
-        / "botocore"
+    folder = cache_folder() / "botocore"
 
     class CachedJSONFileLoader(JSONFileLoader):
         def _load_file(self, full_path: str, open_method: Any) -> Any:

@@ -1,4 +1,6 @@
-"""Where sagebook keeps files on this machine: the work folder of local runs, launches and code.
+"""Where sagebook keeps files on this machine: the work folder of local runs, launches and
+code, and the cache folder. A leaf (layer 0): every module that keeps a file of its own on this
+machine asks here, so the rule for each folder is written once.
 
 The work folder holds each local run's /opt/ml tree, its launcher's claim on its run (see
 backends/liveness.py), the code packages `rerun` unpacks and the logs of detached launches.
@@ -6,6 +8,9 @@ What is found there is trusted more than what a store says, so it must be this u
 by default `<tmp>/sagebook-<uid>`, created readable by its owner only, and refused when it is
 anyone else's, a symlink, or open to others (another user of a shared machine could otherwise
 plant a claim or a code folder in it before the first run).
+
+The cache folder holds what is only ever derived again when lost (the service model's shapes,
+decoded botocore models, the price list, file digests): the XDG cache folder, not made here.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ def work_base() -> Path:
     if given:
         return Path(given)
     return private_folder(Path(tempfile.gettempdir()) / f"sagebook-{os.getuid()}")
+
+
+def cache_folder() -> Path:
+    """Where sagebook keeps its caches: `$XDG_CACHE_HOME/sagebook`, else `~/.cache/sagebook`.
+    Not made here: each cache makes it when it first writes, and is only slower without it."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sagebook"
 
 
 def private_folder(folder: Path) -> Path:

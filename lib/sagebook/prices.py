@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SagebookError
+from .paths import cache_folder
 
 TABLE = Path(__file__).with_name("training_prices.json")
 PRICING_REGION = "us-east-1"  # the Price List API answers from us-east-1 (and ap-south-1)
@@ -39,8 +39,7 @@ class Price:
 
 
 def cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "sagebook" / "training_prices.json"
+    return cache_folder() / "training_prices.json"
 
 
 @cache

@@ -39,6 +39,7 @@ from typing import IO, Any
 
 from ..errors import ConfigError
 from ..inputs import DamagedFile, checked_name, safe_path
+from ..paths import cache_folder
 from ..stores import open_store
 
 CODE_ARCHIVE = "sourcedir.tar.gz"
@@ -443,8 +444,7 @@ _cache: _DigestCache | None = None
 def _digest_cache() -> _DigestCache:
     global _cache
     if _cache is None:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        path = base / "sagebook" / "file-digests.json"
+        path = cache_folder() / "file-digests.json"
         try:
             entries = json.loads(path.read_text())
         except (OSError, ValueError):
