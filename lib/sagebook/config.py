@@ -27,7 +27,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from . import inputs
 from .backends import describe_kinds, kind_of
-from .backends.logs import metric_pattern
 from .errors import MAX_PROBLEMS, ConfigError, Problem, format_problem
 from .secrets import SECRET_REFERENCE, inline_secret, redact, token_kind
 
@@ -100,7 +99,7 @@ def _channel_shorthand(value: Any) -> Any:
 
 class MetricDefinition(BaseModel):
     """A metric scraped from log lines; the first capture group of `regex` is the value.
-    The regex must run on RE2, as the launcher scrapes it (see backends/logs.py)."""
+    The regex must run on RE2, as the launcher scrapes it (see inputs.metric_pattern)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -109,7 +108,7 @@ class MetricDefinition(BaseModel):
     @model_validator(mode="after")
     def _regex_compiles(self) -> MetricDefinition:
         try:
-            groups = metric_pattern(self.regex).groups
+            groups = inputs.metric_pattern(self.regex).groups
         except ValueError as exc:
             raise ValueError(f"regex does not compile: {exc}") from None
         if groups < 1:

@@ -21,27 +21,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ..inputs import metric_pattern, re2_options
 from ..printing import terminal_text
 from ..secrets import Masker
 
 # `epoch=3`, `Epoch 3/10`, `step: 200`, `iteration 7`: a line's own position in training.
 # One way to read each space (`\s*[=:]?\s*` would try every split of a long run of spaces).
 _STEP = re.compile(r"\b(?:epoch|step|iteration|iter)\b\s*(?:[=:]\s*)?(\d+)", re.IGNORECASE)
-
-
-def metric_pattern(regex: str | bytes) -> Any:
-    """`regex` compiled for RE2, which runs it in time linear in the line (the pattern has
-    `re`'s `search` and `groups`, its matches `group`); ValueError with the reason when RE2
-    cannot run it: a backreference, a lookahead or lookbehind, `\\Z` (RE2 has `\\z`)."""
-    import re2  # 15-35 ms: a launch pays for it, `sagebook list` does not
-
-    try:
-        return re2.compile(regex, _options())
-    except re2.error as exc:
-        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(
-            exc.args[0], bytes) else str(exc)
-        raise ValueError(f"{reason} (metric regexes run on RE2, in linear time: it has no "
-                         "backreferences, lookahead or lookbehind)") from None
 
 
 class MetricPatterns:
@@ -70,7 +56,7 @@ class MetricPatterns:
             self.patterns.append(pattern)
         self.any: Any = None
         if self.patterns:
-            self.any = re2.Set.SearchSet(_options())
+            self.any = re2.Set.SearchSet(re2_options())
             for pattern in self.patterns:
                 self.any.Add(pattern.pattern)
             try:
@@ -89,14 +75,6 @@ class MetricPatterns:
             start, end = match.span(1) if match else (-1, -1)  # span: a third of group's cost
             if start >= 0:
                 yield self.names[index], data[start:end]
-
-
-def _options() -> Any:
-    import re2
-
-    options = re2.Options()
-    options.log_errors = False  # the reason is raised, not written to stderr by the library
-    return options
 
 
 class LogSink:
