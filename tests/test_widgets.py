@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from sagebook import config
-from sagebook.backends import offered_types
 from sagebook.errors import ConfigError
 from sagebook.form_fields import (
     ChoiceEditor,
@@ -26,6 +25,7 @@ from sagebook.form_fields import (
     ModelEditor,
     UnknownEditor,
 )
+from sagebook.kinds import offered_types
 from sagebook.widgets import ConfigEditor, ConfigForm
 
 from conftest import REPO, manifest, push_image, runs, sagebook

@@ -26,8 +26,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from . import inputs
-from .backends import describe_kinds, kind_of
 from .errors import MAX_PROBLEMS, ConfigError, Problem, format_problem
+from .kinds import describe_kinds, kind_of
 from .secrets import SECRET_REFERENCE, inline_secret, redact, token_kind
 
 KeyPath = tuple[str | int, ...]

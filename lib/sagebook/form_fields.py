@@ -24,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator
 from pydantic_core import PydanticUndefined
 
 from . import config
-from .backends import offered_types
+from .kinds import offered_types
 from .yaml_update import same
 
 KeyPath = tuple[str | int, ...]

@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .backends import is_remote
 from .errors import ConfigError, SagebookError
+from .kinds import is_remote
 from .secrets import redact, secret_values
 
 LAUNCH_NOTEBOOK = Path(__file__).resolve().parent / "project_template" / "notebooks" / (

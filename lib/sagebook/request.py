@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .apicheck import ApiProblem, check_request
-from .backends import kind_of
 from .config import RUN_ID_PLACEHOLDER, KeyPath, LaunchConfig
 from .errors import ConfigError, Problem
+from .kinds import kind_of
 
 OPERATION = "CreateTrainingJob"
 UNLISTED_OPT_OUT = "allow_unlisted_instance_type"

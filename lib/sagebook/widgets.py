@@ -26,9 +26,9 @@ import ipywidgets as widgets
 from pydantic import BaseModel
 
 from . import config
-from .backends import is_remote
 from .errors import ConfigError, SagebookError
 from .form_fields import INPUT_WIDTH, LABEL_WIDTH, Editor, ModelEditor, Spec
+from .kinds import is_remote
 from .launch import check_request
 from .project import job_configs
 from .secrets import redact
