@@ -18,6 +18,7 @@ import stat
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -262,8 +263,17 @@ class JobConfig(BaseModel):
 
     def store_options(self) -> dict[str, Any]:
         """What every store opened for this job needs: credentials, encryption, ownership."""
-        return {"profile": self.profile, "region": self.region, "kms_key": self.s3_kms_key,
-                "expected_owner": self.expected_bucket_owner}
+        return store_options(dict(self))
+
+
+def store_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of a store opened for a job's records, from its job settings: the one
+    mapping of job-config keys to store options, read from a validated config
+    (`JobConfig.store_options`) or from raw settings, as commands that only read records and
+    a recorded config's readers have them."""
+    return {"profile": settings.get("profile"), "region": settings.get("region"),
+            "kms_key": settings.get("s3_kms_key"),
+            "expected_owner": settings.get("expected_bucket_owner")}
 
 
 INLINE_SECRET_ADVICE = ("a config is shared and recorded, so store the value in SSM Parameter "

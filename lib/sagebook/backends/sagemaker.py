@@ -425,17 +425,15 @@ def _resume_uploads(record: Record, echo: Callable[[str], None]) -> None:
 
 def _store_options(record: Record) -> dict[str, Any]:
     """The S3 options (KMS key, bucket owner, profile) of the job config as launched."""
-    from pydantic import ValidationError
-
-    from ..config import JobConfig
+    from ..config import store_options
     from ..inputs import DamagedFile, parse_yaml_text
 
     name = f"{record.prefix}/sagemaker_config.yaml"
     try:
         data = parse_yaml_text(record.store.read_text(name), record.store.url(name))
-        return JobConfig.model_validate(data).store_options()
-    except (FileNotFoundError, DamagedFile, ValidationError, TypeError):
+    except (FileNotFoundError, DamagedFile):
         return {}
+    return store_options(data) if isinstance(data, dict) else {}
 
 
 # --------------------------------------------------------------------------------------------
