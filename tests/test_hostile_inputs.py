@@ -85,7 +85,7 @@ def test_a_megabyte_of_unknown_keys_lists_the_first_problems_and_counts_the_rest
 
 
 def test_line_numbers_survive_aliases_without_walking_them_twice(tmp_path):
-    from sagebook.config import read_yaml
+    from sagebook.config_files import read_yaml
 
     path = tmp_path / "job.yaml"
     path.write_text("base: &base\n  a: 1\n  b: 2\nother: *base\nthird:\n  <<: *base\n  c: 3\n")

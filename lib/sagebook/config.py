@@ -8,7 +8,6 @@ file, line and key, not fifteen minutes into a cloud job.
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import importlib.util
 import json
@@ -16,22 +15,28 @@ import os
 import re
 import stat
 import sys
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from . import inputs
-from .errors import MAX_PROBLEMS, ConfigError, Problem, format_problem
+from .config_files import (
+    KeyPath,
+    apply_overrides,
+    dotted_key,
+    dump_yaml,
+    key_location,
+    read_yaml,
+    split_overrides,
+    validate_model,
+)
+from .errors import ConfigError, Problem, format_problem
 from .kinds import describe_kinds, kind_of
 from .secrets import SECRET_REFERENCE, inline_secret, redact, token_kind
-
-KeyPath = tuple[str | int, ...]
 
 # --------------------------------------------------------------------------------------------
 # Field types
@@ -376,7 +381,7 @@ class LaunchConfig:
 
     def where(self, *key: str | int) -> str:
         """Where a job key was set: `file:line`, or the override that set it."""
-        return _where(tuple(key), self.job_path, self.job_lines, self.job_sources)
+        return key_location(tuple(key), self.job_path, self.job_lines, self.job_sources)
 
     @property
     def source_dir(self) -> Path:
@@ -386,10 +391,11 @@ class LaunchConfig:
         """A problem at `key` of the job or training config, named as validation names it:
         file and line, or the override that set it."""
         if section == "job":
-            where = _where(key, self.job_path, self.job_lines, self.job_sources)
+            where = key_location(key, self.job_path, self.job_lines, self.job_sources)
         else:
-            where = _where(key, self.training_path, self.training_lines, self.training_sources)
-        return format_problem(where, _dotted(key, f"{section}.") if key else section, message)
+            where = key_location(key, self.training_path, self.training_lines,
+                                 self.training_sources)
+        return format_problem(where, dotted_key(key, f"{section}.") if key else section, message)
 
     def job_yaml(self) -> str:
         """The job config as launched: overrides applied and paths absolute, so it re-runs."""
@@ -417,10 +423,6 @@ def _header(path: Path, overrides: tuple[str, ...], prefix: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def dump_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
-
-
 def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = (), *,
          code_dir: Path | None = None) -> LaunchConfig:
     """Load the job config at `path` and its training config, apply overrides, validate both.
@@ -432,10 +434,10 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = (), *,
     """
     job_path = inputs.absolute(path)
     overrides = tuple(overrides)
-    job_overrides, training_overrides = _split_overrides(overrides)
+    job_overrides, training_overrides = split_overrides(overrides)
     job_data, job_lines = read_yaml(job_path)
     job_data.pop("sweep", None)  # a sweep over this job (sweeps/spec.py), not a job setting
-    job_sources = _apply_overrides(job_data, job_overrides, JobConfig, "job.")
+    job_sources = apply_overrides(job_data, job_overrides, JobConfig, "job.")
     named_source = job_data.get("source_dir")
     if code_dir is not None:
         job_data["source_dir"] = str(code_dir)
@@ -456,14 +458,14 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = (), *,
         training_data, training_lines = read_yaml(training_path,
                                                   referenced_from=(job_path, job_lines))
         schema = load_training_schema(code) if code.training_schema else None
-        training_sources = _apply_overrides(training_data, training_overrides, schema,
+        training_sources = apply_overrides(training_data, training_overrides, schema,
                                             "training.")
         tokens = inline_token_problems(training_data, training_path, training_lines,
                                        training_sources, "training.")
         if tokens:
             errors.append(ConfigError(tokens))
         if schema is not None:
-            _validate(schema, training_data, training_path, training_lines, training_sources,
+            validate_model(schema, training_data, training_path, training_lines, training_sources,
                       "training.")
     except ConfigError as exc:
         errors.append(exc)
@@ -537,7 +539,7 @@ def validate(
                                           training_lines or {}, {}, "training.")
     if schema is not None and training_path is not None:
         try:
-            _validate(schema, training_data, Path(training_path), training_lines or {}, {},
+            validate_model(schema, training_data, Path(training_path), training_lines or {}, {},
                       "training.")
         except ConfigError as exc:
             problems += exc.problems
@@ -564,8 +566,8 @@ def inline_token_problems(data: Any, path: Path, lines: dict[KeyPath, int],
         elif isinstance(value, str) and not SECRET_REFERENCE.match(value):
             kind = token_kind(value)
             if kind:
-                problems.append(format_problem(redact(_where(key, path, lines, sources), ()),
-                                               _dotted(key, prefix),
+                problems.append(format_problem(redact(key_location(key, path, lines, sources), ()),
+                                               dotted_key(key, prefix),
                                                f"looks like {kind}; {INLINE_SECRET_ADVICE}"))
     return problems
 
@@ -574,311 +576,16 @@ def _checked_job(
     data: dict[str, Any], path: Path, lines: dict[KeyPath, int], sources: dict[KeyPath, str]
 ) -> JobConfig:
     """The job config validated, its paths resolved against its file, its local paths found."""
-    job = _validate(JobConfig, data, path, lines, sources, "job.")
+    job = validate_model(JobConfig, data, path, lines, sources, "job.")
     # where: an override's text, which may hold the very secret a problem refuses
-    problems = [format_problem(redact(_where(key, path, lines, sources), ()), _dotted(key, "job."),
-                               message)
+    problems = [format_problem(redact(key_location(key, path, lines, sources), ()),
+                               dotted_key(key, "job."), message)
                 for key, message in consistency_problems(job)]
     job = _resolve_paths(job, path.parent)
     problems += _local_path_problems(job, path, lines, sources)
     if problems:
         raise ConfigError(problems)
     return job
-
-
-# --------------------------------------------------------------------------------------------
-# YAML with line numbers
-
-
-def read_yaml(
-    path: Path, referenced_from: tuple[Path, dict[KeyPath, int]] | None = None
-) -> tuple[dict[str, Any], dict[KeyPath, int]]:
-    """The mapping in a YAML file and the line of every key in it, read within the bounds of
-    `inputs` (size, alias expansion): a hostile file is refused, never parsed at any cost."""
-    try:
-        text = inputs.read_text(path)
-    except inputs.UnreadableFile as exc:
-        if referenced_from:
-            job_path, lines = referenced_from
-            raise ConfigError.one(
-                f"{job_path}:{lines.get(('training_config',), '?')}",
-                "job.training_config",
-                f"{exc.reason}: {path}",
-            ) from None
-        raise ConfigError.one(str(path), None, exc.reason) from None
-    return parse_yaml(text, path)
-
-
-def parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
-    """`read_yaml` of text held in memory (a form's editor) that stands for the file `path`."""
-    data, node = inputs.parse_yaml(text, str(path))
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError.one(f"{path}:1", None, "expected a mapping of keys at the top level")
-    lines: dict[KeyPath, int] = {}
-    problems: list[str] = []
-    _index_lines(node, (), lines, problems, path, set())
-    if problems:
-        raise ConfigError(problems)
-    return data, lines
-
-
-def _index_lines(
-    node: yaml.Node | None, prefix: KeyPath, lines: dict[KeyPath, int], problems: list[str],
-    path: Path, seen: set[int],
-) -> None:
-    """The line of every key; a node reached again through an alias is not walked again (its
-    keys keep the alias's line), so the walk is linear in the file, whatever the aliases."""
-    if node is None or id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = prefix + (str(key_node.value) if isinstance(key_node, yaml.ScalarNode)
-                            else f"<{key_node.tag}>",)
-            if key in lines:
-                problems.append(format_problem(
-                    f"{path}:{key_node.start_mark.line + 1}", _dotted(key),
-                    f"duplicate key (first on line {lines[key]})",
-                ))
-            lines[key] = key_node.start_mark.line + 1
-            _index_lines(value_node, key, lines, problems, path, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[prefix + (index,)] = item.start_mark.line + 1
-            _index_lines(item, prefix + (index,), lines, problems, path, seen)
-
-
-def _dotted(key: KeyPath, prefix: str = "") -> str:
-    return prefix + ".".join(str(k) for k in key)
-
-
-# --------------------------------------------------------------------------------------------
-# Overrides
-
-
-def _split_overrides(overrides: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    job, training, problems = [], [], []
-    for item in overrides:
-        if not isinstance(item, str) or "=" not in item:
-            problems.append(format_problem(
-                f"override {item!r}", None, "expected key.path=value, e.g. training.epochs=5"
-            ))
-        elif item.startswith("job."):
-            job.append(item[len("job."):])
-        elif item.startswith("training."):
-            training.append(item[len("training."):])
-        else:
-            problems.append(format_problem(
-                f"override {item!r}", None,
-                "the key must start with job. or training. (e.g. job.instance_type=local)",
-            ))
-    if problems:
-        raise ConfigError(problems)
-    return job, training
-
-
-def _apply_overrides(
-    data: dict[str, Any], overrides: list[str], schema: type[BaseModel] | None, prefix: str
-) -> dict[KeyPath, str]:
-    """Set each `key.path=value` in `data`; return which key paths came from which override."""
-    sources: dict[KeyPath, str] = {}
-    for item in overrides:
-        dotted, _, raw = item.partition("=")
-        key: KeyPath = tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
-        where = f"override '{prefix}{item}'"
-        if any(p == "" for p in key):
-            raise ConfigError.one(where, None, "empty key segment")
-        value = raw if _is_text_field(schema, key) else _parse_scalar(raw)
-        parent: Any = data
-        for depth, part in enumerate(key[:-1]):
-            nxt = parent[part] if _has(parent, part) else None
-            if nxt is None:
-                if isinstance(parent, list):
-                    raise ConfigError.one(
-                        where, _dotted(key[: depth + 1], prefix), "index out of range"
-                    )
-                nxt = parent[part] = {}
-            if not isinstance(nxt, dict | list):
-                raise ConfigError.one(
-                    where, _dotted(key[: depth + 1], prefix),
-                    f"is a {type(nxt).__name__}, not a section",
-                )
-            parent = nxt
-        if isinstance(parent, list):
-            if not isinstance(key[-1], int) or key[-1] >= len(parent):
-                raise ConfigError.one(where, _dotted(key, prefix), "index out of range")
-        parent[key[-1]] = value
-        sources[key] = where
-    return sources
-
-
-def _has(container: Any, part: str | int) -> bool:
-    if isinstance(container, list):
-        return isinstance(part, int) and part < len(container)
-    return part in container
-
-
-def _parse_scalar(raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        return raw
-
-
-def _is_text_field(schema: type[BaseModel] | None, key: KeyPath) -> bool:
-    """Whether the schema types `key` as text, so `image_uri=123` stays the string '123'."""
-    annotation = _annotation_at(schema, key)
-    return annotation is not None and set(_plain_types(annotation)) <= {str, type(None)}
-
-
-def _annotation_at(schema: Any, key: KeyPath) -> Any:
-    current = schema
-    for part in key:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(str(part))
-            if info is None:
-                return None
-            current = info.annotation
-        elif typing.get_origin(current) in (dict, list):
-            current = typing.get_args(current)[-1]
-        else:
-            return None
-    return current
-
-
-def _unwrap(annotation: Any) -> Any:
-    """The one model/container type inside Optional[...] and Annotated[...], if there is one."""
-    while typing.get_origin(annotation) is Annotated:
-        annotation = typing.get_args(annotation)[0]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(options) == 1:
-            return _unwrap(options[0])
-    return annotation
-
-
-def _plain_types(annotation: Any) -> list[Any]:
-    while typing.get_origin(annotation) is Annotated:
-        annotation = typing.get_args(annotation)[0]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return [t for a in typing.get_args(annotation) for t in _plain_types(a)]
-    return [annotation]
-
-
-# --------------------------------------------------------------------------------------------
-# Validation and error messages
-
-
-def has_key(schema: type[BaseModel], dotted: str) -> bool:
-    """Whether `dotted` (as in an override, without its job./training. prefix) is a key of
-    the schema, or inside one of its maps."""
-    key = tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
-    return _annotation_at(schema, key) is not None
-
-
-def keys_of(schema: type[BaseModel], prefix: str = "") -> list[str]:
-    """Every key of the schema, sections' keys dotted (`data.train_file`): for suggestions."""
-    keys = []
-    for name, info in schema.model_fields.items():
-        keys.append(prefix + name)
-        inner = _unwrap(info.annotation)
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
-            keys += keys_of(inner, f"{prefix}{name}.")
-    return keys
-
-
-def validate_model(
-    schema: type[BaseModel], data: dict[str, Any], path: Path, lines: dict[KeyPath, int],
-    sources: dict[KeyPath, str], prefix: str,
-) -> Any:
-    """Validate `data` read from `path` against any model, with this module's messages (file,
-    line, key, nearest key for a typo)."""
-    return _validate(schema, data, path, lines, sources, prefix)
-
-
-def _validate(
-    schema: type[BaseModel],
-    data: dict[str, Any],
-    path: Path,
-    lines: dict[KeyPath, int],
-    sources: dict[KeyPath, str],
-    prefix: str,
-) -> Any:
-    try:
-        return schema.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_context=False)
-        problems = [_describe(error, schema, path, lines, sources, prefix)
-                    for error in errors[:MAX_PROBLEMS + 1]]
-        raise ConfigError(problems, unlisted=len(errors) - len(problems)) from None
-
-
-def _describe(
-    error: Any, schema: type[BaseModel], path: Path, lines: dict[KeyPath, int],
-    sources: dict[KeyPath, str], prefix: str,
-) -> str:
-    loc = _keys_in(schema, error["loc"])
-    where = _where(loc, path, lines, sources)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        valid = _fields_at(schema, loc[:-1])
-        near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
-        hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(valid)}"
-        return format_problem(where, _dotted(loc, prefix), f"unknown key; {hint}")
-    if kind == "missing":
-        return format_problem(where, _dotted(loc, prefix), "required key is missing")
-    message = error["msg"].removeprefix("Value error, ")
-    got = error.get("input")
-    if kind not in ("value_error", "assertion_error") and not isinstance(got, dict | list):
-        message += f" (got {got!r})"
-    return format_problem(where, _dotted(loc, prefix) if loc else None, message)
-
-
-def _keys_in(schema: type[BaseModel], loc: tuple[Any, ...]) -> KeyPath:
-    """The config keys in a pydantic error location, without its union and validator tags."""
-    keys: list[str | int] = []
-    current: Any = schema
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            if part not in current.model_fields:
-                keys.append(part)
-                break
-            current = current.model_fields[part].annotation
-        elif typing.get_origin(current) in (dict, list):
-            current = typing.get_args(current)[-1]
-        else:
-            continue
-        keys.append(part)
-    return tuple(keys)
-
-
-def _where(
-    loc: KeyPath, path: Path, lines: dict[KeyPath, int], sources: dict[KeyPath, str]
-) -> str:
-    for depth in range(len(loc), -1, -1):
-        if loc[:depth] in sources:
-            return sources[loc[:depth]]
-        if loc[:depth] in lines:
-            return f"{path}:{lines[loc[:depth]]}"
-    return f"{path}:1"
-
-
-def _fields_at(schema: type[BaseModel], loc: KeyPath) -> list[str]:
-    current: Any = schema
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            current = current.model_fields[str(part)].annotation
-        elif typing.get_origin(current) in (dict, list):
-            current = typing.get_args(current)[-1]
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
 
 
 # --------------------------------------------------------------------------------------------
@@ -938,7 +645,7 @@ def _local_path_problems(
         problem = _path_problem(Path(value), kind)
         if problem:
             problems.append(format_problem(
-                _where(key, path, lines, sources), _dotted(key, "job."), problem))
+                key_location(key, path, lines, sources), dotted_key(key, "job."), problem))
     return problems
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .apicheck import ApiProblem, check_request
-from .config import RUN_ID_PLACEHOLDER, KeyPath, LaunchConfig
+from .config import RUN_ID_PLACEHOLDER, LaunchConfig
+from .config_files import KeyPath
 from .errors import ConfigError, Problem
 from .kinds import kind_of
 

@@ -25,7 +25,7 @@ from typing import Any
 import ipywidgets as widgets
 from pydantic import BaseModel
 
-from . import config
+from . import config, config_files
 from .errors import ConfigError, SagebookError
 from .form_fields import INPUT_WIDTH, LABEL_WIDTH, Editor, ModelEditor, Spec
 from .kinds import is_remote
@@ -191,14 +191,14 @@ class ConfigForm:
         self.refresh()
 
     def _read(self) -> None:
-        self.job_data, self.job_lines = config.read_yaml(self.job_path)
+        self.job_data, self.job_lines = config_files.read_yaml(self.job_path)
         self.job_text = self.job_path.read_text()
         reference = self.job_data.get("training_config")
         if not isinstance(reference, str) or not reference:
             raise ConfigError.one(f"{self.job_path}:{self.job_lines.get(('training_config',), 1)}",
                                   "job.training_config", "required key is missing")
         self.training_path = (self.job_path.parent / Path(reference).expanduser()).resolve()
-        self.training_data, self.training_lines = config.read_yaml(
+        self.training_data, self.training_lines = config_files.read_yaml(
             self.training_path, referenced_from=(self.job_path, self.job_lines))
         self.training_text = self.training_path.read_text()
         self.schema_source = self._schema_source(self.job_data)

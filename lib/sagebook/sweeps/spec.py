@@ -35,8 +35,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .. import config as config_mod
-from .. import inputs
-from ..config import Duration, KeyPath, LaunchConfig
+from .. import config_files, inputs
+from ..config import Duration, LaunchConfig
+from ..config_files import KeyPath
 from ..errors import ConfigError, format_problem
 
 CLOUD_ONLY = ("bayesian", "hyperband")
@@ -219,13 +220,13 @@ def read(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | 
     if sweep_path is not None:
         path = Path(sweep_path).expanduser().resolve()
         if text is None:
-            data, lines = config_mod.read_yaml(path)
+            data, lines = config_files.read_yaml(path)
             text = inputs.read_text(path)  # as read_yaml read it: within the same bounds
         else:
-            data, lines = config_mod.parse_yaml(text, path)
+            data, lines = config_files.parse_yaml(text, path)
     else:
         path = job_path
-        job, job_lines = config_mod.read_yaml(job_path)
+        job, job_lines = config_files.read_yaml(job_path)
         if "sweep" not in job:
             raise ConfigError.one(f"{job_path}:1", "sweep",
                                   "this job config has no sweep section; add one, or give a "
@@ -236,8 +237,8 @@ def read(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | 
                                   "expected a mapping (objective, strategy, parameters, …)")
         lines = {k[1:]: v for k, v in job_lines.items() if k[:1] == ("sweep",) and len(k) > 1}
         lines[()] = job_lines[("sweep",)]
-        text = config_mod.dump_yaml(data)
-    sweep = config_mod.validate_model(Sweep, data, path, lines, {}, "sweep.")
+        text = config_files.dump_yaml(data)
+    sweep = config_files.validate_model(Sweep, data, path, lines, {}, "sweep.")
     return SweepFile(sweep, path, text, lines)
 
 
@@ -311,11 +312,11 @@ def _check_parameter(spec: SweepFile, key: str, parameter: Parameter, job_path: 
         return [format_problem(where, name, "expected training.<key> or job.<key>, as with -o")]
     if section == "training":
         schema = config_mod.load_training_schema(cfg.job) if cfg.job.training_schema else None
-        known = schema is None or config_mod.has_key(schema, path)
-        valid = config_mod.keys_of(schema) if schema else []
+        known = schema is None or config_files.has_key(schema, path)
+        valid = config_files.keys_of(schema) if schema else []
     else:
-        known = config_mod.has_key(config_mod.JobConfig, path)
-        valid = config_mod.keys_of(config_mod.JobConfig)
+        known = config_files.has_key(config_mod.JobConfig, path)
+        valid = config_files.keys_of(config_mod.JobConfig)
         if remote and path != "instance_type":
             return [format_problem(where, name, "a SageMaker tuning job varies hyperparameters "
                                                 "and job.instance_type only")]
