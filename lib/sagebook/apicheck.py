@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import importlib.util
 import json
 import os
+import re
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,8 +313,6 @@ class JavaPattern:
 
 @functools.lru_cache(maxsize=512)
 def java_pattern(pattern: str) -> JavaPattern:
-    import re
-
     try:
         ascii_re = re.compile(translate_java(pattern, ascii_only=True), re.ASCII)
     except (_Untranslatable, re.error):
@@ -321,7 +322,7 @@ def java_pattern(pattern: str) -> JavaPattern:
 
 @functools.lru_cache(maxsize=512)
 def _compile_regex(source: str) -> Any:
-    import regex
+    import regex  # third-party, ~10 ms: loaded for the first pattern `re` cannot run
 
     try:
         return regex.compile(source, regex.V1)
@@ -409,9 +410,6 @@ def _class(body: str, *, negate: bool, inside: bool, ascii_only: bool = False) -
 def _ascii_members(category: str) -> str | None:
     """The ASCII characters of a Unicode general category (L, Lu, N, Z, P, S, …), as a class
     body; None for any other property (scripts, blocks), which only `regex` knows."""
-    import re
-    import unicodedata
-
     if not (1 <= len(category) <= 2 and category[0] in "LMNPSZC" and category.isalpha()):
         return None
     members = [chr(c) for c in range(128) if unicodedata.category(chr(c)).startswith(category)]
@@ -464,7 +462,7 @@ def _cached(operation: str) -> tuple[Shapes, str]:
             return data["shapes"], data["root"]
     except (OSError, ValueError, KeyError):
         pass
-    import botocore.session
+    import botocore.session  # ~170 ms with the model: only when the cache is stale
 
     model = botocore.session.get_session().get_service_model("sagemaker")
     shapes, root = _derive(model, operation)
@@ -510,8 +508,6 @@ def _botocore_version(package: Path) -> str:
 def _cache_path(operation: str, fingerprint: list[Any]) -> Path:
     """One file per model: environments with other botocore versions (a venv for the SDK)
     share the cache folder without evicting each other's entry."""
-    import hashlib
-
     digest = hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()[:16]
     return cache_folder() / f"sagemaker-{operation}-{digest}.json"
 

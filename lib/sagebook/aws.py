@@ -13,8 +13,12 @@ it.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import marshal
 import os
 import re
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -38,7 +42,7 @@ ECR_IMAGE = re.compile(
 def session(profile: str | None = None) -> Any:
     """One botocore session per profile and AWS_* environment, reused: every new session sets
     up botocore's endpoint tables and models again (~40 ms each). Regions are the clients'."""
-    import botocore.session
+    import botocore.session  # on first use: a command that never reaches AWS never pays it
 
     key = (profile, _aws_environment())
     with _lock:
@@ -63,12 +67,7 @@ def _model_file_loader() -> Any:
     interpreter's version, so a botocore upgrade reads the new files and its new entry replaces
     the old one for that path; an unusable cache is only a slower load, never an error.
     """
-    import hashlib
-    import json
-    import marshal
-    import sys
-
-    from botocore.loaders import JSONFileLoader
+    from botocore.loaders import JSONFileLoader  # botocore: on first use, as in session()
 
     folder = cache_folder() / "botocore"
 
@@ -118,7 +117,7 @@ def client(service: str, profile: str | None = None, region: str | None = None,
     `settings` are further botocore `Config` options (`s3={...}`).
     A service that needs a region and finds none is a config problem (`job.region`).
     """
-    from botocore.config import Config
+    from botocore.config import Config  # botocore: on first use, as in session()
     from botocore.exceptions import NoRegionError
 
     retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
@@ -200,7 +199,7 @@ def bucket_region(bucket: str, profile: str | None = None,
                   expected_owner: str | None = None) -> str | None:
     """The region a bucket lives in (HeadBucket's `x-amz-bucket-region`), or None when S3 does
     not say (no access, no such bucket)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # on first use, as above
 
     s3 = client("s3", profile)
     owner = {"ExpectedBucketOwner": expected_owner} if expected_owner else {}

@@ -13,12 +13,21 @@ from __future__ import annotations
 
 import json
 import secrets as _random
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import aws
-from .config import RUN_ID_PLACEHOLDER, JobConfig, LaunchConfig
+from .backends import namespace
+from .config import (
+    RUN_ID_PLACEHOLDER,
+    JobConfig,
+    LaunchConfig,
+    load,
+    replicated_hosts_warning,
+)
+from .stores import open_store
 
 
 @dataclass
@@ -97,8 +106,6 @@ def _training_code(cfg: LaunchConfig) -> str:
 
 
 def _hosts(job: JobConfig) -> str:
-    from .config import replicated_hosts_warning
-
     paying_twice = replicated_hosts_warning(job)
     if paying_twice:
         raise DoctorWarning(paying_twice)
@@ -109,8 +116,6 @@ def _hosts(job: JobConfig) -> str:
 
 
 def _docker() -> str:
-    import shutil
-
     docker = shutil.which("docker")
     if not docker:
         raise DoctorFinding("no `docker` on PATH: install Docker to run the image locally, or "
@@ -131,8 +136,6 @@ def _local_channel(job: JobConfig, uri: str) -> str:
 
 
 def _local_opt_ml(cfg: LaunchConfig) -> str:
-    from .backends import namespace
-
     mode = namespace.support()
     problem = None if mode.available else namespace.fallback_problem(
         Path(cfg.job.source_dir), mode.detail)
@@ -200,8 +203,6 @@ def _s3_locations(job: JobConfig) -> list[tuple[str, str, str]]:
 
 
 def _bucket(job: JobConfig, uri: str, access: str) -> str:
-    from .stores import open_store
-
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     s3 = aws.client("s3", job.profile, job.region)
     owner = {"ExpectedBucketOwner": job.expected_bucket_owner} if job.expected_bucket_owner \
@@ -281,8 +282,6 @@ def render(checks: list[Check]) -> str:
 def diagnose(config_path: str, overrides: Iterable[str] = ()) -> tuple[str, bool]:
     """The report for a job config (with overrides, as `launch -o` takes them), and whether
     every check passed (warnings pass)."""
-    from .config import load
-
     checks = run_checks(load(config_path, overrides))
     return render(checks), all(c.ok for c in checks)
 

@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from . import aws
 from .errors import SagebookError
 from .paths import cache_folder
 
@@ -132,9 +133,7 @@ def describe_worst_case(worst: dict[str, Any]) -> str:
 def refresh(regions: list[str], profile: str | None = None) -> tuple[Path, int]:
     """Fetch the on-demand training prices of `regions` from the Price List API into the
     cache; returns the cache's path and how many prices it now holds."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from . import aws
+    from botocore.exceptions import BotoCoreError, ClientError  # only a refresh speaks to AWS
 
     pricing = aws.client("pricing", profile, PRICING_REGION)
     found: dict[str, dict[str, float]] = {}

@@ -14,7 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import SagebookError
+from .errors import ConfigError, SagebookError
+from .inputs import load_yaml_file
 
 TEMPLATE = Path(__file__).resolve().parent / "project_template"
 NOTEBOOKS = TEMPLATE / "notebooks"
@@ -89,9 +90,6 @@ def _rewrite(name: str, text: str, changes: list[tuple[str, str]]) -> str:
 
 def job_configs(folder: Path) -> list[Path]:
     """The YAML files in `folder` that are job configs (they name an instance_type)."""
-    from .errors import ConfigError
-    from .inputs import load_yaml_file
-
     found = []
     for candidate in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         try:  # read within bounds: any file in the folder may be anything
@@ -116,9 +114,6 @@ def root(start: Path | None = None) -> Path | None:
 def record_stores(folder: Path) -> dict[str, Path]:
     """The record stores that the project's job configs name (`experiments_uri`, resolved as a
     launch resolves it), each with the first config that names it."""
-    from .errors import ConfigError
-    from .inputs import load_yaml_file
-
     stores: dict[str, Path] = {}
     for path in job_configs(folder / "configs"):
         try:

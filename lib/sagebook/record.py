@@ -39,7 +39,7 @@ from .inputs import DamagedFile, checked_name, parse_json, safe_path
 from .paths import work_base
 from .secrets import redact
 from .shapes import ANNOTATION_EVENT, checked
-from .stores import Store
+from .stores import Store, open_store
 
 TERMINAL = ("Completed", "Failed", "Stopped", "Interrupted")
 STATUSES = ("Starting", "InProgress", "Stopping", *TERMINAL)
@@ -180,8 +180,6 @@ class Record:
     def open_uri(cls, uri: str, **store_options: Any) -> Record:
         """The record at `<store>/<experiment>/<run_id>` (store options: profile, region,
         kms_key, expected_owner, as the job config gives them)."""
-        from .stores import open_store
-
         root, experiment, run_id = uri.rstrip("/").rsplit("/", 2)
         return cls.open(open_store(root, **store_options), experiment, run_id)
 

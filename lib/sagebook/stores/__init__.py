@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ..errors import StoreError
 from .base import Store, StoreExistsError
 
 __all__ = ["Store", "StoreExistsError", "open_store", "register"]
@@ -30,8 +31,6 @@ def open_store(uri: str, **options: Any) -> Store:
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     target = _SCHEMES.get(scheme)
     if target is None:
-        from ..errors import StoreError
-
         raise StoreError(f"{uri}: no store for scheme {scheme!r} (known: s3://, local paths)")
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)

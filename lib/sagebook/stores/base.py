@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -119,8 +120,6 @@ class Store(ABC):
 
         Through this machine; stores that can copy on their side (S3 to S3) do so instead.
         """
-        import tempfile
-
         count = 0
         local = source.local_path()
         with tempfile.TemporaryDirectory(prefix="sagebook-copy-") as folder:

@@ -1,6 +1,10 @@
 """An S3 prefix as a store, through the client `aws.py` makes (boto3's default credential
 chain, `AWS_ENDPOINT_URL*` endpoints, botocore's standard retries), so the same code talks to
 AWS or to a local S3-compatible server.
+
+boto3, botocore and s3transfer are imported in the methods that use them: a store is opened
+wherever a URI is named, often never to be read, and `sagebook list` of a local store must not
+pay for them.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import base64
 import mimetypes
 from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -65,7 +70,7 @@ class S3Store(Store):
         return StoreError(f"cannot {action} {self.url(key)}: {exc}")
 
     def read_chunks(self, key: str, size: int = 1 << 20) -> Iterator[bytes]:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # lazy: see module docstring
 
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key),
@@ -84,7 +89,7 @@ class S3Store(Store):
             body.close()
 
     def write_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # lazy: see module docstring
 
         extra = self._extra(key)
         if create_only:
@@ -100,7 +105,7 @@ class S3Store(Store):
             raise self._fail("write", key, exc) from None
 
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
-        from boto3.exceptions import S3UploadFailedError
+        from boto3.exceptions import S3UploadFailedError  # lazy: see module docstring
         from boto3.s3.transfer import S3Transfer
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -122,9 +127,7 @@ class S3Store(Store):
         once. Larger files, and files without a digest, go through a TransferManager, which
         splits them into parts streamed from disk.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
-        from boto3.exceptions import S3UploadFailedError
+        from boto3.exceptions import S3UploadFailedError  # lazy: see module docstring
         from boto3.s3.transfer import TransferConfig, create_transfer_manager
         from botocore.exceptions import BotoCoreError, ClientError
         from s3transfer.subscribers import BaseSubscriber
@@ -190,7 +193,7 @@ class S3Store(Store):
         large): no byte passes through this machine."""
         if not isinstance(source, S3Store):
             return super().copy_from(source)
-        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager  # lazy
         from botocore.exceptions import BotoCoreError, ClientError
 
         extra = {k: v for k, v in self._extra().items() if k != "ContentType"}
@@ -210,7 +213,7 @@ class S3Store(Store):
         return count
 
     def get_file(self, key: str, path: Path) -> None:
-        from boto3.s3.transfer import S3Transfer
+        from boto3.s3.transfer import S3Transfer  # lazy: see module docstring
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -225,7 +228,7 @@ class S3Store(Store):
             raise self._fail("download", key, exc) from None
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # lazy: see module docstring
 
         full = self._key(prefix)
         start = len(self.prefix) + 1 if self.prefix else 0
@@ -243,7 +246,7 @@ class S3Store(Store):
         return None
 
     def delete(self, keys: Iterable[str]) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # lazy: see module docstring
 
         keys = list(keys)
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
