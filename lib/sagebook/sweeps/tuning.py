@@ -15,7 +15,6 @@ describe per trial — and writes each as a record of the sweep.
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import aws, prices
 from .. import request as request_mod
+from ..backends import sagemaker_api
 from ..errors import ConfigError, Problem, SagebookError, format_problem
 from ..record import TERMINAL, Record, git_state, user
 from ..stores import Store, StoreExistsError
@@ -51,7 +51,6 @@ SWEEP_KEYS = {
     "WarmStartConfig": ("warm_start",), "HyperParameterTuningJobObjective": ("objective",),
     "Strategy": ("strategy",),
 }
-SEARCH_PAGE = 100
 
 
 def _hyperparameter(key: str) -> str:
@@ -372,15 +371,18 @@ def sync(record: SweepRecord, client: Any = None) -> int:
     name = record.manifest["tuning_job"]["name"]
     try:
         tuning = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        jobs = _search(sagemaker, record.sweep_id)
     except (ClientError, BotoCoreError) as exc:
         raise SagebookError(f"cannot ask SageMaker about tuning job {name}: {exc}") from None
+    jobs = sagemaker_api.search_training_jobs(sagemaker, [
+        {"Name": "Tags.sagebook:sweep", "Operator": "Equals", "Value": record.sweep_id}],
+        about=f"about tuning job {name}")
     before = json.dumps(record.manifest, sort_keys=True, default=str)
     metric = record.manifest["objective"]["metric"]
     parameters = record.manifest.get("parameters") or []
     known = {t["run_id"]: t for t in record.trials}
     changed = 0
-    jobs.sort(key=lambda j: (_time(j.get("CreationTime")), j["TrainingJobName"]))
+    jobs.sort(key=lambda j: (sagemaker_api.epoch_seconds(j.get("CreationTime")),
+                             j["TrainingJobName"]))
     for job in jobs:
         run_id = job["TrainingJobName"]
         entry = known.get(run_id)
@@ -390,9 +392,9 @@ def sync(record: SweepRecord, client: Any = None) -> int:
         hyper = job.get("HyperParameters") or {}
         entry["parameters"] = {
             key: (job.get("ResourceConfig") or {}).get("InstanceType") if key == "job.instance_type"
-            else _decode(hyper.get(_hyperparameter(key))) for key in parameters}
-        metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList") or []
-                   if "MetricName" in m and "Value" in m}
+            else sagemaker_api.decode_hyperparameter(hyper.get(_hyperparameter(key)))
+            for key in parameters}
+        metrics = sagemaker_api.final_metrics(job)
         status = job.get("TrainingJobStatus", "InProgress")
         entry.update(status=status, objective=metrics.get(metric))
         if _write_trial(record, job, entry, metrics):
@@ -417,21 +419,6 @@ def sync(record: SweepRecord, client: Any = None) -> int:
     return changed
 
 
-def _search(sagemaker: Any, sweep_id: str) -> list[dict[str, Any]]:
-    request: dict[str, Any] = {
-        "Resource": "TrainingJob", "MaxResults": SEARCH_PAGE,
-        "SearchExpression": {"Filters": [
-            {"Name": "Tags.sagebook:sweep", "Operator": "Equals", "Value": sweep_id}]},
-    }
-    jobs = []
-    while True:
-        answer = sagemaker.search(**request)
-        jobs += [r["TrainingJob"] for r in answer.get("Results", []) if r.get("TrainingJob")]
-        if not answer.get("NextToken"):
-            return jobs
-        request["NextToken"] = answer["NextToken"]
-
-
 def _write_trial(record: SweepRecord, job: dict[str, Any], entry: dict[str, Any],
                  metrics: dict[str, float]) -> bool:
     """Create or update the trial's run record; True when it changed."""
@@ -448,7 +435,8 @@ def _write_trial(record: SweepRecord, job: dict[str, Any], entry: dict[str, Any]
                 "backend": "SageMakerBackend", "launched_via": "sweep",
                 "image_uri": (job.get("AlgorithmSpecification") or {}).get("TrainingImage"),
                 "aws": record.manifest.get("aws"), "tags": tags,
-                "created": _iso(job.get("CreationTime")) or record.manifest.get("created"),
+                "created": sagemaker_api.iso(job.get("CreationTime"), "milliseconds")
+                or record.manifest.get("created"),
                 "sweep": {"id": record.sweep_id, "trial": entry["trial"],
                           "parameters": entry["parameters"], "record": record.uri},
                 "hyperparameters": job.get("HyperParameters") or {},
@@ -473,26 +461,6 @@ def _write_trial(record: SweepRecord, job: dict[str, Any], entry: dict[str, Any]
     if artifact:
         fields["model_artifact"] = artifact
     if job.get("TrainingEndTime"):
-        fields["ended"] = _iso(job["TrainingEndTime"])
+        fields["ended"] = sagemaker_api.iso(job["TrainingEndTime"], "milliseconds")
     run.set_status(status, **fields)
     return True
-
-
-def _decode(value: Any) -> Any:
-    """A hyperparameter as the sweep wrote it: SageMaker hands every value back as text."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
-def _time(value: Any) -> float:
-    return value.timestamp() if isinstance(value, _dt.datetime) else 0.0
-
-
-def _iso(value: Any) -> str | None:
-    if isinstance(value, _dt.datetime):
-        return value.astimezone(_dt.timezone.utc).isoformat(timespec="milliseconds")
-    return None
