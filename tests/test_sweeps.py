@@ -519,6 +519,12 @@ def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, t
         "training.learning_rate": 0.002, "training.hidden_units": 128},
         "record": f"{store_uri}/_sweeps/digits-mlp/{name}"}
     assert run["instance_type"] == "ml.m5.large"
+    trial = json.loads(boto3.client("s3").get_object(
+        Bucket=bucket, Key=f"records/digits-mlp/{name}-002-0a1b2c3d/manifest.json")["Body"].read())
+    # a trial's record keeps what a single run's keeps of its job
+    assert trial["billable_seconds"] == trial["training_seconds"] == 600
+    assert trial["job_arn"].endswith(f":training-job/{name}-002-0a1b2c3d")
+    assert trial["secondary_status"] == "Starting"  # as moto's job says it
 
     fake.job(f"{name}-004-0a1b2c3d").training_job_status = "Completed"
     fake.job(f"{name}-004-0a1b2c3d").final_metric_data_list = [

@@ -443,24 +443,11 @@ def _write_trial(record: SweepRecord, job: dict[str, Any], entry: dict[str, Any]
             })
         except StoreExistsError:  # another reader created it just now
             run = Record.open(store, experiment, run_id)
-    status = entry["status"]
-    if run.status == status and (run.manifest.get("final_metrics") or {}) == metrics:
+    if run.status == entry["status"] and (run.manifest.get("final_metrics") or {}) == metrics:
         if (run.manifest.get("cost") or {}).get("usd") is not None:
             entry["cost"] = run.manifest["cost"]["usd"]
         return False
-    fields: dict[str, Any] = {"status_source": "sagemaker search"}
-    cost = prices.job_cost(job, aws.region_from_arn(job.get("TrainingJobArn")))
-    if cost:
-        fields["cost"] = cost
-        entry["cost"] = cost["usd"]
-    if metrics:
-        fields["final_metrics"] = metrics
-    if job.get("FailureReason"):
-        fields["failure_reason"] = job["FailureReason"]
-    artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-    if artifact:
-        fields["model_artifact"] = artifact
-    if job.get("TrainingEndTime"):
-        fields["ended"] = sagemaker_api.iso(job["TrainingEndTime"], "milliseconds")
-    run.set_status(status, **fields)
+    fields = sagemaker_api.write_back(run, job)
+    if fields.get("cost"):
+        entry["cost"] = fields["cost"]["usd"]
     return True
