@@ -406,9 +406,7 @@ def format_sweep(record: SweepRecord) -> str:
     m = record.manifest
     objective = m["objective"]
     metric = _shown(objective["metric"])
-    counts: dict[str, int] = {}
-    for entry in record.trials:
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    counts = record.status_counts()
     lines = [
         f"sweep:    {record.sweep_id}",
         f"experiment: {record.experiment}",
@@ -484,9 +482,7 @@ def _run(record: SweepRecord, sweep: spec_mod.Sweep, job_path: Path, overrides: 
     record.set_status("InProgress")
     with _ending(record):
         run_trials(record, sweep, job_path, overrides, todo, via=via, echo=echo)
-    counts: dict[str, int] = {}
-    for entry in record.trials:
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    counts = record.status_counts()
     record.set_status("Completed", counts=counts)
     best = record.best()
     echo(f"[sweep] {record.sweep_id} done: "

@@ -404,10 +404,7 @@ def sync(record: SweepRecord, client: Any = None) -> int:
     best = record.best()
     record.manifest["best"] = best and {k: best.get(k) for k in
                                         ("trial", "run_id", "objective", "parameters")}
-    counts: dict[str, int] = {}
-    for entry in record.trials:
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-    record.manifest["counts"] = counts
+    record.manifest["counts"] = record.status_counts()
     costs = [t["cost"] for t in record.trials if isinstance(t.get("cost"), int | float)]
     if costs:
         record.manifest["spend_usd"] = round(sum(costs), 4)
