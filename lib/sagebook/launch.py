@@ -93,7 +93,7 @@ def prepare(
 
 
 @dataclass
-class Plan:
+class LaunchPlan:
     """A launch decided and checked, before anything is written, uploaded or started."""
 
     config: config_mod.LaunchConfig
@@ -105,18 +105,18 @@ class Plan:
     request: dict[str, Any]
     resume: dict[str, str] | None = None  # the checkpoints it starts from (resume_from)
 
-    def renamed(self) -> Plan:
+    def renamed(self) -> LaunchPlan:
         """The same plan under a new run id (when another launch took this one)."""
         identity = dataclasses.replace(
             _identity(self.config, self.store, new_run_id(), self.git, self.staged),
             image_uri=self.identity.image_uri)
         return self._with(identity)
 
-    def pinned(self, image_uri: str) -> Plan:
+    def pinned(self, image_uri: str) -> LaunchPlan:
         """The same plan running the image by the digest its tag resolved to."""
         return self._with(dataclasses.replace(self.identity, image_uri=image_uri))
 
-    def _with(self, identity: request_mod.RunIdentity) -> Plan:
+    def _with(self, identity: request_mod.RunIdentity) -> LaunchPlan:
         return dataclasses.replace(self, identity=identity,
                                    request=request_mod.build(self.config, identity))
 
@@ -127,7 +127,7 @@ def plan(
     *,
     echo: Callable[[str], None] = print,
     recorded: Recorded | None = None,
-) -> Plan:
+) -> LaunchPlan:
     """Validate the configs, choose the run's names and build the request, and check it against
     the service model and the backend: every problem is found here, before any side effect.
     Local inputs are hashed (not uploaded) so the request names their content-addressed URIs."""
@@ -165,7 +165,7 @@ def plan(
             errors.append(exc)
     if errors:
         raise ConfigError.merged(errors)
-    return Plan(cfg, backend, store, git, staged, identity, request, resume)
+    return LaunchPlan(cfg, backend, store, git, staged, identity, request, resume)
 
 
 def check_request(cfg: config_mod.LaunchConfig) -> None:

@@ -1,10 +1,11 @@
 """Sweeps: one YAML block runs a grid or random search here, or a SageMaker tuning job.
 
-    spec.py    the sweep block: parsing, validation against the configs, grid/random trials
-    local.py   trials in parallel on this machine, each a run with its own record
-    tuning.py  the CreateHyperParameterTuningJob request, and its training jobs as records
-    record.py  the sweep's own record in the store
-    trial.py   the process that runs one local trial
+    spec.py      the sweep block: parsing, validation against the configs, grid/random trials
+    planning.py  SweepPlan: a sweep checked against its configs, before anything runs
+    local.py     trials in parallel on this machine, each a run with its own record
+    tuning.py    the CreateHyperParameterTuningJob request, and its training jobs as records
+    record.py    the sweep's own record in the store
+    trial.py     the process that runs one local trial
 
 `plan()` validates everything before anything is written; `start()` runs a plan; `resume()`
 runs what a sweep left unfinished, and first rebuilds a damaged sweep.json from its sweep.yaml
@@ -19,18 +20,18 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import config as config_mod
-from ..config import LaunchConfig
 from ..errors import SagebookError
 from ..inputs import DamagedFile, checked_name, parse_yaml_text
 from ..printing import terminal_text
 from ..record import TERMINAL, now, read_manifest, user
 from ..stores import Store, open_store
 from . import spec as spec_mod
+from . import tuning
+from .planning import SweepPlan, cell
 from .record import (
     MAX_DEPTH,
     ROOT,
@@ -46,63 +47,12 @@ from .record import (
 
 MAX_REBUILT_TRIALS = 100_000  # trials `--resume` rebuilds from a sweep.yaml read from a store
 
-__all__ = ["Plan", "plan", "start", "resume", "refresh", "format_sweep", "SweepRecord",
+__all__ = ["SweepPlan", "plan", "start", "resume", "refresh", "format_sweep", "SweepRecord",
            "SweepNotFound", "DamagedSweep", "find_sweep", "is_sweep_ref"]
 
 
-@dataclass
-class Plan:
-    """A validated sweep over validated configs: what `start` runs and `--dry-run` prints."""
-
-    spec: spec_mod.SweepFile
-    cfg: LaunchConfig
-    job_path: Path
-    overrides: list[str]
-    remote: bool
-    trials: list[spec_mod.Trial] = field(default_factory=list)
-
-    @property
-    def sweep(self) -> spec_mod.Sweep:
-        return self.spec.sweep
-
-    def describe(self) -> str:
-        """The trial table (grid, random) or the search space and its limits (SageMaker)."""
-        sweep = self.sweep
-        head = (f"sweep of {self.cfg.job.experiment}: {sweep.strategy}, "
-                f"{sweep.objective.goal} {sweep.objective.metric}")
-        if not self.remote:
-            keys = list(sweep.parameters)
-            rows = [["trial", *keys]] + [[str(t.index), *(_cell(t.parameters[k]) for k in keys)]
-                                         for t in self.trials]
-            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-            table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
-                              .rstrip() for r in rows)
-            return (f"{head}; {len(self.trials)} trials, {sweep.max_parallel} at a time on "
-                    f"{self.cfg.job.instance_type}\n{table}")
-        lines = [head, "search space:"]
-        for key, parameter in sweep.parameters.items():
-            if parameter.values is not None:
-                lines.append(f"  {key}: one of {', '.join(_cell(v) for v in parameter.values)}")
-            else:
-                lines.append(f"  {key}: {parameter.kind} in [{parameter.min:g}, "
-                             f"{parameter.max:g}], {parameter.scale} scale")
-        lines.append("limits: " + ", ".join(
-            f"{name} {value}" for name, value in (
-                ("max_trials", sweep.max_trials), ("max_parallel", sweep.max_parallel),
-                ("max_runtime", sweep.max_runtime), ("seed", sweep.seed),
-                ("early_stopping", "median rule" if sweep.early_stopping else None),
-                ("target", sweep.stop_when and sweep.stop_when.target),
-                ("no_improvement", sweep.stop_when and sweep.stop_when.no_improvement),
-            ) if value is not None))
-        return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def plan(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | None = None,
-         overrides: Iterable[str] = (), *, text: str | None = None) -> Plan:
+         overrides: Iterable[str] = (), *, text: str | None = None) -> SweepPlan:
     """Read and check the sweep and the configs it varies; nothing is written. Raises
     ConfigError with every problem. `text`: the sweep file's content, as a form holds it."""
     overrides = list(overrides)
@@ -112,13 +62,13 @@ def plan(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | 
     remote = base.job.is_cloud
     cfg = spec_mod.check(spec, path, overrides, remote=remote)
     trials = [] if remote else spec_mod.trials(spec.sweep)
-    return Plan(spec, cfg, path, overrides, remote, trials)
+    return SweepPlan(spec, cfg, path, overrides, remote, trials)
 
 
-def start(plan: Plan, *, via: str = "cli", echo: Callable[[str], None] = print,
+def start(plan: SweepPlan, *, via: str = "cli", echo: Callable[[str], None] = print,
           wait: bool | None = None) -> SweepRecord:
     """Run the sweep: locally, its trials; on SageMaker, one tuning job. Returns its record."""
-    job = plan.cfg.job
+    job = plan.config.job
     store = open_store(job.experiments_uri or "experiments", **job.store_options())
     manifest: dict[str, Any] = {
         "strategy": plan.sweep.strategy,
@@ -132,8 +82,6 @@ def start(plan: Plan, *, via: str = "cli", echo: Callable[[str], None] = print,
         "max_parallel": plan.sweep.max_parallel,
     }
     if plan.remote:
-        from . import tuning
-
         return tuning.start(plan, store, manifest, echo=echo, wait=wait)
     manifest["trials"] = [
         {"trial": t.index, "parameters": t.parameters, "overrides": t.overrides,
@@ -394,8 +342,6 @@ def refresh(record: SweepRecord) -> SweepRecord:
     """A SageMaker sweep's trials as SageMaker has them now (each written as a record); a
     local sweep's record is always current."""
     if record.manifest.get("backend") == "sagemaker":
-        from . import tuning
-
         tuning.sync(record)
     return record
 
@@ -426,7 +372,7 @@ def format_sweep(record: SweepRecord) -> str:
     if best is not None:
         lines.append(f"best:     trial {best['trial']} (run {best.get('run_id')}), "
                      f"{metric}={best['objective']:g}")
-        lines.append("          " + ", ".join(f"{_shown(k)}={_shown(_cell(v))}"
+        lines.append("          " + ", ".join(f"{_shown(k)}={_shown(cell(v))}"
                                               for k, v in best["parameters"].items()))
     lines.append(f"record:   {record.uri}")
     keys = list(m.get("parameters") or [])
@@ -437,7 +383,7 @@ def format_sweep(record: SweepRecord) -> str:
                      + (" (early stop)" if entry.get("early_stopped") else "")
                      + (" (linked)" if entry.get("linked") else ""),
                      f"{value:.4g}" if isinstance(value, int | float) else "",
-                     *(_shown(_cell(entry["parameters"].get(k, ""))) for k in keys)])
+                     *(_shown(cell(entry["parameters"].get(k, ""))) for k in keys)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines.append("")
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

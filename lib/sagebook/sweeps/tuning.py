@@ -31,7 +31,7 @@ from ..stores import Store, StoreExistsError
 from .record import SweepRecord, new_sweep_id
 
 if TYPE_CHECKING:
-    from . import Plan
+    from .planning import SweepPlan
     from .spec import Parameter, Sweep
 
 OPERATION = "CreateHyperParameterTuningJob"
@@ -62,7 +62,7 @@ def _hyperparameter(key: str) -> str:
 # The request
 
 
-def build(plan: Plan, training_request: dict[str, Any], sweep_id: str, record_uri: str,
+def build(plan: SweepPlan, training_request: dict[str, Any], sweep_id: str, record_uri: str,
           service_model: Any = None) -> dict[str, Any]:
     """The CreateHyperParameterTuningJob request for `plan`, around the CreateTrainingJob
     request the launch path builds for its configs."""
@@ -187,7 +187,7 @@ def _definition_members(service_model: Any) -> set[str]:
     return set(service_model.shape_for("HyperParameterTrainingJobDefinition").members)
 
 
-def check(plan: Plan, request: dict[str, Any], service_model: Any = None) -> None:
+def check(plan: SweepPlan, request: dict[str, Any], service_model: Any = None) -> None:
     """Every constraint of the service model, before anything is uploaded; each problem at the
     line of the sweep (or the config key) it comes from when that is known."""
     from ..apicheck import check_request
@@ -197,7 +197,7 @@ def check(plan: Plan, request: dict[str, Any], service_model: Any = None) -> Non
         raise ConfigError([_locate(plan, request, p.path, p.message) for p in problems])
 
 
-def _locate(plan: Plan, request: dict[str, Any], path: tuple[str | int, ...], message: str
+def _locate(plan: SweepPlan, request: dict[str, Any], path: tuple[str | int, ...], message: str
             ) -> Problem:
     spec = plan.spec
     for depth, part in enumerate(path):
@@ -225,19 +225,19 @@ def _at(data: Any, path: tuple[str | int, ...]) -> Any:
 # Starting it
 
 
-def _training_request(plan: Plan, staged: Any, sweep_id: str, record_uri: str,
+def _training_request(plan: SweepPlan, staged: Any, sweep_id: str, record_uri: str,
                       commit: str | None, image_uri: str | None = None) -> dict[str, Any]:
     identity = request_mod.RunIdentity(
         run_id=sweep_id, job_name=sweep_id, record_uri=record_uri,
         config_uri=f"{record_uri}/config", user=user(), git_commit=commit,
         code_uri=staged.code_uri, channel_uris=staged.channel_uris, image_uri=image_uri)
-    return request_mod.build(plan.cfg, identity)
+    return request_mod.build(plan.config, identity)
 
 
-def check_cost(plan: Plan, training: dict[str, Any], region: str | None) -> None:
+def check_cost(plan: SweepPlan, training: dict[str, Any], region: str | None) -> None:
     """`max_cost` bounds the whole sweep: its trials' worst case, each trial on its dearest
     instance type, must stay below it (a single trial's is checked as every launch's is)."""
-    limit = plan.cfg.job.max_cost
+    limit = plan.config.job.max_cost
     if limit is None:
         return
     sweep = plan.sweep
@@ -263,12 +263,12 @@ def check_cost(plan: Plan, training: dict[str, Any], region: str | None) -> None
             "max_runtime, or raise max_cost")
 
 
-def dry_run_request(plan: Plan) -> dict[str, Any]:
+def dry_run_request(plan: SweepPlan) -> dict[str, Any]:
     """The request `start` would send, checked; writes and uploads nothing."""
     from ..backends import backend_for
 
-    job = plan.cfg.job
-    staged = backend_for(job.instance_type).stage(plan.cfg, lambda line: None)
+    job = plan.config.job
+    staged = backend_for(job.instance_type).stage(plan.config, lambda line: None)
     record_uri = f"{job.experiments_uri}/_sweeps/{job.experiment}/DRY-RUN"
     request = build(plan, _training_request(plan, staged, "DRY-RUN", record_uri, None),
                     "DRY-RUN", record_uri)
@@ -276,22 +276,22 @@ def dry_run_request(plan: Plan) -> dict[str, Any]:
     return request
 
 
-def start(plan: Plan, store: Store, manifest: dict[str, Any], *,
+def start(plan: SweepPlan, store: Store, manifest: dict[str, Any], *,
           echo: Callable[[str], None] = print, wait: bool | None = None) -> SweepRecord:
     """Check, create the sweep's record, upload what the trials read, create the tuning job."""
     from ..backends import Job, backend_for, uploads
 
-    job = plan.cfg.job
+    job = plan.config.job
     backend = backend_for(job.instance_type)
     sagemaker = aws.client("sagemaker", job.profile, job.region)
-    staged = backend.stage(plan.cfg, echo)
-    commit = git_state(plan.cfg.source_dir).get("commit")
+    staged = backend.stage(plan.config, echo)
+    commit = git_state(plan.config.source_dir).get("commit")
     image_uri = None
     for attempt in range(3):
         sweep_id = new_sweep_id()
         record_uri = store.url(f"_sweeps/{job.experiment}/{sweep_id}")
         training = _training_request(plan, staged, sweep_id, record_uri, commit, image_uri)
-        probe = Job(plan.cfg, training, record=None, staged=staged)  # type: ignore[arg-type]
+        probe = Job(plan.config, training, record=None, staged=staged)  # type: ignore[arg-type]
         backend.check(probe)
         if attempt == 0:  # as a launch: regions checked, the image run by its digest
             pinned = (backend.preflight(probe).get("image") or {}).get("uri")
