@@ -111,7 +111,9 @@ class Job:
 
     config: LaunchConfig
     request: dict[str, Any]
-    record: Record
+    # None while the launch is planned and checked (`check`, `preflight`): the record is
+    # created only once every check has passed, and `run` always has it.
+    record: Record | None = None
     echo: Callable[[str], None] = print
     pdb: bool = False
     wait: bool = True

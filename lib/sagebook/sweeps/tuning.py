@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import aws, prices
+from .. import aws, launch, prices
 from .. import request as request_mod
-from ..backends import sagemaker_api
+from ..apicheck import check_request
+from ..backends import Job, backend_for, sagemaker_api, uploads
 from ..errors import ConfigError, Problem, SagebookError, format_problem
-from ..record import TERMINAL, Record, git_state, user
+from ..record import TERMINAL, Record, user
 from ..stores import Store, StoreExistsError
 from .record import SweepRecord, new_sweep_id
 
@@ -181,7 +182,7 @@ def _range(name: str, parameter: Parameter) -> tuple[str, dict[str, Any]]:
 def _definition_members(service_model: Any) -> set[str]:
     """What a tuning job's training-job definition can hold, as the service model says."""
     if service_model is None:
-        import botocore.session
+        import botocore.session  # boto3 only on first use
 
         service_model = botocore.session.get_session().get_service_model("sagemaker")
     return set(service_model.shape_for("HyperParameterTrainingJobDefinition").members)
@@ -190,8 +191,6 @@ def _definition_members(service_model: Any) -> set[str]:
 def check(plan: SweepPlan, request: dict[str, Any], service_model: Any = None) -> None:
     """Every constraint of the service model, before anything is uploaded; each problem at the
     line of the sweep (or the config key) it comes from when that is known."""
-    from ..apicheck import check_request
-
     problems = check_request(OPERATION, request, service_model)
     if problems:
         raise ConfigError([_locate(plan, request, p.path, p.message) for p in problems])
@@ -265,8 +264,6 @@ def check_cost(plan: SweepPlan, training: dict[str, Any], region: str | None) ->
 
 def dry_run_request(plan: SweepPlan) -> dict[str, Any]:
     """The request `start` would send, checked; writes and uploads nothing."""
-    from ..backends import backend_for
-
     job = plan.config.job
     staged = backend_for(job.instance_type).stage(plan.config, lambda line: None)
     record_uri = f"{job.experiments_uri}/_sweeps/{job.experiment}/DRY-RUN"
@@ -279,23 +276,20 @@ def dry_run_request(plan: SweepPlan) -> dict[str, Any]:
 def start(plan: SweepPlan, store: Store, manifest: dict[str, Any], *,
           echo: Callable[[str], None] = print, wait: bool | None = None) -> SweepRecord:
     """Check, create the sweep's record, upload what the trials read, create the tuning job."""
-    from ..backends import Job, backend_for, uploads
-
     job = plan.config.job
-    backend = backend_for(job.instance_type)
     sagemaker = aws.client("sagemaker", job.profile, job.region)
-    staged = backend.stage(plan.config, echo)
-    commit = git_state(plan.config.source_dir).get("commit")
+    backend, git, staged = launch.stage(plan.config, echo)
+    commit = git.get("commit")
     image_uri = None
     for attempt in range(3):
         sweep_id = new_sweep_id()
         record_uri = store.url(f"_sweeps/{job.experiment}/{sweep_id}")
         training = _training_request(plan, staged, sweep_id, record_uri, commit, image_uri)
-        probe = Job(plan.config, training, record=None, staged=staged)  # type: ignore[arg-type]
+        probe = Job(plan.config, training, staged=staged)
         backend.check(probe)
         if attempt == 0:  # as a launch: regions checked, the image run by its digest
-            pinned = (backend.preflight(probe).get("image") or {}).get("uri")
-            if pinned and pinned != training["AlgorithmSpecification"].get("TrainingImage"):
+            pinned = launch.preflight(backend, probe)[1]
+            if pinned:
                 image_uri = pinned
                 training = _training_request(plan, staged, sweep_id, record_uri, commit,
                                              image_uri)
@@ -366,7 +360,7 @@ def sync(record: SweepRecord, client: Any = None) -> int:
     location = record.manifest.get("aws") or {}
     sagemaker = client or aws.client("sagemaker", aws.usable_profile(location.get("profile")),
                                      location.get("region"))
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # boto3 only on first use
 
     name = record.manifest["tuning_job"]["name"]
     try:
