@@ -317,7 +317,7 @@ def attach(record: Record, *, wait: bool = True, echo: Callable[[str], None] = p
     a run whose launch died before creating its job gets it created now, never twice."""
     backend = backend_for(record.manifest.get("instance_type", ""))
     outcome = backend.attach(record, wait=wait, echo=echo)
-    if not outcome.recorded:
+    if not outcome.from_record:
         record.set_status(outcome.status, **_outcome_fields(outcome))
     return Run(record, outcome)
 
@@ -326,7 +326,7 @@ def stop(record: Record, *, wait: bool = False, echo: Callable[[str], None] = pr
     """Ask a run's job to stop (SageMaker: StopTrainingJob); with `wait`, follow it to the end."""
     backend = backend_for(record.manifest.get("instance_type", ""))
     outcome = backend.stop(record, echo)
-    if not outcome.recorded:
+    if not outcome.from_record:
         record.set_status(outcome.status, **_outcome_fields(outcome))
     if wait and outcome.status not in TERMINAL:
         return attach(record, wait=True, echo=echo)

@@ -153,7 +153,7 @@ class Outcome:
     final_metrics: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     detached: bool = False  # the watch was interrupted; the job itself runs on
-    recorded: bool = False  # read from the record, which its launcher writes: nothing to write
+    from_record: bool = False  # read from the record, which its launcher writes: nothing to write
 
 
 class Backend(ABC):
