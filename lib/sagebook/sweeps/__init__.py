@@ -18,19 +18,25 @@ import contextlib
 import json
 import math
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .. import config as config_mod
+from .. import index
+from ..backends.uploads import pack_code, plan_data, save_digest_cache
 from ..errors import SagebookError
 from ..inputs import DamagedFile, checked_name, parse_yaml_text
 from ..printing import terminal_text
 from ..record import TERMINAL, now, read_manifest, user
-from ..stores import Store, open_store
+from ..stores import Store, StoreExistsError, open_store
 from . import spec as spec_mod
 from . import tuning
+from .local import run_trials
 from .planning import SweepPlan, cell
 from .record import (
     MAX_DEPTH,
@@ -152,8 +158,6 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
 
 def _sweep_block(store: Store, experiment: str, sweep_id: str) -> spec_mod.Sweep:
     """The sweep block a sweep ran, from its sweep.yaml; DamagedFile when it is not one."""
-    from pydantic import ValidationError
-
     key = f"{ROOT}/{experiment}/{sweep_id}/sweep.yaml"
     where = store.url(key)
     try:
@@ -254,8 +258,6 @@ def _trial_runs(store: Store, experiment: str, sweep_id: str, sweep: spec_mod.Sw
     whose sweep entry (trial, parameters the sweep searches, within its values or ranges) and
     configs (job file, overrides ending with the trial's own) can be read; any other is
     passed over, as it says nothing to rebuild from."""
-    from .. import index
-
     found = []
     for entry in index.entries(store, experiment):
         if entry.get("sweep") != sweep_id:
@@ -314,8 +316,6 @@ def _refuse_unless_started_here(record: SweepRecord) -> None:
     overrides, as recorded, with this reader's credentials: only the user who started it may,
     on that machine. Anyone else's sweep is not resumed; its trials rerun one by one, each
     saying what it runs."""
-    import socket
-
     started_by = record.manifest.get("user"), record.manifest.get("host")
     if started_by != (user(), socket.gethostname()):
         who, where = (terminal_text(part, one_line=True) for part in started_by)
@@ -326,9 +326,7 @@ def _refuse_unless_started_here(record: SweepRecord) -> None:
 
 def _refuse_if_running(record: SweepRecord) -> None:
     """A sweep whose process still runs on this machine is not resumed under its feet."""
-    import socket
-
-    import psutil
+    import psutil  # heavy to import, and only a resume asks it
 
     pid = record.manifest.get("pid")
     if (record.status in ("Starting", "InProgress") and isinstance(pid, int)
@@ -396,8 +394,6 @@ def _shown(value: Any) -> str:
 
 
 def _create(store: Store, experiment: str, manifest: dict[str, Any], text: str) -> SweepRecord:
-    from ..stores import StoreExistsError
-
     for _ in range(3):
         try:
             record = SweepRecord.create(store, experiment, new_sweep_id(), manifest)
@@ -423,8 +419,6 @@ def _ending(record: SweepRecord) -> Iterator[None]:
 
 def _run(record: SweepRecord, sweep: spec_mod.Sweep, job_path: Path, overrides: list[str],
          todo: list[dict[str, Any]], via: str, echo: Callable[[str], None]) -> None:
-    from .local import run_trials
-
     record.set_status("InProgress")
     with _ending(record):
         run_trials(record, sweep, job_path, overrides, todo, via=via, echo=echo)
@@ -445,8 +439,6 @@ def _run(record: SweepRecord, sweep: spec_mod.Sweep, job_path: Path, overrides: 
 
 def _record_digests(job_path: Path, overrides: list[str], entries: list[dict[str, Any]]) -> None:
     """Config, code and data digests of each trial, kept in its sweep entry (and manifest)."""
-    from ..backends.uploads import pack_code, plan_data, save_digest_cache
-
     code: dict[str, str] = {}
     data: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="sagebook-digest-") as scratch:
@@ -473,8 +465,6 @@ def _digest_key(digests: dict[str, Any] | None) -> str | None:
 
 def _finished_runs(store: Store, experiment: str) -> dict[str | None, dict[str, Any]]:
     """Completed runs of the experiment by their digests (only runs that recorded them)."""
-    from .. import index
-
     found: dict[str | None, dict[str, Any]] = {}
     for entry in index.entries(store, experiment):
         if entry.get("status") != "Completed" or not entry.get("sweep"):
