@@ -543,6 +543,34 @@ def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, t
     assert page.count('class="run"') == 3  # the three trials with an objective
 
 
+def test_a_search_sagemaker_refuses_is_one_line_naming_the_tuning_job(tmp_path):
+    from botocore.exceptions import ClientError
+
+    from sagebook.errors import LaunchError
+    from sagebook.stores import open_store
+    from sagebook.sweeps import SweepRecord, tuning
+
+    class Refusing:  # the tuning job is there; the Search of its training jobs is refused
+        def describe_hyper_parameter_tuning_job(self, **_):
+            return {"HyperParameterTuningJobStatus": "InProgress"}
+
+        def search(self, **_):
+            raise ClientError({"Error": {"Code": "AccessDeniedException",
+                                         "Message": "not authorized to perform Search"}}, "Search")
+
+    record = SweepRecord.create(open_store(str(tmp_path / "records")), "exp",
+                                "sweep-20260101-000000-aaaaaa", {
+                                    "backend": "sagemaker", "trials": [],
+                                    "objective": {"metric": "loss", "goal": "minimize"},
+                                    "tuning_job": {"name": "sweep-20260101-000000-aaaaaa"}})
+    with pytest.raises(LaunchError) as info:
+        tuning.sync(record, client=Refusing())
+    assert str(info.value) == (
+        "cannot ask SageMaker about tuning job sweep-20260101-000000-aaaaaa: An error occurred "
+        "(AccessDeniedException) when calling the Search operation: not authorized to perform "
+        "Search")
+
+
 # --------------------------------------------------------------------------------------------
 # From a notebook
 
