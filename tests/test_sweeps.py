@@ -519,6 +519,12 @@ def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, t
         "training.learning_rate": 0.002, "training.hidden_units": 128},
         "record": f"{store_uri}/_sweeps/digits-mlp/{name}"}
     assert run["instance_type"] == "ml.m5.large"
+    trial = json.loads(boto3.client("s3").get_object(
+        Bucket=bucket, Key=f"records/digits-mlp/{name}-002-0a1b2c3d/manifest.json")["Body"].read())
+    # a trial's record keeps what a single run's keeps of its job
+    assert trial["billable_seconds"] == trial["training_seconds"] == 600
+    assert trial["job_arn"].endswith(f":training-job/{name}-002-0a1b2c3d")
+    assert trial["secondary_status"] == "Starting"  # as moto's job says it
 
     fake.job(f"{name}-004-0a1b2c3d").training_job_status = "Completed"
     fake.job(f"{name}-004-0a1b2c3d").final_metric_data_list = [
@@ -535,6 +541,34 @@ def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, t
         Bucket=bucket, Key=f"records/_report/sweeps/digits-mlp/{name}.html")["Body"].read().decode()
     assert f"<tr><th>spend</th><td>${sweep['spend_usd']:.2f}</td></tr>" in page
     assert page.count('class="run"') == 3  # the three trials with an objective
+
+
+def test_a_search_sagemaker_refuses_is_one_line_naming_the_tuning_job(tmp_path):
+    from botocore.exceptions import ClientError
+
+    from sagebook.errors import LaunchError
+    from sagebook.stores import open_store
+    from sagebook.sweeps import SweepRecord, tuning
+
+    class Refusing:  # the tuning job is there; the Search of its training jobs is refused
+        def describe_hyper_parameter_tuning_job(self, **_):
+            return {"HyperParameterTuningJobStatus": "InProgress"}
+
+        def search(self, **_):
+            raise ClientError({"Error": {"Code": "AccessDeniedException",
+                                         "Message": "not authorized to perform Search"}}, "Search")
+
+    record = SweepRecord.create(open_store(str(tmp_path / "records")), "exp",
+                                "sweep-20260101-000000-aaaaaa", {
+                                    "backend": "sagemaker", "trials": [],
+                                    "objective": {"metric": "loss", "goal": "minimize"},
+                                    "tuning_job": {"name": "sweep-20260101-000000-aaaaaa"}})
+    with pytest.raises(LaunchError) as info:
+        tuning.sync(record, client=Refusing())
+    assert str(info.value) == (
+        "cannot ask SageMaker about tuning job sweep-20260101-000000-aaaaaa: An error occurred "
+        "(AccessDeniedException) when calling the Search operation: not authorized to perform "
+        "Search")
 
 
 # --------------------------------------------------------------------------------------------

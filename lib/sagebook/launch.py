@@ -93,7 +93,7 @@ def prepare(
 
 
 @dataclass
-class Plan:
+class LaunchPlan:
     """A launch decided and checked, before anything is written, uploaded or started."""
 
     config: config_mod.LaunchConfig
@@ -105,18 +105,18 @@ class Plan:
     request: dict[str, Any]
     resume: dict[str, str] | None = None  # the checkpoints it starts from (resume_from)
 
-    def renamed(self) -> Plan:
+    def renamed(self) -> LaunchPlan:
         """The same plan under a new run id (when another launch took this one)."""
         identity = dataclasses.replace(
             _identity(self.config, self.store, new_run_id(), self.git, self.staged),
             image_uri=self.identity.image_uri)
         return self._with(identity)
 
-    def pinned(self, image_uri: str) -> Plan:
+    def pinned(self, image_uri: str) -> LaunchPlan:
         """The same plan running the image by the digest its tag resolved to."""
         return self._with(dataclasses.replace(self.identity, image_uri=image_uri))
 
-    def _with(self, identity: request_mod.RunIdentity) -> Plan:
+    def _with(self, identity: request_mod.RunIdentity) -> LaunchPlan:
         return dataclasses.replace(self, identity=identity,
                                    request=request_mod.build(self.config, identity))
 
@@ -127,7 +127,7 @@ def plan(
     *,
     echo: Callable[[str], None] = print,
     recorded: Recorded | None = None,
-) -> Plan:
+) -> LaunchPlan:
     """Validate the configs, choose the run's names and build the request, and check it against
     the service model and the backend: every problem is found here, before any side effect.
     Local inputs are hashed (not uploaded) so the request names their content-addressed URIs."""
@@ -143,10 +143,8 @@ def plan(
             raise ConfigError.merged([exc, more]) from None
         raise
     job_cfg = cfg.job
-    backend = backend_for(job_cfg.instance_type)
     store = open_store(job_cfg.experiments_uri or "experiments", **job_cfg.store_options())
-    git = recorded.git if recorded.code_dir and recorded.git else git_state(cfg.source_dir)
-    staged = backend.stage(cfg, echo, reuse=recorded.channels)
+    backend, git, staged = stage(cfg, echo, recorded)
     identity = dataclasses.replace(_identity(cfg, store, new_run_id(), git, staged),
                                    image_uri=recorded.image_uri)
     request = request_mod.build(cfg, identity)
@@ -156,8 +154,7 @@ def plan(
     except ConfigError as exc:
         errors.append(exc)
         resume = None
-    job = Job(cfg, request, record=None, staged=staged,  # type: ignore[arg-type]
-              resume_from=resume["uri"] if resume else None)
+    job = Job(cfg, request, staged=staged, resume_from=resume["uri"] if resume else None)
     for check in (backend.check, lambda job: request_mod.check(cfg, job.request)):
         try:
             check(job)
@@ -165,7 +162,29 @@ def plan(
             errors.append(exc)
     if errors:
         raise ConfigError.merged(errors)
-    return Plan(cfg, backend, store, git, staged, identity, request, resume)
+    return LaunchPlan(cfg, backend, store, git, staged, identity, request, resume)
+
+
+def stage(cfg: config_mod.LaunchConfig, echo: Callable[[str], None],
+          recorded: Recorded | None = None) -> tuple[Backend, dict[str, Any], Staged]:
+    """The backend that runs `cfg`, the git state of the code it sends and its local inputs
+    hashed, not uploaded (a parent's, for a rerun): what the request is built from."""
+    recorded = recorded or Recorded()
+    backend = backend_for(cfg.job.instance_type)
+    git = recorded.git if recorded.code_dir and recorded.git else git_state(cfg.source_dir)
+    return backend, git, backend.stage(cfg, echo, reuse=recorded.channels)
+
+
+def preflight(backend: Backend, job: Job) -> tuple[dict[str, Any], str | None]:
+    """Ask AWS, once and after the plan (the dry run does not ask), what only it knows: the
+    regions of buckets and image, and the image tag's digest, none of which depends on the run
+    id. Returns what the record keeps, and the image URI pinned to its digest when the request
+    does not run that yet."""
+    asked = backend.preflight(job)
+    pinned = (asked.get("image") or {}).get("uri")
+    if pinned == job.request["AlgorithmSpecification"].get("TrainingImage"):
+        pinned = None
+    return asked, pinned
 
 
 def check_request(cfg: config_mod.LaunchConfig) -> None:
@@ -213,14 +232,11 @@ def launch(
     cfg, backend, git = planned.config, planned.backend, planned.git
     job_cfg = cfg.job
     resume, staged = planned.resume, planned.staged
-    job = Job(cfg, planned.request, record=None, echo=echo, pdb=pdb,  # type: ignore[arg-type]
+    job = Job(cfg, planned.request, echo=echo, pdb=pdb,
               wait=job_cfg.wait if wait is None else wait, staged=staged,
               resume_from=resume["uri"] if resume else None)
-    # Asked of AWS once, after the plan (the dry run does not ask): the regions of buckets and
-    # image, and the image tag's digest, which do not depend on the run id.
-    asked = backend.preflight(job)
-    pinned = (asked.get("image") or {}).get("uri")
-    if pinned and pinned != planned.request["AlgorithmSpecification"].get("TrainingImage"):
+    asked, pinned = preflight(backend, job)
+    if pinned:
         planned = planned.pinned(pinned)
         job.request = planned.request
         backend.check(job)
@@ -301,7 +317,7 @@ def attach(record: Record, *, wait: bool = True, echo: Callable[[str], None] = p
     a run whose launch died before creating its job gets it created now, never twice."""
     backend = backend_for(record.manifest.get("instance_type", ""))
     outcome = backend.attach(record, wait=wait, echo=echo)
-    if not outcome.recorded:
+    if not outcome.from_record:
         record.set_status(outcome.status, **_outcome_fields(outcome))
     return Run(record, outcome)
 
@@ -310,7 +326,7 @@ def stop(record: Record, *, wait: bool = False, echo: Callable[[str], None] = pr
     """Ask a run's job to stop (SageMaker: StopTrainingJob); with `wait`, follow it to the end."""
     backend = backend_for(record.manifest.get("instance_type", ""))
     outcome = backend.stop(record, echo)
-    if not outcome.recorded:
+    if not outcome.from_record:
         record.set_status(outcome.status, **_outcome_fields(outcome))
     if wait and outcome.status not in TERMINAL:
         return attach(record, wait=True, echo=echo)

@@ -28,7 +28,9 @@ class Job:
 
     config: LaunchConfig
     request: dict[str, Any]
-    record: Record
+    # None while the launch is planned and checked (`check`, `preflight`): the record is
+    # created only once every check has passed, and `run` always has it.
+    record: Record | None = None
     echo: Callable[[str], None] = print
     pdb: bool = False
     wait: bool = True
@@ -68,7 +70,7 @@ class Outcome:
     final_metrics: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     detached: bool = False  # the watch was interrupted; the job itself runs on
-    recorded: bool = False  # read from the record, which its launcher writes: nothing to write
+    from_record: bool = False  # read from the record, which its launcher writes: nothing to write
 
 
 class Backend(ABC):

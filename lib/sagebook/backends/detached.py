@@ -88,7 +88,7 @@ def attach(record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcom
         raise LaunchError(f"run {record.run_id} cannot be followed again: {reason}, and "
                           f"its training stopped with it; {liveness.cleanup_hint(entry)}")
     if record.status in TERMINAL:
-        return recorded(record.manifest)
+        return outcome_from_record(record.manifest)
     beat = liveness.read(record.store, record.experiment, record.run_id) or {}
     host = beat.get("host") or record.manifest.get("host")
     if host != socket.gethostname():
@@ -96,7 +96,7 @@ def attach(record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcom
                           "its output is there; run `sagebook attach` there, or `sagebook "
                           "show` for its status")
     if not wait:
-        return Outcome(status=record.status, recorded=True)
+        return Outcome(status=record.status, from_record=True)
     offsets: dict[Path, int] = {}
     spool = _spool(record)
     try:
@@ -105,7 +105,7 @@ def attach(record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcom
             ended = record.status in TERMINAL  # read before the log: its last lines are in
             _echo_new_lines(spool, offsets, echo)
             if ended:
-                return recorded(record.manifest)
+                return outcome_from_record(record.manifest)
             reason = liveness.lost(record.store, entry)
             if reason:
                 raise LaunchError(f"run {record.run_id} was lost while followed: {reason}; "
@@ -115,16 +115,16 @@ def attach(record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcom
         ref = f"{record.experiment}/{record.run_id}"
         echo(f"[sagebook] detached from run {record.run_id}, which runs on: `sagebook attach "
              f"{ref}` follows it again, `sagebook stop {ref}` stops it")
-        return Outcome(status=record.status, detached=True, recorded=True)
+        return Outcome(status=record.status, detached=True, from_record=True)
 
 
-def recorded(manifest: dict[str, Any]) -> Outcome:
+def outcome_from_record(manifest: dict[str, Any]) -> Outcome:
     """How a run ended, as its launcher wrote it into the record."""
     return Outcome(status=manifest["status"], failure_reason=manifest.get("failure_reason"),
                    exit_code=manifest.get("exit_code"),
                    model_artifact=manifest.get("model_artifact"),
                    output_artifact=manifest.get("output_artifact"),
-                   final_metrics=manifest.get("final_metrics") or {}, recorded=True)
+                   final_metrics=manifest.get("final_metrics") or {}, from_record=True)
 
 
 def _entry(record: Record) -> dict[str, Any]:

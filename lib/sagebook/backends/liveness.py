@@ -246,7 +246,7 @@ def stop(record: Record, echo: Callable[[str], None], grace: float) -> Outcome:
             time.sleep(0.1)
         record.reload()
         return Outcome(status=record.status if record.status in TERMINAL else "Stopping",
-                       failure_reason=record.manifest.get("failure_reason"), recorded=True)
+                       failure_reason=record.manifest.get("failure_reason"), from_record=True)
     groups = own.groups
     for group in groups:
         _signal(group, signal.SIGTERM)

@@ -42,8 +42,9 @@ from ..errors import ConfigError, LaunchError
 from ..printing import terminal_text
 from ..record import TERMINAL, Record, now, user
 from ..stores import Store
-from . import Backend, Job, Outcome, Staged, preflight
+from . import Backend, Job, Outcome, Staged, preflight, sagemaker_api
 from .logs import LogSink
+from .sagemaker_api import describe, error_text, iso, lookup
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 FINISHED = ("Completed", "Failed", "Stopped")
@@ -263,7 +264,7 @@ class SageMakerBackend(Backend):
         try:
             sagemaker.stop_training_job(TrainingJobName=name)
         except (ClientError, BotoCoreError) as exc:
-            raise LaunchError(f"StopTrainingJob {name}: {_error_text(exc)}") from None
+            raise LaunchError(f"StopTrainingJob {name}: {error_text(exc)}") from None
         echo(f"[sagebook] stop requested for {name}: SageMaker sends SIGTERM, then SIGKILL "
              f"{STOP_GRACE_SECONDS} s later; what the code saved by then (model, checkpoints) is "
              f"kept.\n[sagebook] follow it to the end: sagebook attach {record.uri}")
@@ -296,7 +297,7 @@ def create_job(sagemaker: Any, request: dict[str, Any], echo: Callable[[str], No
         return sagemaker.create_training_job(**request)["TrainingJobArn"]
     except ClientError as exc:
         if not _already_exists(exc):
-            raise LaunchError(f"CreateTrainingJob {name}: {_error_text(exc)}") from None
+            raise LaunchError(f"CreateTrainingJob {name}: {error_text(exc)}") from None
         problem = None
     except BotoCoreError as exc:  # no answer even after retries: did the job get created?
         problem = exc
@@ -314,49 +315,12 @@ def create_job(sagemaker: Any, request: dict[str, Any], echo: Callable[[str], No
     return existing["TrainingJobArn"]
 
 
-def describe(sagemaker: Any, name: str) -> dict[str, Any] | None:
-    """The job's description, or None if SageMaker has no job of that name."""
-    from botocore.exceptions import ClientError
-
-    try:
-        return sagemaker.describe_training_job(TrainingJobName=name)
-    except ClientError as exc:
-        if _not_found(exc):
-            return None
-        raise
-
-
-def lookup(sagemaker: Any, name: str) -> dict[str, Any] | None:
-    """`describe`, with SageMaker's refusals (access, throttling beyond retries, no network)
-    as a LaunchError the CLI shows in one line."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return describe(sagemaker, name)
-    except (ClientError, BotoCoreError) as exc:
-        raise LaunchError(f"DescribeTrainingJob {name}: {_error_text(exc)}") from None
-
-
 def _already_exists(exc: Any) -> bool:
     error = exc.response.get("Error", {})
     message = str(error.get("Message", "")).lower()
     return error.get("Code") == "ResourceInUse" or (
         error.get("Code") == "ValidationException"
         and ("already exists" in message or "must be unique" in message))
-
-
-def _not_found(exc: Any) -> bool:
-    error = exc.response.get("Error", {})
-    message = str(error.get("Message", "")).lower()
-    return error.get("Code") in ("ResourceNotFound", "ValidationException") and (
-        "not found" in message or "does not exist" in message or "could not find" in message)
-
-
-def _error_text(exc: Any) -> str:
-    error = getattr(exc, "response", {}).get("Error", {})
-    if error:
-        return f"{error.get('Code')}: {error.get('Message')}"
-    return str(exc)
 
 
 def _tag(request: dict[str, Any], key: str) -> str | None:
@@ -500,12 +464,12 @@ class Watch:
             except (ClientError, BotoCoreError) as exc:
                 if failing_since is None:
                     failing_since = time.monotonic()
-                    self.echo(f"[sagebook] cannot reach SageMaker ({_error_text(exc)}); "
+                    self.echo(f"[sagebook] cannot reach SageMaker ({error_text(exc)}); "
                               f"trying again for up to {GIVE_UP_SECONDS / 60:.0f} minutes")
                 elif time.monotonic() - failing_since > GIVE_UP_SECONDS:
                     raise LaunchError(
                         f"no answer from SageMaker for {GIVE_UP_SECONDS / 60:.0f} minutes "
-                        f"({_error_text(exc)}); the job runs on: sagebook attach "
+                        f"({error_text(exc)}); the job runs on: sagebook attach "
                         f"{self.record.uri}") from None
                 time.sleep(max(self.poll, 1.0))
                 continue
@@ -570,7 +534,7 @@ class Watch:
                 self.tokens[stream] = token
         except (ClientError, BotoCoreError) as exc:
             if not self.logs_warned:
-                self.echo(f"[sagebook] cannot read the job's logs yet ({_error_text(exc)})")
+                self.echo(f"[sagebook] cannot read the job's logs yet ({error_text(exc)})")
                 self.logs_warned = True
         events.sort(key=lambda event: event[0])  # stable: one host's order is kept
         for stamp, host, message in events:
@@ -633,9 +597,7 @@ class Watch:
         scraped: dict[str, float] = {}
         for host in sorted(self.sinks, reverse=True):  # algo-1's values win
             scraped.update(self.sinks[host].last)
-        reported = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList") or []
-                    if "MetricName" in m and "Value" in m}
-        outcome.final_metrics = {**scraped, **reported}
+        outcome.final_metrics = {**scraped, **sagemaker_api.final_metrics(job)}
         for key, field in (("billable_seconds", "BillableTimeInSeconds"),
                            ("training_seconds", "TrainingTimeInSeconds")):
             if job.get(field) is not None:
@@ -711,16 +673,10 @@ def _phases(transitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{
         "status": phase.get("Status"),
         "message": phase.get("StatusMessage"),
-        "start": _iso(phase.get("StartTime")),
-        "end": _iso(phase.get("EndTime")),
+        "start": iso(phase.get("StartTime"), "seconds"),
+        "end": iso(phase.get("EndTime"), "seconds"),
         "seconds": _seconds(phase),
     } for phase in transitions]
-
-
-def _iso(value: Any) -> str | None:
-    if isinstance(value, _dt.datetime):
-        return value.astimezone(_dt.timezone.utc).isoformat(timespec="seconds")
-    return None
 
 
 def _clock(value: Any) -> str:
@@ -748,7 +704,6 @@ def _tail(path: Path, count: int) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Refreshing what `sagebook list` shows
 
-SEARCH_PAGE = 100  # SageMaker Search returns at most 100 results a call
 SEARCH_SLACK = _dt.timedelta(hours=1)  # clock skew between a laptop and SageMaker
 
 
@@ -790,32 +745,12 @@ def _created(entry: dict[str, Any]) -> _dt.datetime:
 
 def _search_jobs(sagemaker: Any, experiment: str, since: _dt.datetime, wanted: set[str]
                  ) -> dict[str, dict[str, Any]]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    found: dict[str, dict[str, Any]] = {}
-    request: dict[str, Any] = {
-        "Resource": "TrainingJob",
-        "SearchExpression": {"Filters": [
-            {"Name": "Tags.sagebook:experiment", "Operator": "Equals", "Value": experiment},
-            {"Name": "CreationTime", "Operator": "GreaterThanOrEqualTo",
-             "Value": since.strftime("%Y-%m-%dT%H:%M:%SZ")},
-        ]},
-        "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": SEARCH_PAGE,
-    }
-    try:
-        while True:
-            answer = sagemaker.search(**request)
-            for result in answer.get("Results", []):
-                job = result.get("TrainingJob") or {}
-                if job.get("TrainingJobName") in wanted:
-                    found[job["TrainingJobName"]] = job
-            token = answer.get("NextToken")
-            if not token or len(found) == len(wanted):
-                return found
-            request["NextToken"] = token
-    except (ClientError, BotoCoreError) as exc:
-        raise LaunchError(f"cannot ask SageMaker for the status of {experiment}'s runs: "
-                          f"{exc}") from None
+    jobs = sagemaker_api.search_training_jobs(sagemaker, [
+        {"Name": "Tags.sagebook:experiment", "Operator": "Equals", "Value": experiment},
+        {"Name": "CreationTime", "Operator": "GreaterThanOrEqualTo",
+         "Value": since.strftime("%Y-%m-%dT%H:%M:%SZ")},
+    ], about=f"for the status of {experiment}'s runs", wanted=wanted)
+    return {job["TrainingJobName"]: job for job in jobs if job.get("TrainingJobName") in wanted}
 
 
 def _write_back(store: Store, entry: dict[str, Any], job: dict[str, Any]) -> bool:
@@ -826,33 +761,7 @@ def _write_back(store: Store, entry: dict[str, Any], job: dict[str, Any]) -> boo
     if record.status in TERMINAL:  # the launch process got there first
         entry.update(run_index.summarize(record.manifest))
         return False
-    fields: dict[str, Any] = {}
-    if job.get("FailureReason"):
-        fields["failure_reason"] = job["FailureReason"]
-    metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList") or []
-               if "MetricName" in m and "Value" in m}
-    if metrics:
-        fields["final_metrics"] = metrics
-    artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-    if artifact:
-        fields["model_artifact"] = artifact
-    if job.get("TrainingJobArn"):
-        fields["job_arn"] = job["TrainingJobArn"]
-    if job.get("SecondaryStatus"):
-        fields["secondary_status"] = job["SecondaryStatus"]
-    for key, field in (("billable_seconds", "BillableTimeInSeconds"),
-                       ("training_seconds", "TrainingTimeInSeconds")):
-        if job.get(field) is not None:
-            fields[key] = job[field]
-    cost = prices.job_cost(job, aws.region_from_arn(job.get("TrainingJobArn"))
-                           or aws.job_location(entry)[0])
-    if cost:
-        fields["cost"] = cost
-    if isinstance(job.get("TrainingEndTime"), _dt.datetime):
-        fields["ended"] = job["TrainingEndTime"].astimezone(_dt.timezone.utc).isoformat(
-            timespec="milliseconds")
-    fields["status_source"] = "sagemaker search"
-    record.set_status(status, **fields)
+    sagemaker_api.write_back(record, job, aws.job_location(entry)[0])
     entry.clear()
     entry.update(run_index.summarize(record.manifest))
     return True

@@ -1,10 +1,11 @@
 """Sweeps: one YAML block runs a grid or random search here, or a SageMaker tuning job.
 
-    spec.py    the sweep block: parsing, validation against the configs, grid/random trials
-    local.py   trials in parallel on this machine, each a run with its own record
-    tuning.py  the CreateHyperParameterTuningJob request, and its training jobs as records
-    record.py  the sweep's own record in the store
-    trial.py   the process that runs one local trial
+    spec.py      the sweep block: parsing, validation against the configs, grid/random trials
+    planning.py  SweepPlan: a sweep checked against its configs, before anything runs
+    local.py     trials in parallel on this machine, each a run with its own record
+    tuning.py    the CreateHyperParameterTuningJob request, and its training jobs as records
+    record.py    the sweep's own record in the store
+    trial.py     the process that runs one local trial
 
 `plan()` validates everything before anything is written; `start()` runs a plan; `resume()`
 runs what a sweep left unfinished, and first rebuilds a damaged sweep.json from its sweep.yaml
@@ -17,20 +18,26 @@ import contextlib
 import json
 import math
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .. import config as config_mod
-from ..config import LaunchConfig
+from .. import index
+from ..backends.uploads import pack_code, plan_data, save_digest_cache
 from ..errors import SagebookError
 from ..inputs import DamagedFile, checked_name, parse_yaml_text
 from ..printing import terminal_text
 from ..record import TERMINAL, now, read_manifest, user
-from ..stores import Store, open_store
+from ..stores import Store, StoreExistsError, open_store
 from . import spec as spec_mod
+from . import tuning
+from .local import run_trials
+from .planning import SweepPlan, cell
 from .record import (
     MAX_DEPTH,
     ROOT,
@@ -46,63 +53,12 @@ from .record import (
 
 MAX_REBUILT_TRIALS = 100_000  # trials `--resume` rebuilds from a sweep.yaml read from a store
 
-__all__ = ["Plan", "plan", "start", "resume", "refresh", "format_sweep", "SweepRecord",
+__all__ = ["SweepPlan", "plan", "start", "resume", "refresh", "format_sweep", "SweepRecord",
            "SweepNotFound", "DamagedSweep", "find_sweep", "is_sweep_ref"]
 
 
-@dataclass
-class Plan:
-    """A validated sweep over validated configs: what `start` runs and `--dry-run` prints."""
-
-    spec: spec_mod.SweepFile
-    cfg: LaunchConfig
-    job_path: Path
-    overrides: list[str]
-    remote: bool
-    trials: list[spec_mod.Trial] = field(default_factory=list)
-
-    @property
-    def sweep(self) -> spec_mod.Sweep:
-        return self.spec.sweep
-
-    def describe(self) -> str:
-        """The trial table (grid, random) or the search space and its limits (SageMaker)."""
-        sweep = self.sweep
-        head = (f"sweep of {self.cfg.job.experiment}: {sweep.strategy}, "
-                f"{sweep.objective.goal} {sweep.objective.metric}")
-        if not self.remote:
-            keys = list(sweep.parameters)
-            rows = [["trial", *keys]] + [[str(t.index), *(_cell(t.parameters[k]) for k in keys)]
-                                         for t in self.trials]
-            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-            table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
-                              .rstrip() for r in rows)
-            return (f"{head}; {len(self.trials)} trials, {sweep.max_parallel} at a time on "
-                    f"{self.cfg.job.instance_type}\n{table}")
-        lines = [head, "search space:"]
-        for key, parameter in sweep.parameters.items():
-            if parameter.values is not None:
-                lines.append(f"  {key}: one of {', '.join(_cell(v) for v in parameter.values)}")
-            else:
-                lines.append(f"  {key}: {parameter.kind} in [{parameter.min:g}, "
-                             f"{parameter.max:g}], {parameter.scale} scale")
-        lines.append("limits: " + ", ".join(
-            f"{name} {value}" for name, value in (
-                ("max_trials", sweep.max_trials), ("max_parallel", sweep.max_parallel),
-                ("max_runtime", sweep.max_runtime), ("seed", sweep.seed),
-                ("early_stopping", "median rule" if sweep.early_stopping else None),
-                ("target", sweep.stop_when and sweep.stop_when.target),
-                ("no_improvement", sweep.stop_when and sweep.stop_when.no_improvement),
-            ) if value is not None))
-        return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def plan(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | None = None,
-         overrides: Iterable[str] = (), *, text: str | None = None) -> Plan:
+         overrides: Iterable[str] = (), *, text: str | None = None) -> SweepPlan:
     """Read and check the sweep and the configs it varies; nothing is written. Raises
     ConfigError with every problem. `text`: the sweep file's content, as a form holds it."""
     overrides = list(overrides)
@@ -112,13 +68,13 @@ def plan(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | 
     remote = base.job.is_cloud
     cfg = spec_mod.check(spec, path, overrides, remote=remote)
     trials = [] if remote else spec_mod.trials(spec.sweep)
-    return Plan(spec, cfg, path, overrides, remote, trials)
+    return SweepPlan(spec, cfg, path, overrides, remote, trials)
 
 
-def start(plan: Plan, *, via: str = "cli", echo: Callable[[str], None] = print,
+def start(plan: SweepPlan, *, via: str = "cli", echo: Callable[[str], None] = print,
           wait: bool | None = None) -> SweepRecord:
     """Run the sweep: locally, its trials; on SageMaker, one tuning job. Returns its record."""
-    job = plan.cfg.job
+    job = plan.config.job
     store = open_store(job.experiments_uri or "experiments", **job.store_options())
     manifest: dict[str, Any] = {
         "strategy": plan.sweep.strategy,
@@ -132,8 +88,6 @@ def start(plan: Plan, *, via: str = "cli", echo: Callable[[str], None] = print,
         "max_parallel": plan.sweep.max_parallel,
     }
     if plan.remote:
-        from . import tuning
-
         return tuning.start(plan, store, manifest, echo=echo, wait=wait)
     manifest["trials"] = [
         {"trial": t.index, "parameters": t.parameters, "overrides": t.overrides,
@@ -204,8 +158,6 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
 
 def _sweep_block(store: Store, experiment: str, sweep_id: str) -> spec_mod.Sweep:
     """The sweep block a sweep ran, from its sweep.yaml; DamagedFile when it is not one."""
-    from pydantic import ValidationError
-
     key = f"{ROOT}/{experiment}/{sweep_id}/sweep.yaml"
     where = store.url(key)
     try:
@@ -306,8 +258,6 @@ def _trial_runs(store: Store, experiment: str, sweep_id: str, sweep: spec_mod.Sw
     whose sweep entry (trial, parameters the sweep searches, within its values or ranges) and
     configs (job file, overrides ending with the trial's own) can be read; any other is
     passed over, as it says nothing to rebuild from."""
-    from .. import index
-
     found = []
     for entry in index.entries(store, experiment):
         if entry.get("sweep") != sweep_id:
@@ -366,8 +316,6 @@ def _refuse_unless_started_here(record: SweepRecord) -> None:
     overrides, as recorded, with this reader's credentials: only the user who started it may,
     on that machine. Anyone else's sweep is not resumed; its trials rerun one by one, each
     saying what it runs."""
-    import socket
-
     started_by = record.manifest.get("user"), record.manifest.get("host")
     if started_by != (user(), socket.gethostname()):
         who, where = (terminal_text(part, one_line=True) for part in started_by)
@@ -378,9 +326,7 @@ def _refuse_unless_started_here(record: SweepRecord) -> None:
 
 def _refuse_if_running(record: SweepRecord) -> None:
     """A sweep whose process still runs on this machine is not resumed under its feet."""
-    import socket
-
-    import psutil
+    import psutil  # heavy to import, and only a resume asks it
 
     pid = record.manifest.get("pid")
     if (record.status in ("Starting", "InProgress") and isinstance(pid, int)
@@ -394,8 +340,6 @@ def refresh(record: SweepRecord) -> SweepRecord:
     """A SageMaker sweep's trials as SageMaker has them now (each written as a record); a
     local sweep's record is always current."""
     if record.manifest.get("backend") == "sagemaker":
-        from . import tuning
-
         tuning.sync(record)
     return record
 
@@ -406,9 +350,7 @@ def format_sweep(record: SweepRecord) -> str:
     m = record.manifest
     objective = m["objective"]
     metric = _shown(objective["metric"])
-    counts: dict[str, int] = {}
-    for entry in record.trials:
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    counts = record.status_counts()
     lines = [
         f"sweep:    {record.sweep_id}",
         f"experiment: {record.experiment}",
@@ -428,7 +370,7 @@ def format_sweep(record: SweepRecord) -> str:
     if best is not None:
         lines.append(f"best:     trial {best['trial']} (run {best.get('run_id')}), "
                      f"{metric}={best['objective']:g}")
-        lines.append("          " + ", ".join(f"{_shown(k)}={_shown(_cell(v))}"
+        lines.append("          " + ", ".join(f"{_shown(k)}={_shown(cell(v))}"
                                               for k, v in best["parameters"].items()))
     lines.append(f"record:   {record.uri}")
     keys = list(m.get("parameters") or [])
@@ -439,7 +381,7 @@ def format_sweep(record: SweepRecord) -> str:
                      + (" (early stop)" if entry.get("early_stopped") else "")
                      + (" (linked)" if entry.get("linked") else ""),
                      f"{value:.4g}" if isinstance(value, int | float) else "",
-                     *(_shown(_cell(entry["parameters"].get(k, ""))) for k in keys)])
+                     *(_shown(cell(entry["parameters"].get(k, ""))) for k in keys)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines.append("")
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -452,8 +394,6 @@ def _shown(value: Any) -> str:
 
 
 def _create(store: Store, experiment: str, manifest: dict[str, Any], text: str) -> SweepRecord:
-    from ..stores import StoreExistsError
-
     for _ in range(3):
         try:
             record = SweepRecord.create(store, experiment, new_sweep_id(), manifest)
@@ -479,14 +419,10 @@ def _ending(record: SweepRecord) -> Iterator[None]:
 
 def _run(record: SweepRecord, sweep: spec_mod.Sweep, job_path: Path, overrides: list[str],
          todo: list[dict[str, Any]], via: str, echo: Callable[[str], None]) -> None:
-    from .local import run_trials
-
     record.set_status("InProgress")
     with _ending(record):
         run_trials(record, sweep, job_path, overrides, todo, via=via, echo=echo)
-    counts: dict[str, int] = {}
-    for entry in record.trials:
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    counts = record.status_counts()
     record.set_status("Completed", counts=counts)
     best = record.best()
     echo(f"[sweep] {record.sweep_id} done: "
@@ -503,8 +439,6 @@ def _run(record: SweepRecord, sweep: spec_mod.Sweep, job_path: Path, overrides: 
 
 def _record_digests(job_path: Path, overrides: list[str], entries: list[dict[str, Any]]) -> None:
     """Config, code and data digests of each trial, kept in its sweep entry (and manifest)."""
-    from ..backends.uploads import pack_code, plan_data, save_digest_cache
-
     code: dict[str, str] = {}
     data: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="sagebook-digest-") as scratch:
@@ -531,8 +465,6 @@ def _digest_key(digests: dict[str, Any] | None) -> str | None:
 
 def _finished_runs(store: Store, experiment: str) -> dict[str | None, dict[str, Any]]:
     """Completed runs of the experiment by their digests (only runs that recorded them)."""
-    from .. import index
-
     found: dict[str | None, dict[str, Any]] = {}
     for entry in index.entries(store, experiment):
         if entry.get("status") != "Completed" or not entry.get("sweep"):

@@ -17,6 +17,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..errors import ConfigError, SagebookError
+from ..secrets import redact
+from . import plan, start
 
 STARTER = """\
 # A sweep over this job (see the README, "Sweeps"); parameters are override paths.
@@ -82,8 +84,6 @@ class SweepPart:
 
     def check(self) -> None:
         """Check the editor's sweep against the saved job config, as `--dry-run` does."""
-        from . import plan
-
         try:
             planned = plan(self.job_path, self.path, text=self.text.value)
         except ConfigError as exc:
@@ -133,8 +133,6 @@ class SweepPart:
         return self.thread
 
     def _run(self, path: Path) -> None:
-        from . import plan, start
-
         try:
             record = start(plan(self.job_path, path), via="form", echo=self._line)
             self.record_uri = record.uri
@@ -147,8 +145,6 @@ class SweepPart:
             self._update_buttons()
 
     def _line(self, text: str) -> None:
-        from ..secrets import redact
-
         self._lines = (self._lines + [redact(text)])[-LOG_LINES:]
         self.log.value = html.escape("\n".join(self._lines))
 

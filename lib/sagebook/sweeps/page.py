@@ -61,9 +61,7 @@ def context(record: SweepRecord, run_link: str = "../../runs/{experiment}/{run_i
                                          maximize)
         charts["scatters"] = [report.scatter_chart(runs, k, metric, logs) for k in keys]
         charts["parallel"] = report.parallel_chart(runs, keys, [metric], logs)
-    counts: dict[str, int] = {}
-    for entry in record.trials:
-        counts[entry.get("status", "")] = counts.get(entry.get("status", ""), 0) + 1
+    counts = record.status_counts()
     return {"sweep": m, "id": record.sweep_id, "metric": metric, "keys": keys,
             "trials": trials, "best": best, "counts": sorted(counts.items()),
             "charts": charts, "status_colours": {**report.STATUS_COLOURS, "best": BEST}}

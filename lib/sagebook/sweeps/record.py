@@ -116,6 +116,13 @@ class SweepRecord:
     def trial(self, index: int) -> dict[str, Any]:
         return next(t for t in self.trials if t["trial"] == index)
 
+    def status_counts(self) -> dict[str, int]:
+        """How many trials have each status, in the order the statuses first appear."""
+        counts: dict[str, int] = {}
+        for entry in self.trials:
+            counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+        return counts
+
     def best(self) -> dict[str, Any] | None:
         """The finished trial with the best objective."""
         goal = (self.manifest.get("objective") or {}).get("goal", "maximize")

@@ -15,7 +15,6 @@ describe per trial — and writes each as a record of the sweep.
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import json
 import math
 import os
@@ -23,15 +22,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import aws, prices
+from .. import aws, launch, prices
 from .. import request as request_mod
+from ..apicheck import check_request
+from ..backends import Job, backend_for, sagemaker_api, uploads
 from ..errors import ConfigError, Problem, SagebookError, format_problem
-from ..record import TERMINAL, Record, git_state, user
+from ..record import TERMINAL, Record, user
 from ..stores import Store, StoreExistsError
 from .record import SweepRecord, new_sweep_id
 
 if TYPE_CHECKING:
-    from . import Plan
+    from .planning import SweepPlan
     from .spec import Parameter, Sweep
 
 OPERATION = "CreateHyperParameterTuningJob"
@@ -51,7 +52,6 @@ SWEEP_KEYS = {
     "WarmStartConfig": ("warm_start",), "HyperParameterTuningJobObjective": ("objective",),
     "Strategy": ("strategy",),
 }
-SEARCH_PAGE = 100
 
 
 def _hyperparameter(key: str) -> str:
@@ -63,7 +63,7 @@ def _hyperparameter(key: str) -> str:
 # The request
 
 
-def build(plan: Plan, training_request: dict[str, Any], sweep_id: str, record_uri: str,
+def build(plan: SweepPlan, training_request: dict[str, Any], sweep_id: str, record_uri: str,
           service_model: Any = None) -> dict[str, Any]:
     """The CreateHyperParameterTuningJob request for `plan`, around the CreateTrainingJob
     request the launch path builds for its configs."""
@@ -182,23 +182,21 @@ def _range(name: str, parameter: Parameter) -> tuple[str, dict[str, Any]]:
 def _definition_members(service_model: Any) -> set[str]:
     """What a tuning job's training-job definition can hold, as the service model says."""
     if service_model is None:
-        import botocore.session
+        import botocore.session  # boto3 only on first use
 
         service_model = botocore.session.get_session().get_service_model("sagemaker")
     return set(service_model.shape_for("HyperParameterTrainingJobDefinition").members)
 
 
-def check(plan: Plan, request: dict[str, Any], service_model: Any = None) -> None:
+def check(plan: SweepPlan, request: dict[str, Any], service_model: Any = None) -> None:
     """Every constraint of the service model, before anything is uploaded; each problem at the
     line of the sweep (or the config key) it comes from when that is known."""
-    from ..apicheck import check_request
-
     problems = check_request(OPERATION, request, service_model)
     if problems:
         raise ConfigError([_locate(plan, request, p.path, p.message) for p in problems])
 
 
-def _locate(plan: Plan, request: dict[str, Any], path: tuple[str | int, ...], message: str
+def _locate(plan: SweepPlan, request: dict[str, Any], path: tuple[str | int, ...], message: str
             ) -> Problem:
     spec = plan.spec
     for depth, part in enumerate(path):
@@ -226,19 +224,19 @@ def _at(data: Any, path: tuple[str | int, ...]) -> Any:
 # Starting it
 
 
-def _training_request(plan: Plan, staged: Any, sweep_id: str, record_uri: str,
+def _training_request(plan: SweepPlan, staged: Any, sweep_id: str, record_uri: str,
                       commit: str | None, image_uri: str | None = None) -> dict[str, Any]:
     identity = request_mod.RunIdentity(
         run_id=sweep_id, job_name=sweep_id, record_uri=record_uri,
         config_uri=f"{record_uri}/config", user=user(), git_commit=commit,
         code_uri=staged.code_uri, channel_uris=staged.channel_uris, image_uri=image_uri)
-    return request_mod.build(plan.cfg, identity)
+    return request_mod.build(plan.config, identity)
 
 
-def check_cost(plan: Plan, training: dict[str, Any], region: str | None) -> None:
+def check_cost(plan: SweepPlan, training: dict[str, Any], region: str | None) -> None:
     """`max_cost` bounds the whole sweep: its trials' worst case, each trial on its dearest
     instance type, must stay below it (a single trial's is checked as every launch's is)."""
-    limit = plan.cfg.job.max_cost
+    limit = plan.config.job.max_cost
     if limit is None:
         return
     sweep = plan.sweep
@@ -264,12 +262,10 @@ def check_cost(plan: Plan, training: dict[str, Any], region: str | None) -> None
             "max_runtime, or raise max_cost")
 
 
-def dry_run_request(plan: Plan) -> dict[str, Any]:
+def dry_run_request(plan: SweepPlan) -> dict[str, Any]:
     """The request `start` would send, checked; writes and uploads nothing."""
-    from ..backends import backend_for
-
-    job = plan.cfg.job
-    staged = backend_for(job.instance_type).stage(plan.cfg, lambda line: None)
+    job = plan.config.job
+    staged = backend_for(job.instance_type).stage(plan.config, lambda line: None)
     record_uri = f"{job.experiments_uri}/_sweeps/{job.experiment}/DRY-RUN"
     request = build(plan, _training_request(plan, staged, "DRY-RUN", record_uri, None),
                     "DRY-RUN", record_uri)
@@ -277,26 +273,23 @@ def dry_run_request(plan: Plan) -> dict[str, Any]:
     return request
 
 
-def start(plan: Plan, store: Store, manifest: dict[str, Any], *,
+def start(plan: SweepPlan, store: Store, manifest: dict[str, Any], *,
           echo: Callable[[str], None] = print, wait: bool | None = None) -> SweepRecord:
     """Check, create the sweep's record, upload what the trials read, create the tuning job."""
-    from ..backends import Job, backend_for, uploads
-
-    job = plan.cfg.job
-    backend = backend_for(job.instance_type)
+    job = plan.config.job
     sagemaker = aws.client("sagemaker", job.profile, job.region)
-    staged = backend.stage(plan.cfg, echo)
-    commit = git_state(plan.cfg.source_dir).get("commit")
+    backend, git, staged = launch.stage(plan.config, echo)
+    commit = git.get("commit")
     image_uri = None
     for attempt in range(3):
         sweep_id = new_sweep_id()
         record_uri = store.url(f"_sweeps/{job.experiment}/{sweep_id}")
         training = _training_request(plan, staged, sweep_id, record_uri, commit, image_uri)
-        probe = Job(plan.cfg, training, record=None, staged=staged)  # type: ignore[arg-type]
+        probe = Job(plan.config, training, staged=staged)
         backend.check(probe)
         if attempt == 0:  # as a launch: regions checked, the image run by its digest
-            pinned = (backend.preflight(probe).get("image") or {}).get("uri")
-            if pinned and pinned != training["AlgorithmSpecification"].get("TrainingImage"):
+            pinned = launch.preflight(backend, probe)[1]
+            if pinned:
                 image_uri = pinned
                 training = _training_request(plan, staged, sweep_id, record_uri, commit,
                                              image_uri)
@@ -367,20 +360,23 @@ def sync(record: SweepRecord, client: Any = None) -> int:
     location = record.manifest.get("aws") or {}
     sagemaker = client or aws.client("sagemaker", aws.usable_profile(location.get("profile")),
                                      location.get("region"))
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # boto3 only on first use
 
     name = record.manifest["tuning_job"]["name"]
     try:
         tuning = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        jobs = _search(sagemaker, record.sweep_id)
     except (ClientError, BotoCoreError) as exc:
         raise SagebookError(f"cannot ask SageMaker about tuning job {name}: {exc}") from None
+    jobs = sagemaker_api.search_training_jobs(sagemaker, [
+        {"Name": "Tags.sagebook:sweep", "Operator": "Equals", "Value": record.sweep_id}],
+        about=f"about tuning job {name}")
     before = json.dumps(record.manifest, sort_keys=True, default=str)
     metric = record.manifest["objective"]["metric"]
     parameters = record.manifest.get("parameters") or []
     known = {t["run_id"]: t for t in record.trials}
     changed = 0
-    jobs.sort(key=lambda j: (_time(j.get("CreationTime")), j["TrainingJobName"]))
+    jobs.sort(key=lambda j: (sagemaker_api.epoch_seconds(j.get("CreationTime")),
+                             j["TrainingJobName"]))
     for job in jobs:
         run_id = job["TrainingJobName"]
         entry = known.get(run_id)
@@ -390,9 +386,9 @@ def sync(record: SweepRecord, client: Any = None) -> int:
         hyper = job.get("HyperParameters") or {}
         entry["parameters"] = {
             key: (job.get("ResourceConfig") or {}).get("InstanceType") if key == "job.instance_type"
-            else _decode(hyper.get(_hyperparameter(key))) for key in parameters}
-        metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList") or []
-                   if "MetricName" in m and "Value" in m}
+            else sagemaker_api.decode_hyperparameter(hyper.get(_hyperparameter(key)))
+            for key in parameters}
+        metrics = sagemaker_api.final_metrics(job)
         status = job.get("TrainingJobStatus", "InProgress")
         entry.update(status=status, objective=metrics.get(metric))
         if _write_trial(record, job, entry, metrics):
@@ -402,10 +398,7 @@ def sync(record: SweepRecord, client: Any = None) -> int:
     best = record.best()
     record.manifest["best"] = best and {k: best.get(k) for k in
                                         ("trial", "run_id", "objective", "parameters")}
-    counts: dict[str, int] = {}
-    for entry in record.trials:
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-    record.manifest["counts"] = counts
+    record.manifest["counts"] = record.status_counts()
     costs = [t["cost"] for t in record.trials if isinstance(t.get("cost"), int | float)]
     if costs:
         record.manifest["spend_usd"] = round(sum(costs), 4)
@@ -415,21 +408,6 @@ def sync(record: SweepRecord, client: Any = None) -> int:
             record.manifest, sort_keys=True, default=str) != before:  # readers write no news
         record.set_status(sweep_status)
     return changed
-
-
-def _search(sagemaker: Any, sweep_id: str) -> list[dict[str, Any]]:
-    request: dict[str, Any] = {
-        "Resource": "TrainingJob", "MaxResults": SEARCH_PAGE,
-        "SearchExpression": {"Filters": [
-            {"Name": "Tags.sagebook:sweep", "Operator": "Equals", "Value": sweep_id}]},
-    }
-    jobs = []
-    while True:
-        answer = sagemaker.search(**request)
-        jobs += [r["TrainingJob"] for r in answer.get("Results", []) if r.get("TrainingJob")]
-        if not answer.get("NextToken"):
-            return jobs
-        request["NextToken"] = answer["NextToken"]
 
 
 def _write_trial(record: SweepRecord, job: dict[str, Any], entry: dict[str, Any],
@@ -448,51 +426,19 @@ def _write_trial(record: SweepRecord, job: dict[str, Any], entry: dict[str, Any]
                 "backend": "SageMakerBackend", "launched_via": "sweep",
                 "image_uri": (job.get("AlgorithmSpecification") or {}).get("TrainingImage"),
                 "aws": record.manifest.get("aws"), "tags": tags,
-                "created": _iso(job.get("CreationTime")) or record.manifest.get("created"),
+                "created": sagemaker_api.iso(job.get("CreationTime"), "milliseconds")
+                or record.manifest.get("created"),
                 "sweep": {"id": record.sweep_id, "trial": entry["trial"],
                           "parameters": entry["parameters"], "record": record.uri},
                 "hyperparameters": job.get("HyperParameters") or {},
             })
         except StoreExistsError:  # another reader created it just now
             run = Record.open(store, experiment, run_id)
-    status = entry["status"]
-    if run.status == status and (run.manifest.get("final_metrics") or {}) == metrics:
+    if run.status == entry["status"] and (run.manifest.get("final_metrics") or {}) == metrics:
         if (run.manifest.get("cost") or {}).get("usd") is not None:
             entry["cost"] = run.manifest["cost"]["usd"]
         return False
-    fields: dict[str, Any] = {"status_source": "sagemaker search"}
-    cost = prices.job_cost(job, aws.region_from_arn(job.get("TrainingJobArn")))
-    if cost:
-        fields["cost"] = cost
-        entry["cost"] = cost["usd"]
-    if metrics:
-        fields["final_metrics"] = metrics
-    if job.get("FailureReason"):
-        fields["failure_reason"] = job["FailureReason"]
-    artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-    if artifact:
-        fields["model_artifact"] = artifact
-    if job.get("TrainingEndTime"):
-        fields["ended"] = _iso(job["TrainingEndTime"])
-    run.set_status(status, **fields)
+    fields = sagemaker_api.write_back(run, job)
+    if fields.get("cost"):
+        entry["cost"] = fields["cost"]["usd"]
     return True
-
-
-def _decode(value: Any) -> Any:
-    """A hyperparameter as the sweep wrote it: SageMaker hands every value back as text."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
-def _time(value: Any) -> float:
-    return value.timestamp() if isinstance(value, _dt.datetime) else 0.0
-
-
-def _iso(value: Any) -> str | None:
-    if isinstance(value, _dt.datetime):
-        return value.astimezone(_dt.timezone.utc).isoformat(timespec="milliseconds")
-    return None

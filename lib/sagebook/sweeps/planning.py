@@ -1,0 +1,67 @@
+"""A sweep read and checked against the configs it varies, before anything runs (L5
+orchestration, with the rest of `sweeps`): what `start` runs, the tuning job is built from, and
+`--dry-run` prints. Its own module, so that `tuning` takes it without importing the package
+that starts tuning jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import LaunchConfig
+from . import spec as spec_mod
+
+
+@dataclass
+class SweepPlan:
+    """A validated sweep over validated configs: what `start` runs and `--dry-run` prints."""
+
+    spec: spec_mod.SweepFile
+    config: LaunchConfig
+    job_path: Path
+    overrides: list[str]
+    remote: bool
+    trials: list[spec_mod.Trial] = field(default_factory=list)
+
+    @property
+    def sweep(self) -> spec_mod.Sweep:
+        return self.spec.sweep
+
+    def describe(self) -> str:
+        """The trial table (grid, random) or the search space and its limits (SageMaker)."""
+        sweep = self.sweep
+        head = (f"sweep of {self.config.job.experiment}: {sweep.strategy}, "
+                f"{sweep.objective.goal} {sweep.objective.metric}")
+        if not self.remote:
+            keys = list(sweep.parameters)
+            rows = [["trial", *keys]] + [[str(t.index), *(cell(t.parameters[k]) for k in keys)]
+                                         for t in self.trials]
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
+                              .rstrip() for r in rows)
+            return (f"{head}; {len(self.trials)} trials, {sweep.max_parallel} at a time on "
+                    f"{self.config.job.instance_type}\n{table}")
+        lines = [head, "search space:"]
+        for key, parameter in sweep.parameters.items():
+            if parameter.values is not None:
+                lines.append(f"  {key}: one of {', '.join(cell(v) for v in parameter.values)}")
+            else:
+                lines.append(f"  {key}: {parameter.kind} in [{parameter.min:g}, "
+                             f"{parameter.max:g}], {parameter.scale} scale")
+        lines.append("limits: " + ", ".join(
+            f"{name} {value}" for name, value in (
+                ("max_trials", sweep.max_trials), ("max_parallel", sweep.max_parallel),
+                ("max_runtime", sweep.max_runtime), ("seed", sweep.seed),
+                ("early_stopping", "median rule" if sweep.early_stopping else None),
+                ("target", sweep.stop_when and sweep.stop_when.target),
+                ("no_improvement", sweep.stop_when and sweep.stop_when.no_improvement),
+            ) if value is not None))
+        return "\n".join(lines)
+
+
+def cell(value: Any) -> str:
+    """A parameter value as a sweep's tables show it: text as it is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
