@@ -37,8 +37,9 @@ from typing import Any
 from .. import aws, prices
 from .. import index as run_index
 from .. import request as request_mod
-from ..config import LaunchConfig
+from ..config import LaunchConfig, store_options
 from ..errors import ConfigError, LaunchError
+from ..inputs import DamagedFile, parse_yaml_text
 from ..printing import terminal_text
 from ..record import TERMINAL, Record, now, user
 from ..stores import Store
@@ -389,9 +390,6 @@ def _resume_uploads(record: Record, echo: Callable[[str], None]) -> None:
 
 def _store_options(record: Record) -> dict[str, Any]:
     """The S3 options (KMS key, bucket owner, profile) of the job config as launched."""
-    from ..config import store_options
-    from ..inputs import DamagedFile, parse_yaml_text
-
     name = f"{record.prefix}/sagemaker_config.yaml"
     try:
         data = parse_yaml_text(record.store.read_text(name), record.store.url(name))
