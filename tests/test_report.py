@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from sagebook import cli, report
+from sagebook import cli, layout, report
 from sagebook.stores import Store, open_store
 
 from conftest import add_run
@@ -150,7 +150,7 @@ def test_report_renders_only_what_changed(tmp_path):
     assert report.render(store).rendered == 1
     assert "a note is on the page" in page.read_text()
     assert report.render(store, hide_inputs=True).rendered == 2  # another rendering: all again
-    state = json.loads(store.read_text(report.STATE))
+    state = json.loads(store.read_text(layout.REPORT_STATE))
     assert state["options"]["hide_inputs"] is True and len(state["runs"]) == 2
 
 

@@ -39,13 +39,13 @@ from urllib.parse import quote
 
 from . import index, runs
 from .errors import StoreError
+from .layout import (REPORT_INDEX, REPORT_STATE, notebook_page_key, run_page_key,
+                     sweep_page_key)
 from .record import Record
 from .secrets import redact
 from .stores import Store
 
 TEMPLATES = Path(__file__).with_name("templates")
-ROOT = "_report"
-STATE = f"{ROOT}/state.json"
 PAGE_FORMAT = 3  # bump when pages change shape, so the next report renders every page again
 MAX_METRIC_COLUMNS = 6
 STATUS_COLOURS = {
@@ -54,14 +54,6 @@ STATUS_COLOURS = {
 }
 MAX_NOTEBOOK_BYTES = 32 << 20  # a larger notebook is linked from its run page, not rendered
 MAX_SHOWN_TEXT = 64 << 10  # characters of one text on a run page (a config, a failure reason)
-
-
-def run_page_key(experiment: str, run_id: str) -> str:
-    return f"{ROOT}/runs/{experiment}/{run_id}.html"
-
-
-def notebook_page_key(experiment: str, run_id: str) -> str:
-    return f"{ROOT}/runs/{experiment}/{run_id}.notebook.html"
 
 
 @dataclass
@@ -76,7 +68,7 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
            echo: Callable[[str], None] = lambda _: None) -> ReportResult:
     """Bring `_report/` up to date with the store: new or changed runs, then the index."""
     try:
-        state = json.loads(store.read_text(STATE))
+        state = json.loads(store.read_text(REPORT_STATE))
     except (FileNotFoundError, ValueError):
         state = {}
     options = {"format": PAGE_FORMAT, "hide_inputs": hide_inputs}
@@ -110,17 +102,13 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
         echo(f"skipped {name}: {why}")
     sweeps = _render_sweeps(store, echo)
     if changed or not same_options or sweeps:
-        _publish(store, f"{ROOT}/index.html", index_page(entries, store.uri, sweeps))
+        _publish(store, REPORT_INDEX, index_page(entries, store.uri, sweeps))
     state = {"options": options,
              "runs": {**rendered_before, **{_name(e): _version(e) for e in changed}}}
-    store.write_text(STATE, json.dumps(state, separators=(",", ":")))
+    store.write_text(REPORT_STATE, json.dumps(state, separators=(",", ":")))
     echo(f"{len(changed)} of {len(entries)} run pages rendered ({notebooks} notebooks)"
          + (f", {len(skipped)} skipped (`sagebook fsck` says what to do)" if skipped else ""))
-    return ReportResult(store.url(f"{ROOT}/index.html"), len(entries), len(changed), notebooks)
-
-
-def sweep_page_key(experiment: str, sweep_id: str) -> str:
-    return f"{ROOT}/sweeps/{experiment}/{sweep_id}.html"
+    return ReportResult(store.url(REPORT_INDEX), len(entries), len(changed), notebooks)
 
 
 def _render_sweeps(store: Store, echo: Callable[[str], None]) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from typing import Any
 from . import index, inputs, project
 from .errors import ConfigError, SagebookError, StoreError
 from .inputs import DamagedFile, parse_json
+from .layout import run_page_key
 from .printing import terminal_lines, terminal_text
 from .record import ANNOTATIONS, STATUSES, TERMINAL, Record, user
 from .secrets import token_kind
@@ -877,8 +878,6 @@ def details(record: Record, *, curves: bool = True) -> RunDetails:
             request = parse_json(request_text, "request.json")
         except DamagedFile as exc:
             unreadable.append(str(exc))
-    from .report import run_page_key
-
     page = run_page_key(record.experiment, record.run_id)
     return RunDetails(
         record=record,
