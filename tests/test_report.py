@@ -159,10 +159,10 @@ def test_hidden_inputs_leave_only_outputs(tmp_path):
     run = add_run(store)
     run.put_text("notebook.ipynb", executed_notebook())
     report.render(store, hide_inputs=True)
-    html = store.read_text(report.notebook_page_key("exp-a", run.run_id))
+    html = store.read_text(layout.notebook_page_key("exp-a", run.run_id))
     assert "hello from the notebook" in html and 'class="input_area"' not in html
     report.render(store, force=True)
-    html = store.read_text(report.notebook_page_key("exp-a", run.run_id))
+    html = store.read_text(layout.notebook_page_key("exp-a", run.run_id))
     assert "hello from the notebook" in html and 'class="input_area"' in html
 
 
@@ -173,7 +173,7 @@ def test_pages_are_masked_like_records_even_for_an_unmasked_record(tmp_path):
     raw["failure_reason"] = "boom: AKIAQWERTYUIOPASDFGH api_key=s3cr3tv4lu3xyz"
     store.write_text(f"{record.prefix}/manifest.json", json.dumps(raw))  # an older writer's
     report.render(store)
-    page = store.read_text(report.run_page_key(record.experiment, record.run_id))
+    page = store.read_text(layout.run_page_key(record.experiment, record.run_id))
     assert "boom: **** api_key=****" in page
     assert "AKIAQWERTYUIOPASDFGH" not in page and "s3cr3tv4lu3xyz" not in page
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import report, runs
+from . import charts, report, runs
 from .record import Record
 from .secrets import redact
 from .stores import Store
@@ -88,7 +88,7 @@ class Dashboard:
         note = (f"<p>{len(shown)} newest of {len(self.runs)} runs</p>"
                 if len(self.runs) > limit else "")
         style = "".join(f".s-{s}{{color:{c};font-weight:600}}"
-                        for s, c in report.STATUS_COLOURS.items())
+                        for s, c in charts.STATUS_COLOURS.items())
         return Html(f"<style>{style}</style>{note}{report.runs_table(shown)}")
 
     def status_counts(self) -> Plot:
@@ -105,7 +105,7 @@ class Dashboard:
         for status in statuses:
             values = [counts[e][status] for e in experiments]
             axes.barh(experiments, values, left=left, label=f"{status}",
-                      color=report.STATUS_COLOURS.get(status, "#8c959f"))
+                      color=charts.STATUS_COLOURS.get(status, "#8c959f"))
             left = [a + b for a, b in zip(left, values, strict=True)]
         axes.set_xlabel("runs")
         axes.set_title("runs by status")
@@ -148,7 +148,7 @@ class Dashboard:
             axes = figure.add_subplot((len(names) + 2) // 3, min(len(names), 3), i + 1)
             points = series.get(name, [])
             axes.plot([p[0] for p in points], [p[1] for p in points],
-                      marker="o" if len(points) <= report.MAX_DOTS else None, markersize=3)
+                      marker="o" if len(points) <= charts.MAX_DOTS else None, markersize=3)
             axes.set_title(name, fontsize="medium")
             axes.set_xlabel("step")
         figure.suptitle(f"{record.run_id} ({record.status})", fontsize="medium")
@@ -167,7 +167,7 @@ class Dashboard:
                 points = run_series.get(name, [])
                 if points:
                     axes.plot([p[0] for p in points], [p[1] for p in points],
-                              marker="o" if len(points) <= report.MAX_DOTS else None,
+                              marker="o" if len(points) <= charts.MAX_DOTS else None,
                               markersize=3, label=labels[run_id])
             axes.set_title(name, fontsize="medium")
             axes.set_xlabel("step")
@@ -175,7 +175,7 @@ class Dashboard:
                 axes.legend(fontsize="x-small")
         return Plot(figure)
 
-    def compare(self, metric: str | None = None, limit: int = report.MAX_CHARTED) -> Html:
+    def compare(self, metric: str | None = None, limit: int = charts.MAX_CHARTED) -> Html:
         """The runs' parameters against a final metric, one scatter per parameter that differs
         among them, and parallel coordinates over those parameters and the main metrics — the
         same charts as the report's index."""
@@ -183,14 +183,14 @@ class Dashboard:
         metrics = report.metric_columns(chosen)
         if metric:
             metrics = [metric] + [m for m in metrics if m != metric]
-        params = runs.differing_params(chosen)[:report.MAX_CHART_PARAMS]
-        macros = report.templates().get_template("report_macros.html").module
-        parts = [str(macros.styles(report.STATUS_COLOURS))]
-        parallel = report.parallel_chart(chosen, params, metrics[:3])
+        params = runs.differing_params(chosen)[:charts.MAX_CHART_PARAMS]
+        macros = charts.templates().get_template("report_macros.html").module
+        parts = [str(macros.styles(charts.STATUS_COLOURS))]
+        parallel = charts.parallel_chart(chosen, params, metrics[:3])
         if parallel:
             parts.append(str(macros.parallel(parallel)))
         if metrics:
-            parts += [str(macros.scatter(report.scatter_chart(chosen, p, metrics[0])))
+            parts += [str(macros.scatter(charts.scatter_chart(chosen, p, metrics[0])))
                       for p in params]
         if len(parts) == 1:
             parts.append("<p>nothing to compare: no parameter differs among runs with "
