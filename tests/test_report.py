@@ -144,7 +144,7 @@ def test_report_renders_only_what_changed(tmp_path):
     first.update(note="reviewed")
     assert report.render(store).rendered == 1
     assert page.stat().st_mtime_ns > before
-    from sagebook.runs import annotate
+    from sagebook.runs.details import annotate
 
     annotate(first, note="a note is on the page")  # the manifest is unchanged
     assert report.render(store).rendered == 1
@@ -189,7 +189,7 @@ def test_report_filters_and_compares_parameters_in_the_browser(tmp_path, browser
     failed = add_run(store, status="Failed", failure=reason[:1024], created="2026-01-05T10:00:00"
                      "+00:00", training={"learning_rate": 1.0, "optimizer": "sgd", "epochs": 5})
     failed.put_text("failure.txt", reason + "\nTraceback: the whole story\n")
-    from sagebook.runs import annotate
+    from sagebook.runs.details import annotate
 
     annotate(runs_made[0], tags=["stage=best"], note="the one to beat", name="baseline")
     report.render(store)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .runs import Point, format_param
+from .runs.details import Point
+from .runs.text import format_param
 
 TEMPLATES = Path(__file__).with_name("templates")
 # a run's status as the pages colour it (the terminal's are runs.text.STATUS_COLOURS)
@@ -131,7 +132,8 @@ def line_chart(name: str, points: list[Point]) -> dict[str, Any]:
     x_axis = Axis.of("step", [x for x, _ in xy])
     y_axis = Axis.of(name, [y for _, y in xy])
     chart = frame(name)
-    placed = [(x_pixel(x_axis.position(x)), y_pixel(y_axis.position(y)), f"{x}: {y:.6g}") for x, y in xy]
+    placed = [(x_pixel(x_axis.position(x)), y_pixel(y_axis.position(y)), f"{x}: {y:.6g}")
+              for x, y in xy]
     chart.update(points=" ".join(f"{x},{y}" for x, y, _ in placed),
                  dots=placed if len(placed) <= MAX_DOTS else [],
                  x_label="step", y_ticks=[(y_pixel(f), label) for f, label in y_axis.ticks()],

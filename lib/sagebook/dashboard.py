@@ -17,8 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import charts, report, runs
+from . import charts, report
 from .record import Record
+from .runs.details import diff, metric_series
+from .runs.listing import Filters, differing_params, list_runs
+from .runs.lookup import find_run, store_from_args
+from .runs.text import format_param
 from .secrets import redact
 from .stores import Store
 
@@ -69,10 +73,10 @@ class Dashboard:
 
     def __init__(self, store: str | Store | None = None, experiment: str | None = None,
                  config: str | None = None, refresh: bool = True):
-        self.store = store if isinstance(store, Store) else runs.store_from_args(store, config)
+        self.store = store if isinstance(store, Store) else store_from_args(store, config)
         self.experiment = experiment or None
-        listing = runs.list_runs(self.store, runs.Filters(experiment=self.experiment),
-                                 refresh=refresh)
+        listing = list_runs(self.store, Filters(experiment=self.experiment),
+                            refresh=refresh)
         self.runs = listing.runs
         self.warning = redact(listing.warning) if listing.warning else listing.warning
 
@@ -126,7 +130,7 @@ class Dashboard:
         have metrics."""
         refs = names(refs)
         if refs:
-            return [runs.find_run(self.store, ref) for ref in refs]
+            return [find_run(self.store, ref) for ref in refs]
         chosen = [e for e in self.runs if e.get("final_metrics")][:default]
         return [Record.open(self.store, e["experiment"], e["run_id"]) for e in chosen]
 
@@ -134,7 +138,7 @@ class Dashboard:
 
     def curves(self, record: Record) -> Plot | Html:
         """Every metric of one run, one panel each, over the log's own steps (epochs)."""
-        series = runs.metric_series(record)
+        series = metric_series(record)
         if not series:  # say so, rather than draw an empty box
             why = ("it failed before reporting any" if record.status in
                    ("Failed", "Stopped", "Interrupted", "Lost") else "none were reported")
@@ -156,7 +160,7 @@ class Dashboard:
 
     def overlay(self, records: Sequence[Record], metrics: Sequence[str] | str = ()) -> Plot:
         """The chosen runs on one set of axes per metric, to compare their curves."""
-        series = {r.run_id: runs.metric_series(r) for r in records}
+        series = {r.run_id: metric_series(r) for r in records}
         labels = legend_labels(records)
         shown = names(metrics) or sorted({n for s in series.values() for n in s})
         shown = shown or ["(no metrics)"]
@@ -183,7 +187,7 @@ class Dashboard:
         metrics = report.metric_columns(chosen)
         if metric:
             metrics = [metric] + [m for m in metrics if m != metric]
-        params = runs.differing_params(chosen)[:charts.MAX_CHART_PARAMS]
+        params = differing_params(chosen)[:charts.MAX_CHART_PARAMS]
         macros = charts.templates().get_template("report_macros.html").module
         parts = [str(macros.styles(charts.STATUS_COLOURS))]
         parallel = charts.parallel_chart(chosen, params, metrics[:3])
@@ -209,7 +213,7 @@ class Dashboard:
 
     def diff(self, a: Record, b: Record, show_all: bool = False) -> Html:
         """Both runs' configs key by key (the differences, unless show_all), and metrics."""
-        rows = [r for r in runs.diff(a, b) if show_all or not r.same or r.section == "metrics"]
+        rows = [r for r in diff(a, b) if show_all or not r.same or r.section == "metrics"]
         body = "".join(
             f"<tr{'' if r.same else DIFFERS}>"
             f"<td>{html.escape(r.section)}</td><td><code>{html.escape(r.key)}</code></td>"
@@ -223,10 +227,10 @@ def legend_labels(records: Sequence[Record]) -> dict[str, str]:
     """Each run named by what differs between the runs (`learning_rate=0.1, epochs=20`), or
     by its name or id when nothing does."""
     entries = [{"params": r.manifest.get("params") or {}} for r in records]
-    differing = runs.differing_params(entries)[:3]
+    differing = differing_params(entries)[:3]
     labels = {}
     for record, entry in zip(records, entries, strict=True):
-        text = ", ".join(f"{k}={runs.format_param(entry['params'].get(k))}" for k in differing)
+        text = ", ".join(f"{k}={format_param(entry['params'].get(k))}" for k in differing)
         labels[record.run_id] = text or record.run_id
     if len(set(labels.values())) < len(labels):  # not enough to tell them apart: add the id
         labels = {k: f"{v} ({k[-6:]})" if v != k else v for k, v in labels.items()}

@@ -17,7 +17,7 @@ shows of it is escaped by the templates (jinja's autoescape), and the one piece 
 markup, a run's executed notebook (its outputs and markdown cells hold any HTML), passes an
 allow-list sanitizer (`sanitized`). Each page's Content-Security-Policy lets only the scripts
 the report wrote run (by their hash), and fetches nothing but data: images, as a second wall.
-A record's size does not set a page's: curves are downsampled (`runs.metric_series`), long
+A record's size does not set a page's: curves are downsampled (`runs.details.metric_series`), long
 texts cut with a link to the whole file, and a notebook over MAX_NOTEBOOK_BYTES is linked,
 not rendered.
 """
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from . import index, runs
+from . import index
 from .charts import (
     MAX_CHART_PARAMS,
     MAX_CHARTED,
@@ -45,12 +45,21 @@ from .charts import (
     templates,
 )
 from .errors import StoreError
-from .layout import (REPORT_INDEX, REPORT_STATE, notebook_page_key, run_page_key,
-                     sweep_page_key)
+from .layout import REPORT_INDEX, REPORT_STATE, notebook_page_key, run_page_key, sweep_page_key
 from .record import Record
+from .runs.details import RunDetails, details
+from .runs.listing import add_cost, differing_params, duration, parse_time
+from .runs.text import (
+    clip,
+    damage_lines,
+    describe_cost,
+    format_commit,
+    format_duration,
+    format_param,
+)
 from .secrets import redact
 from .stores import Store
-from .sweeps import page
+from .sweeps import page as sweep_page
 from .sweeps.record import all_sweeps
 
 PAGE_FORMAT = 3  # bump when pages change shape, so the next report renders every page again
@@ -81,7 +90,7 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
     rendered_before: dict[str, list[Any]] = state.get("runs", {}) if same_options else {}
     damaged: list[Any] = []
     entries = list(index.entries(store, damaged=damaged))
-    for line in runs.damage_lines(damaged):
+    for line in damage_lines(damaged):
         echo(line)
     changed = [e for e in entries if rendered_before.get(_name(e)) != _version(e)]
     converter = _NotebookConverter(hide_inputs)
@@ -125,7 +134,8 @@ def _render_sweeps(store: Store, echo: Callable[[str], None]) -> list[dict[str, 
     for damage in damaged:
         echo(f"skipped {damage} (`sagebook fsck` says what to do)")
     for sweep in sweeps:
-        _publish(store, sweep_page_key(sweep.experiment, sweep.sweep_id), page.render(sweep))
+        _publish(store, sweep_page_key(sweep.experiment, sweep.sweep_id),
+                 sweep_page.render(sweep))
         best = sweep.best()
         summaries.append({"id": sweep.sweep_id, "experiment": sweep.experiment,
                           "status": sweep.status, "strategy": sweep.manifest.get("strategy"),
@@ -166,7 +176,7 @@ def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[s
     rows = []
     for entry in entries:
         href = link(entry) if link else None
-        seconds = runs.duration(entry)
+        seconds = duration(entry)
         tags = entry.get("tags") or {}
         notebook = entry.get("notebook")
         run_params = entry.get("params") or {}
@@ -178,13 +188,13 @@ def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[s
             "instance": entry.get("instance_type"), "status": entry.get("status", ""),
             "failure": entry.get("failure_reason") or "",
             "seconds": "" if seconds is None else f"{seconds:.1f}",
-            "duration": runs.format_duration(seconds), "cost": entry.get("cost"),
+            "duration": format_duration(seconds), "cost": entry.get("cost"),
             "metrics": [(entry.get("final_metrics") or {}).get(m) for m in metrics],
-            "params": [(run_params.get(p), runs.format_param(run_params.get(p)))
+            "params": [(run_params.get(p), format_param(run_params.get(p)))
                        for p in params],
-            "commit_full": entry.get("git_commit") or "", "commit": runs.format_commit(entry),
+            "commit_full": entry.get("git_commit") or "", "commit": format_commit(entry),
             "tags": ", ".join(f"{k}={v}" for k, v in sorted(tags.items())),
-            "note": entry.get("note") or "", "note_short": runs.clip(entry.get("note") or "", 40),
+            "note": entry.get("note") or "", "note_short": clip(entry.get("note") or "", 40),
             "notebook": notebook or "",
             # captured notebooks have a page next to the run's
             "notebook_href": href.removesuffix(".html") + ".notebook.html"
@@ -199,13 +209,13 @@ def runs_table(entries: list[dict[str, Any]], metrics: list[str] | None = None,
     """The runs as an HTML table, as the report's index shows them (the dashboard notebook's
     table): without the report's page styles, which would restyle the notebook around it."""
     metrics = metric_columns(entries) if metrics is None else metrics
-    params = runs.differing_params(entries) if params is None else params
+    params = differing_params(entries) if params is None else params
     macros = templates().get_template("report_macros.html").module
     return str(macros.runs_table(table_rows(entries, metrics, params, link), metrics, params))
 
 
 def _short_time(value: Any) -> str:
-    parsed = runs.parse_time(value)
+    parsed = parse_time(value)
     return parsed.strftime("%Y-%m-%d %H:%M") if parsed else ""
 
 
@@ -213,11 +223,11 @@ def index_page(entries: list[dict[str, Any]], store_uri: str,
                sweeps: Iterable[dict[str, Any]] = ()) -> str:
     ordered = sorted(entries, key=lambda e: e.get("created") or "", reverse=True)
     metrics = metric_columns(entries)
-    params = runs.differing_params(entries)[:MAX_PARAM_COLUMNS]
+    params = differing_params(entries)[:MAX_PARAM_COLUMNS]
     counts = Counter(e.get("status", "?") for e in entries)
     costs: dict[str, list[float]] = {}
     for entry in entries:
-        runs.add_cost(costs, entry)
+        add_cost(costs, entry)
     charted = ordered[:MAX_CHARTED]
     return templates().get_template("report_index.html").render(
         store_uri=store_uri, status_colours=STATUS_COLOURS,
@@ -236,7 +246,7 @@ def index_page(entries: list[dict[str, Any]], store_uri: str,
 def _render_run(store: Store, entry: dict[str, Any], converter: _NotebookConverter) -> bool:
     """Write the run's page (and its notebook's); True when there was a notebook."""
     record = Record.open(store, entry["experiment"], entry["run_id"])
-    info = runs.details(record)
+    info = details(record)
     has_notebook = "notebook.ipynb" in info.files
     if has_notebook:
         notebook = _read_within(store, f"{record.prefix}/notebook.ipynb", MAX_NOTEBOOK_BYTES)
@@ -264,7 +274,7 @@ def _publish(store: Store, key: str, page: str) -> None:
     store.write_text(key, redact(page))
 
 
-def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
+def run_page(info: RunDetails, has_notebook: bool) -> str:
     m = info.manifest
     record = info.record
     to_record = f"../../../{record.experiment}/{record.run_id}/"
@@ -277,8 +287,8 @@ def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
         ("user", f"{m.get('user')}@{m.get('host')}", None),
         ("created", m.get("created"), None),
         ("ended", m.get("ended"), None),
-        ("duration", runs.format_duration(runs.duration(summary)), None),
-        ("cost", runs.describe_cost(m["cost"]) if m.get("cost") else None, None),
+        ("duration", format_duration(duration(summary)), None),
+        ("cost", describe_cost(m["cost"]) if m.get("cost") else None, None),
         ("instance", f"{m.get('instance_type')} ({m.get('backend')})", None),
         ("job", m.get("job_name"), None),
         ("launched via", m.get("launched_via"), None),
@@ -306,7 +316,7 @@ def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
         notebook_status=(m.get("notebook") or {}).get("status"),
         failure=_failure(info, to_record), history=m.get("status_history") or [],
         final=final, charts=charts, no_metrics=no_metrics,
-        params=[(k, runs.format_param(v)) for k, v in (m.get("params") or {}).items()],
+        params=[(k, format_param(v)) for k, v in (m.get("params") or {}).items()],
         configs=[(title, _shown(text, f"{to_record}{name}", name))
                  for title, name, text in (
                      ("Training config", "config/training_config.yaml", info.training_config),
@@ -316,7 +326,7 @@ def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
         artifacts=_artifact_links(info, to_record))
 
 
-def _failure(info: runs.RunDetails, to_record: str) -> dict[str, Any] | None:
+def _failure(info: RunDetails, to_record: str) -> dict[str, Any] | None:
     """The failure reason, and the whole text where sagebook has it: SageMaker cuts
     FailureReason at 1,024 characters; failure.txt holds the training code's own
     output/failure (local runs) or the reason with each host's last log lines."""
@@ -325,7 +335,7 @@ def _failure(info: runs.RunDetails, to_record: str) -> dict[str, Any] | None:
         return None
     return {"text": _shown(reason, f"{to_record}manifest.json", "manifest.json"),
             "cut": len(reason) >= FAILURE_REASON_LIMIT,
-            "full": info.failure, "full_name": "failure.txt",  # cut when read (runs.read_cut)
+            "full": info.failure, "full_name": "failure.txt",  # cut when read (read_cut)
             "full_href": f"{to_record}failure.txt" if info.failure else None}
 
 
@@ -339,7 +349,7 @@ def _shown(text: str, href: str, name: str) -> dict[str, Any]:
             "href": href, "name": name}
 
 
-def _artifact_links(info: runs.RunDetails, to_record: str) -> list[tuple[str, str, str | None]]:
+def _artifact_links(info: RunDetails, to_record: str) -> list[tuple[str, str, str | None]]:
     """Every artifact with a link a browser can follow: the record's own files relative to
     the page, S3 objects to the S3 console, local files as file:// URLs."""
     links = []
@@ -389,7 +399,7 @@ class _NotebookConverter:
             body = sanitized(exporter.from_notebook_node(
                 nbformat.reads(notebook_json, as_version=4))[0])
         except Exception as exc:  # a torn or foreign notebook must not stop the whole report
-            return page.render(title=title, error=runs.clip(str(exc), 2000),
+            return page.render(title=title, error=clip(str(exc), 2000),
                                ipynb_href=ipynb_href, css="")
         return page.render(title=title, body=body, css=_notebook_css())
 

@@ -24,7 +24,7 @@ from ..charts import (
     y_pixel,
 )
 from ..inputs import DamagedFile, parse_yaml_text
-from ..runs import parse_time
+from ..runs.listing import parse_time
 from .record import SweepRecord
 
 BEST = "#8250df"  # the best trial, in the chart over time and in the table
