@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .printing import cell_text
 from .runs.details import Point
 from .runs.text import format_param
 
@@ -81,15 +81,15 @@ class Axis:
             return cls(name, "linear", float(min(numbers)), float(max(numbers)))
         seen: list[str] = []
         for value in values:
-            if chart_label(value) not in seen:
-                seen.append(chart_label(value))
+            if cell_text(value) not in seen:
+                seen.append(cell_text(value))
         return cls(name, "categorical", categories=seen)
 
     def position(self, value: Any) -> float:
         if self.kind == "categorical":
             if len(self.categories) < 2:
                 return 0.5
-            return self.categories.index(chart_label(value)) / (len(self.categories) - 1)
+            return self.categories.index(cell_text(value)) / (len(self.categories) - 1)
         number = math.log10(value) if self.kind == "log" else float(value)
         return 0.5 if self.high == self.low else (number - self.low) / (self.high - self.low)
 
@@ -103,11 +103,6 @@ class Axis:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def chart_label(value: Any) -> str:
-    """A value as an axis or table shows it: text as is, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def x_pixel(fraction: float, width: int = WIDTH, pad: int = PAD) -> float:

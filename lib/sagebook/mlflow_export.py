@@ -27,7 +27,6 @@ mlflow is heavy (and the SageMaker SDK brings it): it is the `mlflow` extra, imp
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
@@ -42,6 +41,7 @@ from typing import Any, TypeVar
 from . import index
 from .errors import SagebookError
 from .inputs import DamagedFile, checked_name, parse_yaml_text
+from .printing import cell_text
 from .record import Record
 from .runs.details import RunDetails, details, metric_series
 from .runs.listing import parse_time
@@ -331,7 +331,8 @@ def _tags(record: Record, annotations: dict[str, Any]) -> dict[str, str]:
         "mlflow.source.git.branch": git.get("branch"),
         "mlflow.runName": annotations.get("name") or record.run_id,
         "mlflow.note.content": "\n\n".join(
-            f"{_text(n.get('user'))} ({_text(n.get('time'))}): {_text(n.get('note'))}"
+            f"{cell_text(n.get('user'))} ({cell_text(n.get('time'))}): "
+            f"{cell_text(n.get('note'))}"
             for n in notes) or None,
     }
     for key, value in _mapping(annotations.get("tags")).items():
@@ -357,13 +358,9 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
 def _sent(value: Any, limit: int) -> str:
     """A name or value as MLflow gets it: text, credentials masked, within MLflow's limit."""
-    return redact(_text(value))[:limit]
+    return redact(cell_text(value))[:limit]
 
 
 def _metrics(info: RunDetails, client: Any, run_id: str

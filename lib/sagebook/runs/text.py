@@ -16,7 +16,7 @@ from typing import Any
 from .. import index
 from ..backends import liveness
 from ..inputs import DamagedFile
-from ..printing import terminal_lines, terminal_text
+from ..printing import cell_text, terminal_lines, terminal_text
 from ..record import Record
 from .details import DiffRow, RunDetails
 from .listing import duration, parse_time
@@ -109,7 +109,7 @@ def format_table(rows: list[dict[str, Any]], metrics: list[str], params: Sequenc
         ("STATUS", False, lambda e: e.get("status", "")),
         ("DURATION", True, lambda e: format_duration(duration(e, now))),
         *([("COST", True, lambda e: format_cost(e.get("cost")))] if optional["cost"] else []),
-        *((p, False, lambda e, p=p: _cell((e.get("parameters") or {}).get(p)))
+        *((p, False, lambda e, p=p: cell_text((e.get("parameters") or {}).get(p, "")))
           for p in sweep_parameters),
         *((m.upper(), True, lambda e, m=m: format_number((e.get("final_metrics") or {}).get(m)))
           for m in metrics),
@@ -154,12 +154,6 @@ def clip(text: str, width: int) -> str:
     """One line of at most `width` characters, `…` marking a cut."""
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def describe_cost(cost: dict[str, Any]) -> str:
@@ -224,7 +218,8 @@ def format_details(info: RunDetails) -> str:
                      + (f" (resumed from {resumed})" if resumed else ""))
     sweep = m.get("sweep") or {}
     if sweep.get("id"):
-        settings = ", ".join(f"{k}={_cell(v)}" for k, v in (sweep.get("parameters") or {}).items())
+        settings = ", ".join(f"{k}={cell_text(v)}"
+                             for k, v in (sweep.get("parameters") or {}).items())
         lines.append(f"sweep:       {sweep['id']} (trial {sweep.get('trial')}: {settings})")
     if notes.get("notes"):
         lines += ["", "notes:"]

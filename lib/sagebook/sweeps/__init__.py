@@ -27,7 +27,7 @@ from .. import config as config_mod
 from ..config import LaunchConfig
 from ..errors import SagebookError
 from ..inputs import DamagedFile, checked_name, parse_yaml_text
-from ..printing import terminal_text
+from ..printing import cell_text, terminal_text
 from ..record import TERMINAL, now, read_manifest, user
 from ..stores import Store, open_store
 from . import spec as spec_mod
@@ -72,8 +72,8 @@ class Plan:
                 f"{sweep.objective.goal} {sweep.objective.metric}")
         if not self.remote:
             keys = list(sweep.parameters)
-            rows = [["trial", *keys]] + [[str(t.index), *(_cell(t.parameters[k]) for k in keys)]
-                                         for t in self.trials]
+            rows = [["trial", *keys]] + [
+                [str(t.index), *(cell_text(t.parameters[k]) for k in keys)] for t in self.trials]
             widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
             table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
                               .rstrip() for r in rows)
@@ -82,7 +82,8 @@ class Plan:
         lines = [head, "search space:"]
         for key, parameter in sweep.parameters.items():
             if parameter.values is not None:
-                lines.append(f"  {key}: one of {', '.join(_cell(v) for v in parameter.values)}")
+                values = ", ".join(cell_text(v) for v in parameter.values)
+                lines.append(f"  {key}: one of {values}")
             else:
                 lines.append(f"  {key}: {parameter.kind} in [{parameter.min:g}, "
                              f"{parameter.max:g}], {parameter.scale} scale")
@@ -95,10 +96,6 @@ class Plan:
                 ("no_improvement", sweep.stop_when and sweep.stop_when.no_improvement),
             ) if value is not None))
         return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def plan(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | None = None,
@@ -428,7 +425,7 @@ def format_sweep(record: SweepRecord) -> str:
     if best is not None:
         lines.append(f"best:     trial {best['trial']} (run {best.get('run_id')}), "
                      f"{metric}={best['objective']:g}")
-        lines.append("          " + ", ".join(f"{_shown(k)}={_shown(_cell(v))}"
+        lines.append("          " + ", ".join(f"{_shown(k)}={_shown(cell_text(v))}"
                                               for k, v in best["parameters"].items()))
     lines.append(f"record:   {record.uri}")
     keys = list(m.get("parameters") or [])
@@ -439,7 +436,7 @@ def format_sweep(record: SweepRecord) -> str:
                      + (" (early stop)" if entry.get("early_stopped") else "")
                      + (" (linked)" if entry.get("linked") else ""),
                      f"{value:.4g}" if isinstance(value, int | float) else "",
-                     *(_shown(_cell(entry["parameters"].get(k, ""))) for k in keys)])
+                     *(_shown(cell_text(entry["parameters"].get(k, ""))) for k in keys)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines.append("")
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

@@ -13,7 +13,6 @@ from typing import Any
 from ..charts import (
     STATUS_COLOURS,
     Axis,
-    chart_label,
     frame,
     is_number,
     parallel_chart,
@@ -24,6 +23,7 @@ from ..charts import (
     y_pixel,
 )
 from ..inputs import DamagedFile, parse_yaml_text
+from ..printing import cell_text
 from ..runs.listing import parse_time
 from .record import SweepRecord
 
@@ -52,7 +52,7 @@ def context(record: SweepRecord, run_link: str = "../../runs/{experiment}/{run_i
             **entry, "best": best is not None and entry["trial"] == best["trial"],
             "link": run_link.format(experiment=record.experiment, run_id=entry["run_id"])
             if entry.get("run_id") and run_link else None,
-            "cells": [chart_label(entry.get("parameters", {}).get(k, "")) for k in keys],
+            "cells": [cell_text(entry.get("parameters", {}).get(k, "")) for k in keys],
         })
     scored = [t for t in trials if is_number(t.get("objective"))]
     # the trials as the report's charts take runs
