@@ -8,7 +8,6 @@ reader says so. Where today's code is comes from the reader's own job config, ne
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -24,7 +23,7 @@ from .config import JobConfig
 from .errors import ConfigError, SagebookError
 from .inputs import DamagedFile, parse_json, parse_yaml_text
 from .launch import Recorded, launch
-from .printing import terminal_text
+from .printing import cell_text, terminal_text
 from .record import Record, user
 from .runs.details import flatten
 from .runs.lookup import RunNotFound, read_job_settings, read_optional, store_options
@@ -127,9 +126,8 @@ def _channel_uri(channel: Any) -> Any:
 
 def _shown(value: Any) -> str:
     """A value read from a record, on one line, as it is (no terminal control), clipped."""
-    text = terminal_text("not set" if value is None else value if isinstance(value, str)
-                         else json.dumps(value, default=str), one_line=True)
-    return text if len(text) <= 120 else text[:117] + "..."
+    return cell_text(terminal_text("not set" if value is None else cell_text(value),
+                                   one_line=True), 120)
 
 
 def handed_over(job: dict[str, Any], mine: dict[str, Any], places: set[str],

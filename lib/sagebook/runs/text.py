@@ -287,9 +287,8 @@ def format_diff(a: Record, b: Record, rows: list[DiffRow], show_all: bool = Fals
     """The rows as a table of terminal text, then which configs could not be compared."""
 
     def cell(value: Any) -> str:
-        text = "—" if value is None else (json.dumps(value) if isinstance(value, dict | list)
-                                          else str(value))
-        return text if len(text) <= 60 else text[:57] + "..."
+        return cell_text(value if isinstance(value, dict | list) else
+                         "—" if value is None else str(value), 60)
 
     shown = [r for r in rows if show_all or not r.same or r.section == "metrics"]
     table = [("", "KEY", a.run_id, b.run_id)]
