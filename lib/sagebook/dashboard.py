@@ -25,6 +25,8 @@ from .runs.lookup import find_run, store_from_args
 from .runs.text import format_param
 from .secrets import redact
 from .stores import Store
+from .sweeps import find_sweep, refresh
+from .sweeps import page as sweep_page
 
 DIFFERS = ' style="background:#fff8c5"'
 STATUS_ORDER = ("Completed", "InProgress", "Starting", "Stopping", "Failed", "Stopped",
@@ -207,9 +209,7 @@ class Dashboard:
         """A sweep's page, as in the report: its trials, the objective per trial over time,
         each parameter against the objective, parallel coordinates (SageMaker sweeps are
         refreshed first)."""
-        from .sweeps import find_sweep, page, refresh
-
-        return Html(page.render(refresh(find_sweep(self.store, ref)), run_link=""))
+        return Html(sweep_page.render(refresh(find_sweep(self.store, ref)), run_link=""))
 
     def diff(self, a: Record, b: Record, show_all: bool = False) -> Html:
         """Both runs' configs key by key (the differences, unless show_all), and metrics."""

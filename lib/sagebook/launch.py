@@ -17,7 +17,7 @@ from typing import Any
 
 from . import config as config_mod
 from . import request as request_mod
-from .backends import Backend, Job, Outcome, Staged, backend_for
+from .backends import Backend, Job, Outcome, Staged, backend_for, checkpoints
 from .errors import ConfigError, SagebookError, StoreError
 from .record import TERMINAL, Record, git_state, job_name, new_run_id, user
 from .runs.lookup import find_run, read_optional
@@ -369,8 +369,6 @@ def resume_source(cfg: config_mod.LaunchConfig, store: Any) -> dict[str, str] | 
                                   f"run {parent.experiment}/{parent.run_id} kept no checkpoints "
                                   "(its job config had no checkpoint_uri)")
         source = {"uri": uri, "run": f"{parent.experiment}/{parent.run_id}"}
-    from .backends import checkpoints
-
     try:
         found = next(iter(checkpoints.store_at(source["uri"], cfg.job.store_options()).list()),
                      None)
