@@ -257,6 +257,8 @@ def sort_key(entry: dict[str, Any], column: str, descending: bool) -> tuple[bool
     if not isinstance(value, int | float) or isinstance(value, bool):
         value = "" if value is None else str(value)
     return (present, value) if descending else (not present, value)
+
+
 COLUMN_NAMES = ("run", "name", "experiment", "user", "created", "instance", "status",
                 "duration", "cost", "commit", "note", "ended", "started", "host", "backend",
                 "job_name", "parent", "image_uri", "updated")
@@ -299,6 +301,8 @@ def duration(entry: dict[str, Any], now: _dt.datetime | None = None) -> float | 
             return None
         end = now or _dt.datetime.now(_dt.timezone.utc)
     return max((end - start).total_seconds(), 0.0)
+
+
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _AGO = re.compile(r"^(\d+)([smhdw])$")
 

@@ -200,4 +200,6 @@ def read_cut(record: Record, name: str, head: int = CUT_HEAD, tail: int = CUT_TA
     end = bytes(last).lstrip(_UTF8_CONTINUATION).decode(errors="replace")
     return (f"{start}\n[… {left_out:,} bytes left out here: the whole text is "
             f"{record.url(name)} …]\n{end}")
+
+
 _UTF8_CONTINUATION = bytes(range(0x80, 0xC0))

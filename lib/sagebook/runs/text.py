@@ -63,6 +63,8 @@ def format_commit(entry: dict[str, Any]) -> str:
     if not commit:
         return ""
     return commit[:8] + ("*" if entry.get("git_dirty") else "")
+
+
 STATUS_COLOURS = {"Completed": "32", "Failed": "31", "Lost": "31", "Stopped": "33",
                   "Interrupted": "33", "Stopping": "33", "InProgress": "36", "Starting": "36"}
 
