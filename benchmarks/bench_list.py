@@ -92,7 +92,7 @@ def measure_list(uri: str, env: dict[str, str], *args: str) -> tuple[float, Peak
 
 def bare_process(env: dict[str, str], s3: bool) -> Peak:
     """A process that imports what `list` imports (and, for S3, makes its client), no more."""
-    probe = ("import sagebook.cli, sagebook.runs; "
+    probe = ("import sagebook.cli, sagebook.runs.listing, sagebook.runs.text; "
              + ("import boto3; boto3.client('s3'); " if s3 else "") + f"print({PEAK})")
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                          text=True, check=True).stdout

@@ -1009,7 +1009,7 @@ def run(spec_path: str) -> None:
 
     guard = sentinel()
     first_pid = guard.pid
-    for module in ("sagebook.cli", "sagebook.runs", "sagebook.report", "sagebook.fsck",
+    for module in ("sagebook.cli", "sagebook.runs.text", "sagebook.report", "sagebook.fsck",
                    "sagebook.launch", "sagebook.sweeps", "sagebook.stores.s3", "boto3",
                    "botocore.session"):
         try:

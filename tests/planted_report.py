@@ -110,7 +110,7 @@ def plant(store: Any, url: str) -> dict[str, Any]:
     """A store with a hostile run (notebook, name, tags, notes, failure, user, metric and
     parameter names), a genuine run with a notebook and curves, and a hostile sweep over
     them; what was planted, by role."""
-    from sagebook.runs import annotate
+    from sagebook.runs.details import annotate
     from sagebook.sweeps.record import SweepRecord
 
     bad = payloads(url)

@@ -56,7 +56,8 @@ def test_bad_annotations_are_refused_and_write_nothing(store, capsys, args):
 
 ANNOTATOR = textwrap.dedent("""
     import sys, time
-    from sagebook import index, runs
+    from sagebook import index
+    from sagebook.runs.details import annotate
     from sagebook.record import Record
     from sagebook.stores import open_store
 
@@ -74,9 +75,9 @@ ANNOTATOR = textwrap.dedent("""
         record.set_status("Completed")
     else:
         for i in range(5):
-            runs.annotate(record, tags=[f"{worker}={i}"])
+            annotate(record, tags=[f"{worker}={i}"])
             list(index.entries(store))
-        runs.annotate(record, note=f"note from {worker}", name=f"name by {worker}")
+        annotate(record, note=f"note from {worker}", name=f"name by {worker}")
 """)
 
 

@@ -94,25 +94,26 @@ def test_unknown_names_are_errors_naming_the_nearest(store, capsys, args, messag
 
 
 def test_status_colours_only_on_a_terminal_without_no_color(store, monkeypatch):
-    from sagebook import runs
+    from sagebook.runs.text import format_table, use_colour
 
     class Terminal:
         def isatty(self):
             return True
 
     rows = [{"run_id": "r1", "status": "Failed"}, {"run_id": "r2", "status": "Completed"}]
-    coloured = runs.format_table(rows, [], colour=runs.use_colour(Terminal()))
+    coloured = format_table(rows, [], colour=use_colour(Terminal()))
     assert "\033[31mFailed\033[0m" in coloured and "\033[32mCompleted\033[0m" in coloured
     monkeypatch.setenv("NO_COLOR", "1")
-    assert not runs.use_colour(Terminal())
-    assert not runs.use_colour(subprocess.PIPE)
+    assert not use_colour(Terminal())
+    assert not use_colour(subprocess.PIPE)
 
 
 def test_show_into_a_pipe_that_closes_ends_quietly(store):
     shell = (f"{sys.executable} -m sagebook.cli show aaaaaa --store {store.uri} | head -1; "
              f"{sys.executable} -m sagebook.cli list --store {store.uri} -n 0 | head -1")
     # enough output to fill the pipe: a long note
-    from sagebook.runs import annotate, find_run
+    from sagebook.runs.details import annotate
+    from sagebook.runs.lookup import find_run
 
     annotate(find_run(store, "aaaaaa"), note="x" * 100_000)
     done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)

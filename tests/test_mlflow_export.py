@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from sagebook.apicheck import check_request
-from sagebook.runs import annotate, parse_time
+from sagebook.runs.details import annotate
+from sagebook.runs.listing import parse_time
 from sagebook.stores import open_store
 
 from conftest import REPO, add_run, sagebook

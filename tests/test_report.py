@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from sagebook import cli, report
+from sagebook import cli, layout, report
 from sagebook.stores import Store, open_store
 
 from conftest import add_run
@@ -144,13 +144,13 @@ def test_report_renders_only_what_changed(tmp_path):
     first.update(note="reviewed")
     assert report.render(store).rendered == 1
     assert page.stat().st_mtime_ns > before
-    from sagebook.runs import annotate
+    from sagebook.runs.details import annotate
 
     annotate(first, note="a note is on the page")  # the manifest is unchanged
     assert report.render(store).rendered == 1
     assert "a note is on the page" in page.read_text()
     assert report.render(store, hide_inputs=True).rendered == 2  # another rendering: all again
-    state = json.loads(store.read_text(report.STATE))
+    state = json.loads(store.read_text(layout.REPORT_STATE))
     assert state["options"]["hide_inputs"] is True and len(state["runs"]) == 2
 
 
@@ -159,10 +159,10 @@ def test_hidden_inputs_leave_only_outputs(tmp_path):
     run = add_run(store)
     run.put_text("notebook.ipynb", executed_notebook())
     report.render(store, hide_inputs=True)
-    html = store.read_text(report.notebook_page_key("exp-a", run.run_id))
+    html = store.read_text(layout.notebook_page_key("exp-a", run.run_id))
     assert "hello from the notebook" in html and 'class="input_area"' not in html
     report.render(store, force=True)
-    html = store.read_text(report.notebook_page_key("exp-a", run.run_id))
+    html = store.read_text(layout.notebook_page_key("exp-a", run.run_id))
     assert "hello from the notebook" in html and 'class="input_area"' in html
 
 
@@ -173,7 +173,7 @@ def test_pages_are_masked_like_records_even_for_an_unmasked_record(tmp_path):
     raw["failure_reason"] = "boom: AKIAQWERTYUIOPASDFGH api_key=s3cr3tv4lu3xyz"
     store.write_text(f"{record.prefix}/manifest.json", json.dumps(raw))  # an older writer's
     report.render(store)
-    page = store.read_text(report.run_page_key(record.experiment, record.run_id))
+    page = store.read_text(layout.run_page_key(record.experiment, record.run_id))
     assert "boom: **** api_key=****" in page
     assert "AKIAQWERTYUIOPASDFGH" not in page and "s3cr3tv4lu3xyz" not in page
 
@@ -189,7 +189,7 @@ def test_report_filters_and_compares_parameters_in_the_browser(tmp_path, browser
     failed = add_run(store, status="Failed", failure=reason[:1024], created="2026-01-05T10:00:00"
                      "+00:00", training={"learning_rate": 1.0, "optimizer": "sgd", "epochs": 5})
     failed.put_text("failure.txt", reason + "\nTraceback: the whole story\n")
-    from sagebook.runs import annotate
+    from sagebook.runs.details import annotate
 
     annotate(runs_made[0], tags=["stage=best"], note="the one to beat", name="baseline")
     report.render(store)

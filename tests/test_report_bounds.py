@@ -16,8 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from sagebook import runs
 from sagebook.record import Record
+from sagebook.runs.details import (
+    MAX_CURVE_POINTS,
+    MAX_METRIC_LINE,
+    MAX_METRIC_SERIES,
+    lttb,
+    metric_series,
+)
+from sagebook.runs.lookup import read_cut
 from sagebook.stores import open_store
 
 from conftest import add_run
@@ -58,14 +65,15 @@ def huge_record(root: Path) -> Record:
 
 CHILD = """
 import json, sys
-from sagebook import report, runs
+from sagebook import report
+from sagebook.runs.details import metric_series
 from sagebook.record import Record
 from sagebook.stores import open_store
 
 store = open_store(sys.argv[1])
 report.render(store)
 totals = {}
-curve = runs.metric_series(Record.open(store, "exp-a", "huge"), totals=totals)["loss"]
+curve = metric_series(Record.open(store, "exp-a", "huge"), totals=totals)["loss"]
 print(json.dumps({"totals": totals, "curve": curve}))
 """
 
@@ -78,7 +86,7 @@ def test_a_huge_record_makes_a_small_run_page_in_bounded_memory(tmp_path):
     result = json.loads(done.stdout)
     curve = [tuple(p) for p in result["curve"]]
     assert result["totals"] == {"loss": POINTS}  # the 50 MB line is not a point
-    assert len(curve) <= runs.MAX_CURVE_POINTS
+    assert len(curve) <= MAX_CURVE_POINTS
     steps = [p[0] for p in curve]
     assert steps[0] == 0 and steps[-1] == POINTS - 1 and steps == sorted(steps)
     values = {p[0]: p[1] for p in curve}
@@ -92,7 +100,7 @@ def test_a_huge_record_makes_a_small_run_page_in_bounded_memory(tmp_path):
     assert f"bytes left out here: the whole text is {record.url('failure.txt')}" in html
     assert 'href="../../../exp-a/huge/failure.txt"' in html
     polyline = html.split('<polyline fill="none" stroke="#0969da"', 1)[1].split("/>", 1)[0]
-    assert 2 <= polyline.count(",") <= runs.MAX_CURVE_POINTS
+    assert 2 <= polyline.count(",") <= MAX_CURVE_POINTS
     assert "1e+03" in html and "-1e+03" in html  # the axis spans the spike and the dip
 
 
@@ -108,7 +116,7 @@ def test_curves_are_downsampled_with_their_shape_and_extremes_on_every_store(sto
                                   for i, v in enumerate(values)]
                   + [json.dumps({"name": "loss", "value": 0.1}) + "\n"] * 3)
     totals: dict[str, int] = {}
-    series = runs.metric_series(record, limit=500, totals=totals)
+    series = metric_series(record, limit=500, totals=totals)
     assert totals == {"acc": 20_000, "loss": 3}
     acc = series["acc"]
     assert len(acc) <= 500
@@ -118,7 +126,7 @@ def test_curves_are_downsampled_with_their_shape_and_extremes_on_every_store(sto
     assert all(values[step // 10] == value for step, value, _ in acc)
     assert max(b[0] - a[0] for a, b in zip(acc, acc[1:], strict=False)) < 20 * 199_990 / 500
     assert series["loss"] == [(0, 0.1, None), (1, 0.1, None), (2, 0.1, None)]  # own positions
-    assert len(runs.metric_series(record, limit=None)["acc"]) == 20_000  # an export: all
+    assert len(metric_series(record, limit=None)["acc"]) == 20_000  # an export: all
 
 
 def test_lines_that_are_not_points_are_skipped(store):
@@ -132,11 +140,11 @@ def test_lines_that_are_not_points_are_skipped(store):
         '[1, 2]\n',
         "\n",
         '{"name": "acc", "value": 0.25, "step": "six", "timestamp": "soon"}\n',
-        '{"name": "acc", "value": 0.75, "note": "' + "x" * runs.MAX_METRIC_LINE + '"}\n',
+        '{"name": "acc", "value": 0.75, "note": "' + "x" * MAX_METRIC_LINE + '"}\n',
         '{"name": "acc", "value": 0.6, "step": 8}\n',
         '{"name": "acc", "val',  # torn: the run is writing
     ])
-    assert runs.metric_series(record) == {
+    assert metric_series(record) == {
         "acc": [(1, 0.5, 1700000000.5), (1, 0.25, None), (8, 0.6, None)]}
 
 
@@ -144,8 +152,8 @@ def test_metric_names_past_the_bound_are_skipped(tmp_path):
     store = open_store(str(tmp_path / "records"))
     record = add_run(store)
     write_metrics(store, record, [json.dumps({"name": f"m{i}", "value": i}) + "\n"
-                                  for i in range(runs.MAX_METRIC_SERIES + 50)])
-    assert list(runs.metric_series(record)) == [f"m{i}" for i in range(runs.MAX_METRIC_SERIES)]
+                                  for i in range(MAX_METRIC_SERIES + 50)])
+    assert list(metric_series(record)) == [f"m{i}" for i in range(MAX_METRIC_SERIES)]
 
 
 @pytest.mark.parametrize("limit", [5, 6, 50])
@@ -153,20 +161,20 @@ def test_lttb_keeps_the_ends_and_the_extremes_within_the_limit(limit):
     xs = list(range(1000))
     ys = [0.0] * 1000
     ys[500], ys[501] = 9.0, -9.0
-    kept = runs.lttb(xs, ys, limit)
+    kept = lttb(xs, ys, limit)
     assert len(kept) <= limit and kept == sorted(set(kept))
     assert {0, 500, 501, 999} <= set(kept)
-    assert runs.lttb(xs[:limit], ys[:limit], limit) == list(range(limit))
+    assert lttb(xs[:limit], ys[:limit], limit) == list(range(limit))
 
 
 def test_a_long_text_is_cut_to_its_start_and_end_with_where_the_rest_is(store):
     record = add_run(store)
     store.write_text(f"{record.prefix}/failure.txt", "start\n" + "é" * 100_000 + "\nthe end\n")
-    text = runs.read_cut(record, "failure.txt", head=101, tail=200)  # é is two bytes
+    text = read_cut(record, "failure.txt", head=101, tail=200)  # é is two bytes
     assert text is not None and text.startswith("start\n") and text.endswith("\nthe end\n")
     gap = f"\n[… 199,714 bytes left out here: the whole text is {record.url('failure.txt')} …]\n"
     assert gap in text and len(text) < 300 + len(gap)
     assert "\ufffd" not in text  # no character cut in half at either side
     store.write_text(f"{record.prefix}/failure.txt", "short\n")
-    assert runs.read_cut(record, "failure.txt", head=100, tail=200) == "short\n"
-    assert runs.read_cut(record, "missing.txt") is None
+    assert read_cut(record, "failure.txt", head=100, tail=200) == "short\n"
+    assert read_cut(record, "missing.txt") is None

@@ -22,7 +22,7 @@ from planted_report import (
     policy,
 )
 
-from sagebook import report
+from sagebook import layout, report
 from sagebook.dashboard import Dashboard
 
 SENTINEL = "http://127.0.0.1:9"  # nothing listens: only the page's markup is read here
@@ -39,13 +39,13 @@ def test_no_page_of_a_planted_store_holds_what_runs_and_genuine_content_stays(st
     hostile, genuine = planted["hostile"], planted["genuine"]
     assert set(found) == {
         "_report/index.html",
-        *(report.run_page_key("exp-a", r.run_id) for r in (hostile, genuine)),
-        *(report.notebook_page_key("exp-a", r.run_id) for r in (hostile, genuine)),
-        report.sweep_page_key("exp-a", planted["sweep"].sweep_id)}
+        *(layout.run_page_key("exp-a", r.run_id) for r in (hostile, genuine)),
+        *(layout.notebook_page_key("exp-a", r.run_id) for r in (hostile, genuine)),
+        layout.sweep_page_key("exp-a", planted["sweep"].sweep_id)}
     for key, html in found.items():
         assert dangers(html) == [], key
 
-    notebook = Elements(found[report.notebook_page_key("exp-a", hostile.run_id)])
+    notebook = Elements(found[layout.notebook_page_key("exp-a", hostile.run_id)])
     text = "".join(notebook.text)
     assert GENUINE in text and "Results" in text and "0.01" in text
     sources = [attrs.get("src", "") for tag, attrs, _ in notebook.tags if tag == "img"]
@@ -58,12 +58,12 @@ def test_no_page_of_a_planted_store_holds_what_runs_and_genuine_content_stays(st
 
     # record fields are shown as the text they are, escaped, wherever a page shows them
     bad = payloads(SENTINEL)
-    run_text = "".join(Elements(found[report.run_page_key("exp-a", hostile.run_id)]).text)
+    run_text = "".join(Elements(found[layout.run_page_key("exp-a", hostile.run_id)]).text)
     for field in ("svg onload", "details ontoggle", "img onerror", "script", "mutation"):
         assert bad[field] in run_text, field
     index_text = "".join(Elements(found["_report/index.html"]).text)
     assert bad["svg onload"] in index_text and bad["img onerror"] in index_text
-    sweep_text = "".join(Elements(found[report.sweep_page_key(
+    sweep_text = "".join(Elements(found[layout.sweep_page_key(
         "exp-a", planted["sweep"].sweep_id)]).text)
     assert bad["script"] in sweep_text and bad["iframe"] in sweep_text
 

@@ -13,6 +13,7 @@ import yaml
 
 from sagebook.launch import launch
 from sagebook.record import Record
+from sagebook.rerun import differing_settings
 
 from conftest import listed, run_cli
 
@@ -131,3 +132,8 @@ def test_a_record_whose_job_config_is_not_a_mapping_is_named(store, make_config,
     assert err.splitlines()[1:] == [
         f"sagebook: {record.url('sagemaker_config.yaml')}: not a job config (a mapping of "
         "settings)"]
+
+
+def test_a_long_setting_is_shown_on_one_line_cut_at_120_characters_with_an_ellipsis():
+    [line] = differing_settings({"image_uri": "i" * 200}, {"image_uri": "mine\nx"})
+    assert line == f"job.image_uri: {'i' * 119}… (yours: mine\\nx)"

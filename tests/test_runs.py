@@ -179,6 +179,17 @@ def test_diff_shows_configs_key_by_key_and_metrics_side_by_side(store, capsys):
     assert same == {"epochs": False, "optimizer": True, "data.f": False}
 
 
+def test_diff_cuts_a_long_value_at_60_characters_with_an_ellipsis(store, capsys):
+    a = add_run(store, training={"prompt": "a" * 100, "layers": [1] * 40})
+    b = add_run(store, training={"prompt": "b" * 100, "layers": [2] * 40})
+    code, out, err = run_cli(capsys, "diff", a.run_id, b.run_id, "--store", store.uri)
+    assert code == 0, err
+    rows = {line.split()[1]: line.split()[2:] for line in out.splitlines()
+            if line.startswith("*")}
+    assert rows["training.prompt"] == ["a" * 59 + "…", "b" * 59 + "…"]
+    assert rows["training.layers.0"] == ["1", "2"]
+
+
 @pytest.mark.parametrize("content, reason", [
     (b"experiment: [unclosed\n", "not valid YAML"),
     (b"x: " + b"y" * (2 << 20) + b"\n", "too large (more than 1,048,576 bytes)"),

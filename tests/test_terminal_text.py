@@ -5,12 +5,13 @@ escapes by every reader command — over a local folder and over S3 on the local
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 
 import pytest
 
-from sagebook.printing import terminal_text
+from sagebook.printing import cell_text, terminal_text
 from sagebook.sweeps.record import SweepRecord
 
 from conftest import add_run, run_cli
@@ -32,6 +33,14 @@ def assert_inert(*texts: str) -> None:
     for text in texts:
         found = sorted({ascii(c) for c in RAW.findall(text)})
         assert not found, f"raw control characters reached the terminal: {found}"
+
+
+def test_a_cell_is_text_as_it_is_and_anything_else_json():
+    assert [cell_text(v) for v in ("adam", 0.001, 3, True, None, [1, "a"], {"k": 1})] == [
+        "adam", "0.001", "3", "true", "null", '[1, "a"]', '{"k": 1}']
+    # what JSON cannot write (a YAML date in a config) as its text
+    assert cell_text({"day": datetime.date(2026, 1, 2)}) == '{"day": "2026-01-02"}'
+    assert cell_text("x" * 8, 8) == "x" * 8 and cell_text("x" * 9, 8) == "x" * 7 + "…"
 
 
 def test_terminal_text_escapes_controls_and_bidi_and_keeps_the_rest():

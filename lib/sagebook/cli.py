@@ -242,7 +242,7 @@ def _upload(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .backends.uploads import upload_folder
-    from .runs import config_store_options
+    from .runs.lookup import config_store_options
 
     options = config_store_options(args.config) if args.config else {}
     upload_folder(Path(args.source), args.destination, options,
@@ -536,7 +536,7 @@ def _add_team_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _open_store(args: argparse.Namespace) -> Store:
-    from .runs import store_from_args
+    from .runs.lookup import store_from_args
 
     return store_from_args(args.store, args.config)
 
@@ -544,8 +544,18 @@ def _open_store(args: argparse.Namespace) -> Store:
 def _list(args: argparse.Namespace) -> int:
     import json
 
-    from . import runs
     from .printing import terminal_text
+    from .runs.listing import (
+        Filters,
+        differing_params,
+        duration,
+        list_runs,
+        parse_since,
+        parse_tags,
+        parse_where,
+    )
+    from .runs.lookup import no_runs_message
+    from .runs.text import damage_lines, format_costs, format_table, use_colour
 
     store = _open_store(args)
     if args.reindex:
@@ -557,12 +567,12 @@ def _list(args: argparse.Namespace) -> int:
         for damage in rebuilt.damaged:
             print(f"sagebook: not indexed: {terminal_text(damage, one_line=True)}",
                   file=sys.stderr)
-    filters = runs.Filters(
+    filters = Filters(
         experiment=args.experiment, user=args.user,
         status=[s.strip() for item in args.status for s in item.split(",") if s.strip()],
-        tags=runs.parse_tags(args.tag),
-        since=runs.parse_since(args.since) if args.since else None,
-        where=[runs.parse_where(w) for w in args.where],
+        tags=parse_tags(args.tag),
+        since=parse_since(args.since) if args.since else None,
+        where=[parse_where(w) for w in args.where],
     )
     sort, descending, parameters, objective = args.sort or "created", args.descending, [], None
     if args.sweep:
@@ -586,11 +596,11 @@ def _list(args: argparse.Namespace) -> int:
                 if descending is None:
                     descending = sweep.manifest["objective"]["goal"] == "maximize"
     profile = getattr(store, "profile", None)
-    listing = runs.list_runs(store, filters, sort=sort, descending=descending,
-                             limit=args.limit or None, refresh=args.refresh, profile=profile)
+    listing = list_runs(store, filters, sort=sort, descending=descending,
+                        limit=args.limit or None, refresh=args.refresh, profile=profile)
     if listing.warning:
         print(f"sagebook: {terminal_text(listing.warning, one_line=True)}", file=sys.stderr)
-    for line in runs.damage_lines(listing.damaged):
+    for line in damage_lines(listing.damaged):
         print(f"sagebook: {line}", file=sys.stderr)
     lost = [e for e in listing.runs if e.get("status") == "Lost"]
     if lost:
@@ -606,7 +616,7 @@ def _list(args: argparse.Namespace) -> int:
         listing.names.check("--params", name, ("param",))
     if args.json:
         for entry in listing.runs:  # ensure_ascii: controls and bidi marks as \u escapes
-            print(json.dumps({**entry, "duration": runs.duration(entry)}, ensure_ascii=True))
+            print(json.dumps({**entry, "duration": duration(entry)}, ensure_ascii=True))
         return 0
     if not listing.runs:
         if any((args.experiment, args.user, args.status, args.tag, args.since, args.sweep,
@@ -614,7 +624,7 @@ def _list(args: argparse.Namespace) -> int:
             print(terminal_text(f"no runs in {store.uri} match these filters"),
                   file=sys.stderr)
         else:
-            print(runs.no_runs_message(store), file=sys.stderr)
+            print(no_runs_message(store), file=sys.stderr)
         return 0
     if not metrics:
         from collections import Counter
@@ -624,16 +634,16 @@ def _list(args: argparse.Namespace) -> int:
         if objective:
             metrics = [objective] + [m for m in metrics if m != objective][:2]
     if args.params == "":
-        params = runs.differing_params(listing.runs)
+        params = differing_params(listing.runs)
     if parameters is None:  # a damaged sweep's: the parameters its trials name
         parameters = sorted({key for e in listing.runs if isinstance(e.get("parameters"), dict)
                              for key in e["parameters"]})
-    print(runs.format_table(listing.runs, metrics, params, colour=runs.use_colour(sys.stdout),
-                            sweep_parameters=parameters))
+    print(format_table(listing.runs, metrics, params, colour=use_colour(sys.stdout),
+                       sweep_parameters=parameters))
     if listing.matched > len(listing.runs):
         print(f"{len(listing.runs)} of {listing.matched} runs shown (--limit 0 shows all)",
               file=sys.stderr)
-    totals = runs.format_costs(listing.costs)
+    totals = format_costs(listing.costs)
     if totals:
         print(totals, file=sys.stderr)
     return 0
@@ -692,14 +702,17 @@ def _names(text: str | None) -> list[str]:
 def _show(args: argparse.Namespace) -> int:
     import json
 
-    from . import runs, sweeps
+    from . import sweeps
     from .printing import terminal_text
+    from .runs.details import details
+    from .runs.lookup import RunNotFound, find_run
+    from .runs.text import format_details
 
     store = _open_store(args)
     try:
         record = (sweeps.find_sweep(store, args.run) if sweeps.is_sweep_ref(args.run)
-                  else runs.find_run(store, args.run))
-    except runs.RunNotFound as not_a_run:
+                  else find_run(store, args.run))
+    except RunNotFound as not_a_run:
         try:
             record = sweeps.find_sweep(store, args.run)
         except sweeps.SweepNotFound:
@@ -715,11 +728,11 @@ def _show(args: argparse.Namespace) -> int:
         else:
             print(terminal_text(sweeps.format_sweep(record)))
         return 0
-    info = runs.details(record, curves=False)
+    info = details(record, curves=False)
     if args.json:
         print(json.dumps(info.as_json(), indent=2, default=str, ensure_ascii=True))
     else:
-        print(runs.format_details(info))
+        print(format_details(info))
     return 0
 
 
@@ -731,13 +744,14 @@ def _fsck_hint(damage: DamagedFile) -> DamagedFile:
 
 
 def _annotate(args: argparse.Namespace) -> int:
-    from . import runs
     from .printing import terminal_text
+    from .runs.details import annotate
+    from .runs.lookup import find_run
 
-    record = runs.find_run(_open_store(args), args.run)
-    fields = runs.annotate(record, tags=getattr(args, "tags", ()),
-                           remove=getattr(args, "remove", ()), note=getattr(args, "note", None),
-                           name=getattr(args, "name", None))
+    record = find_run(_open_store(args), args.run)
+    fields = annotate(record, tags=getattr(args, "tags", ()),
+                      remove=getattr(args, "remove", ()), note=getattr(args, "note", None),
+                      name=getattr(args, "name", None))
     changes = ", ".join(f"{k}={v}" if v is not None else f"-{k}" for k, v in fields.items())
     print(terminal_text(f"{record.experiment}/{record.run_id}: {changes}", one_line=True))
     return 0
@@ -747,12 +761,14 @@ def _diff(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from . import runs
+    from .runs.details import diff
+    from .runs.lookup import find_run
+    from .runs.text import format_diff
 
     store = _open_store(args)
-    a, b = runs.find_run(store, args.run_a), runs.find_run(store, args.run_b)
+    a, b = find_run(store, args.run_a), find_run(store, args.run_b)
     unreadable: list[str] = []
-    rows = runs.diff(a, b, unreadable)
+    rows = diff(a, b, unreadable)
     if args.json:
         print(json.dumps([{**dataclasses.asdict(r), "same": r.same} for r in rows
                           if args.all or not r.same or r.section == "metrics"], default=str,
@@ -760,21 +776,22 @@ def _diff(args: argparse.Namespace) -> int:
         for item in unreadable:
             _say(f"sagebook: not compared: {item}")
     else:
-        print(runs.format_diff(a, b, rows, show_all=args.all, unreadable=unreadable))
+        print(format_diff(a, b, rows, show_all=args.all, unreadable=unreadable))
     return 0
 
 
 def _rerun(args: argparse.Namespace) -> int:
-    from . import runs
+    from .rerun import UntrustedRecord, own_config, rerun
+    from .runs.lookup import find_run
 
     store = _open_store(args)
-    parent = runs.find_run(store, args.run)
+    parent = find_run(store, args.run)
     _say(f"re-running {parent.experiment}/{parent.run_id}")
     try:
-        run = runs.rerun(parent, args.override, resume=args.resume, code=args.code,
-                         trust=args.trust_record, config=runs.own_config(store, args.config),
-                         via="cli", wait=args.wait)
-    except runs.UntrustedRecord as exc:  # refused like a config: nothing ran, exit 2
+        run = rerun(parent, args.override, resume=args.resume, code=args.code,
+                    trust=args.trust_record, config=own_config(store, args.config),
+                    via="cli", wait=args.wait)
+    except UntrustedRecord as exc:  # refused like a config: nothing ran, exit 2
         _say(f"sagebook: {exc}")
         return 2
     print(run.summary())
@@ -869,11 +886,11 @@ def _fsck(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from . import runs
     from .printing import terminal_text
     from .record import sync
+    from .runs.lookup import find_run
 
-    record = runs.find_run(_open_store(args), args.run)
+    record = find_run(_open_store(args), args.run)
     written = sync(record)
     if written:
         _say(f"wrote {', '.join(written)} into {record.uri}")
@@ -886,22 +903,22 @@ def _sync(args: argparse.Namespace) -> int:
 def _attach(args: argparse.Namespace) -> int:
     """Whatever a run followed again prints, its log lines included, is terminal text: the run
     and its record may be a teammate's (a local run's log is a file of the record)."""
-    from . import runs
     from .launch import attach
     from .printing import terminal_text
+    from .runs.lookup import find_run
 
-    run = attach(runs.find_run(_open_store(args), args.run), wait=args.wait,
+    run = attach(find_run(_open_store(args), args.run), wait=args.wait,
                  echo=lambda line: print(terminal_text(line)))
     print(terminal_text(run.summary()))
     return _exit_code(run)
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from . import runs
     from .launch import stop
     from .printing import terminal_text
+    from .runs.lookup import find_run
 
-    run = stop(runs.find_run(_open_store(args), args.run), wait=args.wait,
+    run = stop(find_run(_open_store(args), args.run), wait=args.wait,
                echo=lambda line: print(terminal_text(line)))
     print(terminal_text(run.summary()))
     return 130 if run.detached else 0

@@ -17,10 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import report, runs
+from . import charts, report
 from .record import Record
+from .runs.details import diff, metric_series
+from .runs.listing import Filters, differing_params, list_runs
+from .runs.lookup import find_run, store_from_args
+from .runs.text import format_param
 from .secrets import redact
 from .stores import Store
+from .sweeps import find_sweep, refresh
+from .sweeps import page as sweep_page
 
 DIFFERS = ' style="background:#fff8c5"'
 STATUS_ORDER = ("Completed", "InProgress", "Starting", "Stopping", "Failed", "Stopped",
@@ -69,10 +75,10 @@ class Dashboard:
 
     def __init__(self, store: str | Store | None = None, experiment: str | None = None,
                  config: str | None = None, refresh: bool = True):
-        self.store = store if isinstance(store, Store) else runs.store_from_args(store, config)
+        self.store = store if isinstance(store, Store) else store_from_args(store, config)
         self.experiment = experiment or None
-        listing = runs.list_runs(self.store, runs.Filters(experiment=self.experiment),
-                                 refresh=refresh)
+        listing = list_runs(self.store, Filters(experiment=self.experiment),
+                            refresh=refresh)
         self.runs = listing.runs
         self.warning = redact(listing.warning) if listing.warning else listing.warning
 
@@ -88,7 +94,7 @@ class Dashboard:
         note = (f"<p>{len(shown)} newest of {len(self.runs)} runs</p>"
                 if len(self.runs) > limit else "")
         style = "".join(f".s-{s}{{color:{c};font-weight:600}}"
-                        for s, c in report.STATUS_COLOURS.items())
+                        for s, c in charts.STATUS_COLOURS.items())
         return Html(f"<style>{style}</style>{note}{report.runs_table(shown)}")
 
     def status_counts(self) -> Plot:
@@ -105,7 +111,7 @@ class Dashboard:
         for status in statuses:
             values = [counts[e][status] for e in experiments]
             axes.barh(experiments, values, left=left, label=f"{status}",
-                      color=report.STATUS_COLOURS.get(status, "#8c959f"))
+                      color=charts.STATUS_COLOURS.get(status, "#8c959f"))
             left = [a + b for a, b in zip(left, values, strict=True)]
         axes.set_xlabel("runs")
         axes.set_title("runs by status")
@@ -126,7 +132,7 @@ class Dashboard:
         have metrics."""
         refs = names(refs)
         if refs:
-            return [runs.find_run(self.store, ref) for ref in refs]
+            return [find_run(self.store, ref) for ref in refs]
         chosen = [e for e in self.runs if e.get("final_metrics")][:default]
         return [Record.open(self.store, e["experiment"], e["run_id"]) for e in chosen]
 
@@ -134,7 +140,7 @@ class Dashboard:
 
     def curves(self, record: Record) -> Plot | Html:
         """Every metric of one run, one panel each, over the log's own steps (epochs)."""
-        series = runs.metric_series(record)
+        series = metric_series(record)
         if not series:  # say so, rather than draw an empty box
             why = ("it failed before reporting any" if record.status in
                    ("Failed", "Stopped", "Interrupted", "Lost") else "none were reported")
@@ -148,7 +154,7 @@ class Dashboard:
             axes = figure.add_subplot((len(names) + 2) // 3, min(len(names), 3), i + 1)
             points = series.get(name, [])
             axes.plot([p[0] for p in points], [p[1] for p in points],
-                      marker="o" if len(points) <= report.MAX_DOTS else None, markersize=3)
+                      marker="o" if len(points) <= charts.MAX_DOTS else None, markersize=3)
             axes.set_title(name, fontsize="medium")
             axes.set_xlabel("step")
         figure.suptitle(f"{record.run_id} ({record.status})", fontsize="medium")
@@ -156,7 +162,7 @@ class Dashboard:
 
     def overlay(self, records: Sequence[Record], metrics: Sequence[str] | str = ()) -> Plot:
         """The chosen runs on one set of axes per metric, to compare their curves."""
-        series = {r.run_id: runs.metric_series(r) for r in records}
+        series = {r.run_id: metric_series(r) for r in records}
         labels = legend_labels(records)
         shown = names(metrics) or sorted({n for s in series.values() for n in s})
         shown = shown or ["(no metrics)"]
@@ -167,7 +173,7 @@ class Dashboard:
                 points = run_series.get(name, [])
                 if points:
                     axes.plot([p[0] for p in points], [p[1] for p in points],
-                              marker="o" if len(points) <= report.MAX_DOTS else None,
+                              marker="o" if len(points) <= charts.MAX_DOTS else None,
                               markersize=3, label=labels[run_id])
             axes.set_title(name, fontsize="medium")
             axes.set_xlabel("step")
@@ -175,7 +181,7 @@ class Dashboard:
                 axes.legend(fontsize="x-small")
         return Plot(figure)
 
-    def compare(self, metric: str | None = None, limit: int = report.MAX_CHARTED) -> Html:
+    def compare(self, metric: str | None = None, limit: int = charts.MAX_CHARTED) -> Html:
         """The runs' parameters against a final metric, one scatter per parameter that differs
         among them, and parallel coordinates over those parameters and the main metrics — the
         same charts as the report's index."""
@@ -183,14 +189,14 @@ class Dashboard:
         metrics = report.metric_columns(chosen)
         if metric:
             metrics = [metric] + [m for m in metrics if m != metric]
-        params = runs.differing_params(chosen)[:report.MAX_CHART_PARAMS]
-        macros = report.templates().get_template("report_macros.html").module
-        parts = [str(macros.styles(report.STATUS_COLOURS))]
-        parallel = report.parallel_chart(chosen, params, metrics[:3])
+        params = differing_params(chosen)[:charts.MAX_CHART_PARAMS]
+        macros = charts.templates().get_template("report_macros.html").module
+        parts = [str(macros.styles(charts.STATUS_COLOURS))]
+        parallel = charts.parallel_chart(chosen, params, metrics[:3])
         if parallel:
             parts.append(str(macros.parallel(parallel)))
         if metrics:
-            parts += [str(macros.scatter(report.scatter_chart(chosen, p, metrics[0])))
+            parts += [str(macros.scatter(charts.scatter_chart(chosen, p, metrics[0])))
                       for p in params]
         if len(parts) == 1:
             parts.append("<p>nothing to compare: no parameter differs among runs with "
@@ -203,13 +209,11 @@ class Dashboard:
         """A sweep's page, as in the report: its trials, the objective per trial over time,
         each parameter against the objective, parallel coordinates (SageMaker sweeps are
         refreshed first)."""
-        from .sweeps import find_sweep, page, refresh
-
-        return Html(page.render(refresh(find_sweep(self.store, ref)), run_link=""))
+        return Html(sweep_page.render(refresh(find_sweep(self.store, ref)), run_link=""))
 
     def diff(self, a: Record, b: Record, show_all: bool = False) -> Html:
         """Both runs' configs key by key (the differences, unless show_all), and metrics."""
-        rows = [r for r in runs.diff(a, b) if show_all or not r.same or r.section == "metrics"]
+        rows = [r for r in diff(a, b) if show_all or not r.same or r.section == "metrics"]
         body = "".join(
             f"<tr{'' if r.same else DIFFERS}>"
             f"<td>{html.escape(r.section)}</td><td><code>{html.escape(r.key)}</code></td>"
@@ -223,10 +227,10 @@ def legend_labels(records: Sequence[Record]) -> dict[str, str]:
     """Each run named by what differs between the runs (`learning_rate=0.1, epochs=20`), or
     by its name or id when nothing does."""
     entries = [{"params": r.manifest.get("params") or {}} for r in records]
-    differing = runs.differing_params(entries)[:3]
+    differing = differing_params(entries)[:3]
     labels = {}
     for record, entry in zip(records, entries, strict=True):
-        text = ", ".join(f"{k}={runs.format_param(entry['params'].get(k))}" for k in differing)
+        text = ", ".join(f"{k}={format_param(entry['params'].get(k))}" for k in differing)
         labels[record.run_id] = text or record.run_id
     if len(set(labels.values())) < len(labels):  # not enough to tell them apart: add the id
         labels = {k: f"{v} ({k[-6:]})" if v != k else v for k, v in labels.items()}

@@ -17,9 +17,10 @@ from typing import Any
 
 from . import config as config_mod
 from . import request as request_mod
-from .backends import Backend, Job, Outcome, Staged, backend_for
+from .backends import Backend, Job, Outcome, Staged, backend_for, checkpoints
 from .errors import ConfigError, SagebookError, StoreError
 from .record import TERMINAL, Record, git_state, job_name, new_run_id, user
+from .runs.lookup import find_run, read_optional
 from .secrets import redact
 from .stores import Store, StoreExistsError, open_store
 
@@ -373,21 +374,17 @@ def resume_source(cfg: config_mod.LaunchConfig, store: Any) -> dict[str, str] | 
     if config_mod.names_location(ref):
         source["uri"] = ref if ref.startswith("s3://") else Path(ref).as_uri()
     else:
-        from . import runs
-
         try:
-            parent = runs.find_run(store, ref)
+            parent = find_run(store, ref)
         except SagebookError as exc:
             raise ConfigError.one(where, "job.resume_from", str(exc)) from None
-        text = runs.read_optional(parent, "request.json")
+        text = read_optional(parent, "request.json")
         uri = (json.loads(text).get("CheckpointConfig") or {}).get("S3Uri") if text else None
         if not uri:
             raise ConfigError.one(where, "job.resume_from",
                                   f"run {parent.experiment}/{parent.run_id} kept no checkpoints "
                                   "(its job config had no checkpoint_uri)")
         source = {"uri": uri, "run": f"{parent.experiment}/{parent.run_id}"}
-    from .backends import checkpoints
-
     try:
         found = next(iter(checkpoints.store_at(source["uri"], cfg.job.store_options()).list()),
                      None)

@@ -27,7 +27,6 @@ mlflow is heavy (and the SageMaker SDK brings it): it is the `mlflow` extra, imp
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
@@ -39,10 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import index, runs
+from . import index
 from .errors import SagebookError
 from .inputs import DamagedFile, checked_name, parse_yaml_text
+from .printing import cell_text
 from .record import Record
+from .runs.details import RunDetails, details, metric_series
+from .runs.listing import parse_time
+from .runs.lookup import find_run
 from .secrets import redact
 from .stores import Store
 
@@ -130,7 +133,7 @@ def _export(client: Any, store: Store, refs: list[str], experiment: str | None,
     from mlflow.exceptions import MlflowException
 
     if refs:
-        entries = [index.summarize(runs.find_run(store, ref).manifest) for ref in refs]
+        entries = [index.summarize(find_run(store, ref).manifest) for ref in refs]
     else:
         entries = sorted(index.entries(store), key=lambda e: str(e.get("created") or ""))
     result = ExportResult(tracking_uri=client.tracking_uri)
@@ -260,7 +263,7 @@ def _experiment(client: Any, name: str) -> dict[str, Any]:
             return {"id": experiment_id, "runs": by_run}
 
 
-def _version(info: runs.RunDetails) -> str:
+def _version(info: RunDetails) -> str:
     """Changes with every manifest write and every annotation."""
     notes = [f for f in info.files if f.startswith("annotations/")]
     return f"{info.manifest.get('revision', 0)}:{len(notes)}:{max(notes, default='')}"
@@ -269,7 +272,7 @@ def _version(info: runs.RunDetails) -> str:
 def _export_run(client: Any, experiment_id: str, record: Record, existing: Any) -> str:
     from mlflow.entities import Metric, Param, RunTag
 
-    info = runs.details(record)
+    info = details(record)
     m = info.manifest
     annotations = info.annotations
     version = _version(info)
@@ -328,7 +331,8 @@ def _tags(record: Record, annotations: dict[str, Any]) -> dict[str, str]:
         "mlflow.source.git.branch": git.get("branch"),
         "mlflow.runName": annotations.get("name") or record.run_id,
         "mlflow.note.content": "\n\n".join(
-            f"{_text(n.get('user'))} ({_text(n.get('time'))}): {_text(n.get('note'))}"
+            f"{cell_text(n.get('user'))} ({cell_text(n.get('time'))}): "
+            f"{cell_text(n.get('note'))}"
             for n in notes) or None,
     }
     for key, value in _mapping(annotations.get("tags")).items():
@@ -354,22 +358,18 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
 def _sent(value: Any, limit: int) -> str:
     """A name or value as MLflow gets it: text, credentials masked, within MLflow's limit."""
-    return redact(_text(value))[:limit]
+    return redact(cell_text(value))[:limit]
 
 
-def _metrics(info: runs.RunDetails, client: Any, run_id: str
+def _metrics(info: RunDetails, client: Any, run_id: str
              ) -> list[tuple[str, float, int, int]]:
     """Every metric point (key, value, ms, step) the MLflow run lacks (by step and value: a
     point without its own time takes the run's, which moves until it ends); with no client (a
     new run) all of them. A final metric without any curve is one point at step 0."""
     fallback = _ms(info.manifest.get("ended")) or _ms(info.manifest.get("created")) or 0
-    curves = runs.metric_series(info.record, limit=None)  # info.metrics is downsampled
+    curves = metric_series(info.record, limit=None)  # info.metrics is downsampled
     points = [(_sent(name, MAX_KEY), value, _ms(stamp) or fallback, step)
               for name, series in curves.items() for step, value, stamp in series]
     for name, value in _mapping(info.manifest.get("final_metrics")).items():
@@ -414,5 +414,5 @@ def _ms(text: Any) -> int | None:
     """A time of the record (ISO text, or seconds) in milliseconds; None when it is none."""
     if isinstance(text, int | float) and not isinstance(text, bool):
         return int(text * 1000) if math.isfinite(text) and 0 <= text < MAX_SECONDS else None
-    parsed = runs.parse_time(text)
+    parsed = parse_time(text)
     return int(parsed.timestamp() * 1000) if parsed else None

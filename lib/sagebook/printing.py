@@ -15,6 +15,7 @@ carriage return could overwrite what a line said, and a right-to-left override c
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -37,6 +38,15 @@ def terminal_text(value: object, *, one_line: bool = False) -> str:
     bidirectional overrides become visible escapes (`\x1b`, `\u202e`), in one pass.
     `one_line` escapes newlines and tabs too, for a table cell or a one-line message."""
     return str(value).translate(_ONE_LINE if one_line else _TERMINAL)
+
+
+def cell_text(value: object, width: int | None = None) -> str:
+    """A value read from a record as one table cell, label or setting: text as it is, anything
+    else as JSON (`0.001`, `[1, 2]`, `true`, `null`; what JSON cannot write, as text), cut to
+    `width` characters with `…` when given. The one rule for the terminal's tables, the pages'
+    axes and cells and MLflow's params; a terminal's caller still passes it `terminal_text`."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if width is None or len(text) <= width else text[:width - 1] + "…"
 
 
 def terminal_lines(lines: Iterable[object]) -> str:

@@ -17,51 +17,57 @@ shows of it is escaped by the templates (jinja's autoescape), and the one piece 
 markup, a run's executed notebook (its outputs and markdown cells hold any HTML), passes an
 allow-list sanitizer (`sanitized`). Each page's Content-Security-Policy lets only the scripts
 the report wrote run (by their hash), and fetches nothing but data: images, as a second wall.
-A record's size does not set a page's: curves are downsampled (`runs.metric_series`), long
+A record's size does not set a page's: curves are downsampled (`runs.details.metric_series`), long
 texts cut with a link to the whole file, and a notebook over MAX_NOTEBOOK_BYTES is linked,
 not rendered.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import math
 import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from . import index, runs
+from . import index
+from .charts import (
+    MAX_CHART_PARAMS,
+    MAX_CHARTED,
+    STATUS_COLOURS,
+    is_number,
+    line_chart,
+    parallel_chart,
+    scatter_chart,
+    templates,
+)
 from .errors import StoreError
+from .layout import REPORT_INDEX, REPORT_STATE, notebook_page_key, run_page_key, sweep_page_key
 from .record import Record
+from .runs.details import RunDetails, details
+from .runs.listing import add_cost, differing_params, duration, parse_time
+from .runs.text import (
+    clip,
+    damage_lines,
+    describe_cost,
+    format_commit,
+    format_duration,
+    format_param,
+)
 from .secrets import redact
 from .stores import Store
+from .sweeps import page as sweep_page
+from .sweeps.record import all_sweeps
 
-TEMPLATES = Path(__file__).with_name("templates")
-ROOT = "_report"
-STATE = f"{ROOT}/state.json"
 PAGE_FORMAT = 3  # bump when pages change shape, so the next report renders every page again
 MAX_METRIC_COLUMNS = 6
-STATUS_COLOURS = {
-    "Completed": "#1a7f37", "Failed": "#cf222e", "Stopped": "#9a6700", "Interrupted": "#9a6700",
-    "InProgress": "#0969da", "Starting": "#6e7781", "Stopping": "#9a6700",
-}
+MAX_PARAM_COLUMNS = 12
+FAILURE_REASON_LIMIT = 1024  # characters: SageMaker cuts a FailureReason there
 MAX_NOTEBOOK_BYTES = 32 << 20  # a larger notebook is linked from its run page, not rendered
 MAX_SHOWN_TEXT = 64 << 10  # characters of one text on a run page (a config, a failure reason)
-
-
-def run_page_key(experiment: str, run_id: str) -> str:
-    return f"{ROOT}/runs/{experiment}/{run_id}.html"
-
-
-def notebook_page_key(experiment: str, run_id: str) -> str:
-    return f"{ROOT}/runs/{experiment}/{run_id}.notebook.html"
 
 
 @dataclass
@@ -76,7 +82,7 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
            echo: Callable[[str], None] = lambda _: None) -> ReportResult:
     """Bring `_report/` up to date with the store: new or changed runs, then the index."""
     try:
-        state = json.loads(store.read_text(STATE))
+        state = json.loads(store.read_text(REPORT_STATE))
     except (FileNotFoundError, ValueError):
         state = {}
     options = {"format": PAGE_FORMAT, "hide_inputs": hide_inputs}
@@ -84,7 +90,7 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
     rendered_before: dict[str, list[Any]] = state.get("runs", {}) if same_options else {}
     damaged: list[Any] = []
     entries = list(index.entries(store, damaged=damaged))
-    for line in runs.damage_lines(damaged):
+    for line in damage_lines(damaged):
         echo(line)
     changed = [e for e in entries if rendered_before.get(_name(e)) != _version(e)]
     converter = _NotebookConverter(hide_inputs)
@@ -110,32 +116,26 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
         echo(f"skipped {name}: {why}")
     sweeps = _render_sweeps(store, echo)
     if changed or not same_options or sweeps:
-        _publish(store, f"{ROOT}/index.html", index_page(entries, store.uri, sweeps))
+        _publish(store, REPORT_INDEX, index_page(entries, store.uri, sweeps))
     state = {"options": options,
              "runs": {**rendered_before, **{_name(e): _version(e) for e in changed}}}
-    store.write_text(STATE, json.dumps(state, separators=(",", ":")))
+    store.write_text(REPORT_STATE, json.dumps(state, separators=(",", ":")))
     echo(f"{len(changed)} of {len(entries)} run pages rendered ({notebooks} notebooks)"
          + (f", {len(skipped)} skipped (`sagebook fsck` says what to do)" if skipped else ""))
-    return ReportResult(store.url(f"{ROOT}/index.html"), len(entries), len(changed), notebooks)
-
-
-def sweep_page_key(experiment: str, sweep_id: str) -> str:
-    return f"{ROOT}/sweeps/{experiment}/{sweep_id}.html"
+    return ReportResult(store.url(REPORT_INDEX), len(entries), len(changed), notebooks)
 
 
 def _render_sweeps(store: Store, echo: Callable[[str], None]) -> list[dict[str, Any]]:
     """Every sweep's page (a handful of small records: always rendered); their summaries.
     A sweep whose record cannot be read is named and left out."""
-    from .sweeps import page
-    from .sweeps.record import all_sweeps
-
     summaries = []
     damaged: list[Any] = []
     sweeps = all_sweeps(store, damaged=damaged)
     for damage in damaged:
         echo(f"skipped {damage} (`sagebook fsck` says what to do)")
     for sweep in sweeps:
-        _publish(store, sweep_page_key(sweep.experiment, sweep.sweep_id), page.render(sweep))
+        _publish(store, sweep_page_key(sweep.experiment, sweep.sweep_id),
+                 sweep_page.render(sweep))
         best = sweep.best()
         summaries.append({"id": sweep.sweep_id, "experiment": sweep.experiment,
                           "status": sweep.status, "strategy": sweep.manifest.get("strategy"),
@@ -156,34 +156,8 @@ def _name(entry: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Pages: report.py works out what to show (values, links, pixels); templates/ draws it.
-
-
-def templates() -> Any:
-    """The jinja2 environment of `templates/` (the report's pages, the sweep page)."""
-    import jinja2
-
-    if not _ENV:
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                                 trim_blocks=True, lstrip_blocks=True)
-        env.globals["csp"] = content_security_policy
-        _ENV.append(env)
-    return _ENV[0]
-
-
-_ENV: list[Any] = []
-
-
-def content_security_policy(*scripts: str) -> str:
-    """A page's Content-Security-Policy: only `scripts`, the page's own inline scripts, run
-    (named by their SHA-256, so a script that reaches the page any other way does not); nothing
-    is fetched, framed or posted, and images come only as data: URIs. Inline styles are
-    allowed (the pages' own <style> blocks): with nothing to fetch, a style cannot send
-    anything anywhere."""
-    allowed = " ".join("'sha256-{}'".format(base64.b64encode(
-        hashlib.sha256(script.encode()).digest()).decode()) for script in scripts) or "'none'"
-    return (f"default-src 'none'; script-src {allowed}; style-src 'unsafe-inline'; "
-            "img-src data:; base-uri 'none'; form-action 'none'")
+# Pages: report.py works out what to show (values, links), charts.py the pixels; templates/
+# draws it.
 
 
 def metric_columns(entries: Iterable[dict[str, Any]], limit: int = MAX_METRIC_COLUMNS
@@ -202,7 +176,7 @@ def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[s
     rows = []
     for entry in entries:
         href = link(entry) if link else None
-        seconds = runs.duration(entry)
+        seconds = duration(entry)
         tags = entry.get("tags") or {}
         notebook = entry.get("notebook")
         run_params = entry.get("params") or {}
@@ -214,13 +188,13 @@ def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[s
             "instance": entry.get("instance_type"), "status": entry.get("status", ""),
             "failure": entry.get("failure_reason") or "",
             "seconds": "" if seconds is None else f"{seconds:.1f}",
-            "duration": runs.format_duration(seconds), "cost": entry.get("cost"),
+            "duration": format_duration(seconds), "cost": entry.get("cost"),
             "metrics": [(entry.get("final_metrics") or {}).get(m) for m in metrics],
-            "params": [(run_params.get(p), runs.format_param(run_params.get(p)))
+            "params": [(run_params.get(p), format_param(run_params.get(p)))
                        for p in params],
-            "commit_full": entry.get("git_commit") or "", "commit": runs.format_commit(entry),
+            "commit_full": entry.get("git_commit") or "", "commit": format_commit(entry),
             "tags": ", ".join(f"{k}={v}" for k, v in sorted(tags.items())),
-            "note": entry.get("note") or "", "note_short": runs.clip(entry.get("note") or "", 40),
+            "note": entry.get("note") or "", "note_short": clip(entry.get("note") or "", 40),
             "notebook": notebook or "",
             # captured notebooks have a page next to the run's
             "notebook_href": href.removesuffix(".html") + ".notebook.html"
@@ -235,13 +209,13 @@ def runs_table(entries: list[dict[str, Any]], metrics: list[str] | None = None,
     """The runs as an HTML table, as the report's index shows them (the dashboard notebook's
     table): without the report's page styles, which would restyle the notebook around it."""
     metrics = metric_columns(entries) if metrics is None else metrics
-    params = runs.differing_params(entries) if params is None else params
+    params = differing_params(entries) if params is None else params
     macros = templates().get_template("report_macros.html").module
     return str(macros.runs_table(table_rows(entries, metrics, params, link), metrics, params))
 
 
 def _short_time(value: Any) -> str:
-    parsed = runs.parse_time(value)
+    parsed = parse_time(value)
     return parsed.strftime("%Y-%m-%d %H:%M") if parsed else ""
 
 
@@ -249,11 +223,11 @@ def index_page(entries: list[dict[str, Any]], store_uri: str,
                sweeps: Iterable[dict[str, Any]] = ()) -> str:
     ordered = sorted(entries, key=lambda e: e.get("created") or "", reverse=True)
     metrics = metric_columns(entries)
-    params = runs.differing_params(entries)[:MAX_PARAM_COLUMNS]
+    params = differing_params(entries)[:MAX_PARAM_COLUMNS]
     counts = Counter(e.get("status", "?") for e in entries)
     costs: dict[str, list[float]] = {}
     for entry in entries:
-        runs.add_cost(costs, entry)
+        add_cost(costs, entry)
     charted = ordered[:MAX_CHARTED]
     return templates().get_template("report_index.html").render(
         store_uri=store_uri, status_colours=STATUS_COLOURS,
@@ -272,7 +246,7 @@ def index_page(entries: list[dict[str, Any]], store_uri: str,
 def _render_run(store: Store, entry: dict[str, Any], converter: _NotebookConverter) -> bool:
     """Write the run's page (and its notebook's); True when there was a notebook."""
     record = Record.open(store, entry["experiment"], entry["run_id"])
-    info = runs.details(record)
+    info = details(record)
     has_notebook = "notebook.ipynb" in info.files
     if has_notebook:
         notebook = _read_within(store, f"{record.prefix}/notebook.ipynb", MAX_NOTEBOOK_BYTES)
@@ -300,7 +274,7 @@ def _publish(store: Store, key: str, page: str) -> None:
     store.write_text(key, redact(page))
 
 
-def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
+def run_page(info: RunDetails, has_notebook: bool) -> str:
     m = info.manifest
     record = info.record
     to_record = f"../../../{record.experiment}/{record.run_id}/"
@@ -313,8 +287,8 @@ def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
         ("user", f"{m.get('user')}@{m.get('host')}", None),
         ("created", m.get("created"), None),
         ("ended", m.get("ended"), None),
-        ("duration", runs.format_duration(runs.duration(summary)), None),
-        ("cost", runs.describe_cost(m["cost"]) if m.get("cost") else None, None),
+        ("duration", format_duration(duration(summary)), None),
+        ("cost", describe_cost(m["cost"]) if m.get("cost") else None, None),
         ("instance", f"{m.get('instance_type')} ({m.get('backend')})", None),
         ("job", m.get("job_name"), None),
         ("launched via", m.get("launched_via"), None),
@@ -342,7 +316,7 @@ def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
         notebook_status=(m.get("notebook") or {}).get("status"),
         failure=_failure(info, to_record), history=m.get("status_history") or [],
         final=final, charts=charts, no_metrics=no_metrics,
-        params=[(k, runs.format_param(v)) for k, v in (m.get("params") or {}).items()],
+        params=[(k, format_param(v)) for k, v in (m.get("params") or {}).items()],
         configs=[(title, _shown(text, f"{to_record}{name}", name))
                  for title, name, text in (
                      ("Training config", "config/training_config.yaml", info.training_config),
@@ -352,7 +326,7 @@ def run_page(info: runs.RunDetails, has_notebook: bool) -> str:
         artifacts=_artifact_links(info, to_record))
 
 
-def _failure(info: runs.RunDetails, to_record: str) -> dict[str, Any] | None:
+def _failure(info: RunDetails, to_record: str) -> dict[str, Any] | None:
     """The failure reason, and the whole text where sagebook has it: SageMaker cuts
     FailureReason at 1,024 characters; failure.txt holds the training code's own
     output/failure (local runs) or the reason with each host's last log lines."""
@@ -361,7 +335,7 @@ def _failure(info: runs.RunDetails, to_record: str) -> dict[str, Any] | None:
         return None
     return {"text": _shown(reason, f"{to_record}manifest.json", "manifest.json"),
             "cut": len(reason) >= FAILURE_REASON_LIMIT,
-            "full": info.failure, "full_name": "failure.txt",  # cut when read (runs.read_cut)
+            "full": info.failure, "full_name": "failure.txt",  # cut when read (read_cut)
             "full_href": f"{to_record}failure.txt" if info.failure else None}
 
 
@@ -375,7 +349,7 @@ def _shown(text: str, href: str, name: str) -> dict[str, Any]:
             "href": href, "name": name}
 
 
-def _artifact_links(info: runs.RunDetails, to_record: str) -> list[tuple[str, str, str | None]]:
+def _artifact_links(info: RunDetails, to_record: str) -> list[tuple[str, str, str | None]]:
     """Every artifact with a link a browser can follow: the record's own files relative to
     the page, S3 objects to the S3 console, local files as file:// URLs."""
     links = []
@@ -396,149 +370,6 @@ def _artifact_links(info: runs.RunDetails, to_record: str) -> list[tuple[str, st
             href = None
         links.append((name, uri, href))
     return links
-
-
-# --------------------------------------------------------------------------------------------
-# Charts: inline SVG, positions worked out here (no plotting library, nothing fetched)
-
-WIDTH, HEIGHT, PAD = 360, 190, 36
-MAX_PARAM_COLUMNS = 12
-MAX_CHART_PARAMS = 6
-MAX_CHARTED = 500  # the newest runs drawn in the index's comparison charts
-FAILURE_REASON_LIMIT = 1024
-MAX_DOTS = 200  # a curve's points drawn as dots, each with its value on hover; beyond, a line
-
-
-@dataclass
-class Axis:
-    """Where a parameter's (or the objective's) values sit on a 0..1 scale."""
-
-    name: str
-    kind: str  # linear, log or categorical
-    low: float = 0.0
-    high: float = 1.0
-    categories: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, name: str, values: list[Any], log: bool = False) -> Axis:
-        numbers = [v for v in values if is_number(v)]
-        if values and len(numbers) == len(values):
-            if log and min(numbers) > 0:
-                return cls(name, "log", math.log10(min(numbers)), math.log10(max(numbers)))
-            return cls(name, "linear", float(min(numbers)), float(max(numbers)))
-        seen: list[str] = []
-        for value in values:
-            if chart_label(value) not in seen:
-                seen.append(chart_label(value))
-        return cls(name, "categorical", categories=seen)
-
-    def position(self, value: Any) -> float:
-        if self.kind == "categorical":
-            if len(self.categories) < 2:
-                return 0.5
-            return self.categories.index(chart_label(value)) / (len(self.categories) - 1)
-        number = math.log10(value) if self.kind == "log" else float(value)
-        return 0.5 if self.high == self.low else (number - self.low) / (self.high - self.low)
-
-    def ticks(self) -> list[tuple[float, str]]:
-        if self.kind == "categorical":
-            return [(self.position(c), c) for c in self.categories]
-        ends = (self.low, self.high)
-        shown = [10 ** e if self.kind == "log" else e for e in ends]
-        return [(0.0, f"{shown[0]:.3g}"), (1.0, f"{shown[1]:.3g}")]
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def chart_label(value: Any) -> str:
-    """A value as an axis or table shows it: text as is, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _x(fraction: float, width: int = WIDTH, pad: int = PAD) -> float:
-    return round(pad + fraction * (width - 2 * pad), 1)
-
-
-def _y(fraction: float) -> float:
-    return round(HEIGHT - PAD - fraction * (HEIGHT - 2 * PAD), 1)
-
-
-def _frame(title: str) -> dict[str, Any]:
-    return {"title": title, "width": WIDTH, "height": HEIGHT, "pad": PAD, "x_ticks": []}
-
-
-def line_chart(name: str, points: list[runs.Point]) -> dict[str, Any]:
-    """A metric's curve over its steps (`runs.metric_series`), a dot with its value at each
-    point while there are few enough to point at."""
-    xy = [(step, value) for step, value, _ in points]
-    x_axis = Axis.of("step", [x for x, _ in xy])
-    y_axis = Axis.of(name, [y for _, y in xy])
-    chart = _frame(name)
-    placed = [(_x(x_axis.position(x)), _y(y_axis.position(y)), f"{x}: {y:.6g}") for x, y in xy]
-    chart.update(points=" ".join(f"{x},{y}" for x, y, _ in placed),
-                 dots=placed if len(placed) <= MAX_DOTS else [],
-                 x_label="step", y_ticks=[(_y(f), label) for f, label in y_axis.ticks()],
-                 x_ticks=[(_x(f), label) for f, label in x_axis.ticks()])
-    return chart
-
-
-def _colour(entry: dict[str, Any]) -> str:
-    return STATUS_COLOURS.get(entry.get("status", ""), "#6e7781")
-
-
-def scatter_chart(entries: list[dict[str, Any]], param: str, metric: str,
-                  log: Collection[str] = ()) -> dict[str, Any]:
-    """One parameter against one final metric, a point per run that has the metric; the
-    parameters in `log` on a log scale (a sweep's log ranges)."""
-    scored = [e for e in entries if is_number((e.get("final_metrics") or {}).get(metric))]
-    values = [(e.get("params") or {}).get(param) for e in scored]
-    x_axis = Axis.of(param, [runs.format_param(v) if not is_number(v) else v for v in values],
-                     param in log)
-    y_axis = Axis.of(metric, [e["final_metrics"][metric] for e in scored])
-    chart = _frame(f"{metric} by {param}")
-    chart.update(
-        points=[{"run": e["run_id"], "colour": _colour(e),
-                 "x": _x(x_axis.position(v if is_number(v) else runs.format_param(v))),
-                 "y": _y(y_axis.position(e["final_metrics"][metric])),
-                 "title": f"{e['run_id']}: {param}={runs.format_param(v)}, "
-                          f"{metric}={e['final_metrics'][metric]:.4g}"}
-                for v, e in zip(values, scored, strict=True)],
-        y_ticks=[(_y(f), label) for f, label in y_axis.ticks()] if scored else [],
-        x_ticks=[(_x(f), label) for f, label in x_axis.ticks()] if scored else [])
-    return chart
-
-
-def parallel_chart(entries: list[dict[str, Any]], params: list[str], metrics: list[str],
-                   log: Collection[str] = ()) -> dict[str, Any] | None:
-    """One vertical axis per parameter and per metric, a line per run that has them all; the
-    parameters in `log` on a log scale."""
-    scored = [e for e in entries
-              if all(is_number((e.get("final_metrics") or {}).get(m)) for m in metrics)]
-    if not scored or len(params) + len(metrics) < 2:
-        return None
-
-    def value(entry: dict[str, Any], name: str, is_metric: bool) -> Any:
-        if is_metric:
-            return entry["final_metrics"][name]
-        found = (entry.get("params") or {}).get(name)
-        return found if is_number(found) else runs.format_param(found)
-
-    names = [(p, False) for p in params] + [(m, True) for m in metrics]
-    axes = [Axis.of(n, [value(e, n, is_m) for e in scored], n in log) for n, is_m in names]
-    width = max(WIDTH, 140 * len(axes))
-    xs = [_x(i / (len(axes) - 1), width, pad=70) for i in range(len(axes))]
-    lines = [{"run": e["run_id"], "colour": _colour(e),
-              "title": f"{e['run_id']}: " + ", ".join(
-                  f"{n}={runs.format_param(value(e, n, is_m))}" for n, is_m in names),
-              "points": " ".join(f"{x},{_y(axis.position(value(e, n, is_m)))}"
-                                 for x, axis, (n, is_m) in zip(xs, axes, names, strict=True))}
-             for e in scored]
-    return {"width": width, "height": HEIGHT, "pad": PAD, "lines": lines,
-            "axes": [{"x": x, "name": axis.name,
-                      "ticks": [(_y(f), label) for f, label in axis.ticks()]}
-                     for x, axis in zip(xs, axes, strict=True)]}
 
 
 class _NotebookConverter:
@@ -568,7 +399,7 @@ class _NotebookConverter:
             body = sanitized(exporter.from_notebook_node(
                 nbformat.reads(notebook_json, as_version=4))[0])
         except Exception as exc:  # a torn or foreign notebook must not stop the whole report
-            return page.render(title=title, error=runs.clip(str(exc), 2000),
+            return page.render(title=title, error=clip(str(exc), 2000),
                                ipynb_href=ipynb_href, css="")
         return page.render(title=title, body=body, css=_notebook_css())
 

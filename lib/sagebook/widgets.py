@@ -488,7 +488,7 @@ class _RunWatch:
             from .record import Record
 
             if self.record is None:
-                from .runs import config_store_options
+                from .runs.lookup import config_store_options
 
                 self.record = Record.open_uri(self.uri,
                                               **config_store_options(self.form.job_path))

@@ -31,13 +31,13 @@ from .. import index
 from ..backends.uploads import pack_code, plan_data, save_digest_cache
 from ..errors import SagebookError
 from ..inputs import DamagedFile, checked_name, parse_yaml_text
-from ..printing import terminal_text
+from ..printing import cell_text, terminal_text
 from ..record import TERMINAL, now, read_manifest, user
 from ..stores import Store, StoreExistsError, open_store
 from . import spec as spec_mod
 from . import tuning
 from .local import run_trials
-from .planning import SweepPlan, cell
+from .planning import SweepPlan
 from .record import (
     MAX_DEPTH,
     ROOT,
@@ -370,7 +370,7 @@ def format_sweep(record: SweepRecord) -> str:
     if best is not None:
         lines.append(f"best:     trial {best['trial']} (run {best.get('run_id')}), "
                      f"{metric}={best['objective']:g}")
-        lines.append("          " + ", ".join(f"{_shown(k)}={_shown(cell(v))}"
+        lines.append("          " + ", ".join(f"{_shown(k)}={_shown(cell_text(v))}"
                                               for k, v in best["parameters"].items()))
     lines.append(f"record:   {record.uri}")
     keys = list(m.get("parameters") or [])
@@ -381,7 +381,7 @@ def format_sweep(record: SweepRecord) -> str:
                      + (" (early stop)" if entry.get("early_stopped") else "")
                      + (" (linked)" if entry.get("linked") else ""),
                      f"{value:.4g}" if isinstance(value, int | float) else "",
-                     *(_shown(cell(entry["parameters"].get(k, ""))) for k in keys)])
+                     *(_shown(cell_text(entry["parameters"].get(k, ""))) for k in keys)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines.append("")
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

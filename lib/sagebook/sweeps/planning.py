@@ -6,12 +6,11 @@ that starts tuning jobs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..config import LaunchConfig
+from ..printing import cell_text
 from . import spec as spec_mod
 
 
@@ -37,7 +36,7 @@ class SweepPlan:
                 f"{sweep.objective.goal} {sweep.objective.metric}")
         if not self.remote:
             keys = list(sweep.parameters)
-            rows = [["trial", *keys]] + [[str(t.index), *(cell(t.parameters[k]) for k in keys)]
+            rows = [["trial", *keys]] + [[str(t.index), *(cell_text(t.parameters[k]) for k in keys)]
                                          for t in self.trials]
             widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
             table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
@@ -47,7 +46,7 @@ class SweepPlan:
         lines = [head, "search space:"]
         for key, parameter in sweep.parameters.items():
             if parameter.values is not None:
-                lines.append(f"  {key}: one of {', '.join(cell(v) for v in parameter.values)}")
+                lines.append(f"  {key}: one of {', '.join(cell_text(v) for v in parameter.values)}")
             else:
                 lines.append(f"  {key}: {parameter.kind} in [{parameter.min:g}, "
                              f"{parameter.max:g}], {parameter.scale} scale")
@@ -61,7 +60,3 @@ class SweepPlan:
             ) if value is not None))
         return "\n".join(lines)
 
-
-def cell(value: Any) -> str:
-    """A parameter value as a sweep's tables show it: text as it is, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)

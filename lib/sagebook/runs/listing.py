@@ -1,0 +1,347 @@
+"""Query layer (L4): which runs to show, in which order, and what they cost: data for
+`list`, the report and the dashboard to draw.
+
+Listing reads the run index (index.py), never the manifests, so it stays fast at 10,000 runs.
+Runs that the index still shows unfinished are handed to their backend's refresh hook (the
+SageMaker backend asks in batches, never one describe call per run), which writes what changed
+back to the record, so the next reader, and the report, see it too. Nothing here imports boto3
+until a refresh needs it: `sagebook list` on a local store stays a short Python start.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import heapq
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import index
+from ..backends import refresh as refresh_statuses
+from ..errors import ConfigError, SagebookError
+from ..inputs import DamagedFile
+from ..record import STATUSES, TERMINAL
+from ..stores import Store
+
+DEFAULT_SORT = "created"
+_WHERE = re.compile(r"^\s*([^<>=!~\s]+)\s*(>=|<=|!=|==|=|>|<|~)\s*(.*?)\s*$")
+
+
+@dataclass
+class Condition:
+    """One `--where` test: NAME OP VALUE, NAME a column, metric, parameter or tag."""
+
+    name: str
+    op: str
+    value: str
+
+    def test(self, entry: dict[str, Any]) -> bool:
+        """Runs without the value never match. Numbers compare as numbers, the rest as
+        text (`~`: contains, ignoring case)."""
+        actual = column_value(entry, self.name)
+        if actual is None or actual == "":
+            return False
+        if self.op == "~":
+            return self.value.lower() in str(actual).lower()
+        if isinstance(actual, bool):
+            actual = str(actual).lower()
+        expected: Any = self.value
+        if isinstance(actual, int | float):
+            try:
+                expected = float(self.value)
+            except ValueError:
+                actual = str(actual)
+        else:
+            actual = str(actual)
+        return {"=": actual == expected, "==": actual == expected, "!=": actual != expected,
+                ">": actual > expected, "<": actual < expected, ">=": actual >= expected,
+                "<=": actual <= expected}[self.op]
+
+
+def parse_where(text: str) -> Condition:
+    """`val_accuracy>0.95`, `optimizer=adam`, `tag.team=ml`, `note~baseline`."""
+    match = _WHERE.match(text)
+    if not match:
+        raise ConfigError.one("--where", None, f"expected NAME OP VALUE with OP one of = != > "
+                                               f">= < <= ~ (e.g. 'val_accuracy>0.95'), got "
+                                               f"{text!r}")
+    return Condition(*match.groups())
+
+
+@dataclass
+class Filters:
+    """Which runs to show; an empty filter shows every run."""
+
+    experiment: str | None = None
+    user: str | None = None
+    status: Sequence[str] = ()
+    tags: dict[str, str | None] = field(default_factory=dict)
+    since: _dt.datetime | None = None
+    sweep: str | None = None  # a sweep's id: only its trials
+    where: Sequence[Condition] = ()
+
+    def match(self, entry: dict[str, Any], *, with_status: bool = True) -> bool:
+        if self.experiment and entry.get("experiment") != self.experiment:
+            return False
+        if self.user and entry.get("user") != self.user:
+            return False
+        if self.sweep and entry.get("sweep") != self.sweep:
+            return False
+        if with_status and self.status and (
+            str(entry.get("status", "")).lower() not in {s.lower() for s in self.status}
+        ):
+            return False
+        tags = entry.get("tags") or {}
+        for key, value in self.tags.items():
+            if key not in tags or (value is not None and tags[key] != value):
+                return False
+        if self.since and (parse_time(entry.get("created")) or _EPOCH) < self.since:
+            return False
+        return all(c.test(entry) for c in self.where if with_status or c.name != "status")
+
+
+@dataclass
+class Names:
+    """Every metric, parameter, tag and status seen in the listed store: what `--where`,
+    `--sort`, `-m`, `--params` and `-s` may name."""
+
+    metrics: set[str] = field(default_factory=set)
+    params: set[str] = field(default_factory=set)
+    tags: set[str] = field(default_factory=set)
+    # and Lost, which readers give a run whose launcher is gone (see backends/liveness.py)
+    statuses: set[str] = field(default_factory=lambda: {*STATUSES, "Lost"})
+    runs: int = 0
+
+    def see(self, entry: dict[str, Any]) -> None:
+        self.runs += 1
+        self.metrics.update(entry.get("final_metrics") or ())
+        self.params.update(entry.get("params") or ())
+        self.tags.update(entry.get("tags") or ())
+        if entry.get("status"):
+            self.statuses.add(entry["status"])
+
+    def check(self, option: str, name: str, kinds: Sequence[str]) -> None:
+        """Raise, naming the nearest known name, unless `name` is one of `kinds`
+        (column, metric, param, tag). A store without runs knows no names: nothing to say."""
+        if not self.runs or self.knows(name, kinds):
+            return
+        words = [{"param": "parameter"}.get(k, k) for k in kinds]
+        what = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+        raise ConfigError.one(option, None, f"no {what} {name!r} in this store; "
+                                            f"{nearest(name, self.candidates(kinds))}")
+
+    def knows(self, name: str, kinds: Sequence[str]) -> bool:
+        kind, _, rest = name.partition(".")
+        if rest and kind in _PREFIXES:
+            return _PREFIXES[kind] in kinds and rest in self._set(_PREFIXES[kind])
+        return any(name in self._set(kind) for kind in kinds)
+
+    def candidates(self, kinds: Sequence[str]) -> list[str]:
+        return sorted({n for kind in kinds for n in self._set(kind)})
+
+    def _set(self, kind: str) -> set[str] | tuple[str, ...]:
+        return {"column": COLUMN_NAMES, "metric": self.metrics, "param": self.params,
+                "tag": self.tags, "status": self.statuses}[kind]
+
+
+def nearest(name: str, candidates: Iterable[str]) -> str:
+    """`did you mean 'x'?`, or the known names when none is close."""
+    candidates = sorted(candidates)
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"known: {', '.join(candidates[:12])}{', …' if len(candidates) > 12 else ''}"
+
+
+@dataclass
+class Listing:
+    """The runs to show, in order, and how many matched before the limit."""
+
+    runs: list[dict[str, Any]]
+    matched: int
+    refreshed: int = 0
+    warning: str | None = None
+    names: Names = field(default_factory=Names)
+    costs: dict[str, tuple[float, int]] = field(default_factory=dict)  # per experiment
+    damaged: list[DamagedFile] = field(default_factory=list)  # index files skipped
+
+
+def list_runs(
+    store: Store,
+    filters: Filters | None = None,
+    *,
+    sort: str = DEFAULT_SORT,
+    descending: bool | None = None,
+    limit: int | None = None,
+    refresh: bool = True,
+    profile: str | None = None,
+) -> Listing:
+    """Runs from the index, filtered, sorted by any column or metric, newest first by default.
+
+    At most twice `limit` runs are held at once (trimmed with a heap), besides the cloud runs
+    awaiting a refresh, so memory does not grow with the store.
+    """
+    filters = filters or Filters()
+    column = sort.lstrip("-")
+    if descending is None:  # newest first for times, smallest first for everything else
+        descending = sort.startswith("-") or column in ("created", "started", "ended", "updated")
+    pending, kept, matched, names = [], [], 0, Names()
+    costs: dict[str, list[float]] = {}
+    damaged: list[DamagedFile] = []
+    for entry in index.entries(store, filters.experiment, damaged=damaged):
+        names.see(entry)
+        if not filters.match(entry, with_status=False):
+            continue
+        if refresh and _may_change(entry):
+            pending.append(entry)  # its status may change: the status filter comes after
+            continue
+        if filters.match(entry):
+            matched += 1
+            kept = _keep(kept, entry, column, descending, limit)
+            add_cost(costs, entry)
+    refreshed, warning = 0, None
+    if pending:
+        try:
+            refreshed = refresh_statuses(store, pending, profile=profile)
+        except SagebookError as exc:  # offline, or no AWS credentials: show what the store says
+            warning = f"statuses of {len(pending)} cloud runs not refreshed: {exc}"
+    for entry in pending:
+        if entry.get("status"):  # a status its backend gave it (Lost, Completed…) is known
+            names.statuses.add(entry["status"])
+        if filters.match(entry):
+            matched += 1
+            kept = _keep(kept, entry, column, descending, limit)
+            add_cost(costs, entry)
+    names.check("--sort", column, ("column", "metric", "param", "tag"))
+    for condition in filters.where:
+        names.check("--where", condition.name, ("column", "metric", "param", "tag"))
+    for status in filters.status:  # a status is known even in an empty store
+        if status.lower() not in {s.lower() for s in names.statuses}:
+            raise ConfigError.one("--status", None, f"no status {status!r}; "
+                                                    f"{nearest(status, names.statuses)}")
+    kept.sort(key=lambda e: sort_key(e, column, descending), reverse=descending)
+    return Listing(kept[:limit] if limit else kept, matched, refreshed, warning, names,
+                   {k: (v[0], int(v[1])) for k, v in costs.items()}, damaged)
+
+
+def add_cost(costs: dict[str, list[float]], entry: dict[str, Any]) -> None:
+    """Add a run's cost, when it has one, to its experiment's [total, runs]."""
+    if isinstance(entry.get("cost"), int | float):
+        total = costs.setdefault(entry.get("experiment", ""), [0.0, 0])
+        total[0] += entry["cost"]
+        total[1] += 1
+
+
+def _keep(kept: list[dict[str, Any]], entry: dict[str, Any], column: str, descending: bool,
+          limit: int | None) -> list[dict[str, Any]]:
+    kept.append(entry)
+    if limit and len(kept) >= 2 * limit:  # trim in batches: amortised O(log limit) per run
+        pick = heapq.nlargest if descending else heapq.nsmallest
+        kept = pick(limit, kept, key=lambda e: sort_key(e, column, descending))
+    return kept
+
+
+def _may_change(entry: dict[str, Any]) -> bool:
+    """An unfinished run with a job: its backend may know more than the store (only remote
+    backends do, and the registry knows which)."""
+    return entry.get("status") not in TERMINAL and bool(entry.get("job_name"))
+
+
+def sort_key(entry: dict[str, Any], column: str, descending: bool) -> tuple[bool, Any]:
+    """Runs without the value (no such metric, still running) sort last in either direction."""
+    value = column_value(entry, column)
+    present = value is not None and value != ""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        value = "" if value is None else str(value)
+    return (present, value) if descending else (not present, value)
+
+
+COLUMN_NAMES = ("run", "name", "experiment", "user", "created", "instance", "status",
+                "duration", "cost", "commit", "note", "ended", "started", "host", "backend",
+                "job_name", "parent", "image_uri", "updated")
+_PREFIXES = {"metric": "metric", "metrics": "metric", "param": "param", "params": "param",
+             "tag": "tag", "tags": "tag"}
+_SECTIONS = {"metric": "final_metrics", "param": "params", "tag": "tags"}
+
+
+def column_value(entry: dict[str, Any], column: str, now: _dt.datetime | None = None) -> Any:
+    """A column of the table for one run: a column name, else a final metric, a parameter or
+    a tag of that name (`metric.`, `param.`, `tag.` say which when names collide)."""
+    if column == "run":
+        return entry.get("run_id")
+    if column == "instance":
+        return entry.get("instance_type")
+    if column == "duration":
+        return duration(entry, now)
+    if column == "commit":
+        return entry.get("git_commit")
+    if column in COLUMN_NAMES:
+        return entry.get(column)
+    kind, _, rest = column.partition(".")
+    if rest and kind in _PREFIXES:
+        return (entry.get(_SECTIONS[_PREFIXES[kind]]) or {}).get(rest)
+    for section in _SECTIONS.values():
+        value = (entry.get(section) or {}).get(column)
+        if value is not None:
+            return value
+    return None
+
+
+def duration(entry: dict[str, Any], now: _dt.datetime | None = None) -> float | None:
+    """Seconds from start (or creation) to end, or to now while the run is unfinished."""
+    start = parse_time(entry.get("started")) or parse_time(entry.get("created"))
+    if start is None:
+        return None
+    end = parse_time(entry.get("ended"))
+    if end is None:
+        if entry.get("status") in TERMINAL:
+            return None
+        end = now or _dt.datetime.now(_dt.timezone.utc)
+    return max((end - start).total_seconds(), 0.0)
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_AGO = re.compile(r"^(\d+)([smhdw])$")
+
+
+def parse_time(text: Any) -> _dt.datetime | None:
+    if not text:
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
+
+
+def parse_since(text: str, now: _dt.datetime | None = None) -> _dt.datetime:
+    """`7d`, `12h`, `30m`, `2w` ago, or a date / time such as `2026-11-01`."""
+    match = _AGO.match(text.strip())
+    if match:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+        ago = _dt.timedelta(**{unit[match[2]]: int(match[1])})
+        return (now or _dt.datetime.now(_dt.timezone.utc)) - ago
+    value = parse_time(text)
+    if value is None:
+        raise ConfigError.one("--since", None, f"expected 7d, 12h, 30m or a date such as "
+                                              f"2026-11-01, got {text!r}")
+    return value
+
+
+def parse_tags(items: Iterable[str]) -> dict[str, str | None]:
+    """`key=value` matches that value, a bare `key` any value."""
+    tags: dict[str, str | None] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        tags[key] = value if sep else None
+    return tags
+
+
+def differing_params(rows: list[dict[str, Any]]) -> list[str]:
+    """The parameters whose values are not the same in every one of `rows`, in key order."""
+    keys = sorted({k for e in rows for k in (e.get("params") or {})})
+    return [k for k in keys
+            if len({json.dumps((e.get("params") or {}).get(k)) for e in rows}) > 1]
