@@ -9,12 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from sagebook.launch import launch
 from sagebook.record import Record
 
 from conftest import listed, run_cli
+
+pytestmark = pytest.mark.slow  # each test first launches the run it reruns
 
 
 def teammates_run(store: Any, make_config: Any, tmp_path: Path, **planted: Any
