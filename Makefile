@@ -11,7 +11,7 @@ unexport JUPYTER_PATH
 
 DEMO_CONFIG ?= configs/sagemaker_config.local.yaml
 
-.PHONY: setup demo test lint bench clean browser-venv sdk-venv
+.PHONY: setup demo test test-quick lint bench clean browser-venv sdk-venv
 
 setup: $(STAMP)
 
@@ -67,6 +67,12 @@ demo: $(STAMP)
 test: $(TEST_STAMP) $(BROWSER_STAMP) $(SDK_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The pass to run while working: every test but those marked slow (full launches, kernels,
+# browsers, the MLflow server, many processes at once); `make test` runs them all.
+test-quick: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not slow"
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

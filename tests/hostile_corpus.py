@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "hostile"
 TEAMMATE = "mallory"  # the user a teammate's records name (never the reader)
 SENTINEL_PID = 2  # the runner's first child in its PID namespace (the runner is 1)
+SENTINEL_GRACE = 0.05  # seconds after a command ends before the sentinel's fate is read
 CODE_ARCHIVE = "sourcedir.tar.gz"
 # The archive bounds the reader runs with (their defaults are far larger): small enough that
 # the corpus's bomb, a few MB on the wire, is over them.
@@ -892,30 +893,66 @@ def annotations_of_wrong_types(c: Corpus) -> Case:
 def snapshot(roots: dict[str, Path], skip: list[Path], s3: dict[str, str] | None
              ) -> dict[str, tuple[Any, ...]]:
     """Every file and folder below `roots` (but `skip`) and every object of the S3 store, with
-    what tells a change: size and modification time, or the object's ETag."""
+    what tells a change: size and modification time, or the object's ETag. Taken after every
+    command, so it reads each entry once (a folder's listing says what is a folder or a link)."""
     found: dict[str, tuple[Any, ...]] = {}
     skipped = {str(p) for p in skip}
     for label, root in roots.items():
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if os.path.join(folder, d) not in skipped]
-            for name in dirs + files:
-                path = os.path.join(folder, name)
+        folders = [(str(root), "")]
+        while folders:
+            folder, prefix = folders.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
                 try:
-                    info = os.lstat(path)
+                    is_dir = entry.is_dir()  # a link to a folder is listed, not entered
+                except OSError:
+                    is_dir = False
+                if is_dir and entry.path in skipped:
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                kind = "d" if os.path.isdir(path) and not os.path.islink(path) else "f"
-                found[f"{label}:{os.path.relpath(path, root)}"] = (
+                kind = "d" if is_dir and not entry.is_symlink() else "f"
+                found[f"{label}:{prefix}{entry.name}"] = (
                     kind, info.st_size if kind == "f" else 0,
                     info.st_mtime_ns if kind == "f" else 0, info.st_mode)
+                if kind == "d":
+                    folders.append((entry.path, f"{prefix}{entry.name}/"))
     if s3:
-        pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=s3["bucket"],
-                                                                 Prefix=s3["prefix"])
-        for page in pages:
-            for item in page.get("Contents", []):
-                found[f"store:{item['Key'][len(s3['prefix']):]}"] = (
-                    "o", item["Size"], item["ETag"], 0)
+        for key, size, etag in _s3_objects(s3["bucket"], s3["prefix"]):
+            found[f"store:{key[len(s3['prefix']):]}"] = ("o", size, etag, 0)
     return found
+
+
+def _s3_objects(bucket: str, prefix: str) -> list[tuple[str, int, str]]:
+    """Key, size and ETag of every object under `prefix`, listed from the tests' S3 endpoint
+    (moto, which asks for no signature) and read with ElementTree: botocore's parse of a
+    listing took twice as long as the listing, once per command. Keys come URL-encoded, as
+    boto3 asks for them, so that any key fits in XML."""
+    import urllib.parse
+    import urllib.request
+    from xml.etree import ElementTree
+
+    s3 = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+    endpoint = os.environ["AWS_ENDPOINT_URL"].rstrip("/")
+    found: list[tuple[str, int, str]] = []
+    token = None
+    while True:
+        query = {"list-type": "2", "prefix": prefix, "encoding-type": "url",
+                 **({"continuation-token": token} if token else {})}
+        url = f"{endpoint}/{urllib.parse.quote(bucket)}?{urllib.parse.urlencode(query)}"
+        with urllib.request.urlopen(url, timeout=60) as answer:
+            listing = ElementTree.fromstring(answer.read())
+        found += [(urllib.parse.unquote_plus(item.findtext(f"{s3}Key") or ""),
+                   int(item.findtext(f"{s3}Size") or 0), item.findtext(f"{s3}ETag") or "")
+                  for item in listing.iter(f"{s3}Contents")]
+        token = listing.findtext(f"{s3}NextContinuationToken")
+        if listing.findtext(f"{s3}IsTruncated") != "true" or not token:
+            return found
 
 
 def read_written(key: str, roots: dict[str, Path], s3: dict[str, str] | None,
@@ -989,6 +1026,20 @@ def _run_one(job: dict[str, Any], out: Path, memory: int, file_size: int) -> int
     return 0  # not reached
 
 
+def _ended_within(pid: int, seconds: float) -> bool:
+    """Whether child `pid` ends within `seconds` (it is left to be reaped): woken by its end,
+    through a pidfd, not by polling."""
+    import select
+
+    handle = os.pidfd_open(pid)
+    try:
+        waiting = select.poll()
+        waiting.register(handle, select.POLLIN)
+        return bool(waiting.poll(seconds * 1000))
+    finally:
+        os.close(handle)
+
+
 def run(spec_path: str) -> None:
     """Run the commands SPEC lists, one fork each, and write what happened to its `results`.
 
@@ -1030,30 +1081,20 @@ def run(spec_path: str) -> None:
             guard = sentinel()
         started = time.monotonic()
         pid = _run_one(job, out, spec["memory"], spec["file_size"])
-        status, killed = None, False
-        deadline = started + job["timeout"]
-        while status is None:
-            done, raw = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = raw
-                break
-            if time.monotonic() > deadline:
-                killed = True
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                status = os.waitpid(pid, 0)[1]
-                break
-            time.sleep(0.02)
+        killed = not _ended_within(pid, job["timeout"])
+        if killed:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        status = os.waitpid(pid, 0)[1]
         elapsed = time.monotonic() - started
         try:
             os.killpg(pid, signal.SIGKILL)  # whatever the command left running in its group
         except (ProcessLookupError, PermissionError):
             pass
         code = os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-        guard_alive = guard.poll() is None
+        ended = time.monotonic()
         after = snapshot(roots, skip, s3)
         created = sorted(set(after) - set(before))
         removed = sorted(set(before) - set(after))
@@ -1071,6 +1112,9 @@ def run(spec_path: str) -> None:
                       if value.encode() in data]
             if key.endswith((".html", ".ipynb")):
                 html += [(key, m) for m in spec["markup"] if m.encode() in data]
+        # a signal the command sent has had SENTINEL_GRACE to land (the snapshot took most)
+        time.sleep(max(0.0, ended + SENTINEL_GRACE - time.monotonic()))
+        guard_alive = guard.poll() is None
         results.append({"job": job["id"], "code": code, "killed": killed,
                         "seconds": round(elapsed, 2), "stdout": str(out / "stdout"),
                         "stderr": str(out / "stderr"), "sentinel_alive": guard_alive,

@@ -81,6 +81,7 @@ ANNOTATOR = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_annotations_survive_concurrent_writers_and_compaction(store, capsys):
     run = add_run(store, status="InProgress")
     start = time.time() + 1.5  # together, after their imports

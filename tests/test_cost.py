@@ -78,6 +78,7 @@ def test_refresh_reads_the_price_list_api_and_its_cache_wins(aws, monkeypatch, c
     assert "ml.p4d.24xlarge" in out.out and "price list of" in out.out
 
 
+@pytest.mark.slow
 def test_cost_is_recorded_listed_totalled_and_shown(cloud_config, fake, bucket, capsys):
     fake.script({"status": "Completed", "secondary": "Completed", "after": 5,
                  "billable": 1800})

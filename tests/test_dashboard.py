@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from matplotlib.text import Text
 
 from sagebook import index
@@ -31,6 +32,7 @@ def test_dashboard_is_committed_without_outputs_and_declares_parameters():
                                                         "metrics", "sweep"}
 
 
+@pytest.mark.slow
 def test_dashboard_executes_with_tables_plots_and_a_config_diff(tmp_path):
     store = open_store(str(tmp_path / "records"))
     first = add_run(store, metrics={"acc": 0.8, "loss": 0.4}, training={"epochs": 2},
@@ -60,6 +62,7 @@ def test_dashboard_executes_with_tables_plots_and_a_config_diff(tmp_path):
     assert "<code>epochs</code>" in html and "<td>2</td><td>5</td>" in html  # the diff
 
 
+@pytest.mark.slow
 def test_overlay_legends_name_runs_by_what_differs_and_empty_runs_say_why(tmp_path):
     from sagebook.dashboard import Dashboard, Html, legend_labels
 
@@ -78,6 +81,7 @@ def test_overlay_legends_name_runs_by_what_differs_and_empty_runs_say_why(tmp_pa
     assert 'id="parallel"' in compared and 'class="scatter"' in compared
 
 
+@pytest.mark.slow
 def test_the_dashboard_masks_tokens_a_store_writer_planted_in_tables_and_plots(tmp_path):
     """Fields of a record are whatever a store writer put there, and an executed dashboard is
     shared like a report: a token in a tag, a failure reason or a metric name is masked in

@@ -58,6 +58,7 @@ def attach(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_a_detached_run_outlives_its_launch_and_attach_follows_it_to_its_end(gated, tmp_path):
     run, training = launch_detached(gated, tmp_path)
     store = str(tmp_path / "experiments")
@@ -95,6 +96,7 @@ def test_a_detached_run_outlives_its_launch_and_attach_follows_it_to_its_end(gat
     assert again.returncode == 0 and f"run:    {run.name} (Completed)" in again.stdout
 
 
+@pytest.mark.slow
 def test_stop_stops_a_detached_run_and_its_record_says_stopped(gated, tmp_path):
     run, training = launch_detached(gated, tmp_path)
     stopped = sagebook("stop", run.name, "--store", str(tmp_path / "experiments"))

@@ -133,6 +133,7 @@ def test_train_refuses_an_unknown_distribution(tmp_path):
     assert "expected none, torchrun or mpi" in (tmp_path / "opt_ml/output/failure").read_text()
 
 
+@pytest.mark.slow
 def test_local_hosts_start_torchrun_over_the_loopback(make_config, tmp_path, monkeypatch):
     stub(tmp_path / "bin", "torchrun")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")

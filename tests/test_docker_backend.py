@@ -83,6 +83,7 @@ def docker_stub(tmp_path, monkeypatch):
     return log
 
 
+@pytest.mark.slow
 def test_local_docker_run_records_like_a_local_run(make_config, docker_stub, tmp_path,
                                                     monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-pass")
@@ -106,6 +107,7 @@ def test_local_docker_run_records_like_a_local_run(make_config, docker_stub, tmp
                                         for p in run.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_local_docker_failure_explains_the_exit_code(make_config, docker_stub, tmp_path,
                                                      monkeypatch):
     monkeypatch.setenv("DOCKER_STUB_EXIT", "137")
@@ -116,6 +118,7 @@ def test_local_docker_failure_explains_the_exit_code(make_config, docker_stub, t
     assert "out of memory" in m["failure_reason"]
 
 
+@pytest.mark.slow
 def test_local_docker_runs_a_container_per_host_on_a_network_of_its_own(make_config,
                                                                           docker_stub, tmp_path):
     path = make_config(instance_type="local-docker", image_uri="img:1", instance_count=2)
@@ -148,6 +151,7 @@ def _engine_answers() -> str | None:
 
 
 @pytest.mark.docker
+@pytest.mark.slow
 def test_live_local_docker_run_of_the_example(make_config, tmp_path):
     reason = _engine_answers()
     if reason:

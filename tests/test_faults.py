@@ -12,6 +12,8 @@ import pytest
 from conftest import manifest, sagebook, wait_for
 from faults import SLOW_DOWN, THROTTLING, xml_error
 
+pytestmark = pytest.mark.slow  # full launches through the fault proxy
+
 S3_INTERNAL = xml_error(500, "InternalError", "We encountered an internal error.")
 QUICK = textwrap.dedent("""
     import os, pathlib

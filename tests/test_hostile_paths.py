@@ -224,6 +224,7 @@ def tiny_project(make_config: Any, tmp_path: Path, store: Any) -> Path:
                        experiments_uri=store.uri)
 
 
+@pytest.mark.slow
 def test_a_cached_copy_is_used_only_when_it_holds_its_digest_and_source_is_never_walked(
         store, make_config, tmp_path, monkeypatch):
     work = tmp_path / "work"
@@ -252,6 +253,7 @@ def test_a_cached_copy_is_used_only_when_it_holds_its_digest_and_source_is_never
     assert (cached / "sourcedir.tar.gz").read_bytes() != planted
 
 
+@pytest.mark.slow
 def test_a_package_repaired_in_the_store_reruns_since_no_bad_copy_was_kept(
         store, make_config, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SAGEBOOK_WORK_DIR", str(tmp_path / "work"))

@@ -173,6 +173,7 @@ def test_a_fresh_heartbeat_that_names_no_launcher_is_lost_not_followed_for_ever(
     assert attached.returncode == 1 and "cannot be followed again" in attached.stderr
 
 
+@pytest.mark.slow
 def test_a_genuine_run_whose_heartbeat_gains_a_stranger_is_not_signalled(
         make_config, tmp_path, monkeypatch, sentinel):
     """The run's own launcher and training live, but the heartbeat was rewritten to name the

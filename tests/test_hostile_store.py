@@ -23,6 +23,9 @@ import pytest
 
 from conftest import REPO
 
+# runner processes over the whole corpus, a kernel (the dashboard) and the MLflow server
+pytestmark = pytest.mark.slow
+
 # The exit codes each command may end with, as the README documents them. Per-store commands
 # read the whole corpus; per-record ones name one hostile record; per-sweep ones one sweep.
 # A case may narrow or widen its own (Case.expect, and hc.DAMAGED for damaged manifests).

@@ -19,6 +19,8 @@ import pytest
 
 from conftest import REPO, manifest, runs, wait_for
 
+pytestmark = pytest.mark.slow  # notebook launches, and twenty launches at once
+
 SLOW_TRAINING = textwrap.dedent("""
     import os, pathlib, signal, sys, time
     pathlib.Path(os.environ["PID_FILE"]).write_text(str(os.getpid()))

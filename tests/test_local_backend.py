@@ -51,6 +51,7 @@ def probe_config(make_config, code: Path, **changes):
     )
 
 
+@pytest.mark.slow
 def test_local_run_emulates_the_container_contract(make_config, probe_code, tmp_path):
     path = probe_config(make_config, probe_code)
     result = sagebook("launch", str(path), "-o", "training.epochs=7")
@@ -102,6 +103,7 @@ def test_local_run_emulates_the_container_contract(make_config, probe_code, tmp_
     assert f"record: {run}" in result.stdout
 
 
+@pytest.mark.slow
 def test_example_trains_and_records_the_run(make_config, tmp_path):
     result = sagebook("launch", str(make_config()), "-o", "training.epochs=3")
     assert result.returncode == 0, result.stderr
@@ -121,6 +123,7 @@ def test_example_trains_and_records_the_run(make_config, tmp_path):
     assert (run / "sagemaker_config.yaml").read_text().startswith("# as launched from")
 
 
+@pytest.mark.slow
 def test_failing_training_records_failure_reason_and_traceback(make_config, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("pixel_0,label\n1.0,3\nnot-a-number,4\n")
@@ -139,6 +142,7 @@ def test_failing_training_records_failure_reason_and_traceback(make_config, tmp_
     assert "failed" in result.stderr or "Failed" in result.stdout
 
 
+@pytest.mark.slow
 def test_runs_keep_their_own_checkpoints_and_resume_only_when_asked(make_config, tmp_path):
     checkpoints = tmp_path / "checkpoints"
     path = make_config(checkpoint_uri=str(checkpoints))
@@ -173,6 +177,7 @@ def test_runs_keep_their_own_checkpoints_and_resume_only_when_asked(make_config,
         r.name for r in runs(tmp_path / "experiments"))
 
 
+@pytest.mark.slow
 def test_a_local_rerun_runs_the_recorded_code_not_todays(make_config, tmp_path):
     code = tmp_path / "code"
     code.mkdir()
@@ -204,6 +209,7 @@ def test_a_local_rerun_runs_the_recorded_code_not_todays(make_config, tmp_path):
     assert "version 2" in current.stdout and "--code current" in current.stdout
 
 
+@pytest.mark.slow
 def test_tensorboard_files_reach_tensorboard_uri_as_on_sagemaker(make_config, tmp_path):
     code = tmp_path / "code"
     code.mkdir()
@@ -228,6 +234,7 @@ def test_tensorboard_files_reach_tensorboard_uri_as_on_sagemaker(make_config, tm
     assert request["ProfilerConfig"] == {"DisableProfiler": True}
 
 
+@pytest.mark.slow
 def test_resume_from_nothing_or_without_checkpoint_uri_is_refused(make_config, tmp_path):
     path = make_config(checkpoint_uri=str(tmp_path / "checkpoints"),
                        resume_from="./no-such-folder")
@@ -244,6 +251,7 @@ def test_resume_from_nothing_or_without_checkpoint_uri_is_refused(make_config, t
     assert not (tmp_path / "experiments").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_run_and_the_record_says_stopped(make_config, tmp_path):
     path = make_config()
     proc = start_launch(str(path), "-o", "training.epochs=100000", until="epoch=")
@@ -257,6 +265,7 @@ def test_sigterm_stops_the_run_and_the_record_says_stopped(make_config, tmp_path
     assert "received SIGTERM: checkpoint saved" in (run / "logs/algo-1.log").read_text()
 
 
+@pytest.mark.slow
 def test_pdb_gives_the_training_process_the_terminal(make_config, tmp_path):
     code = tmp_path / "debug_code"
     code.mkdir()
@@ -276,6 +285,7 @@ def test_missing_channel_folder_fails_before_a_record_exists(make_config, tmp_pa
     assert not (tmp_path / "experiments").exists()
 
 
+@pytest.mark.slow
 def test_records_of_concurrent_launches_are_distinct(make_config, tmp_path):
     path = make_config()
     procs = [subprocess.Popen([sys.executable, "-m", "sagebook.cli", "launch", str(path),
@@ -288,6 +298,7 @@ def test_records_of_concurrent_launches_are_distinct(make_config, tmp_path):
     assert all(manifest(r)["status"] == "Completed" for r in found)
 
 
+@pytest.mark.slow
 def test_local_run_from_outside_the_repo_uses_config_relative_paths(tmp_path):
     """The example config works from any working directory."""
     env = {**os.environ, "SAGEBOOK_EXPERIMENTS_URI": str(tmp_path)}
@@ -298,6 +309,7 @@ def test_local_run_from_outside_the_repo_uses_config_relative_paths(tmp_path):
     wait_for(lambda: runs(tmp_path / "exp"), what="a record")
 
 
+@pytest.mark.slow
 def test_record_names_the_commit_and_keeps_uncommitted_changes(make_config, probe_code,
                                                                tmp_path):
     def git(*args):
@@ -323,6 +335,7 @@ def test_record_names_the_commit_and_keeps_uncommitted_changes(make_config, prob
     assert "+print('changed after the commit')" in (dirty_run / "git.diff").read_text()
 
 
+@pytest.mark.slow
 def test_s3_channels_are_downloaded_for_a_local_run(make_config, probe_code, bucket, s3,
                                                    tmp_path):
     s3.put_object(Bucket=bucket, Key="datasets/train/part-0.csv", Body=b"a,b\n1,2\n")

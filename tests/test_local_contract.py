@@ -20,6 +20,8 @@ import yaml
 
 from conftest import REPO, manifest, runs
 
+pytestmark = pytest.mark.slow  # every test is a full launch
+
 # Written as much bring-your-own-container code is: every path spelled out under /opt/ml.
 HARD_CODED = textwrap.dedent("""\
     import json, os, sys, time, pathlib

@@ -70,6 +70,7 @@ def cluster_config(make_config, tmp_path):
 
 
 @pytest.mark.parametrize("count", [2, 3])
+@pytest.mark.slow
 def test_hosts_exchange_data_and_each_keeps_its_log(cluster_config, tmp_path, count):
     result = sagebook("launch", str(cluster_config(count)), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -100,6 +101,7 @@ def test_hosts_exchange_data_and_each_keeps_its_log(cluster_config, tmp_path, co
             "algo-3": ["part-2.csv", "part-5.csv"]}
 
 
+@pytest.mark.slow
 def test_a_failing_host_fails_the_job_and_stops_the_others(cluster_config, tmp_path):
     # algo-1 waits for a peer that never comes, algo-3 for a master that never answers:
     # only the launcher stopping them ends the run.
@@ -116,6 +118,7 @@ def test_a_failing_host_fails_the_job_and_stops_the_others(cluster_config, tmp_p
 
 
 
+@pytest.mark.slow
 def test_the_example_trains_data_parallel_with_results_shaped_as_on_one_host(make_config,
                                                                              tmp_path):
     result = sagebook("launch", str(make_config(instance_count=2)), timeout=120)
@@ -150,6 +153,7 @@ def test_dry_run_and_doctor_warn_about_hosts_that_would_pay_twice(make_config, c
     assert "ok   hosts" in sagebook("doctor", str(cluster_config(2))).stdout
 
 
+@pytest.mark.slow
 def test_an_s3_channel_is_sharded_by_key_across_hosts(cluster_config, bucket, s3, tmp_path):
     for n in range(5):
         s3.put_object(Bucket=bucket, Key=f"parts/{n % 2}/part-{n}.csv", Body=f"{n}\n".encode())
@@ -180,6 +184,7 @@ ONE_STEP = textwrap.dedent("""\
 """)
 
 
+@pytest.mark.slow
 def test_a_restored_checkpoint_left_alone_does_not_overwrite_a_newer_one(make_config, tmp_path):
     code = tmp_path / "one-step"
     code.mkdir()

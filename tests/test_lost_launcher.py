@@ -11,6 +11,8 @@ import pytest
 
 from conftest import alive, manifest, runs, sagebook, start_launch, wait_for
 
+pytestmark = pytest.mark.slow  # full launches, their launchers killed
+
 SLOW = textwrap.dedent("""
     import os, pathlib, signal, sys, time
     pathlib.Path(os.environ["PID_FILE"]).write_text(str(os.getpid()))

@@ -38,6 +38,7 @@ def training(tmp_path: Path, body: str) -> Path:
     return code
 
 
+@pytest.mark.slow
 def test_a_backtracking_regex_and_long_lines_cannot_hang_a_launch(make_config, tmp_path):
     code = training(tmp_path, f"""
         for _ in range(5):
@@ -74,6 +75,7 @@ FLOOD = """
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+@pytest.mark.slow
 def test_a_signal_ends_a_launch_whose_training_floods_a_backtracking_regex(
         make_config, tmp_path, sig):
     code = training(tmp_path, FLOOD)
@@ -97,6 +99,7 @@ def test_a_signal_ends_a_launch_whose_training_floods_a_backtracking_regex(
     assert manifest(run)["status"] == "Stopped"
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_launch_while_it_fetches_its_data(make_config, tmp_path, proxy, bucket,
                                                           s3):
     """Before the training starts: the launcher waits on S3 for the training data (the proxy
@@ -122,6 +125,7 @@ def test_sigterm_ends_a_launch_while_it_fetches_its_data(make_config, tmp_path, 
     assert manifest(run)["status"] in ("Stopped", "Failed"), manifest(run)
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_launch_while_it_writes_its_record_files(make_config, tmp_path, proxy,
                                                                bucket, s3):
     """While the configs and the request go to the store side by side (the proxy holds the

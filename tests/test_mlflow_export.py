@@ -91,6 +91,7 @@ def server_holds(uri: str) -> dict:
 
 
 @needs_mlflow
+@pytest.mark.slow
 def test_export_writes_runs_and_a_second_export_adds_only_what_is_new(tracking_server,
                                                                        tmp_path):
     store = open_store(str(tmp_path / "records"))
@@ -147,6 +148,7 @@ def test_export_writes_runs_and_a_second_export_adds_only_what_is_new(tracking_s
 
 
 @needs_mlflow
+@pytest.mark.slow
 def test_an_export_that_fails_halfway_is_finished_by_the_next(tracking_server, tmp_path):
     store = open_store(str(tmp_path / "records"))
     ended = add_run(store, "halfway", metrics={"loss": 0.2})
@@ -248,6 +250,7 @@ def exporting(uri: str, store) -> subprocess.Popen:
 
 
 @needs_mlflow
+@pytest.mark.slow
 def test_a_server_that_dies_mid_export_stops_it_in_one_line_and_the_next_export_finishes(
         tmp_path):
     store = open_store(str(tmp_path / "records"))
@@ -301,6 +304,7 @@ def stop_server(server: subprocess.Popen) -> None:
 
 
 @needs_mlflow
+@pytest.mark.slow
 def test_ctrl_c_ends_an_export_at_once_and_the_next_finishes_it(tracking_server, tmp_path):
     store = open_store(str(tmp_path / "records"))
     made = [add_run(store, "interrupted").run_id for _ in range(12)]
@@ -333,6 +337,7 @@ def test_ctrl_c_ends_an_export_at_once_and_the_next_finishes_it(tracking_server,
 
 
 @needs_mlflow
+@pytest.mark.slow
 def test_a_planted_record_neither_crashes_the_export_nor_leaks_its_credentials(
         tracking_server, tmp_path):
 

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from conftest import REPO, manifest, runs, sagebook, wait_for
 
@@ -47,6 +48,7 @@ def test_launch_notebook_is_committed_without_outputs_and_declares_parameters():
     assert set(pm.inspect_notebook(str(LAUNCH))) == {"config", "overrides", "wait", "sweep"}
 
 
+@pytest.mark.slow
 def test_papermill_cli_run_lands_the_executed_notebook_in_the_record(make_config, tmp_path):
     out = tmp_path / "out.ipynb"
     result = papermill(LAUNCH, out, f"config={make_config()}", 'overrides=["training.epochs=1"]')
@@ -64,6 +66,7 @@ def test_papermill_cli_run_lands_the_executed_notebook_in_the_record(make_config
     assert "epoch=1 " in text and f"record: {run}" in text
 
 
+@pytest.mark.slow
 def test_invalid_parameter_fails_the_notebook_without_a_record(make_config, tmp_path):
     out = tmp_path / "out.ipynb"
     result = papermill(LAUNCH, out, f"config={make_config()}", "overrides=7")
@@ -77,6 +80,7 @@ def test_invalid_parameter_fails_the_notebook_without_a_record(make_config, tmp_
     assert error[0].traceback == [f"ConfigError: {error[0].evalue}"]  # a message, no traceback
 
 
+@pytest.mark.slow
 def test_failing_training_fails_notebook_and_record(make_config, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("pixel_0,label\nx,1\n")
@@ -88,6 +92,7 @@ def test_failing_training_fails_notebook_and_record(make_config, tmp_path):
     assert m["notebook"]["status"] == "failed" and "RunFailed" in m["notebook"]["error"]
 
 
+@pytest.mark.slow
 def test_a_failing_cell_after_the_launch_marks_the_record_failed(make_config, tmp_path):
     nb = nbformat.read(LAUNCH, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("raise ValueError('analysis broke')"))
@@ -101,6 +106,7 @@ def test_a_failing_cell_after_the_launch_marks_the_record_failed(make_config, tm
     assert [h["status"] for h in m["status_history"]][-2:] == ["Completed", "Failed"]
 
 
+@pytest.mark.slow
 def test_killed_kernel_marks_the_run_interrupted_and_stops_its_process(make_config, tmp_path):
     code = tmp_path / "code"
     code.mkdir()
@@ -130,6 +136,7 @@ def test_killed_kernel_marks_the_run_interrupted_and_stops_its_process(make_conf
              timeout=30, what="the orphaned training process to stop")
 
 
+@pytest.mark.slow
 def test_execute_from_python_has_the_notebook_in_the_record_when_it_returns(make_config,
                                                                               tmp_path):
     from sagebook.notebooks import execute
@@ -146,6 +153,7 @@ def test_execute_from_python_has_the_notebook_in_the_record_when_it_returns(make
     assert stored == nbformat.read(out, as_version=4)
 
 
+@pytest.mark.slow
 def test_execute_stores_the_notebook_of_a_failed_run_before_raising(make_config, tmp_path):
     import papermill as pm
 
@@ -179,6 +187,7 @@ def test_show_says_the_notebook_is_pending_until_papermill_has_exited(make_confi
             f"{tmp_path / 'out.ipynb'})") in result.stdout
 
 
+@pytest.mark.slow
 def test_plain_execute_notebook_says_why_the_notebook_is_missing(make_config, tmp_path):
     import papermill as pm
 
@@ -191,6 +200,7 @@ def test_plain_execute_notebook_says_why_the_notebook_is_missing(make_config, tm
     assert "sagebook.notebooks.execute()" in m["notebook"]["note"]
 
 
+@pytest.mark.slow
 def test_interactive_kernel_copies_the_saved_notebook_at_shutdown(make_config, tmp_path):
     from jupyter_client.manager import start_new_kernel
 

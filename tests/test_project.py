@@ -100,6 +100,7 @@ def test_init_in_an_existing_repository_keeps_its_readme_and_gitignore(tmp_path)
     assert (tmp_path / "notebooks" / "launch.ipynb").is_file()
 
 
+@pytest.mark.slow
 def test_wheel_outside_the_repository_inits_a_project_and_launches_its_notebook(venv,
                                                                                  tmp_path):
     env = _outside(os.environ)

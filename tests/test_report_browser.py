@@ -22,7 +22,7 @@ from test_report import site  # noqa: F401  (the fixture: a store and the URL of
 
 from conftest import sagebook
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Run in each page after it loaded: markup that got past the sanitizer (were there a hole)
 # meets the page's Content-Security-Policy alone.

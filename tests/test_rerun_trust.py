@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from sagebook.launch import launch
@@ -16,6 +17,8 @@ from sagebook.record import Record
 from sagebook.rerun import differing_settings
 
 from conftest import listed, run_cli
+
+pytestmark = pytest.mark.slow  # each test first launches the run it reruns
 
 
 def teammates_run(store: Any, make_config: Any, tmp_path: Path, **planted: Any

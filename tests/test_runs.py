@@ -223,6 +223,7 @@ def test_diff_with_one_unreadable_config_shows_the_rest_and_names_it(store, caps
 # rerun
 
 
+@pytest.mark.slow
 def test_rerun_launches_identical_configs_and_names_its_parent(store, make_config, capsys):
     parent = launch(make_config(experiments_uri=store.uri),
                     ["training.epochs=1", "training.learning_rate=0.02"], echo=lambda _: None)
@@ -359,6 +360,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_never_lose_each_others_runs(store, capsys):
     writers, each = 6, 4
     start = time.time() + 1.5  # all processes begin together, after their imports

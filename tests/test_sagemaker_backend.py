@@ -16,6 +16,8 @@ import tarfile
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from sagebook.backends import uploads
 from sagebook.record import job_name, new_run_id
 
@@ -54,6 +56,7 @@ def manifest_of(s3, bucket: str, prefix: str) -> dict:
 # The request
 
 
+@pytest.mark.slow
 def test_every_job_option_reaches_create_training_job(cloud_config, fake, bucket, s3):
     path = cloud_config(
         instance_count=2, volume_size_gb=50, volume_kms_key="alias/volumes", max_runtime="2h",
@@ -138,6 +141,7 @@ def test_every_job_option_reaches_create_training_job(cloud_config, fake, bucket
     assert f"sagebook attach {record_uri}" in result.stdout
 
 
+@pytest.mark.slow
 def test_runs_never_share_checkpoints_and_resume_from_copies_before_the_job(
         cloud_config, fake, bucket, s3):
     base = f"s3://{bucket}/checkpoints/digits"
@@ -214,6 +218,7 @@ def test_config_channel_must_reach_s3(cloud_config, fake, bucket, s3, tmp_path):
     assert fake.created == []
 
 
+@pytest.mark.slow
 def test_records_local_configs_and_uploads_in_s3(cloud_config, fake, bucket, s3, tmp_path):
     path = cloud_config(experiments_uri=str(tmp_path / "records"),
                         config_uri=f"s3://{bucket}/configs", output_uri=f"s3://{bucket}/out")
@@ -231,6 +236,7 @@ def test_records_local_configs_and_uploads_in_s3(cloud_config, fake, bucket, s3,
 # Code and data channels, content-addressed
 
 
+@pytest.mark.slow
 def test_code_and_local_data_upload_once_content_addressed(cloud_config, fake, bucket, s3,
                                                              tmp_path):
     code = tmp_path / "code"
@@ -288,6 +294,7 @@ def test_code_and_local_data_upload_once_content_addressed(cloud_config, fake, b
     assert "sourcedir.tar.gz (unpacked to" in ran.stderr
 
 
+@pytest.mark.slow
 def test_a_rerun_sends_the_parents_code_data_and_image_though_all_changed_since(
         cloud_config, fake, bucket, s3, tmp_path):
     code, data = tmp_path / "code", tmp_path / "data"
@@ -424,6 +431,7 @@ TRAINING_LOGS = {
 }
 
 
+@pytest.mark.slow
 def test_wait_shows_phases_and_every_hosts_logs_then_completes_the_record(
         cloud_config, fake, bucket, s3):
     fake.script(
@@ -467,6 +475,7 @@ def test_wait_shows_phases_and_every_hosts_logs_then_completes_the_record(
     assert accuracy == [(0.70, 1, "algo-1"), (0.85, 2, "algo-1")]
 
 
+@pytest.mark.slow
 def test_failed_job_explains_the_exit_code_and_keeps_each_hosts_last_lines(
         cloud_config, fake, bucket, s3):
     fake.script(
@@ -491,6 +500,7 @@ def test_failed_job_explains_the_exit_code_and_keeps_each_hosts_last_lines(
     assert "  step 25" in failure and "  step 6\n" in failure and "step 5\n" not in failure
 
 
+@pytest.mark.slow
 def test_ctrl_c_detaches_without_stopping_and_attach_finishes_the_record(
         cloud_config, fake, bucket, s3):
     fake.script({"secondary": "Training", "message": "Training in progress",
@@ -522,6 +532,7 @@ def test_ctrl_c_detaches_without_stopping_and_attach_finishes_the_record(
     assert log == ["epoch=1 val_accuracy=0.5", "epoch=2 val_accuracy=0.75"]
 
 
+@pytest.mark.slow
 def test_stop_sends_stop_training_job_and_follows_it_to_stopped(cloud_config, fake, bucket, s3):
     path = cloud_config()
     launched = sagebook("launch", str(path))
@@ -544,6 +555,7 @@ def test_stop_sends_stop_training_job_and_follows_it_to_stopped(cloud_config, fa
 # One job per run, and throttling
 
 
+@pytest.mark.slow
 def test_a_create_retried_after_a_lost_answer_attaches_instead_of_a_second_job(
         cloud_config, fake, proxy, bucket, s3):
     proxy.lose_answer("SageMaker.CreateTrainingJob")
@@ -556,6 +568,7 @@ def test_a_create_retried_after_a_lost_answer_attaches_instead_of_a_second_job(
     assert m["status"] == "InProgress" and m["job_arn"] == fake.job().arn
 
 
+@pytest.mark.slow
 def test_attach_creates_the_job_of_a_launch_that_died_before_creating_it(
         cloud_config, fake, proxy, bucket, s3):
     s3.put_object(Bucket=bucket, Key="warm/checkpoint.joblib", Body=b"epoch 5")
@@ -585,6 +598,7 @@ def test_attach_creates_the_job_of_a_launch_that_died_before_creating_it(
     assert again.returncode == 0 and fake.created == [m["job_name"]]
 
 
+@pytest.mark.slow
 def test_attach_leaves_a_teammates_dead_launch_to_them(cloud_config, fake, proxy, bucket, s3):
     gate = proxy.hold("SageMaker.CreateTrainingJob")
     launch = start_launch(str(cloud_config()))
@@ -609,6 +623,7 @@ def test_attach_leaves_a_teammates_dead_launch_to_them(cloud_config, fake, proxy
     assert len(proxy.seen("^PUT ")) == puts_before  # nothing uploaded from "/"
 
 
+@pytest.mark.slow
 def test_throttling_and_slow_downs_are_retried(cloud_config, fake, proxy, bucket, s3):
     proxy.fail("SageMaker.CreateTrainingJob", times=2, answer=THROTTLING)
     proxy.fail("SageMaker.DescribeTrainingJob", times=1, answer=THROTTLING)
@@ -631,6 +646,7 @@ def test_throttling_and_slow_downs_are_retried(cloud_config, fake, proxy, bucket
 # Notebook and profile
 
 
+@pytest.mark.slow
 def test_launch_notebook_with_an_ml_config_leaves_its_record_in_s3(cloud_config, fake, bucket,
                                                                     s3, tmp_path):
     out = tmp_path / "launched.ipynb"
@@ -654,6 +670,7 @@ def test_launch_notebook_with_an_ml_config_leaves_its_record_in_s3(cloud_config,
     assert fake.job().arn == m["job_arn"]
 
 
+@pytest.mark.slow
 def test_profile_and_region_named_in_the_config_are_used(cloud_config, fake, bucket, s3,
                                                           tmp_path, monkeypatch):
     aws_config = tmp_path / "aws_config"

@@ -123,6 +123,7 @@ def sdk_sends(path: Path, config_channel: str, training: dict, tmp_path: Path) -
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_sagebook_sends_what_the_sdk_sends_but_for_the_listed_differences(
         parity_config, role_checks_allowed, monkeypatch, tmp_path):
     ours = sagebook_sends(parity_config, monkeypatch)

@@ -67,6 +67,7 @@ def credential_env(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
 
 
+@pytest.mark.slow
 def test_cli_launch_leaves_no_credential_in_the_record(make_config, tmp_path, monkeypatch):
     credential_env(monkeypatch)
     result = sagebook("launch", str(leaky_config(make_config, tmp_path)))
@@ -86,6 +87,7 @@ def test_cli_launch_leaves_no_credential_in_the_record(make_config, tmp_path, mo
         assert secret not in printed, secret
 
 
+@pytest.mark.slow
 def test_notebook_launch_leaves_no_credential_in_the_record(make_config, tmp_path,
                                                             monkeypatch):
     credential_env(monkeypatch)
@@ -110,6 +112,7 @@ def test_notebook_launch_leaves_no_credential_in_the_record(make_config, tmp_pat
         assert secret.encode() not in data, secret
 
 
+@pytest.mark.slow
 def test_form_launch_shows_no_credential(make_config, tmp_path, monkeypatch):
     from sagebook.widgets import ConfigForm
 
@@ -219,6 +222,7 @@ def test_masking_time_is_linear_in_the_line_length():
         assert float(ratio) < 1000, f"{label}: {float(ratio):.0f}x a tokenizing regex"
 
 
+@pytest.mark.slow
 def test_a_failed_runs_summary_and_error_are_masked_for_python_callers(make_config, tmp_path,
                                                                       monkeypatch):
     from sagebook.launch import RunFailed, launch
@@ -418,6 +422,7 @@ def token_config(make_config, tmp_path: Path) -> Path:
     return make_config(source_dir=str(code), training_schema=None)
 
 
+@pytest.mark.slow
 def test_a_launch_whose_training_prints_tokens_records_and_shows_none(make_config, tmp_path):
     config = token_config(make_config, tmp_path)
     out = tmp_path / "out.ipynb"

@@ -155,6 +155,7 @@ def test_dry_run_prints_the_trial_table_and_writes_nothing(tiny, tmp_path):
 # Running locally
 
 
+@pytest.mark.slow
 def test_local_grid_runs_six_trials_two_at_a_time_each_a_record_of_the_sweep(tiny, tmp_path):
     sweep = write_sweep(tmp_path, """
         objective: {metric: val_accuracy, goal: maximize}
@@ -267,6 +268,7 @@ def _training_processes(script: Path) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_trial_then_resume_runs_only_the_rest(tiny, tmp_path):
     experiments = tmp_path / "experiments"
     grid = """
@@ -575,6 +577,7 @@ def test_a_search_sagemaker_refuses_is_one_line_naming_the_tuning_job(tmp_path):
 # From a notebook
 
 
+@pytest.mark.slow
 def test_papermill_runs_a_sweep_from_the_launch_notebook(tiny, tmp_path):
     sweep = write_sweep(tmp_path, """
         objective: {metric: val_accuracy, goal: maximize}
@@ -616,6 +619,7 @@ def test_a_sweep_parameter_of_the_wrong_type_is_refused(value, tiny):
 # From the config form (headless: the widgets' values set and buttons clicked as a user would)
 
 
+@pytest.mark.slow
 def test_the_form_checks_saves_and_runs_a_sweep(tiny, tmp_path):
     from sagebook.widgets import ConfigForm
 
@@ -711,6 +715,7 @@ def test_stop_when_ends_a_sweep_at_its_target_or_without_improvement(tmp_path):
     assert not local._done_early(record, sweep)
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_every_trial_failed_exits_1(tiny, tmp_path):
     sweep = write_sweep(tmp_path, """
         objective: {metric: val_accuracy, goal: maximize}
@@ -725,6 +730,7 @@ def test_a_sweep_whose_every_trial_failed_exits_1(tiny, tmp_path):
     assert "unlucky number of units" in (run / "logs/algo-1.log").read_text()
 
 
+@pytest.mark.slow
 def test_trials_stop_when_the_sweep_process_is_killed(tiny, tmp_path):
     (tmp_path / "hold").write_text("the tiny script waits while this file exists")
     sweep = write_sweep(tmp_path, """
@@ -956,6 +962,7 @@ def test_resume_of_a_damaged_sweep_refuses_in_one_line_when_nothing_rebuilds_it(
     assert store.read_bytes(f"_sweeps/exp-a/{other}/sweep.json") == b"\x00"  # left as it was
 
 
+@pytest.mark.slow
 def test_resume_rebuilds_a_garbled_sweep_and_runs_the_trials_left(tiny, tmp_path):
     experiments = tmp_path / "experiments"
     sweep = write_sweep(tmp_path, """

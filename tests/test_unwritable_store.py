@@ -70,6 +70,7 @@ def debris(store: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("fault_at", ["manifest", "log"])
+@pytest.mark.slow
 def test_a_full_disk_ends_in_one_line_and_sync_completes_the_record(
         small_store, make_config, tmp_path, fault_at):
     result = launch_into(small_store, make_config, tmp_path, fault_at)
@@ -106,6 +107,7 @@ def test_a_full_disk_ends_in_one_line_and_sync_completes_the_record(
     assert again.returncode == 0 and "nothing left to write" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_the_model_copy_fails_the_run_with_the_cause_and_no_partial_file(
         small_store, make_config, tmp_path):
     result = launch_into(small_store, make_config, tmp_path, "model")
@@ -132,6 +134,7 @@ WAITING = textwrap.dedent("""
 UNAVAILABLE = xml_error(503, "ServiceUnavailable", "Service is unable to handle request.")
 
 
+@pytest.mark.slow
 def test_s3_out_of_reach_mid_run_then_sync_completes_the_record(
         make_config, bucket, proxy, s3, tmp_path, monkeypatch):
     import json

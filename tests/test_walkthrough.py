@@ -204,6 +204,7 @@ def run_commands(commands: list[str], cwd: Path, proxy, on_build=push_image) -> 
     return results
 
 
+@pytest.mark.slow
 def test_readme_walkthrough_from_zero(project, proxy, fake):
     commands = walkthrough()
     assert [c.split()[0] for c in commands] == [
@@ -266,6 +267,7 @@ def test_readme_walkthrough_from_zero(project, proxy, fake):
         assert allowed(execution, action, resource, {}), (action, uri)
 
 
+@pytest.mark.slow
 def test_every_s3_request_names_the_expected_bucket_owner(project, proxy, fake, bucket):
     """upload, doctor, launch (code and a local channel uploaded, the config copied), attach,
     list, show, report, and a local run that downloads an S3 channel and syncs checkpoints."""

@@ -435,6 +435,7 @@ def test_validate_reports_job_and_training_problems_together(make_config):
 # Launching
 
 
+@pytest.mark.slow
 def test_launch_saves_runs_the_launch_notebook_and_ends_with_the_record(make_config, tmp_path):
     form = ConfigForm(make_config())
     form.field("training.epochs").widget.value = 1
@@ -462,6 +463,7 @@ def test_launch_saves_runs_the_launch_notebook_and_ends_with_the_record(make_con
     assert any("job-1.yaml" in "".join(cell.source) for cell in executed.cells)
 
 
+@pytest.mark.slow
 def test_failed_run_is_reported_with_its_record(make_config, tmp_path):
     form = ConfigForm(make_config(training={"target_column": "no_such_column"}))
     form.launch()
@@ -477,6 +479,7 @@ def test_failed_run_is_reported_with_its_record(make_config, tmp_path):
 # The notebook
 
 
+@pytest.mark.slow
 def test_edit_config_notebook_is_thin_and_shows_the_form_in_a_real_kernel(make_config, tmp_path):
     import papermill as pm
 
@@ -496,6 +499,7 @@ def test_edit_config_notebook_is_thin_and_shows_the_form_in_a_real_kernel(make_c
                for o in outputs)
 
 
+@pytest.mark.slow
 def test_sagemaker_launch_ends_with_the_record_and_the_job_name(make_config, bucket):
     import boto3
 

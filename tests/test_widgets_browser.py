@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 
 from conftest import REPO, manifest, runs
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 VOILA = REPO / ".venv-browser" / "bin" / "voila"
 ARTIFACTS = REPO / "test-artifacts"
