@@ -212,3 +212,13 @@ def bucket_region(bucket: str, profile: str | None = None,
         return None
     headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     return answer.get("BucketRegion") or headers.get("x-amz-bucket-region")
+
+
+def store_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The AWS options of a store opened for a job's records, from its job settings: the one
+    mapping of job-config keys to store options, for a validated config
+    (`JobConfig.store_options`) and for raw settings, as commands that only read records and
+    a recorded config's readers have them (neither validates a whole config to open a store)."""
+    return {"profile": settings.get("profile"), "region": settings.get("region"),
+            "kms_key": settings.get("s3_kms_key"),
+            "expected_owner": settings.get("expected_bucket_owner")}

@@ -16,14 +16,13 @@ import re
 import stat
 import sys
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from . import inputs
+from . import aws, inputs
 from .config_files import (
     KeyPath,
     apply_overrides,
@@ -268,17 +267,8 @@ class JobConfig(BaseModel):
 
     def store_options(self) -> dict[str, Any]:
         """What every store opened for this job needs: credentials, encryption, ownership."""
-        return store_options(dict(self))
+        return aws.store_options(dict(self))
 
-
-def store_options(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of a store opened for a job's records, from its job settings: the one
-    mapping of job-config keys to store options, read from a validated config
-    (`JobConfig.store_options`) or from raw settings, as commands that only read records and
-    a recorded config's readers have them."""
-    return {"profile": settings.get("profile"), "region": settings.get("region"),
-            "kms_key": settings.get("s3_kms_key"),
-            "expected_owner": settings.get("expected_bucket_owner")}
 
 
 INLINE_SECRET_ADVICE = ("a config is shared and recorded, so store the value in SSM Parameter "

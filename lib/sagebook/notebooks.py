@@ -140,7 +140,7 @@ def start_capture(record: Any) -> None:
     handoff = _user_variable(HANDOFF)
     if handoff:
         Path(str(handoff)).write_text(json.dumps({"record": record.uri,
-                                                  "store_options": record.store._options()}))
+                                                  "store_options": record.store.options()}))
     else:
         _start_capture_process(record, notebook, source, owner)
     record.update(notebook={"status": "pending", "source": source, "path": notebook,
@@ -150,7 +150,7 @@ def start_capture(record: Any) -> None:
 def _start_capture_process(record: Any, notebook: str | None, source: str,
                            owner: int | None) -> None:
     command = [sys.executable, "-m", "sagebook.notebooks", "capture", "--record", record.uri,
-               "--store-options", json.dumps(record.store._options()),
+               "--store-options", json.dumps(record.store.options()),
                "--kernel-pid", str(os.getpid()), "--source", source]
     if notebook:
         command += ["--notebook", notebook]

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import inputs, project
+from .aws import store_options
 from .backends import uploads
 from .backends.liveness import work_dir
 from .config import JobConfig
@@ -26,7 +27,7 @@ from .launch import Recorded, launch
 from .printing import cell_text, terminal_text
 from .record import Record, user
 from .runs.details import flatten
-from .runs.lookup import RunNotFound, read_job_settings, read_optional, store_options
+from .runs.lookup import RunNotFound, read_job_settings, read_optional
 from .stores import Store
 
 # Where a job writes: its record, outputs, checkpoints, TensorBoard files, uploads, configs.

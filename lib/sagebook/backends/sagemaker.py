@@ -37,7 +37,7 @@ from typing import Any
 from .. import aws, prices
 from .. import index as run_index
 from .. import request as request_mod
-from ..config import LaunchConfig, store_options
+from ..config import LaunchConfig
 from ..errors import ConfigError, LaunchError
 from ..inputs import DamagedFile, parse_yaml_text
 from ..printing import terminal_text
@@ -395,7 +395,7 @@ def _store_options(record: Record) -> dict[str, Any]:
         data = parse_yaml_text(record.store.read_text(name), record.store.url(name))
     except (FileNotFoundError, DamagedFile):
         return {}
-    return store_options(data) if isinstance(data, dict) else {}
+    return aws.store_options(data) if isinstance(data, dict) else {}
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import index, inputs, project
+from ..aws import store_options
 from ..errors import SagebookError, StoreError
 from ..inputs import DamagedFile
 from ..printing import terminal_lines
@@ -44,16 +45,8 @@ def store_from_args(store: str | None = None, config: str | os.PathLike[str] | N
     return open_store(uri or default_store(), **options)
 
 
-def store_options(settings: dict[str, Any]) -> dict[str, Any]:
-    """What a store opened for a job config's records needs (as `JobConfig.store_options`),
-    from its raw settings: commands that only read records do not validate the whole config."""
-    return {"profile": settings.get("profile"), "region": settings.get("region"),
-            "kms_key": settings.get("s3_kms_key"),
-            "expected_owner": settings.get("expected_bucket_owner")}
-
-
 def config_store_options(config: str | os.PathLike[str]) -> dict[str, Any]:
-    """`store_options` of the job config file at `config`."""
+    """The store options of the job config file at `config`, read without validating it."""
     return store_options(read_job_settings(Path(config)))
 
 
@@ -99,7 +92,7 @@ def find_run(store: Store, ref: str) -> Record:
     `experiment/run_id`, or a record's full URI."""
     if ref.startswith(("s3://", "/", "file://")) and ref.rstrip("/").count("/") >= 2:
         _typed(ref, *ref.rstrip("/").rsplit("/", 2)[1:])
-        return _open(lambda: Record.open_uri(ref.removeprefix("file://"), **store._options()),
+        return _open(lambda: Record.open_uri(ref.removeprefix("file://"), **store.options()),
                      ref)
     if ref.count("/") == 1:
         experiment, run_id = _typed(ref, *ref.split("/"))

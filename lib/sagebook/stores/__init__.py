@@ -35,3 +35,4 @@ def open_store(uri: str, **options: Any) -> Store:
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(uri, **options)
+

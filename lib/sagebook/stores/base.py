@@ -28,9 +28,11 @@ class Store(ABC):
 
     def child(self, key: str) -> Store:
         """A store rooted at `key` below this one."""
-        return type(self)(self.url(key), **self._options())
+        return type(self)(self.url(key), **self.options())
 
-    def _options(self) -> dict:
+    def options(self) -> dict:
+        """What `open_store` needs to open this store again at another URI (a child, a
+        record's full URI, a notebook's child process)."""
         return {}
 
     def read_bytes(self, key: str, limit: int = MAX_RECORD_BYTES) -> bytes:

@@ -37,7 +37,7 @@ class S3Store(Store):
         self._client: Any = None
         self._checked: Any = None
 
-    def _options(self) -> dict:
+    def options(self) -> dict:
         return {"profile": self.profile, "region": self.region, "kms_key": self.kms_key,
                 "expected_owner": self.expected_owner}
 
