@@ -1061,7 +1061,7 @@ def run(spec_path: str) -> None:
     guard = sentinel()
     first_pid = guard.pid
     for module in ("sagebook.cli", "sagebook.runs.text", "sagebook.report", "sagebook.fsck",
-                   "sagebook.launch", "sagebook.sweeps", "sagebook.stores.s3", "boto3",
+                   "sagebook.launch", "sagebook.sweeps.control", "sagebook.stores.s3", "boto3",
                    "botocore.session"):
         try:
             __import__(module)

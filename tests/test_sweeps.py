@@ -464,7 +464,7 @@ def test_the_trials_of_a_cloud_sweep_are_listed_as_records(fake, cloud_config, t
     import boto3
 
     from sagebook.stores import open_store
-    from sagebook.sweeps import find_sweep
+    from sagebook.sweeps.record import find_sweep
 
     config = cloud_config()
     assert main(["sweep", str(config), "--sweep", str(cloud_sweep(tmp_path, "random"))]) == 0
@@ -550,7 +550,8 @@ def test_a_search_sagemaker_refuses_is_one_line_naming_the_tuning_job(tmp_path):
 
     from sagebook.errors import LaunchError
     from sagebook.stores import open_store
-    from sagebook.sweeps import SweepRecord, tuning
+    from sagebook.sweeps import tuning
+    from sagebook.sweeps.record import SweepRecord
 
     class Refusing:  # the tuning job is there; the Search of its training jobs is refused
         def describe_hyper_parameter_tuning_job(self, **_):

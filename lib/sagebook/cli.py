@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .inputs import DamagedFile
     from .launch import Run
     from .stores import Store
-    from .sweeps import SweepRecord
+    from .sweeps.record import SweepRecord
 
 
 # Seconds a command runs before its cyclic garbage collector starts (see `console`).
@@ -326,7 +326,7 @@ def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from . import sweeps
+    from .sweeps import control as sweeps
 
     if args.resume:
         if args.config or args.sweep_file or args.override:
@@ -576,11 +576,12 @@ def _list(args: argparse.Namespace) -> int:
     )
     sort, descending, parameters, objective = args.sort or "created", args.descending, [], None
     if args.sweep:
-        from . import sweeps
+        from .sweeps import control as sweeps
+        from .sweeps import record as sweep_records
 
         try:
-            sweep = sweeps.find_sweep(store, args.sweep)
-        except sweeps.DamagedSweep as damage:  # its trials name it: listed, newest first
+            sweep = sweep_records.find_sweep(store, args.sweep)
+        except sweep_records.DamagedSweep as damage:  # its trials name it: listed, newest first
             print(f"sagebook: skipped {damage}; its trials are listed without it (`sagebook "
                   "fsck` says what to do)", file=sys.stderr)
             filters.sweep, filters.experiment = damage.sweep_id, damage.experiment
@@ -702,26 +703,27 @@ def _names(text: str | None) -> list[str]:
 def _show(args: argparse.Namespace) -> int:
     import json
 
-    from . import sweeps
     from .printing import terminal_text
     from .runs.details import details
     from .runs.lookup import RunNotFound, find_run
     from .runs.text import format_details
+    from .sweeps import control as sweeps
+    from .sweeps import record as sweep_records
 
     store = _open_store(args)
     try:
-        record = (sweeps.find_sweep(store, args.run) if sweeps.is_sweep_ref(args.run)
+        record = (sweep_records.find_sweep(store, args.run) if sweep_records.is_sweep_ref(args.run)
                   else find_run(store, args.run))
     except RunNotFound as not_a_run:
         try:
-            record = sweeps.find_sweep(store, args.run)
-        except sweeps.SweepNotFound:
+            record = sweep_records.find_sweep(store, args.run)
+        except sweep_records.SweepNotFound:
             raise not_a_run from None
-        except sweeps.DamagedSweep as damage:
+        except sweep_records.DamagedSweep as damage:
             raise _fsck_hint(damage) from None
-    except sweeps.DamagedSweep as damage:
+    except sweep_records.DamagedSweep as damage:
         raise _fsck_hint(damage) from None
-    if isinstance(record, sweeps.SweepRecord):
+    if isinstance(record, sweep_records.SweepRecord):
         sweeps.refresh(record)
         if args.json:  # ensure_ascii: controls and bidi marks as \u escapes
             print(json.dumps(record.manifest, indent=2, default=str, ensure_ascii=True))

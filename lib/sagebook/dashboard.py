@@ -25,8 +25,9 @@ from .runs.lookup import find_run, store_from_args
 from .runs.text import format_param
 from .secrets import redact
 from .stores import Store
-from .sweeps import find_sweep, refresh
 from .sweeps import page as sweep_page
+from .sweeps.control import refresh
+from .sweeps.record import find_sweep
 
 DIFFERS = ' style="background:#fff8c5"'
 STATUS_ORDER = ("Completed", "InProgress", "Starting", "Stopping", "Failed", "Stopped",

@@ -28,15 +28,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, SagebookError
 from .kinds import is_remote
+from .printing import MaskedError, masked_output
+from .record import TERMINAL, Record
 from .secrets import redact, secret_values
 
 LAUNCH_NOTEBOOK = Path(__file__).resolve().parent / "project_template" / "notebooks" / (
@@ -55,9 +59,10 @@ def launch(config: Any, overrides: Any = None, wait: Any = None, pdb: Any = Fals
            sweep: Any = None) -> Any:
     """Run the launch notebook's job: validate the papermill parameters, launch, capture.
     With `sweep` (a sweep file, or True for the config's `sweep:` section), run that sweep."""
+    # launch loads pydantic and the backends: the notebook-copying child (`python -m
+    # sagebook.notebooks`) imports this module and never launches
     from .launch import RunFailed
     from .launch import launch as launch_run
-    from .printing import masked_output
 
     _install_error_display()
     config_path, override_list, wait_flag = check_parameters(config, overrides, wait)
@@ -73,8 +78,7 @@ def launch(config: Any, overrides: Any = None, wait: Any = None, pdb: Any = Fals
 
 
 def _sweep(config: str, overrides: list[str], wait: bool | None, sweep: Any) -> Any:
-    from . import sweeps
-    from .printing import masked_output
+    from .sweeps import control as sweeps  # as `launch` in `run`
 
     if sweep is True:
         sweep_file = None
@@ -123,8 +127,6 @@ def _install_error_display() -> None:
         shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821
     except NameError:
         return
-
-    from .printing import MaskedError
 
     def show(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None):
         masked = MaskedError(value)
@@ -225,8 +227,6 @@ def execute(output_path: str | os.PathLike[str], config: str, overrides: list[st
             **papermill_options: Any) -> Any:
     """`pm.execute_notebook` on the launch notebook; the executed notebook is in the run's
     record when this returns (or raises papermill's error for a failed run)."""
-    import tempfile
-
     import papermill as pm
 
     output = os.path.abspath(output_path)
@@ -390,8 +390,6 @@ def _wait_for_the_end(notebook: str | None, source: str, kernel_pid: int,
 def store_notebook(record_uri: str, notebook: str | None, source: str,
                    store_options: dict[str, Any] | None = None) -> None:
     """Copy the executed notebook into the record and judge the run by it."""
-    from .record import TERMINAL, Record
-
     record = Record.open_uri(record_uri, **(store_options or {}))
     info: dict[str, Any] = {"source": source, "path": notebook}
     if notebook is None:
@@ -431,8 +429,6 @@ def _stop_orphans(run_id: str) -> None:
     """A local training process outlives a killed kernel (it runs in its own session, and the
     kernel may die before noting its pid): find it by the run id in its environment and end
     it, as the run it belonged to is over."""
-    import signal
-
     import psutil
 
     for process in psutil.process_iter():
@@ -460,8 +456,6 @@ def main(argv: list[str] | None = None) -> None:
         capture(args.record, args.notebook, args.source, args.kernel_pid, args.owner_pid,
                 args.store_options)
     except Exception as exc:  # nobody sees this process's stderr: the record must say it
-        from .record import Record
-
         Record.open_uri(args.record, **args.store_options).update(notebook={
             "status": "capture-failed", "path": args.notebook,
             "note": f"{type(exc).__name__}: {exc}",

@@ -18,7 +18,7 @@ import ipywidgets as widgets
 
 from ..errors import ConfigError, SagebookError
 from ..secrets import redact
-from . import plan, start
+from .control import plan, start
 
 STARTER = """\
 # A sweep over this job (see the README, "Sweeps"); parameters are override paths.

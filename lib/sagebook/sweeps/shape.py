@@ -76,7 +76,7 @@ class Best(_Shape):
 
 
 class SweepManifest(_Shape):
-    """sweep.json: the fields of `SweepRecord.create`, `sweeps.start` and `tuning.start`."""
+    """sweep.json: the fields of `SweepRecord.create`, `control.start` and `tuning.start`."""
 
     sweep_id: str
     experiment: str

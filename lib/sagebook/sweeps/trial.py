@@ -50,6 +50,8 @@ def main(argv: list[str]) -> int:
         tmp.write_text(json.dumps({**current, **fields}))
         tmp.replace(result)
 
+    # after the signal handlers: a stop during these imports (launch loads pydantic and the
+    # backends, ~0.2 s) ends as a Stopped trial that reports, not as a silently dead one
     from ..errors import ConfigError, SagebookError
     from ..launch import launch
 
