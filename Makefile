@@ -66,16 +66,19 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP) $(BROWSER_STAMP) $(SDK_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
 
 # The pass to run while working: every test but those marked slow (full launches, kernels,
 # browsers, the MLflow server, many processes at once); `make test` runs them all.
 test-quick: $(TEST_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -m "not slow"
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 bench: $(TEST_STAMP) $(SDK_STAMP)
 	$(BIN)/python benchmarks/run.py

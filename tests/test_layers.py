@@ -5,7 +5,11 @@ closed at call time is still a circle), so neither can drift from the code."""
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,3 +126,46 @@ def test_no_module_is_over_the_size_of_one_concern():
     assert "sagebook.cli" in modules(PACKAGE)
     sizes = {name: len(path.read_text().splitlines()) for name, path in modules(PACKAGE).items()}
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=120)
+
+
+def layers() -> list[list[str]]:
+    """The modules of each layer of the contract, top first."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = config["contracts"]
+    return [[name.strip() for name in layer.split(":")] for layer in contract["layers"]]
+
+
+def test_the_layers_contract_is_kept():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 kept, 0 broken" in result.stdout
+
+
+def test_an_import_from_a_higher_layer_breaks_the_contract(tmp_path):
+    shutil.copytree(PACKAGE, tmp_path / "lib" / "sagebook",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    leaf = tmp_path / "lib" / "sagebook" / "errors.py"
+    leaf.write_text(leaf.read_text() + "\n\ndef _upward():\n    from . import report\n")
+    result = lint_imports(tmp_path, {**os.environ, "PYTHONPATH": str(tmp_path / "lib")})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "sagebook.errors -> sagebook.report" in result.stdout
+
+
+def test_every_module_has_a_layer_and_packages_import_nothing():
+    listed = [name for layer in layers() for name in layer]
+    assert len(listed) == len(set(listed))
+    graph = import_graph(PACKAGE)
+    placed = {name for name in graph
+              if any(name == m or name.startswith(m + ".") for m in listed)}
+    packages = {name for name, path in modules(PACKAGE).items() if path.name == "__init__.py"}
+    assert set(graph) - placed <= packages, "a module without a layer in pyproject.toml"
+    # a package spanning layers (runs, sweeps) loads none of them when one module is imported
+    spanning = {name for name in packages - placed}
+    assert {"sagebook.runs", "sagebook.sweeps"} <= spanning
+    assert {name: graph[name] for name in spanning if graph[name]} == {}
