@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,8 +340,6 @@ def _write_launch_files(record: Record, cfg: config_mod.LaunchConfig, request: d
     """The configs as launched, the request and the diff, written side by side with the run's
     summary in the index: to S3 each write is a round trip, and they do not depend on each
     other."""
-    from concurrent.futures import ThreadPoolExecutor
-
     writes: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
         (record.publish, ()),
         (record.put_text, ("sagemaker_config.yaml", cfg.job_yaml())),

@@ -27,6 +27,7 @@ mlflow is heavy (and the SageMaker SDK brings it): it is the `mlflow` extra, imp
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import queue
@@ -99,8 +100,6 @@ def export(store: Store, refs: Iterable[str] = (), *, tracking_uri: str | None =
     except ImportError:
         raise SagebookError("exporting to MLflow needs mlflow: pip install 'sagebook[mlflow]' "
                             "(it comes with the SageMaker SDK too)") from None
-    import logging
-
     # mlflow warns about header plugins that do not apply: the export's own lines say what
     # happened
     logging.getLogger("mlflow").setLevel(logging.ERROR)

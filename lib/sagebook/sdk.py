@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from . import config as config_mod
 from . import request as request_mod
@@ -141,7 +142,7 @@ def _request(cfg: config_mod.LaunchConfig, staging: Path) -> dict[str, Any]:
     (staging / "config" / "training_config.yaml").write_text(cfg.training_yaml())
     code_uri = None
     if cfg.job.upload_code:
-        from .backends import uploads
+        from .backends import uploads  # tarfile, hashing, threads: only for code to upload
 
         plan = uploads.plan_code(Path(cfg.job.source_dir), "", staging / "code")
         code_uri = str(plan.files[0][1].parent)
@@ -174,8 +175,6 @@ def _channel(channel: dict[str, Any], input_data: Any) -> Any:
             f"job.channels.{channel['ChannelName']}", None,
             "the SDK uploads local data as File / FullyReplicated: give an s3:// URI to keep "
             f"{channel['InputMode']} / {source['S3DataDistributionType']}")
-    from urllib.parse import unquote, urlparse
-
     return input_data(channel_name=channel["ChannelName"],
                       data_source=unquote(urlparse(uri).path),
                       content_type=channel.get("ContentType"))

@@ -18,6 +18,7 @@ import re
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,16 @@ from typing import Any
 import ipywidgets as widgets
 from pydantic import BaseModel
 
-from . import config, config_files
+from . import config, config_files, notebooks
 from .errors import ConfigError, SagebookError
 from .form_fields import INPUT_WIDTH, LABEL_WIDTH, Editor, ModelEditor, Spec
 from .kinds import is_remote
 from .launch import check_request
 from .project import job_configs
+from .record import Record
+from .runs.lookup import config_store_options
 from .secrets import redact
+from .sweeps.form import SweepPart
 from .yaml_update import same, update_yaml
 
 # How the job config's flat fields are grouped on screen. Fields not listed here (a new
@@ -142,8 +146,6 @@ class ConfigForm:
         try:
             action(*args)
         except Exception as exc:
-            import traceback
-
             where = traceback.extract_tb(exc.__traceback__)[-1]
             self._say(f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))} "
                       f"({html.escape(Path(where.filename).name)}:{where.lineno})", error=True)
@@ -181,8 +183,6 @@ class ConfigForm:
         else:
             self.training = ModelEditor(Spec("", ("training",), _Free), self.training_data,
                                         self.refresh, title=training_title)
-        from .sweeps.form import SweepPart
-
         metrics = [m.get("name") for m in self.job_data.get("metric_definitions") or []
                    if isinstance(m, dict)]
         self.sweep = SweepPart(self.job_path, metrics)
@@ -388,8 +388,6 @@ class ConfigForm:
         return self.launch_thread
 
     def _run(self, path: Path) -> None:
-        from . import notebooks
-
         watch = _RunWatch(self)
         folder = Path(tempfile.gettempdir()) / "sagebook-form"
         folder.mkdir(parents=True, exist_ok=True)
@@ -485,11 +483,7 @@ class _RunWatch:
             self.form.run_status.value = (f"Starting… {time.monotonic() - self.started:.0f}s")
             return None
         try:
-            from .record import Record
-
             if self.record is None:
-                from .runs.lookup import config_store_options
-
                 self.record = Record.open_uri(self.uri,
                                               **config_store_options(self.form.job_path))
             else:

@@ -24,6 +24,7 @@ from . import toolkit
 
 HOST = "algo-1"
 CONTAINER_BASE = "/opt/ml"
+STOP_GRACE_SECONDS = 120  # SageMaker's grace between SIGTERM and SIGKILL on StopTrainingJob
 MASTER_PORT = 7777  # what SageMaker's distributed drivers use on a cluster of its own
 
 # What a process needs to run on this machine. Nothing else of the launcher's environment

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..errors import LaunchError
 from . import Backend, Job, Outcome, contract
-from .local import STOP_GRACE_SECONDS, Host, ProcessRun
+from .contract import STOP_GRACE_SECONDS
+from .local import Host, ProcessRun
 
 
 def container_environment(request: dict, aws_credentials: bool) -> dict[str, str]:

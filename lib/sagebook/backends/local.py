@@ -34,15 +34,16 @@ from . import (
     checkpoints,
     children,
     contract,
+    detached,
     liveness,
     namespace,
     uploads,
 )
+from .contract import STOP_GRACE_SECONDS
 from .liveness import work_dir
 from .logs import LogSink
 
 T = TypeVar("T")
-STOP_GRACE_SECONDS = 120  # SageMaker's grace between SIGTERM and SIGKILL on StopTrainingJob
 
 
 TENSORBOARD_PATH = "/opt/ml/output/tensorboard"  # SageMaker's default LocalPath
@@ -288,8 +289,6 @@ class ProcessRun:
 
     def attach(self, record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcome:
         """Follow a run's live log on the host where it runs (see detached.py)."""
-        from . import detached
-
         return detached.attach(record, wait=wait, echo=echo)
 
     @classmethod

@@ -31,6 +31,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ from ..inputs import DamagedFile, parse_yaml_text
 from ..printing import terminal_text
 from ..record import TERMINAL, Record, now, user
 from ..stores import Store
-from . import Backend, Job, Outcome, Staged, preflight, sagemaker_api
+from . import Backend, Job, Outcome, Staged, contract, preflight, sagemaker_api
+from .contract import STOP_GRACE_SECONDS
+from .liveness import work_dir
 from .logs import LogSink
 from .sagemaker_api import describe, error_text, iso, lookup
 
@@ -85,8 +88,7 @@ class SageMakerBackend(Backend):
                  if not channel.uri.startswith("s3://") and name not in staged.channel_uris}
         if not local and not job.upload_code:
             return staged
-        from . import uploads  # a launch without local inputs never loads it
-        from .local import work_dir
+        from . import uploads  # tarfile, hashing, threads: a launch of S3 inputs never loads it
 
         root = uploads.root_for(job, remote=True)
         if root is None:
@@ -154,8 +156,6 @@ class SageMakerBackend(Backend):
     def preflight(self, job: Job) -> dict[str, Any]:
         """The buckets' regions and the image's digest, asked at once: round trips that do not
         depend on each other. A region problem is reported before an image problem."""
-        from concurrent.futures import ThreadPoolExecutor
-
         region = self._client(job).meta.region_name
         with ThreadPoolExecutor(max_workers=1) as pool:
             image = pool.submit(preflight.pin_image, job)
@@ -176,12 +176,12 @@ class SageMakerBackend(Backend):
         staged = job.staged or Staged()
         location = {"region": region, "profile": cfg.profile}
         if staged.uploads:  # the record lists them: `attach` can finish a launch dying here
-            from . import uploads
+            from . import uploads  # as in `stage`
 
             record.update(aws=location)
             uploads.upload(staged.uploads, cfg.store_options(), job.echo)
         if job.resume_from:
-            from . import checkpoints
+            from . import checkpoints  # only a launch that resumes from a checkpoint
 
             checkpoints.resume(job.resume_from, job.request["CheckpointConfig"]["S3Uri"],
                                cfg.store_options(), job.echo)
@@ -229,7 +229,7 @@ class SageMakerBackend(Backend):
             _resume_uploads(record, echo)
             resumed = (record.manifest.get("checkpoints") or {}).get("resumed_from")
             if resumed:
-                from . import checkpoints
+                from . import checkpoints  # as in `launch`
 
                 checkpoints.resume(resumed, request["CheckpointConfig"]["S3Uri"],
                                    _store_options(record), echo)
@@ -246,8 +246,6 @@ class SageMakerBackend(Backend):
 
     def stop(self, record: Record, echo: Callable[[str], None]) -> Outcome:
         from botocore.exceptions import BotoCoreError, ClientError
-
-        from .local import STOP_GRACE_SECONDS
 
         name = record.manifest.get("job_name") or ""
         sagemaker, logs = _clients_for(record)
@@ -367,8 +365,7 @@ def _resume_uploads(record: Record, echo: Callable[[str], None]) -> None:
     planned = record.manifest.get("uploads") or []
     if not planned:
         return
-    from . import uploads
-    from .local import work_dir
+    from . import uploads  # as in `stage`
 
     options = _store_options(record)
     items = []
@@ -408,8 +405,6 @@ class Watch:
 
     def __init__(self, sagemaker: Any, logs: Any, record: Record, request: dict[str, Any],
                  echo: Callable[[str], None], poll: float | None = None):
-        from .local import work_dir
-
         self.sagemaker, self.logs, self.record, self.echo = sagemaker, logs, record, echo
         self.name = request["TrainingJobName"]
         self.definitions = request["AlgorithmSpecification"].get("MetricDefinitions", [])
@@ -626,8 +621,6 @@ class Watch:
         match = _EXIT_CODE.search(reason)
         if match:
             outcome.exit_code = int(match.group(1))
-            from . import contract
-
             meaning = contract.explain_exit(outcome.exit_code)
             outcome.details["exit_meaning"] = meaning
             lines.append(meaning)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ConfigError
-from ..inputs import DamagedFile, checked_name, safe_path
+from ..inputs import DamagedFile, UnreadableFile, checked_name, safe_path
 from ..paths import cache_folder
 from ..stores import open_store
 
@@ -503,8 +503,6 @@ def upload_folder(source: Path, destination: str, store_options: dict[str, Any],
                   echo: Callable[[str], None]) -> int:
     """`sagebook upload`: a local folder (or one file) copied as it is to `destination`, e.g. a
     data set for a job's channels; returns the bytes sent. Hidden files are left out."""
-    from ..inputs import UnreadableFile
-
     if not source.exists():
         raise UnreadableFile(str(source), "no such file or folder")
     if source.is_file():
