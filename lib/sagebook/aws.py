@@ -118,7 +118,7 @@ def client(service: str, profile: str | None = None, region: str | None = None,
     A service that needs a region and finds none is a config problem (`job.region`).
     """
     from botocore.config import Config  # botocore: on first use, as in session()
-    from botocore.exceptions import NoRegionError
+    from botocore.exceptions import NoRegionError  # botocore on first use (module docstring)
 
     retries = {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
                "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))}

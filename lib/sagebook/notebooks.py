@@ -194,7 +194,7 @@ def _user_variable(name: str) -> Any:
 
 def papermill_output_path(pid: int) -> str | None:
     """The output path on a papermill command line, parsed the way papermill parses it."""
-    import psutil
+    import psutil  # psutil: only to look at a process
 
     try:
         process = psutil.Process(pid)
@@ -206,7 +206,7 @@ def papermill_output_path(pid: int) -> str | None:
             break
     else:
         return None
-    from papermill.cli import papermill as papermill_command
+    from papermill.cli import papermill as papermill_command  # papermill: only to run a notebook
 
     try:
         context = papermill_command.make_context("papermill", argv[index + 1:],
@@ -227,7 +227,7 @@ def execute(output_path: str | os.PathLike[str], config: str, overrides: list[st
             **papermill_options: Any) -> Any:
     """`pm.execute_notebook` on the launch notebook; the executed notebook is in the run's
     record when this returns (or raises papermill's error for a failed run)."""
-    import papermill as pm
+    import papermill as pm  # papermill: only to run a notebook
 
     output = os.path.abspath(output_path)
     with tempfile.TemporaryDirectory(prefix="sagebook-notebook-") as folder:
@@ -330,7 +330,7 @@ def _joined(text: Any) -> str:
 
 
 def _alive(pid: int | None) -> bool:
-    import psutil
+    import psutil  # psutil: only to look at a process
 
     if not pid:
         return False
@@ -351,10 +351,10 @@ def _final_save_done(path: str) -> bool:
 
 def _read_notebook(path: str) -> Any:
     """The notebook at a local path or URI, with cell sources joined into strings."""
-    import nbformat
+    import nbformat  # nbformat: only to read a notebook
 
     if "://" in path:
-        from papermill.iorw import load_notebook_node
+        from papermill.iorw import load_notebook_node  # papermill: only to run a notebook
 
         return load_notebook_node(path)
     return nbformat.reads(Path(path).read_text(), as_version=4)
@@ -429,7 +429,7 @@ def _stop_orphans(run_id: str) -> None:
     """A local training process outlives a killed kernel (it runs in its own session, and the
     kernel may die before noting its pid): find it by the run id in its environment and end
     it, as the run it belonged to is over."""
-    import psutil
+    import psutil  # psutil: only to look at a process
 
     for process in psutil.process_iter():
         try:

@@ -386,11 +386,11 @@ class _NotebookConverter:
         if notebook_json is None:
             return page.render(title=title, too_large=MAX_NOTEBOOK_BYTES >> 20,
                                ipynb_href=ipynb_href, css="")
-        import nbformat
+        import nbformat  # only to render a run's notebook
 
         exporter = getattr(self._local, "exporter", None)
         if exporter is None:
-            from nbconvert import HTMLExporter
+            from nbconvert import HTMLExporter  # only to render a run's notebook
 
             exporter = HTMLExporter(template_name="basic", exclude_input=self.hide_inputs,
                                     exclude_input_prompt=self.hide_inputs)
@@ -448,7 +448,7 @@ _PYGMENTS_CSS: list[str] = []
 
 def _notebook_css() -> str:
     if not _PYGMENTS_CSS:
-        from pygments.formatters import HtmlFormatter
+        from pygments.formatters import HtmlFormatter  # only to render a notebook or a config
 
         _PYGMENTS_CSS.append(
             HtmlFormatter(style="default").get_style_defs(".highlight")

@@ -56,6 +56,7 @@ def model_trainer(config: str | os.PathLike[str] | config_mod.LaunchConfig,
                               "the SDK's ModelTrainer has no setting for this: launch with "
                               "sagebook, or leave it out for the SDK")
     try:
+        # the SageMaker SDK: the sdk extra, seconds to import
         from sagemaker.core.training.configs import (
             CheckpointConfig,
             Compute,
@@ -68,6 +69,8 @@ def model_trainer(config: str | os.PathLike[str] | config_mod.LaunchConfig,
             Tag,
             TensorBoardOutputConfig,
         )
+
+        # the SageMaker SDK: the sdk extra, seconds to import
         from sagemaker.train import ModelTrainer
     except ImportError:
         raise SagebookError("the SageMaker Python SDK v3 is not installed: "
@@ -158,6 +161,7 @@ def _channel(channel: dict[str, Any], input_data: Any) -> Any:
     source = channel["DataSource"]["S3DataSource"]
     uri = source["S3Uri"]
     if not uri.startswith("file://"):
+        # the SageMaker SDK: the sdk extra, seconds to import
         from sagemaker.core.training.configs import Channel, DataSource, S3DataSource
 
         shape: dict[str, Any] = {

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
+from IPython.display import display
 from pydantic import BaseModel
 
 from . import config, config_files, notebooks
@@ -412,8 +413,6 @@ class ConfigForm:
     # ---------------------------------------------------------------- display
 
     def show(self) -> None:
-        from IPython.display import display
-
         display(self.widget)
 
 
@@ -575,8 +574,6 @@ class ConfigEditor:
         self.widget.children = [self.picker, self.form.widget]
 
     def show(self) -> None:
-        from IPython.display import display
-
         display(self.widget)
 
 

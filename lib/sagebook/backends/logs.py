@@ -41,7 +41,7 @@ class MetricPatterns:
     regexes, against 3 µs with `re`; 5 µs this way)."""
 
     def __init__(self, definitions: list[dict[str, str]], echo: Callable[[str], None]):
-        import re2
+        import re2  # re2: as in `__init__`
 
         self.names: list[str] = []
         self.patterns: list[Any] = []

@@ -62,6 +62,7 @@ def pin_image(job: Job) -> dict[str, Any]:
         return {"uri": image, "digest": None}
     if parts["digest"]:
         return {"uri": image, "digest": parts["digest"]}
+    # botocore: loaded by the first AWS call
     from botocore.exceptions import BotoCoreError, ClientError
 
     tag = parts["tag"] or "latest"

@@ -245,6 +245,7 @@ class SageMakerBackend(Backend):
         return Watch(sagemaker, logs, record, request, echo).follow(wait=wait)
 
     def stop(self, record: Record, echo: Callable[[str], None]) -> Outcome:
+        # botocore: loaded by the first AWS call
         from botocore.exceptions import BotoCoreError, ClientError
 
         name = record.manifest.get("job_name") or ""
@@ -289,6 +290,7 @@ def _record_created(record: Record, arn: str, region: str, **fields: Any) -> Non
 def create_job(sagemaker: Any, request: dict[str, Any], echo: Callable[[str], None]) -> str:
     """CreateTrainingJob, once per run: a create that finds this run's job already there (a
     retry after a lost answer, a second process resuming the launch) attaches to it."""
+    # botocore: loaded by the first AWS call
     from botocore.exceptions import BotoCoreError, ClientError
 
     name = request["TrainingJobName"]
@@ -329,6 +331,7 @@ def _tag(request: dict[str, Any], key: str) -> str | None:
 def _job_tag(sagemaker: Any, arn: str, key: str) -> str | None:
     """The job's tag `key`, or None when the tags cannot be read (then the name decides: it
     holds the run id's random part, so a foreign job of that name is no practical worry)."""
+    # botocore: loaded by the first AWS call
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -448,6 +451,7 @@ class Watch:
     # status ---------------------------------------------------------------------------------
 
     def _describe(self) -> dict[str, Any]:
+        # botocore: loaded by the first AWS call
         from botocore.exceptions import BotoCoreError, ClientError
 
         failing_since = None
@@ -504,6 +508,7 @@ class Watch:
 
     def _read_logs(self) -> None:
         """New events of every host's stream, printed in time order across hosts."""
+        # botocore: loaded by the first AWS call
         from botocore.exceptions import BotoCoreError, ClientError
 
         events: list[tuple[int, str, str]] = []
@@ -534,7 +539,7 @@ class Watch:
             self._sink(host).line(message, stamp / 1000)
 
     def _streams(self) -> list[str]:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # botocore: loaded by the first AWS call
 
         names: list[str] = []
         options: dict[str, Any] = {"logGroupName": LOG_GROUP,

@@ -537,11 +537,11 @@ class _progress:
         if not self.total:
             return self.advance  # nothing to send: no bar
         if "ipykernel" in sys.modules and os.environ.get("JPY_SESSION_NAME"):
-            from tqdm.notebook import tqdm as notebook_bar
+            from tqdm.notebook import tqdm as notebook_bar  # tqdm: only when a bar is shown
 
             self.bar = notebook_bar(**options)
         elif sys.stderr.isatty():
-            from tqdm import tqdm
+            from tqdm import tqdm  # tqdm: only when a bar is shown
 
             self.bar = tqdm(file=sys.stderr, **options)
         return self.advance

@@ -106,8 +106,8 @@ class S3Store(Store):
 
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         from boto3.exceptions import S3UploadFailedError  # lazy: see module docstring
-        from boto3.s3.transfer import S3Transfer
-        from botocore.exceptions import BotoCoreError, ClientError
+        from boto3.s3.transfer import S3Transfer  # lazy: see module docstring
+        from botocore.exceptions import BotoCoreError, ClientError  # lazy: see module docstring
 
         try:
             with S3Transfer(self.client) as transfer:
@@ -128,9 +128,11 @@ class S3Store(Store):
         splits them into parts streamed from disk.
         """
         from boto3.exceptions import S3UploadFailedError  # lazy: see module docstring
+
+        # lazy: see module docstring
         from boto3.s3.transfer import TransferConfig, create_transfer_manager
-        from botocore.exceptions import BotoCoreError, ClientError
-        from s3transfer.subscribers import BaseSubscriber
+        from botocore.exceptions import BotoCoreError, ClientError  # lazy: see module docstring
+        from s3transfer.subscribers import BaseSubscriber  # lazy: see module docstring
 
         class Progress(BaseSubscriber):
             def on_progress(self, bytes_transferred: int, **_: Any) -> None:
@@ -194,7 +196,7 @@ class S3Store(Store):
         if not isinstance(source, S3Store):
             return super().copy_from(source)
         from boto3.s3.transfer import TransferConfig, create_transfer_manager  # lazy
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # lazy: see module docstring
 
         extra = {k: v for k, v in self._extra().items() if k != "ContentType"}
         if source.expected_owner:
@@ -214,7 +216,7 @@ class S3Store(Store):
 
     def get_file(self, key: str, path: Path) -> None:
         from boto3.s3.transfer import S3Transfer  # lazy: see module docstring
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # lazy: see module docstring
 
         try:
             with S3Transfer(self.client) as transfer:

@@ -129,6 +129,7 @@ class SweepManifest(_Shape):
 def problem(data: Any) -> str | None:
     """The first thing wrong with `data` as a sweep.json, `key: what` in words; None when
     nothing is."""
+    # pydantic: only for a command that reads a sweep (not `list`)
     from pydantic import ValidationError
 
     try:
