@@ -74,7 +74,7 @@ test: $(TEST_STAMP) $(BROWSER_STAMP) $(SDK_STAMP)
 test-quick: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n auto
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

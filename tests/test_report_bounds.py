@@ -78,6 +78,7 @@ print(json.dumps({"totals": totals, "curve": curve}))
 """
 
 
+@pytest.mark.slow  # a record of a million metric points
 def test_a_huge_record_makes_a_small_run_page_in_bounded_memory(tmp_path):
     record = huge_record(tmp_path / "records")
     done = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "records")],

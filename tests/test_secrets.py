@@ -533,6 +533,7 @@ _PATHOLOGICAL_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # megabyte lines in a child under limits
 def test_pathological_lines_are_masked_in_bounded_time():
     # 5 MB of each shape that would make a backtracking pattern quadratic ('eyJ' + '.'
     # repeats, 'ghp_' * 1e6, 'a://' * 1e6…): each is masked in about a second here. In a

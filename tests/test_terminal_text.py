@@ -148,6 +148,7 @@ def test_show_of_a_sweep_and_diff_show_record_fields_as_visible_escapes(hostile,
     assert row.startswith("*") and terminal_text(f"mallory{EVIL}"[:57], one_line=True) in row
 
 
+@pytest.mark.slow  # on S3, ~12 s of listing runs whose ids are not valid
 def test_note_and_an_error_naming_record_values_print_visible_escapes(hostile, capsys):
     store, evil, _, _ = hostile
     code, out, err = run_cli(capsys, "note", evil.run_id, EVIL, "--store", store.uri)

@@ -132,6 +132,7 @@ def example_run(
     return base, run_training(base)
 
 
+@pytest.mark.slow  # trains the example
 def test_example_config_writes_model_and_one_metric_line_per_epoch(
     example_run: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
@@ -200,6 +201,7 @@ def test_sm_variables_take_precedence_over_base_dir(tmp_path: Path) -> None:
     assert (base / "checkpoints" / "checkpoint.joblib").is_file()
 
 
+@pytest.mark.slow  # trains the example three times
 def test_resumed_run_trains_only_remaining_epochs_exactly_as_one_run(tmp_path: Path) -> None:
     resumed = make_container(tmp_path / "resumed", {**QUICK, "epochs": 3})
     straight = make_container(tmp_path / "straight", {**QUICK, "epochs": 6})
@@ -241,6 +243,7 @@ def test_checkpoint_written_with_other_options_is_refused(
     assert not (base / "model").exists()
 
 
+@pytest.mark.slow  # trains the example, stops it, trains again
 def test_sigterm_saves_checkpoint_exits_143_and_the_next_run_resumes(tmp_path: Path) -> None:
     # Only the SIGTERM handler writes a checkpoint here; small batches make an epoch last
     # ~0.2 s, so the signal, sent shortly after an epoch ends, lands mid-epoch.
