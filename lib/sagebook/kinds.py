@@ -16,8 +16,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .apicheck import allowed_values
-
 # Local hosts are processes (or containers) on one machine, which they share: a few are enough
 # to rehearse a distributed job's wiring.
 LOCAL_MAX_HOSTS = 8
@@ -83,6 +81,8 @@ def register(kind: InstanceKind) -> None:
 def offered_types() -> list[str]:
     """What the form offers for `instance_type`: each local kind, then every SageMaker type
     the service model lists."""
+    from .apicheck import allowed_values  # the service model's check: only the form asks
+
     return [kind.label for kind in _KINDS if not kind.remote] + allowed_values(
         "CreateTrainingJob", ("ResourceConfig", "InstanceType"))
 

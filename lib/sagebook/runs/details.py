@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import index, inputs
-from ..backends import backend_class, liveness
 from ..errors import ConfigError, StoreError
 from ..inputs import DamagedFile, parse_json
 from ..layout import run_page_key
@@ -353,8 +352,9 @@ def details(record: Record, *, curves: bool = True) -> RunDetails:
 
 def _lost(record: Record) -> str | None:
     """Why a local run's launcher is gone (its record still says it runs), or None."""
-    # heavy: the local backend loads the config models (pydantic); only an unfinished run
-    # that may be local needs it
+    # heavy: the local backend loads the config models (pydantic), the backends package its
+    # registry; only an unfinished run that may be local needs them
+    from ..backends import backend_class, liveness
     from ..backends.local import ProcessRun
 
     cls = backend_class(str(record.manifest.get("instance_type") or ""))

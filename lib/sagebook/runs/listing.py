@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import index
-from ..backends import refresh as refresh_statuses
 from ..errors import ConfigError, SagebookError
 from ..inputs import DamagedFile
 from ..record import STATUSES, TERMINAL
@@ -205,6 +204,9 @@ def list_runs(
     refreshed, warning = 0, None
     if pending:
         try:
+            # the backends' registry (kinds, the service model's values): only --refresh asks it
+            from ..backends import refresh as refresh_statuses
+
             refreshed = refresh_statuses(store, pending, profile=profile)
         except SagebookError as exc:  # offline, or no AWS credentials: show what the store says
             warning = f"statuses of {len(pending)} cloud runs not refreshed: {exc}"

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import index
-from ..backends import liveness
 from ..inputs import DamagedFile
 from ..printing import cell_text, terminal_lines, terminal_text
 from ..record import Record
@@ -181,13 +180,17 @@ def format_details(info: RunDetails) -> str:
     git = m.get("git") or {}
     parent = m.get("parent") or {}
     notes = info.annotations
+    status = f"status:      {m.get('status')}"
+    if info.lost:
+        from ..backends.liveness import cleanup_hint  # the backends package: for a Lost run
+
+        status = (f"status:      Lost: {info.lost} (the record says {m.get('status')}); "
+                  + cleanup_hint(m))
     lines = [
         f"run:         {info.record.run_id}",
         *([f"name:        {notes['name']}"] if notes.get("name") else []),
         f"experiment:  {info.record.experiment}",
-        f"status:      {m.get('status')}" if not info.lost else
-        f"status:      Lost: {info.lost} (the record says {m.get('status')}); "
-        + liveness.cleanup_hint(m),
+        status,
         f"user:        {m.get('user')}@{m.get('host')}",
         f"created:     {m.get('created')}",
         f"ended:       {m.get('ended') or ''}",
