@@ -67,7 +67,7 @@ demo: $(STAMP)
 test: $(TEST_STAMP) $(BROWSER_STAMP) $(SDK_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4
 
 # The pass to run while working: every test but those marked slow (full launches, kernels,
 # browsers, the MLflow server, many processes at once); `make test` runs them all.
