@@ -29,17 +29,33 @@ from pathlib import Path
 CONTAINER_BASE = "/opt/ml"
 
 # Run by `unshare` inside the new namespaces, before the training command is exec'd (so the
-# command keeps the process id, its signals and its terminal).
-_SETUP = r"""set -e
-scratch=$1 tree=$2 hosts=$3
-shift 3
-mount -t tmpfs sagebook "$scratch"
-mkdir "$scratch/upper" "$scratch/work"
-mount -t overlay overlay -o "lowerdir=/opt,upperdir=$scratch/upper,workdir=$scratch/work" /opt
-mkdir -p /opt/ml
-mount --bind "$tree" /opt/ml
-mount --bind "$hosts" /etc/hosts
-exec "$@"
+# command keeps the process id, its signals and its terminal). Python, not `sh -c`: dash (the
+# usual /bin/sh) drops every variable whose name is not a shell identifier, and the toolkit's
+# `SM_HP_DATA.TRAIN_FILE` for a nested hyperparameter is one. `-I -S`: the job's variables
+# (a PYTHONPATH in its `environment`) are the training code's, not this script's. The command
+# gets the environment this process was started with, read back from /proc, not os.environ,
+# to which Python may have added LC_CTYPE (its C-locale coercion).
+_SETUP = r"""
+import os, sys
+scratch, tree, hosts, command = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+def mount(*args):
+    if os.spawnvp(os.P_WAIT, "mount", ["mount", *args]) != 0:
+        sys.exit(f"sagebook: mount {' '.join(args)} failed")
+mount("-t", "tmpfs", "sagebook", scratch)
+os.mkdir(scratch + "/upper")
+os.mkdir(scratch + "/work")
+mount("-t", "overlay", "overlay", "-o",
+      f"lowerdir=/opt,upperdir={scratch}/upper,workdir={scratch}/work", "/opt")
+os.makedirs("/opt/ml", exist_ok=True)
+mount("--bind", tree, "/opt/ml")
+mount("--bind", hosts, "/etc/hosts")
+started = open("/proc/self/environ", "rb").read().split(b"\0")
+environment = dict(entry.split(b"=", 1) for entry in started if b"=" in entry)
+try:
+    os.execvpe(command[0], command, environment)
+except OSError as exc:  # the exit codes a shell gives: 127 not found, 126 not runnable
+    print(f"{command[0]}: {exc.strerror}", file=sys.stderr)
+    sys.exit(127 if isinstance(exc, FileNotFoundError) else 126)
 """
 
 
@@ -59,8 +75,8 @@ def wrap(command: list[str], tree: Path, scratch: Path, hosts: list[str]) -> lis
     scratch.mkdir(parents=True, exist_ok=True)
     hosts_file = scratch.parent / "etc_hosts"
     hosts_file.write_text(_hosts_text(hosts))
-    return [_tool("unshare"), "--user", "--map-root-user", "--mount", "sh", "-c", _SETUP,
-            "sagebook-host", str(scratch), str(tree), str(hosts_file), *command]
+    return [_tool("unshare"), "--user", "--map-root-user", "--mount", sys.executable, "-I",
+            "-S", "-c", _SETUP, str(scratch), str(tree), str(hosts_file), *command]
 
 
 def _hosts_text(hosts: list[str]) -> str:
@@ -78,7 +94,7 @@ def _tool(name: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def support() -> Support:
-    """Try the whole recipe once (about 10 ms): a partial check would pass where, say, overlay
+    """Try the whole recipe once (about 35 ms): a partial check would pass where, say, overlay
     mounts are refused, and the run would then fail far from the reason."""
     if not sys.platform.startswith("linux"):
         return Support(False, f"{sys.platform} has no user and mount namespaces")
