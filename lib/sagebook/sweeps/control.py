@@ -361,6 +361,9 @@ def format_sweep(record: SweepRecord) -> str:
                      f"{metric}={best['objective']:g}")
         lines.append("          " + ", ".join(f"{_shown(k)}={_shown(cell_text(v))}"
                                               for k, v in best["parameters"].items()))
+    overrides = (m.get("config") or {}).get("overrides")
+    if overrides:
+        lines.append("overrides: " + ", ".join(_shown(o) for o in overrides))
     lines.append(f"record:   {record.uri}")
     keys = list(m.get("parameters") or [])
     rows = [["TRIAL", "RUN", "STATUS", metric.upper(), *map(_shown, keys)]]

@@ -30,7 +30,12 @@ class SweepPlan:
         return self.spec.sweep
 
     def describe(self) -> str:
-        """The trial table (grid, random) or the search space and its limits (SageMaker)."""
+        """The trial table (grid, random) or the search space and its limits (SageMaker),
+        then the overrides every trial runs with, if any."""
+        shared = f"\noverrides, in every trial: {', '.join(self.overrides)}"
+        return self._search() + (shared if self.overrides else "")
+
+    def _search(self) -> str:
         sweep = self.sweep
         head = (f"sweep of {self.config.job.experiment}: {sweep.strategy}, "
                 f"{sweep.objective.goal} {sweep.objective.metric}")

@@ -261,6 +261,10 @@ def check(spec: SweepFile, job_path: str | os.PathLike[str], overrides: list[str
         problems.append(format_problem(spec.where(*key), "sweep." + ".".join(map(str, key)),
                                        message))
 
+    for key, given in _swept_overrides(sweep, overrides):
+        problem(("parameters", key), f"-o {given} would be lost: every trial sets {key} from "
+                                     f"{spec.path.name}; drop the -o, or change the sweep's "
+                                     "values")
     metrics = [m.name for m in cfg.job.metric_definitions]
     if sweep.objective.metric not in metrics:
         near = difflib.get_close_matches(sweep.objective.metric, metrics, n=1)
@@ -300,6 +304,21 @@ def check(spec: SweepFile, job_path: str | os.PathLike[str], overrides: list[str
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def _swept_overrides(sweep: Sweep, overrides: list[str]) -> list[tuple[str, str]]:
+    """(swept key, override) for each override a trial's own value would replace: one of the
+    same key, or of a section holding it or a key inside it (a trial's overrides come last, so
+    the later one wins, in part or whole)."""
+    found = []
+    for key in sweep.parameters:
+        swept = key.split(".")
+        for given in overrides:
+            path = given.partition("=")[0].split(".")
+            shorter = min(len(path), len(swept))
+            if path[:shorter] == swept[:shorter]:
+                found.append((key, given))
+    return found
 
 
 def _check_parameter(spec: SweepFile, key: str, parameter: Parameter, job_path: Any,
