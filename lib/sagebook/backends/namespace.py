@@ -38,9 +38,10 @@ CONTAINER_BASE = "/opt/ml"
 _SETUP = r"""
 import os, sys
 scratch, tree, hosts, command = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-def mount(*args):
-    if os.spawnvp(os.P_WAIT, "mount", ["mount", *args]) != 0:
-        sys.exit(f"sagebook: mount {' '.join(args)} failed")
+def mount(*args):  # on failure, mount's own message is the last line: `support` shows it
+    code = os.spawnvp(os.P_WAIT, "mount", ["mount", *args])
+    if code != 0:
+        sys.exit(code if code > 0 else 1)
 mount("-t", "tmpfs", "sagebook", scratch)
 os.mkdir(scratch + "/upper")
 os.mkdir(scratch + "/work")
