@@ -28,11 +28,20 @@ import json
 import math
 import os
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
 
 from .. import config as config_mod
 from .. import config_files, inputs
@@ -41,6 +50,7 @@ from ..config_files import KeyPath
 from ..errors import ConfigError, format_problem
 
 CLOUD_ONLY = ("bayesian", "hyperband")
+DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # what any parser reads
 RANDOM_DIGITS = 6  # random floats are rounded to this many significant digits: legible trials
 
 
@@ -62,6 +72,18 @@ class Parameter(BaseModel):
     type: Literal["int", "float"] | None = Field(
         None, description="int or float (default: int when min and max are whole numbers)")
     scale: Literal["linear", "log"] = Field("linear", description="How a range is sampled")
+    _written: tuple[str, str] | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_bounds_as_written(cls, data: Any, handler: ValidatorFunctionWrapHandler
+                                ) -> Parameter:
+        """A float of 7+ significant digits or in exponent notation reaches SageMaker as the
+        user wrote it: no formatting on the way may move the searched range."""
+        parameter = handler(data)
+        if isinstance(data, dict) and parameter.is_range:
+            parameter._written = (_as_written(data["min"]), _as_written(data["max"]))
+        return parameter
 
     @model_validator(mode="before")
     @classmethod
@@ -88,8 +110,10 @@ class Parameter(BaseModel):
             return self
         if self.min is None or self.max is None:
             raise ValueError("a range needs both min and max")
+        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+            raise ValueError("min and max must be finite numbers")
         if self.min >= self.max:
-            raise ValueError(f"min ({self.min:g}) must be less than max ({self.max:g})")
+            raise ValueError(f"min ({self.min!r}) must be less than max ({self.max!r})")
         if self.type == "int" and (self.min != int(self.min) or self.max != int(self.max)):
             raise ValueError("an int range needs whole-number min and max")
         if self.scale == "log" and self.min <= 0:
@@ -104,6 +128,24 @@ class Parameter(BaseModel):
     def kind(self) -> str:
         """categorical, int or float."""
         return "categorical" if self.values is not None else (self.type or "float")
+
+    def bounds(self) -> tuple[str, str]:
+        """A range's min and max as text, exactly as the sweep file holds them (a whole number
+        for an int range): what SageMaker's MinValue and MaxValue get."""
+        if self.min is None or self.max is None:
+            raise ValueError("a list of values has no bounds")
+        if self.kind == "int":
+            return str(int(self.min)), str(int(self.max))
+        return self._written or (repr(self.min), repr(self.max))
+
+
+def _as_written(value: Any) -> str:
+    """A bound as the file wrote it: a decimal written as text as is (YAML 1.1 reads `1e-7` as
+    text), a number as the shortest text that reads back as the same number (`0.1234561`,
+    `1e-07`). Text only Python reads as a number (`1_000`, `inf`) is sent as that number."""
+    if isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
+        return value.strip()
+    return repr(float(value)) if isinstance(value, str) else repr(value)
 
 
 def _list_shorthand(value: Any) -> Any:
@@ -389,4 +431,8 @@ def _draw(parameter: Parameter, rng: random.Random) -> Any:
         value = rng.uniform(low, high)
     if parameter.kind == "int":
         return min(int(high), max(int(low), round(value)))
-    return float(f"{value:.{RANDOM_DIGITS}g}")
+    for digits in range(RANDOM_DIGITS, 18):  # a narrow range needs more digits to stay inside
+        legible = float(f"{value:.{digits}g}")
+        if low <= legible <= high:
+            return legible
+    return value
