@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -50,6 +51,7 @@ from ..config_files import KeyPath
 from ..errors import ConfigError, format_problem
 
 CLOUD_ONLY = ("bayesian", "hyperband")
+FLOAT_TAG = "tag:yaml.org,2002:float"
 DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # what any parser reads
 RANDOM_DIGITS = 6  # random floats are rounded to this many significant digits: legible trials
 
@@ -226,6 +228,11 @@ class SweepFile:
     lines: dict[KeyPath, int]
 
     def where(self, *key: str | int) -> str:
+        """`file:line` of `key`, else of the nearest key above it. A parameter's values are
+        found under `values`, whether it wrote them so or as the list shorthand."""
+        if key[:1] == ("parameters",) and key[2:3] == ("values",) and \
+                ("parameters", *key[1:2], "values") not in self.lines:
+            key = (*key[:2], *key[3:])
         for depth in range(len(key), -1, -1):
             if key[:depth] in self.lines:
                 return f"{self.path}:{self.lines[key[:depth]]}"
@@ -280,8 +287,38 @@ def read(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | 
         lines = {k[1:]: v for k, v in job_lines.items() if k[:1] == ("sweep",) and len(k) > 1}
         lines[()] = job_lines[("sweep",)]
         text = config_files.dump_yaml(data)
-    sweep = config_files.validate_model(Sweep, data, path, lines, {}, "sweep.")
+    source = text if sweep_path is not None else inputs.read_text(path)
+    written = _with_bounds_as_written(data, source, path, () if sweep_path else ("sweep",))
+    sweep = config_files.validate_model(Sweep, written, path, lines, {}, "sweep.")
     return SweepFile(sweep, path, text, lines)
+
+
+def _with_bounds_as_written(data: dict[str, Any], source: str, path: Path,
+                            at: tuple[str, ...]) -> dict[str, Any]:
+    """`data` with each float bound of a range replaced by its text in the file (a copy):
+    YAML reads `0.98765432109876543` as the nearest double, the tuning job must get the
+    digits the user wrote (Parameter keeps the text of a bound given as text)."""
+    node = inputs.parse_yaml(source, str(path))[1]  # within the bounds read_yaml kept
+    for key in (*at, "parameters"):
+        node = _child(node, key)
+    if node is None or not isinstance(data.get("parameters"), dict):
+        return data
+    parameters = dict(data["parameters"])
+    for key_node, value_node in node.value:
+        name = key_node.value
+        for bound in ("min", "max"):
+            scalar = _child(value_node, bound)
+            if isinstance(scalar, yaml.ScalarNode) and scalar.tag == FLOAT_TAG and \
+                    isinstance(parameters.get(name), dict) and DECIMAL.fullmatch(scalar.value):
+                parameters[name] = {**parameters[name], bound: scalar.value}
+    return {**data, "parameters": parameters}
+
+
+def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key),
+                None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,8 +409,7 @@ def _check_parameter(spec: SweepFile, key: str, parameter: Parameter, job_path: 
     if section == "training" and remote and isinstance(_value_at(cfg.training, path), dict):
         return [format_problem(where, name, "a hyperparameter must be a single value")]
     if parameter.values is not None:
-        candidates = [(("values", i) if ("parameters", key, "values") in spec.lines else (i,), v)
-                      for i, v in enumerate(parameter.values)]
+        candidates = [(("values", i), v) for i, v in enumerate(parameter.values)]
     else:
         cast = int if parameter.kind == "int" else float
         candidates = [(("min",), cast(parameter.min)), (("max",), cast(parameter.max))]
@@ -431,7 +467,9 @@ def _draw(parameter: Parameter, rng: random.Random) -> Any:
         value = rng.uniform(low, high)
     if parameter.kind == "int":
         return min(int(high), max(int(low), round(value)))
-    for digits in range(RANDOM_DIGITS, 18):  # a narrow range needs more digits to stay inside
+    # a narrow range needs more digits: a thousand steps across it, each draw inside it
+    steps = math.floor(math.log10(max(abs(low), abs(high)))) - math.floor(math.log10(high - low))
+    for digits in range(max(RANDOM_DIGITS, steps + 3), 18):
         legible = float(f"{value:.{digits}g}")
         if low <= legible <= high:
             return legible

@@ -224,24 +224,32 @@ def _locate(plan: SweepPlan, request: dict[str, Any], problem: ApiProblem) -> Pr
     """Where the user wrote what `problem` is about: a key of the sweep file, else of the
     configs (through the CreateTrainingJob field the definition's field mirrors)."""
     spec, path, message = plan.spec, problem.path, problem.message
+    if problem.kind != "documented":  # the model's limit: name the field it holds
+        message += f" ({OPERATION} {_dotted(path)})"
+    elif path == ("HyperParameterTuningJobConfig", "Strategy"):
+        message += "; in the sweep: hyperband: {min_resource: …, max_resource: …}"
     for depth, part in enumerate(path):
         if part in SWEEP_KEYS:
             key = SWEEP_KEYS[str(part)]
             return format_problem(spec.where(*key), "sweep." + ".".join(key), message)
-        if str(part).endswith("ParameterRanges"):
-            if depth + 1 == len(path):  # all the ranges together
+        if part in ("ParameterRanges", "HyperParameterRanges"):
+            if len(path) < depth + 4:  # the ranges together, or all those of one kind
                 return format_problem(spec.where("parameters"), "sweep.parameters", message)
-            return _at_parameter(plan, _at(request, path[: depth + 2]), path[depth + 2:],
+            return _at_parameter(plan, _at(request, path[: depth + 3]), path[depth + 3:],
                                  message) or _in_request(path, message)
+    swept_types = "job.instance_type" in plan.sweep.parameters
     if path[:1] == ("TrainingJobDefinition",):
-        return _in_definition(plan, request, path[:1], path[1:], problem)
-    if path[:1] == ("TrainingJobDefinitions",) and len(path) > 1:
-        if path[2:] == INSTANCE_TYPE and "job.instance_type" in plan.sweep.parameters:
-            return _at_value(plan, "job.instance_type", int(path[1]), message)
-        return _in_definition(plan, request, path[:2], path[2:], problem)
+        return _in_definition(plan, request, path[:1], path[1:], problem.kind, message)
+    if path[:1] == ("TrainingJobDefinitions",):
+        if swept_types and (len(path) == 1 or path[2:] == INSTANCE_TYPE):
+            sub = ("values", path[1]) if len(path) > 1 else ()
+            return format_problem(spec.where("parameters", "job.instance_type", *sub),
+                                  "sweep.parameters.job.instance_type", message)
+        if len(path) > 1:
+            return _in_definition(plan, request, path[:2], path[2:], problem.kind, message)
     if path[:1] == ("Tags",):
         section, key = request_mod.config_key(plan.config, request, path)
-        return plan.config.problem(section, key, f"{message} ({OPERATION} {_dotted(path)})")
+        return plan.config.problem(section, key, message)
     return _in_request(path, message)
 
 
@@ -252,39 +260,32 @@ def _at_parameter(plan: SweepPlan, entry: Any, rest: tuple[str | int, ...], mess
     key = f"training.{name}"
     if key not in plan.sweep.parameters:
         return None
+    sub: tuple[str | int, ...] = ()
     if rest[:1] == ("Values",) and len(rest) > 1:
-        return _at_value(plan, key, int(rest[1]), message)
-    field = {"MinValue": ("min",), "MaxValue": ("max",)}.get(str(rest[0]) if rest else "", ())
-    return format_problem(plan.spec.where("parameters", key, *field), f"sweep.parameters.{key}",
-                          message)
-
-
-def _at_value(plan: SweepPlan, key: str, index: int, message: str) -> Problem:
-    spec = plan.spec
-    sub = ("values", index) if ("parameters", key, "values") in spec.lines else (index,)
-    return format_problem(spec.where("parameters", key, *sub), f"sweep.parameters.{key}",
+        sub = ("values", rest[1])
+    elif rest[:1] in (("MinValue",), ("MaxValue",)):
+        sub = ("min",) if rest[0] == "MinValue" else ("max",)
+    return format_problem(plan.spec.where("parameters", key, *sub), f"sweep.parameters.{key}",
                           message)
 
 
 def _in_definition(plan: SweepPlan, request: dict[str, Any], at: tuple[str | int, ...],
-                   rest: tuple[str | int, ...], problem: ApiProblem) -> Problem:
+                   rest: tuple[str | int, ...], kind: str, message: str) -> Problem:
     """A problem in a training-job definition: all its hyperparameters together are the
     sweep's parameters with the training config; any other field is a config key, found as
     for the CreateTrainingJob field the definition's field mirrors."""
-    if rest == ("StaticHyperParameters",) and problem.kind == "documented":
-        return format_problem(plan.spec.where("parameters"), "sweep.parameters",
-                              problem.message)
+    if rest == ("StaticHyperParameters",) and kind == "documented":
+        return format_problem(plan.spec.where("parameters"), "sweep.parameters", message)
     definition = dict(_at(request, at))
     definition["HyperParameters"] = definition.pop("StaticHyperParameters", {})
     if rest[:1] == ("StaticHyperParameters",):
         rest = ("HyperParameters", *rest[1:])
     section, key = request_mod.config_key(plan.config, definition, rest)
-    return plan.config.problem(section, key,
-                               f"{problem.message} ({OPERATION} {_dotted(at + rest)})")
+    return plan.config.problem(section, key, message)
 
 
 def _in_request(path: tuple[str | int, ...], message: str) -> Problem:
-    return format_problem(f"{OPERATION} request", _dotted(path) or None, message)
+    return format_problem(f"{OPERATION} request", None, message)
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
