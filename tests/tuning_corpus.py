@@ -79,6 +79,11 @@ CASES: list[dict[str, Any]] = [
     {"name": "31 integer ranges", "where": "cloud", "sweep": RANDOM + ranges(integer=31),
      "refused": {"expect": "at most 30 items allowed, got 31", "at": "parameters:",
                  "key": "sweep.parameters"}},
+    {"name": "99 static and 2 tuned on two instance types, said once", "where": "cloud",
+     "keys": 101, "sweep": HEAD + "strategy: bayesian\nmax_trials: 4\n" + TWO_TUNED
+                            + "  job.instance_type: [ml.m5.large, ml.c5.xlarge]\n",
+     "refused": {"expect": "102 hyperparameters in total", "at": "parameters:",
+                 "key": "sweep.parameters"}},
     {"name": "98 static and 2 tuned: 101 with the objective", "where": "cloud", "keys": 100,
      "sweep": RANDOM + TWO_TUNED,
      "refused": {"expect": "101 hyperparameters in total: 98 static + 2 tuned",

@@ -305,6 +305,8 @@ def _with_bounds_as_written(data: dict[str, Any], source: str, path: Path,
         return data
     parameters = dict(data["parameters"])
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue
         name = key_node.value
         for bound in ("min", "max"):
             scalar = _child(value_node, bound)

@@ -5,7 +5,8 @@ The training-job definition comes from the same request builder as every launch
 channels, outputs, environment. The training config travels as static hyperparameters (the
 example's `train.py` reads hyperparameters.json when there is no `config` channel); the
 swept keys are the tuned ones. The request is checked against every constraint of the service
-model (apicheck) before anything is uploaded or created.
+model and every limit its documentation adds (apicheck) before anything is uploaded or created;
+a local sweep's request is built and checked the same way (`rehearse`), and never sent.
 
 The tuning job's training jobs carry its tags (SageMaker copies them), among them
 `sagebook:sweep`: `sync` finds them all with Search, one call per 100 jobs — never one
