@@ -80,9 +80,113 @@ def _unique_tag_keys(tags: Any) -> Iterable[tuple[Path_, str]]:
             first[key] = index
 
 
+TUNING_RANGES_DOC = ("https://docs.aws.amazon.com/sagemaker/latest/dg/"
+                     "automatic-model-tuning-define-ranges.html (at most 30 ranges and 100 "
+                     "hyperparameters in total; `_tuning_objective_metric` counts)")
+HYPERBAND_DOC = ("https://docs.aws.amazon.com/sagemaker/latest/APIReference/"
+                 "API_HyperbandStrategyConfig.html (MaxResource: at most 20,000, else inferred)")
+MAX_RANGES = 30
+MAX_HYPERPARAMETERS = 100
+TUNING_OBJECTIVE_HYPERPARAMETER = "_tuning_objective_metric"  # SageMaker adds it to each job
+HYPERBAND_MAX_RESOURCE = 20_000
+HYPERBAND_RESOURCE_KEYS = ("epochs", "numepochs", "n-epochs", "n_epochs", "num_epochs")
+RANGE_KINDS = ("IntegerParameterRanges", "ContinuousParameterRanges",
+               "CategoricalParameterRanges")
+
+
+def _ranges_in_total(ranges: Any) -> Iterable[tuple[Path_, str]]:
+    counts = {kind: len(ranges[kind]) for kind in RANGE_KINDS
+              if isinstance(ranges.get(kind), list) and ranges[kind]}
+    total = sum(counts.values())
+    if total > MAX_RANGES:
+        parts = ", ".join(f"{n} {kind.removesuffix('ParameterRanges').lower()}"
+                          for kind, n in counts.items())
+        yield (), (f"{total} hyperparameter ranges ({parts}); a tuning job searches at most "
+                   f"{MAX_RANGES} in total")
+
+
+def _definitions(request: Mapping[str, Any]) -> Iterable[tuple[Path_, Mapping[str, Any],
+                                                                 Mapping[str, Any]]]:
+    """Each training-job definition of a tuning request, with its path and its ranges."""
+    config = request.get("HyperParameterTuningJobConfig")
+    shared = config.get("ParameterRanges") if isinstance(config, Mapping) else None
+    single = request.get("TrainingJobDefinition")
+    several = request.get("TrainingJobDefinitions")
+    found: list[tuple[Path_, Any]] = [(("TrainingJobDefinition",), single)]
+    if isinstance(several, list):
+        found += [(("TrainingJobDefinitions", i), d) for i, d in enumerate(several)]
+    for path, definition in found:
+        if isinstance(definition, Mapping):
+            ranges = definition.get("HyperParameterRanges") or shared
+            yield path, definition, ranges if isinstance(ranges, Mapping) else {}
+
+
+def _static(definition: Mapping[str, Any]) -> Mapping[str, Any]:
+    static = definition.get("StaticHyperParameters")
+    return static if isinstance(static, Mapping) else {}
+
+
+def _hyperparameters_in_total(request: Any) -> Iterable[tuple[Path_, str]]:
+    for path, definition, ranges in _definitions(request):
+        static = _static(definition)
+        tuned = {r.get("Name") for kind in RANGE_KINDS for r in ranges.get(kind) or ()
+                 if isinstance(r, Mapping)} - set(static)
+        added = TUNING_OBJECTIVE_HYPERPARAMETER not in static
+        total = len(static) + len(tuned) + added
+        # more static ones than that alone: the map's own limit in the model says so
+        if total > MAX_HYPERPARAMETERS and len(static) <= MAX_HYPERPARAMETERS:
+            yield path + ("StaticHyperParameters",), (
+                f"{total} hyperparameters in total: {len(static)} static + {len(tuned)} tuned"
+                + (f" + {TUNING_OBJECTIVE_HYPERPARAMETER}, which SageMaker adds" if added else "")
+                + f"; a tuning job takes at most {MAX_HYPERPARAMETERS}")
+
+
+def _hyperband_resource(config: Any) -> Iterable[tuple[Path_, str]]:
+    given = config.get("MaxResource")
+    if isinstance(given, int) and given > HYPERBAND_MAX_RESOURCE:
+        yield ("MaxResource",), (f"at most {HYPERBAND_MAX_RESOURCE:,} allowed (epochs, or "
+                                 f"whatever the resource is), got {given:,}")
+
+
+def _hyperband_inferred_resource(request: Any) -> Iterable[tuple[Path_, str]]:
+    """Without MaxResource, SageMaker reads it from a static hyperparameter named like epochs."""
+    config = request.get("HyperParameterTuningJobConfig")
+    if not isinstance(config, Mapping) or config.get("Strategy") != "Hyperband":
+        return
+    strategy = config.get("StrategyConfig")
+    hyperband = strategy.get("HyperbandStrategyConfig") if isinstance(strategy, Mapping) else None
+    if isinstance(hyperband, Mapping) and hyperband.get("MaxResource") is not None:
+        return
+    where = ("HyperParameterTuningJobConfig", "Strategy")
+    names = ", ".join(HYPERBAND_RESOURCE_KEYS)
+    for _path, definition, ranges in _definitions(request):
+        static = _static(definition)
+        key = next((k for k in HYPERBAND_RESOURCE_KEYS if k in static), None)
+        if key is None:
+            tuned = [r.get("Name") for kind in RANGE_KINDS for r in ranges.get(kind) or ()
+                     if isinstance(r, Mapping) and r.get("Name") in HYPERBAND_RESOURCE_KEYS]
+            why = (f"{tuned[0]} is tuned, not static" if tuned
+                   else "there is no such static hyperparameter")
+            yield where, (f"Hyperband without MaxResource: SageMaker infers it from a static "
+                          f"hyperparameter named {names}, and {why}; give "
+                          f"HyperbandStrategyConfig.MaxResource")
+            return
+        value = str(static[key]).strip()
+        if not (value.isdigit() and 1 <= int(value) <= HYPERBAND_MAX_RESOURCE):
+            yield where, (f"Hyperband without MaxResource: SageMaker infers it from the static "
+                          f"hyperparameter {key}, {static[key]!r}, which is not a whole number "
+                          f"from 1 to {HYPERBAND_MAX_RESOURCE:,}; give "
+                          f"HyperbandStrategyConfig.MaxResource")
+            return
+
+
 DOCUMENTED: tuple[tuple[str, Callable[[Any], Iterable[tuple[Path_, str]]], str], ...] = (
     ("TagKey", _reserved_tag_prefix, TAGGING_DOC),
     ("TagList", _unique_tag_keys, TAGGING_DOC),
+    ("ParameterRanges", _ranges_in_total, TUNING_RANGES_DOC),
+    ("CreateHyperParameterTuningJobRequest", _hyperparameters_in_total, TUNING_RANGES_DOC),
+    ("HyperbandStrategyConfig", _hyperband_resource, HYPERBAND_DOC),
+    ("CreateHyperParameterTuningJobRequest", _hyperband_inferred_resource, HYPERBAND_DOC),
 )
 
 

@@ -255,14 +255,16 @@ def check(cfg: LaunchConfig, request: Mapping[str, Any], service_model: Any = No
     """
     problems = _ownership_problems(cfg)
     problems += [_where(cfg, request, p) for p in check_request(
-        OPERATION, _as_sent(cfg, request), service_model)
+        OPERATION, as_sent(cfg, request), service_model)
         if not (p.kind == "enum" and p.path == ("ResourceConfig", "InstanceType")
                 and getattr(cfg.job, UNLISTED_OPT_OUT))]
     if problems:
         raise ConfigError(problems)
 
 
-def _as_sent(cfg: LaunchConfig, request: Mapping[str, Any]) -> Mapping[str, Any]:
+def as_sent(cfg: LaunchConfig, request: Mapping[str, Any]) -> dict[str, Any]:
+    """The cloud request a local one rehearses (a copy): the SageMaker instance type it stands
+    for, a stand-in role, S3 locations for local paths; a cloud request as it is."""
     # Local paths are the local backends' to read; SageMaker's backend refuses them itself,
     # naming the key, so the model's S3 patterns are not asked about them.
     rehearsed = _replace_local_paths(request)

@@ -56,8 +56,11 @@ def plan(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | 
     base = config_mod.load(path, overrides)
     remote = base.job.is_cloud
     cfg = spec_mod.check(spec, path, overrides, remote=remote)
-    trials = [] if remote else spec_mod.trials(spec.sweep)
-    return SweepPlan(spec, cfg, path, overrides, remote, trials)
+    if remote:  # checked when its request is built, with the image and uploads it names
+        return SweepPlan(spec, cfg, path, overrides, remote)
+    checked = SweepPlan(spec, cfg, path, overrides, remote, spec_mod.trials(spec.sweep))
+    tuning.rehearse(checked)  # a local sweep meets the limits the tuning job it rehearses would
+    return checked
 
 
 def start(plan: SweepPlan, *, via: str = "cli", echo: Callable[[str], None] = print,

@@ -53,8 +53,9 @@ class SweepPlan:
             if parameter.values is not None:
                 lines.append(f"  {key}: one of {', '.join(cell_text(v) for v in parameter.values)}")
             else:
-                lines.append(f"  {key}: {parameter.kind} in [{parameter.min:g}, "
-                             f"{parameter.max:g}], {parameter.scale} scale")
+                low, high = parameter.bounds()
+                lines.append(f"  {key}: {parameter.kind} in [{low}, {high}], "
+                             f"{parameter.scale} scale")
         lines.append("limits: " + ", ".join(
             f"{name} {value}" for name, value in (
                 ("max_trials", sweep.max_trials), ("max_parallel", sweep.max_parallel),

@@ -28,11 +28,21 @@ import json
 import math
 import os
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
 
 from .. import config as config_mod
 from .. import config_files, inputs
@@ -41,6 +51,8 @@ from ..config_files import KeyPath
 from ..errors import ConfigError, format_problem
 
 CLOUD_ONLY = ("bayesian", "hyperband")
+FLOAT_TAG = "tag:yaml.org,2002:float"
+DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # what any parser reads
 RANDOM_DIGITS = 6  # random floats are rounded to this many significant digits: legible trials
 
 
@@ -62,6 +74,18 @@ class Parameter(BaseModel):
     type: Literal["int", "float"] | None = Field(
         None, description="int or float (default: int when min and max are whole numbers)")
     scale: Literal["linear", "log"] = Field("linear", description="How a range is sampled")
+    _written: tuple[str, str] | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_bounds_as_written(cls, data: Any, handler: ValidatorFunctionWrapHandler
+                                ) -> Parameter:
+        """A float of 7+ significant digits or in exponent notation reaches SageMaker as the
+        user wrote it: no formatting on the way may move the searched range."""
+        parameter = handler(data)
+        if isinstance(data, dict) and parameter.is_range:
+            parameter._written = (_as_written(data["min"]), _as_written(data["max"]))
+        return parameter
 
     @model_validator(mode="before")
     @classmethod
@@ -88,8 +112,10 @@ class Parameter(BaseModel):
             return self
         if self.min is None or self.max is None:
             raise ValueError("a range needs both min and max")
+        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+            raise ValueError("min and max must be finite numbers")
         if self.min >= self.max:
-            raise ValueError(f"min ({self.min:g}) must be less than max ({self.max:g})")
+            raise ValueError(f"min ({self.min!r}) must be less than max ({self.max!r})")
         if self.type == "int" and (self.min != int(self.min) or self.max != int(self.max)):
             raise ValueError("an int range needs whole-number min and max")
         if self.scale == "log" and self.min <= 0:
@@ -104,6 +130,24 @@ class Parameter(BaseModel):
     def kind(self) -> str:
         """categorical, int or float."""
         return "categorical" if self.values is not None else (self.type or "float")
+
+    def bounds(self) -> tuple[str, str]:
+        """A range's min and max as text, exactly as the sweep file holds them (a whole number
+        for an int range): what SageMaker's MinValue and MaxValue get."""
+        if self.min is None or self.max is None:
+            raise ValueError("a list of values has no bounds")
+        if self.kind == "int":
+            return str(int(self.min)), str(int(self.max))
+        return self._written or (repr(self.min), repr(self.max))
+
+
+def _as_written(value: Any) -> str:
+    """A bound as the file wrote it: a decimal written as text as is (YAML 1.1 reads `1e-7` as
+    text), a number as the shortest text that reads back as the same number (`0.1234561`,
+    `1e-07`). Text only Python reads as a number (`1_000`, `inf`) is sent as that number."""
+    if isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
+        return value.strip()
+    return repr(float(value)) if isinstance(value, str) else repr(value)
 
 
 def _list_shorthand(value: Any) -> Any:
@@ -184,6 +228,11 @@ class SweepFile:
     lines: dict[KeyPath, int]
 
     def where(self, *key: str | int) -> str:
+        """`file:line` of `key`, else of the nearest key above it. A parameter's values are
+        found under `values`, whether it wrote them so or as the list shorthand."""
+        if key[:1] == ("parameters",) and key[2:3] == ("values",) and \
+                ("parameters", *key[1:2], "values") not in self.lines:
+            key = (*key[:2], *key[3:])
         for depth in range(len(key), -1, -1):
             if key[:depth] in self.lines:
                 return f"{self.path}:{self.lines[key[:depth]]}"
@@ -238,8 +287,40 @@ def read(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | 
         lines = {k[1:]: v for k, v in job_lines.items() if k[:1] == ("sweep",) and len(k) > 1}
         lines[()] = job_lines[("sweep",)]
         text = config_files.dump_yaml(data)
-    sweep = config_files.validate_model(Sweep, data, path, lines, {}, "sweep.")
+    source = text if sweep_path is not None else inputs.read_text(path)
+    written = _with_bounds_as_written(data, source, path, () if sweep_path else ("sweep",))
+    sweep = config_files.validate_model(Sweep, written, path, lines, {}, "sweep.")
     return SweepFile(sweep, path, text, lines)
+
+
+def _with_bounds_as_written(data: dict[str, Any], source: str, path: Path,
+                            at: tuple[str, ...]) -> dict[str, Any]:
+    """`data` with each float bound of a range replaced by its text in the file (a copy):
+    YAML reads `0.98765432109876543` as the nearest double, the tuning job must get the
+    digits the user wrote (Parameter keeps the text of a bound given as text)."""
+    node = inputs.parse_yaml(source, str(path))[1]  # within the bounds read_yaml kept
+    for key in (*at, "parameters"):
+        node = _child(node, key)
+    if node is None or not isinstance(data.get("parameters"), dict):
+        return data
+    parameters = dict(data["parameters"])
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue
+        name = key_node.value
+        for bound in ("min", "max"):
+            scalar = _child(value_node, bound)
+            if isinstance(scalar, yaml.ScalarNode) and scalar.tag == FLOAT_TAG and \
+                    isinstance(parameters.get(name), dict) and DECIMAL.fullmatch(scalar.value):
+                parameters[name] = {**parameters[name], bound: scalar.value}
+    return {**data, "parameters": parameters}
+
+
+def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key),
+                None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,8 +430,7 @@ def _check_parameter(spec: SweepFile, key: str, parameter: Parameter, job_path: 
     if section == "training" and remote and isinstance(_value_at(cfg.training, path), dict):
         return [format_problem(where, name, "a hyperparameter must be a single value")]
     if parameter.values is not None:
-        candidates = [(("values", i) if ("parameters", key, "values") in spec.lines else (i,), v)
-                      for i, v in enumerate(parameter.values)]
+        candidates = [(("values", i), v) for i, v in enumerate(parameter.values)]
     else:
         cast = int if parameter.kind == "int" else float
         candidates = [(("min",), cast(parameter.min)), (("max",), cast(parameter.max))]
@@ -408,4 +488,10 @@ def _draw(parameter: Parameter, rng: random.Random) -> Any:
         value = rng.uniform(low, high)
     if parameter.kind == "int":
         return min(int(high), max(int(low), round(value)))
-    return float(f"{value:.{RANDOM_DIGITS}g}")
+    # a narrow range needs more digits: a thousand steps across it, each draw inside it
+    steps = math.floor(math.log10(max(abs(low), abs(high)))) - math.floor(math.log10(high - low))
+    for digits in range(max(RANDOM_DIGITS, steps + 3), 18):
+        legible = float(f"{value:.{digits}g}")
+        if low <= legible <= high:
+            return legible
+    return value

@@ -5,7 +5,8 @@ The training-job definition comes from the same request builder as every launch
 channels, outputs, environment. The training config travels as static hyperparameters (the
 example's `train.py` reads hyperparameters.json when there is no `config` channel); the
 swept keys are the tuned ones. The request is checked against every constraint of the service
-model (apicheck) before anything is uploaded or created.
+model and every limit its documentation adds (apicheck) before anything is uploaded or created;
+a local sweep's request is built and checked the same way (`rehearse`), and never sent.
 
 The tuning job's training jobs carry its tags (SageMaker copies them), among them
 `sagebook:sweep`: `sync` finds them all with Search, one call per 100 jobs — never one
@@ -24,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from .. import aws, launch, prices
 from .. import request as request_mod
-from ..apicheck import check_request
-from ..backends import Job, backend_for, sagemaker_api, uploads
+from ..apicheck import ApiProblem, check_request, operation_shapes
+from ..backends import Job, Staged, backend_for, sagemaker_api, uploads
 from ..errors import ConfigError, Problem, SagebookError, format_problem
+from ..kinds import kind_of
 from ..record import TERMINAL, Record, user
 from ..stores import Store, StoreExistsError
 from .record import SweepRecord, new_sweep_id
@@ -42,6 +44,7 @@ WARM_START = {"identical_data_and_algorithm": "IdenticalDataAndAlgorithm",
               "transfer_learning": "TransferLearning"}
 # Keys of a CreateTrainingJob request that name one job; a tuning job names its own.
 PER_JOB = ("TrainingJobName", "HyperParameters", "Tags")
+INSTANCE_TYPE = ("ResourceConfig", "InstanceType")
 # Where a problem in the request comes from in the sweep block.
 SWEEP_KEYS = {
     "MaxNumberOfTrainingJobs": ("max_trials",), "MaxParallelTrainingJobs": ("max_parallel",),
@@ -170,48 +173,124 @@ def _range(name: str, parameter: Parameter) -> tuple[str, dict[str, Any]]:
         return "CategoricalParameterRanges", {"Name": name, "Values": [
             v if isinstance(v, str) else json.dumps(v) for v in parameter.values]}
     scaling = "Logarithmic" if parameter.scale == "log" else "Linear"
+    low, high = parameter.bounds()
     if parameter.kind == "int":
         return "IntegerParameterRanges", {
-            "Name": name, "MinValue": str(int(parameter.min or 0)),
-            "MaxValue": str(int(parameter.max or 0)), "ScalingType": scaling}
+            "Name": name, "MinValue": low, "MaxValue": high, "ScalingType": scaling}
     return "ContinuousParameterRanges", {
-        "Name": name, "MinValue": f"{parameter.min:g}", "MaxValue": f"{parameter.max:g}",
-        "ScalingType": scaling}
+        "Name": name, "MinValue": low, "MaxValue": high, "ScalingType": scaling}
 
 
 def _definition_members(service_model: Any) -> set[str]:
     """What a tuning job's training-job definition can hold, as the service model says."""
-    if service_model is None:
-        import botocore.session  # boto3 only on first use
-
-        service_model = botocore.session.get_session().get_service_model("sagemaker")
-    return set(service_model.shape_for("HyperParameterTrainingJobDefinition").members)
+    shapes, _ = operation_shapes(OPERATION, service_model)
+    return set(shapes["HyperParameterTrainingJobDefinition"]["members"])
 
 
 def check(plan: SweepPlan, request: dict[str, Any], service_model: Any = None) -> None:
-    """Every constraint of the service model, before anything is uploaded; each problem at the
-    line of the sweep (or the config key) it comes from when that is known."""
-    problems = check_request(OPERATION, request, service_model)
+    """Every constraint of the service model and every limit its documentation adds (apicheck),
+    before anything is uploaded; each problem at the line of the sweep, or of the config, that
+    it comes from."""
+    opted_out = getattr(plan.config.job, request_mod.UNLISTED_OPT_OUT)
+    problems = []
+    for problem in check_request(OPERATION, request, service_model):
+        if opted_out and problem.kind == "enum" and problem.path[-2:] == INSTANCE_TYPE:
+            continue
+        located = _locate(plan, request, problem)
+        if located not in problems:  # one per sweep line, not one per instance type
+            problems.append(located)
     if problems:
-        raise ConfigError([_locate(plan, request, p.path, p.message) for p in problems])
+        raise ConfigError(problems)
 
 
-def _locate(plan: SweepPlan, request: dict[str, Any], path: tuple[str | int, ...], message: str
-            ) -> Problem:
-    spec = plan.spec
+def rehearse(plan: SweepPlan) -> dict[str, Any]:
+    """The tuning request a local sweep stands for, checked as the cloud one would be: a local
+    instance type as the SageMaker type it rehearses, local paths as S3 locations (as
+    `request.check` does for a local launch). Hashes, uploads and writes nothing."""
+    sweep_id = new_sweep_id()
+    record_uri = f"{plan.config.job.experiments_uri}/_sweeps/{plan.config.job.experiment}/" \
+                 f"{sweep_id}"
+    training = request_mod.as_sent(plan.config, _training_request(
+        plan, Staged(), sweep_id, record_uri, None))
+    request = build(plan, training, sweep_id, record_uri)
+    for definition in request.get("TrainingJobDefinitions", ()):
+        kind = kind_of(definition["ResourceConfig"]["InstanceType"])
+        if kind is not None and kind.checked_as is not None:
+            definition["ResourceConfig"]["InstanceType"] = kind.checked_as
+    check(plan, request)
+    return request
+
+
+def _locate(plan: SweepPlan, request: dict[str, Any], problem: ApiProblem) -> Problem:
+    """Where the user wrote what `problem` is about: a key of the sweep file, else of the
+    configs (through the CreateTrainingJob field the definition's field mirrors)."""
+    spec, path, message = plan.spec, problem.path, problem.message
+    if problem.kind != "documented":  # the model's limit: name the field it holds
+        message += f" ({OPERATION} {_dotted(path)})"
+    elif path == ("HyperParameterTuningJobConfig", "Strategy"):
+        message += "; in the sweep: hyperband: {min_resource: …, max_resource: …}"
     for depth, part in enumerate(path):
         if part in SWEEP_KEYS:
             key = SWEEP_KEYS[str(part)]
             return format_problem(spec.where(*key), "sweep." + ".".join(key), message)
-        if str(part).endswith("ParameterRanges") and depth + 1 < len(path):
-            entry = _at(request, path[: depth + 2])
-            name = entry.get("Name") if isinstance(entry, dict) else None
-            key = f"training.{name}"
-            if key in plan.sweep.parameters:
-                return format_problem(spec.where("parameters", key), f"sweep.parameters.{key}",
-                                      message)
-    dotted = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path)
-    return format_problem(f"{OPERATION} request", dotted or None, message)
+        if part in ("ParameterRanges", "HyperParameterRanges"):
+            if len(path) < depth + 4:  # the ranges together, or all those of one kind
+                return format_problem(spec.where("parameters"), "sweep.parameters", message)
+            return _at_parameter(plan, _at(request, path[: depth + 3]), path[depth + 3:],
+                                 message) or _in_request(path, message)
+    swept_types = "job.instance_type" in plan.sweep.parameters
+    if path[:1] == ("TrainingJobDefinition",):
+        return _in_definition(plan, request, path[:1], path[1:], problem.kind, message)
+    if path[:1] == ("TrainingJobDefinitions",):
+        if swept_types and (len(path) == 1 or path[2:] == INSTANCE_TYPE):
+            sub = ("values", path[1]) if len(path) > 1 else ()
+            return format_problem(spec.where("parameters", "job.instance_type", *sub),
+                                  "sweep.parameters.job.instance_type", message)
+        if len(path) > 1:
+            return _in_definition(plan, request, path[:2], path[2:], problem.kind, message)
+    if path[:1] == ("Tags",):
+        section, key = request_mod.config_key(plan.config, request, path)
+        return plan.config.problem(section, key, message)
+    return _in_request(path, message)
+
+
+def _at_parameter(plan: SweepPlan, entry: Any, rest: tuple[str | int, ...], message: str
+                  ) -> Problem | None:
+    """A problem in one range: at its value's line for a categorical value, else at the key."""
+    name = entry.get("Name") if isinstance(entry, dict) else None
+    key = f"training.{name}"
+    if key not in plan.sweep.parameters:
+        return None
+    sub: tuple[str | int, ...] = ()
+    if rest[:1] == ("Values",) and len(rest) > 1:
+        sub = ("values", rest[1])
+    elif rest[:1] in (("MinValue",), ("MaxValue",)):
+        sub = ("min",) if rest[0] == "MinValue" else ("max",)
+    return format_problem(plan.spec.where("parameters", key, *sub), f"sweep.parameters.{key}",
+                          message)
+
+
+def _in_definition(plan: SweepPlan, request: dict[str, Any], at: tuple[str | int, ...],
+                   rest: tuple[str | int, ...], kind: str, message: str) -> Problem:
+    """A problem in a training-job definition: all its hyperparameters together are the
+    sweep's parameters with the training config; any other field is a config key, found as
+    for the CreateTrainingJob field the definition's field mirrors."""
+    if rest == ("StaticHyperParameters",) and kind == "documented":
+        return format_problem(plan.spec.where("parameters"), "sweep.parameters", message)
+    definition = dict(_at(request, at))
+    definition["HyperParameters"] = definition.pop("StaticHyperParameters", {})
+    if rest[:1] == ("StaticHyperParameters",):
+        rest = ("HyperParameters", *rest[1:])
+    section, key = request_mod.config_key(plan.config, definition, rest)
+    return plan.config.problem(section, key, message)
+
+
+def _in_request(path: tuple[str | int, ...], message: str) -> Problem:
+    return format_problem(f"{OPERATION} request", None, message)
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path)
 
 
 def _at(data: Any, path: tuple[str | int, ...]) -> Any:
