@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tarfile
 import textwrap
@@ -22,7 +23,7 @@ from sagebook.backends.limits import (
 )
 from sagebook.errors import ConfigError
 
-from conftest import manifest, runs, sagebook
+from conftest import manifest, runs, sagebook, start_launch
 
 # Saves a model and an output at once, then sleeps far past any limit of these tests; on
 # SIGTERM it saves once more and ends, as the example's training code does.
@@ -99,6 +100,22 @@ def test_max_runtime_stops_the_run_and_keeps_what_it_saved(make_config, tmp_path
         assert tar.getnames() == ["partial.txt"]
     shown = sagebook("show", m["run_id"], "--store", str(tmp_path / "experiments"))
     assert "Stopping (MaxRuntimeExceeded)" in shown.stdout, shown.stderr
+    report = sagebook("report", "--store", str(tmp_path / "experiments"))
+    assert report.returncode == 0, report.stderr
+    page = tmp_path / "experiments/_report/runs" / m["experiment"] / f"{m['run_id']}.html"
+    assert "Stopping (MaxRuntimeExceeded)</td>" in page.read_text()
+
+
+@pytest.mark.slow
+def test_a_stop_by_hand_uploads_the_model_too_without_a_limit_named(make_config, tmp_path):
+    path = limited_config(make_config, tmp_path, SAVES_ON_SIGTERM)
+    proc = start_launch(str(path), until="started at")
+    proc.send_signal(signal.SIGTERM)  # as Ctrl-C or `sagebook stop` reach the launcher
+    proc.communicate(timeout=60)
+    m = manifest(runs(tmp_path / "experiments")[0])
+    assert m["status"] == "Stopped" and "secondary_status" not in m
+    with tarfile.open(m["model_artifact"]) as tar:
+        assert sorted(tar.getnames()) == ["early.txt", "final.txt"]
 
 
 @pytest.mark.slow
