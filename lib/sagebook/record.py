@@ -51,11 +51,15 @@ MAX_DIFF_BYTES = 2_000_000
 def status_fields(manifest: dict[str, Any], status: str, fields: dict[str, Any]
                   ) -> dict[str, Any]:
     """The fields that move a manifest to `status`: the status, its entry in the history (once
-    per change), and the end time of a terminal status. Run and sweep records share it, so
-    both keep the same history."""
+    per change, with the `secondary_status` that came with it, as SageMaker's
+    `MaxRuntimeExceeded` comes with Stopping), and the end time of a terminal status. Run and
+    sweep records share it, so both keep the same history."""
     history = manifest.setdefault("status_history", [])
     if not history or history[-1]["status"] != status:
-        history.append({"status": status, "time": now()})
+        entry = {"status": status, "time": now()}
+        if isinstance(fields.get("secondary_status"), str):
+            entry["secondary_status"] = fields["secondary_status"]
+        history.append(entry)
     if status in TERMINAL:
         fields = {"ended": now(), **fields}
     return {"status": status, **fields}

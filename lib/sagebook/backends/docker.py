@@ -10,6 +10,7 @@ so no secret ever appears on a command line or in the record.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 from ..errors import LaunchError
 from . import Backend, Job, Outcome, contract
 from .contract import STOP_GRACE_SECONDS
+from .limits import stop_grace
 from .local import Host, ProcessRun
 
 
@@ -122,8 +124,9 @@ class DockerBackend(ProcessRun, Backend):
 
     def stop_hosts(self, job: Job, hosts: list[Host]) -> None:
         """`docker stop` gives each container SIGTERM, then SIGKILL after the grace period."""
-        job.echo(f"[sagebook] stopping: docker stop (SIGKILL after {STOP_GRACE_SECONDS}s)")
-        subprocess.run(["docker", "stop", "--time", str(STOP_GRACE_SECONDS),
+        grace = math.ceil(stop_grace())  # docker counts whole seconds
+        job.echo(f"[sagebook] stopping: docker stop (SIGKILL after {grace}s)")
+        subprocess.run(["docker", "stop", "--time", str(grace),
                         *(self.container_name(job, h.name) for h in hosts)],
                        capture_output=True, check=False)
         super().stop_hosts(job, hosts)

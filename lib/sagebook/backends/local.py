@@ -39,7 +39,7 @@ from . import (
     namespace,
     uploads,
 )
-from .contract import STOP_GRACE_SECONDS
+from .limits import TimeLimits, stop_grace
 from .liveness import work_dir
 from .logs import LogSink
 
@@ -95,7 +95,8 @@ class ProcessRun:
     def run(self, job: Job) -> Outcome:
         """`start` the job, the launcher beating all along (see liveness): one that dies while
         it uploads, lays out the trees or restores checkpoints is seen to be gone, like one that
-        dies while the training runs."""
+        dies while the training runs. The job's time limits start here (see limits)."""
+        self.limits = TimeLimits.of(job.request)
         self.heartbeat = liveness.Heartbeat(job.record).start()
         try:
             return self.start(job)
@@ -105,6 +106,10 @@ class ProcessRun:
     def start(self, job: Job) -> Outcome:
         """Lay out the hosts (`prepare`) and run them (`execute`): the backend's own part."""
         raise NotImplementedError
+
+    def check(self, job: Job) -> None:
+        """A stop's grace period that cannot be had is refused before the record exists."""
+        stop_grace()
 
     def prepare(self, job: Job) -> list[Host]:
         """Lay out every host's /opt/ml: channels (downloaded from S3 when remote) and the
@@ -172,6 +177,8 @@ class ProcessRun:
         for host in reversed(hosts):  # algo-1's values win, as the host that usually reports
             metrics.update(host.sink.last if host.sink else {})
         outcome = Outcome(status=status, exit_code=exit_code, final_metrics=metrics)
+        if stopped and self.limits.reached:
+            outcome.details["secondary_status"] = self.limits.reached
         errors = [h.sink.error + (f"; {h.sink.lost_lines} lines lost" if h.sink.lost_lines
                                   else "") for h in hosts if h.sink and h.sink.error]
         if errors:
@@ -190,9 +197,11 @@ class ProcessRun:
         archives = work_dir(name) / "archives"
         try:
             archives.mkdir(exist_ok=True)
-            # SageMaker packs /opt/ml/model and /opt/ml/output/data of all hosts into one
+            # SageMaker packs /opt/ml/model and /opt/ml/output/data of all hosts into one,
+            # after a stop too: what the code saved in its grace period is the model
             models = [h.root / "model" for h in hosts]
-            if status == "Completed" and contract.pack(models, archives / "model.tar.gz"):
+            if status in ("Completed", "Stopped") and contract.pack(
+                    models, archives / "model.tar.gz"):
                 store.put_file(f"{name}/output/model.tar.gz", archives / "model.tar.gz")
                 outcome.model_artifact = store.url(f"{name}/output/model.tar.gz")
             if contract.pack([h.root / "output/data" for h in hosts],
@@ -241,16 +250,18 @@ class ProcessRun:
         return interruptible(self.finish, job, hosts, exit_code, stopped, failed)
 
     def _streamed(self, job: Job, hosts: list[Host]) -> tuple[int, bool, Host | None]:
-        """Run every host's process to its end; the first to fail stops the others."""
+        """Run every host's process to its end; the first to fail stops the others, and a
+        time limit that passes stops them all (see limits)."""
         readers = []
         stopped = False
         failed: Host | None = None
+        self.limits.begin_attempt()
         try:
             for host in hosts:
                 # A new session keeps a terminal's Ctrl-C away from the training process: we
                 # decide how it stops (SIGTERM, then SIGKILL), as SageMaker does.
                 host.proc = children.reaped(subprocess.Popen(
-                    liveness.supervised(host.command, STOP_GRACE_SECONDS, host.cpus),
+                    liveness.supervised(host.command, stop_grace(), host.cpus),
                     cwd=host.cwd,
                     env=host.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT, start_new_session=True))
@@ -262,8 +273,13 @@ class ProcessRun:
             procs = [h.proc for h in hosts if h.proc is not None]
             while failed is None and any(map(children.running, procs)):
                 failed = next((h for h in hosts if h.proc and h.proc.returncode), None)
+                if self.limits.exceeded():
+                    stopped = True
+                    self._stop_at_limit(job, hosts)
+                    break
                 time.sleep(children.POLL_SECONDS)
-            failed = failed or next((h for h in hosts if h.proc and h.proc.returncode), None)
+            failed = None if stopped else (
+                failed or next((h for h in hosts if h.proc and h.proc.returncode), None))
             if failed is not None and any(map(children.running, procs)):
                 job.echo(f"[sagebook] {failed.name} failed "
                          f"({contract.explain_exit(failed.exit_code())}): stopping the others")
@@ -275,6 +291,8 @@ class ProcessRun:
             self.stop_hosts(job, [h for h in hosts if h.proc is not None])
             if not isinstance(exc, KeyboardInterrupt):
                 raise
+        finally:
+            self.limits.end_attempt()
         for reader in readers:
             reader.join(timeout=10)
         if stopped:
@@ -283,9 +301,17 @@ class ProcessRun:
                 True, None
         return (failed.exit_code() if failed else 0), False, failed
 
+    def _stop_at_limit(self, job: Job, hosts: list[Host]) -> None:
+        """Stop the job as SageMaker does at its limit: the record says Stopping, with the
+        limit as its secondary status, while the training has its grace period."""
+        reached = self.limits.reached
+        job.echo(f"[sagebook] {self.limits.describe()} reached: the job stops ({reached})")
+        job.record.set_status("Stopping", secondary_status=reached)
+        self.stop_hosts(job, hosts)
+
     def stop(self, record: Record, echo: Callable[[str], None]) -> Outcome:
         """`sagebook stop RUN` from another process (see liveness.py)."""
-        return liveness.stop(record, echo, STOP_GRACE_SECONDS)
+        return liveness.stop(record, echo, stop_grace())
 
     def attach(self, record: Record, *, wait: bool, echo: Callable[[str], None]) -> Outcome:
         """Follow a run's live log on the host where it runs (see detached.py)."""
@@ -298,13 +324,14 @@ class ProcessRun:
         return liveness.refresh(store, entries)
 
     def stop_hosts(self, job: Job, hosts: list[Host]) -> None:
-        job.echo(f"[sagebook] stopping: SIGTERM sent, SIGKILL in {STOP_GRACE_SECONDS}s "
-                 "(Ctrl-C again to kill now)")
+        grace = stop_grace()
+        job.echo(f"[sagebook] stopping: SIGTERM sent, SIGKILL in {grace:g}s "
+                 "(Ctrl-C to kill now)")
         running = [h.proc for h in hosts if h.proc is not None and children.running(h.proc)]
         for proc in running:
             self.signal(proc, signal.SIGTERM)
         try:
-            ended = children.wait_all(running, STOP_GRACE_SECONDS)
+            ended = children.wait_all(running, grace)
         except KeyboardInterrupt:
             ended = False
         if not ended:
@@ -350,6 +377,7 @@ class LocalBackend(ProcessRun, Backend):
         """What would fail mid-run, refused now: --pdb on several hosts, mpi (it needs the
         image's SSH), torchrun without torch here, and, without namespaces, code that
         hard-codes /opt/ml."""
+        super().check(job)
         if job.pdb and job.config.job.instance_count > 1:
             raise ConfigError.one("--pdb", "job.instance_count",
                                   "--pdb gives one process the terminal: run one host")

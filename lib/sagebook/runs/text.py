@@ -237,7 +237,8 @@ def format_details(info: RunDetails) -> str:
     for step in m.get("status_history") or []:
         at = parse_time(step.get("time"))
         offset = f"+{format_duration((at - start).total_seconds())}" if at and start else ""
-        lines.append(f"  {step.get('time')}  {offset:>8}  {step.get('status')}")
+        secondary = f" ({step['secondary_status']})" if step.get("secondary_status") else ""
+        lines.append(f"  {step.get('time')}  {offset:>8}  {step.get('status')}{secondary}")
     if m.get("failure_reason"):
         reason = cut_text(str(m["failure_reason"]), info.record.url("manifest.json"))
         lines += ["", "failure:", *(f"  {line}" for line in reason.splitlines())]
