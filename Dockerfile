@@ -12,6 +12,22 @@
 # and the Debian release; pin a digest (python:3.11-slim-bookworm@sha256:...) when the base
 # must be bit-for-bit reproducible. The pushed image itself is always referenced by digest.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# The sagemaker-training toolkit, as AWS's framework images have it: with it, `train` gives the
+# training code the toolkit's SM_* variables (sagebook's `image_environment: toolkit`, the
+# default, under which local runs give the same). PyPI has only its source, with a C extension:
+# it is built into a wheel here, so the image itself carries no compiler. An image built without
+# this stage gives no SM_* variables: set `image_environment: sagemaker` for it.
+FROM ${BASE_IMAGE} AS toolkit
+ARG SAGEMAKER_TRAINING_VERSION=5.1.4
+# The compiler's version is the base image's distribution's: there is nothing to pin it to.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels \
+        "sagemaker-training==${SAGEMAKER_TRAINING_VERSION}"
+
 FROM ${BASE_IMAGE}
 
 # Unbuffered output: SageMaker scrapes metrics from stdout/stderr and shows them in
@@ -23,6 +39,9 @@ ENV PYTHONUNBUFFERED=1 \
     PATH="/opt/program:${PATH}"
 
 WORKDIR /opt/program
+
+COPY --from=toolkit /wheels /tmp/wheels
+RUN python3 -m pip install --no-cache-dir /tmp/wheels/*.whl && rm -rf /tmp/wheels
 
 # Requirements first, in their own layer, so that editing training code does not
 # reinstall every dependency.
