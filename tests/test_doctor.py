@@ -75,7 +75,8 @@ def test_doctor_of_a_local_run_of_local_data_asks_nothing_of_aws(make_config, mo
     result = sagebook("doctor", str(make_config()))
     assert result.returncode == 0, result.stdout + result.stderr
     names = [line[5:].split("  ")[0] for line in result.stdout.splitlines()]
-    assert names == ["training code", "local /opt/ml", "channel train", "channel validation"]
+    assert names == ["training code", "environment", "local /opt/ml", "channel train",
+                     "channel validation"]
     assert "fits schema.py:TrainingConfig" in result.stdout
 
 

@@ -274,6 +274,7 @@ def _dry_run(args: argparse.Namespace) -> int:
     checks, names and request, so a dry run that passes is a launch that starts."""
     import json
 
+    from .backends.contract import describe_environment
     from .config import replicated_hosts_warning
     from .launch import plan
 
@@ -289,6 +290,8 @@ def _dry_run(args: argparse.Namespace) -> int:
         region = aws.region(cfg.job.profile, cfg.job.region)
         print(prices.describe_worst_case(prices.worst_case(planned.request, region)),
               file=sys.stderr)
+    print(f"training code environment: {describe_environment(cfg.job.image_environment)}",
+          file=sys.stderr)
     print("configs and request are valid; nothing was written, uploaded or started",
           file=sys.stderr)
     if cfg.job.is_cloud:

@@ -255,6 +255,12 @@ class JobConfig(BaseModel):
     allow_unlisted_instance_type: bool = Field(
         False, description="Accept an ml.* type this botocore's model does not list yet"
     )
+    image_environment: Literal["toolkit", "sagemaker"] = Field(
+        "toolkit", description="What the image gives the training code besides SageMaker's own "
+                               "variables: the sagemaker-training toolkit's SM_* variables "
+                               "(toolkit: AWS framework images, and this project's Dockerfile), "
+                               "or nothing more (sagemaker); local runs give the same"
+    )
     pass_aws_credentials: bool = Field(
         False, description="local runs: give the training code this machine's AWS credentials "
                            "(AWS_* variables, and ~/.aws for local); off, it gets none"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import aws
-from .backends import namespace
+from .backends import contract, namespace
 from .config import (
     RUN_ID_PLACEHOLDER,
     JobConfig,
@@ -62,6 +62,7 @@ def run_checks(cfg: LaunchConfig) -> list[Check]:
         return False
 
     check("training code", lambda: _training_code(cfg))
+    check("environment", lambda: contract.describe_environment(job.image_environment))
     if not job.is_cloud:
         if job.instance_type == "local":
             check("local /opt/ml", lambda: _local_opt_ml(cfg))

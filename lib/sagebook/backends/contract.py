@@ -4,7 +4,8 @@ SageMaker hands a training container an `/opt/ml` tree (config files, channel da
 the model, outputs and checkpoints) and a set of environment variables. The local backends build
 the same tree in a per-run folder, so training code that resolves its paths as
 `SM_*` → `$SAGEMAKER_BASE_DIR/...` → `/opt/ml/...` runs unchanged here and in the cloud.
-The `SM_*` variables are those the sagemaker-training toolkit computes (see `toolkit`).
+The `SM_*` variables are those the sagemaker-training toolkit computes (see `toolkit`), given
+only when the job's image has the toolkit (`image_environment`).
 """
 
 from __future__ import annotations
@@ -130,20 +131,44 @@ def container_variables(request: dict[str, Any]) -> dict[str, str]:
     }
 
 
+# What each `image_environment` gives the training code, in the words doctor and --dry-run use.
+IMAGE_ENVIRONMENTS = {
+    "toolkit": "the sagemaker-training toolkit's SM_* variables (SM_MODEL_DIR, SM_CHANNEL_<NAME>, "
+               "SM_HP_<NAME>, …) besides SageMaker's own",
+    "sagemaker": "only SageMaker's own variables (TRAINING_JOB_NAME, TRAINING_JOB_ARN and the "
+                 "job's environment): no SM_* variables, so the code reads /opt/ml",
+}
+
+
+def describe_environment(image_environment: str) -> str:
+    """One line saying which variables the training code gets, for doctor and --dry-run."""
+    return f"image_environment: {image_environment}: {IMAGE_ENVIRONMENTS[image_environment]}"
+
+
 def environment(request: dict[str, Any], base: str, instance_type: str, gpus: int = 0,
                 host: str = HOST, hosts: Sequence[str] = (HOST,),
-                master_addr: str | None = None,
-                master_port: int = MASTER_PORT) -> dict[str, str]:
+                master_addr: str | None = None, master_port: int = MASTER_PORT,
+                image_environment: str = "toolkit") -> dict[str, str]:
     """The variables one host of a job sees, with paths under `base`: /opt/ml, or a host folder
     where no private /opt/ml can be had (then also named by SAGEMAKER_BASE_DIR, which the
     toolkit and the example honour).
 
-    The toolkit's `SM_*` variables, plus what SageMaker's distributed drivers add for
-    several hosts: SM_HOST_COUNT, SM_CURRENT_HOST_RANK, SM_MASTER_ADDR, SM_MASTER_PORT.
+    With `image_environment` "toolkit": the toolkit's `SM_*` variables, plus what SageMaker's
+    distributed drivers add for several hosts: SM_HOST_COUNT, SM_CURRENT_HOST_RANK,
+    SM_MASTER_ADDR, SM_MASTER_PORT. With "sagemaker": what SageMaker itself sets, and only
+    for several hosts SM_MASTER_ADDR and SM_MASTER_PORT, since here the hosts share this
+    machine's loopback and the first host's name and port 7777 would not reach it.
     """
     env = {
         **container_variables(request),
         **({"SAGEMAKER_BASE_DIR": base} if base != CONTAINER_BASE else {}),
+    }
+    if image_environment == "sagemaker":
+        if len(hosts) > 1:
+            env.update(SM_MASTER_ADDR=master_addr or hosts[0], SM_MASTER_PORT=str(master_port))
+        return env
+    return {
+        **env,
         **toolkit.variables(base, request.get("HyperParameters", {}),
                             input_data_config(request),
                             resource_config(instance_type, host, hosts),
@@ -153,7 +178,6 @@ def environment(request: dict[str, Any], base: str, instance_type: str, gpus: in
         "SM_MASTER_ADDR": master_addr or hosts[0],
         "SM_MASTER_PORT": str(master_port),
     }
-    return env
 
 
 def host_names(count: int) -> list[str]:

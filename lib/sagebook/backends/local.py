@@ -458,7 +458,8 @@ class LocalBackend(ProcessRun, Backend):
         env = {**contract.machine_environment(os.environ),
                **contract.environment(job.request, base, job.config.job.instance_type,
                                       host=host, hosts=hosts, master_addr=master,
-                                      master_port=port),
+                                      master_port=port,
+                                      image_environment=job.config.job.image_environment),
                "PYTHONUNBUFFERED": "1"}
         if job.config.job.pass_aws_credentials:
             env.update(contract.aws_credentials(os.environ))
