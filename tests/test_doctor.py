@@ -35,7 +35,8 @@ def test_doctor_passes_when_everything_is_in_place(cloud_config):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert [line[5:].split("  ")[0] for line in lines] == [
-        "training code", "channel train", "channel validation", "credentials", "region",
+        "training code", "environment", "channel train", "channel validation", "credentials",
+        "region",
         "execution role", "record store", "training image"]
     assert all(line.startswith("ok ") for line in lines)
     assert "uploaded, content-addressed, at launch" in result.stdout  # local channels
