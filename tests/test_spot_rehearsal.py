@@ -4,8 +4,10 @@ restored, the run going on to its end), and the record saying whether the code r
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -123,6 +125,50 @@ def test_max_runtime_counts_the_training_time_of_both_attempts(make_config, tmp_
     assert 1 <= epochs[0] <= 5 and 2 <= epochs[1] <= 8, epochs
 
 
+# A `docker` whose `run` says what the fresh container found in its checkpoint folder, then
+# trains as IGNORES_CHECKPOINTS does; every call is logged.
+DOCKER_STUB = textwrap.dedent("""\
+    #!{python}
+    import json, os, pathlib, sys, time
+    with open(os.environ["DOCKER_STUB_LOG"], "a") as log:
+        log.write(json.dumps(sys.argv[1:]) + "\\n")
+    if sys.argv[1] == "run":
+        root = pathlib.Path([a for a in sys.argv if a.endswith(":/opt/ml")][0].rsplit(":", 1)[0])
+        saved = root / "checkpoints/state.txt"
+        print(f"restored={{saved.read_text() if saved.exists() else 'nothing'}}", flush=True)
+        for epoch in range(1, 6):
+            time.sleep(0.4)
+            print(f"epoch={{epoch}} loss=0.1", flush=True)
+            saved.write_text(str(epoch))
+""")
+
+
+@pytest.mark.slow
+def test_local_docker_starts_a_fresh_container_with_the_checkpoints(make_config, tmp_path,
+                                                                   monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(DOCKER_STUB.format(python=sys.executable))
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_STUB_LOG", str(tmp_path / "docker.log"))
+    path = make_config(instance_type="local-docker", image_uri="img", metric_definitions=[],
+                       checkpoint_uri=str(tmp_path / "checkpoints"))
+    result = launch(path, "--interrupt-after", "2s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = [json.loads(line)[0] for line in (tmp_path / "docker.log").read_text().splitlines()]
+    assert calls == ["run", "stop", "run"]  # docker stop: SIGTERM, SIGKILL after the grace
+    [run] = runs(tmp_path / "experiments")
+    first = (run / "logs/algo-1.log").read_text()
+    last = re.findall(r"^epoch=(\d+) ", first, re.MULTILINE)[-1]
+    assert first.startswith("restored=nothing")
+    # the new container's checkpoint folder holds what the old one had saved, synced back
+    assert (run / "logs/algo-1.attempt-2.log").read_text().startswith(f"restored={last}\n")
+    m = manifest(run)
+    assert m["status"] == "Completed"
+    assert m["interruption"]["verdict"] == STARTED_OVER
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("flags, where", [
     (["--interrupt-after", "soon"], "--interrupt-after: expected a duration"),
@@ -136,6 +182,14 @@ def test_an_interruption_that_cannot_be_had_is_refused(make_config, tmp_path, fl
     assert result.returncode == 2, result.stdout + result.stderr
     assert where in result.stderr
     assert not (tmp_path / "experiments").exists()  # nothing written
+
+
+def test_a_sagemaker_job_is_not_interrupted_by_sagebook(cloud_config, bucket, s3):
+    result = sagebook("launch", str(cloud_config()), "--interrupt-after", "30s")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ("--interrupt-after: job.instance_type: ml.m5.large runs on SageMaker, which "
+            "interrupts spot jobs itself") in result.stderr
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="records/").get("KeyCount") == 0
 
 
 def test_the_verdict_reads_the_second_attempt_log():
