@@ -58,10 +58,12 @@ def report_page(tmp_path: Path, m: dict) -> str:
 
 @pytest.mark.slow
 def test_the_example_resumes_from_the_checkpoint_it_saved_at_sigterm(make_config, tmp_path):
-    path = make_config(checkpoint_uri=str(tmp_path / "checkpoints"), training={"epochs": 30})
-    result = launch(path, "--interrupt-after", "3s")
+    # late enough that the code has its SIGTERM handler (numpy and scikit-learn take a few
+    # seconds to import on a busy machine), early enough to land mid-training
+    path = make_config(checkpoint_uri=str(tmp_path / "checkpoints"), training={"epochs": 40})
+    result = launch(path, "--interrupt-after", "6s")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "--interrupt-after 3s: the job is interrupted as SageMaker interrupts a spot job" \
+    assert "--interrupt-after 6s: the job is interrupted as SageMaker interrupts a spot job" \
         in result.stdout
     [run] = runs(tmp_path / "experiments")
     m = manifest(run)
@@ -77,7 +79,7 @@ def test_the_example_resumes_from_the_checkpoint_it_saved_at_sigterm(make_config
     epoch = int(saved)
     assert f"resuming from checkpoint at epoch {epoch}\n" in second
     assert re.findall(r"^epoch=(\d+) ", second, re.MULTILINE) == \
-        [str(e) for e in range(epoch + 1, 31)]
+        [str(e) for e in range(epoch + 1, 41)]
     assert "final val_accuracy" in second and "final val_accuracy" not in first
     rehearsal = m["interruption"]
     assert rehearsal["resumed"] is True and rehearsal["resumed_from"] == epoch
@@ -85,7 +87,7 @@ def test_the_example_resumes_from_the_checkpoint_it_saved_at_sigterm(make_config
             for a in rehearsal["attempts"]] == [(143, True, 0), (0, False, 1)]
     assert (tmp_path / "checkpoints" / run.name / "checkpoint.joblib").is_file()
     text = shown(tmp_path, m["run_id"])
-    assert f"interruption: interrupted after 3 s (rehearsal); attempt 2 resumed from epoch " \
+    assert f"interruption: interrupted after 6 s (rehearsal); attempt 2 resumed from epoch " \
            f"{epoch} (its log: 'resuming from checkpoint at epoch {epoch}')" in text
     assert "attempt 2: logs/algo-1.attempt-2.log, exit 0" in text
     assert "InProgress (Interrupted)" in text and "InProgress (Restarting)" in text
@@ -175,6 +177,7 @@ def test_local_docker_starts_a_fresh_container_with_the_checkpoints(make_config,
     (["--interrupt-after", "0s"], "--interrupt-after: a duration must be positive"),
     (["--interrupt-after", "10m"], "max_runtime (300 s): the job would stop at its limit"),
     (["--interrupt-after", "30s", "--pdb"], "--pdb gives the training process this terminal"),
+    (["--interrupt-after", "10m", "--dry-run"], "max_runtime (300 s): the job would stop"),
 ])
 def test_an_interruption_that_cannot_be_had_is_refused(make_config, tmp_path, flags, where):
     path = make_config(max_runtime=300)
@@ -184,8 +187,9 @@ def test_an_interruption_that_cannot_be_had_is_refused(make_config, tmp_path, fl
     assert not (tmp_path / "experiments").exists()  # nothing written
 
 
-def test_a_sagemaker_job_is_not_interrupted_by_sagebook(cloud_config, bucket, s3):
-    result = sagebook("launch", str(cloud_config()), "--interrupt-after", "30s")
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_sagemaker_job_is_not_interrupted_by_sagebook(cloud_config, bucket, s3, dry_run):
+    result = sagebook("launch", str(cloud_config()), "--interrupt-after", "30s", *dry_run)
     assert result.returncode == 2, result.stdout + result.stderr
     assert ("--interrupt-after: job.instance_type: ml.m5.large runs on SageMaker, which "
             "interrupts spot jobs itself") in result.stderr

@@ -196,7 +196,7 @@ def _launch(args: argparse.Namespace) -> int:
     if args.detach:
         return _detach(args)
     if args.dry_run:
-        return _dry_run(args)
+        return _dry_run(args, interrupt_after)
     from .launch import launch
 
     run = launch(args.config, args.override, via="cli", pdb=args.pdb, wait=args.wait,
@@ -277,7 +277,7 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(args: argparse.Namespace) -> int:
+def _dry_run(args: argparse.Namespace, interrupt_after: float | None) -> int:
     """The launch's own path up to its first write or upload (`launch.plan`): the same
     checks, names and request, so a dry run that passes is a launch that starts."""
     import json
@@ -285,7 +285,8 @@ def _dry_run(args: argparse.Namespace) -> int:
     from .config import replicated_hosts_warning
     from .launch import plan
 
-    planned = plan(args.config, args.override, echo=lambda line: print(line, file=sys.stderr))
+    planned = plan(args.config, args.override, echo=lambda line: print(line, file=sys.stderr),
+                   interrupt_after=interrupt_after)
     cfg = planned.config
     print(json.dumps(planned.request, indent=2))
     paying_twice = replicated_hosts_warning(cfg.job)

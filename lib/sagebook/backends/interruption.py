@@ -48,8 +48,9 @@ def parse_after(text: str | None) -> float | None:
 
 
 def check(job: Job, backend: Backend) -> None:
-    """Refused before anything is written: a backend that cannot interrupt its job, a time the
-    job's own limit comes before (nothing would be interrupted), and --pdb."""
+    """Refused before anything is written (part of `launch.plan`, so a dry run refuses it too):
+    a backend that cannot interrupt its job, and a time the job's own limit comes before
+    (nothing would be interrupted)."""
     after = job.interrupt_after
     if after is None:
         return
@@ -58,9 +59,6 @@ def check(job: Job, backend: Backend) -> None:
         raise ConfigError.one("--interrupt-after", "job.instance_type",
                               f"{cfg.instance_type} runs on SageMaker, which interrupts spot "
                               "jobs itself: rehearse with instance_type local or local-docker")
-    if job.pdb:
-        raise ConfigError.one("--interrupt-after", None, "--pdb gives the training process "
-                              "this terminal: rehearse an interruption without it")
     runtime = (job.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     if runtime is not None and after >= runtime:
         raise ConfigError.one("--interrupt-after", "job.max_runtime",
