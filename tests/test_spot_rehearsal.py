@@ -172,6 +172,19 @@ def test_local_docker_starts_a_fresh_container_with_the_checkpoints(make_config,
 
 
 @pytest.mark.slow
+def test_a_run_that_ends_first_is_not_interrupted_and_says_so(make_config, tmp_path):
+    path = program_config(make_config, tmp_path, epochs=2)
+    result = launch(path, "--interrupt-after", "1m")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [run] = runs(tmp_path / "experiments")
+    m = manifest(run)
+    assert m["status"] == "Completed" and not (run / "logs/algo-1.attempt-2.log").exists()
+    assert [a["interrupted"] for a in m["interruption"]["attempts"]] == [False]
+    assert ("interruption: --interrupt-after 60 s: the run ended before that time, nothing "
+            "was interrupted") in shown(tmp_path, m["run_id"])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, where", [
     (["--interrupt-after", "soon"], "--interrupt-after: expected a duration"),
     (["--interrupt-after", "0s"], "--interrupt-after: a duration must be positive"),

@@ -111,8 +111,8 @@ class Rehearsal:
         entry: dict[str, Any] = {"after_seconds": self.after,
                                  "attempts": [a.describe() for a in self.attempts]}
         if len(self.attempts) < 2:
-            entry["summary"] = (f"--interrupt-after {self.after:g} s: the training ended "
-                                "first, nothing was interrupted")
+            entry["summary"] = (f"--interrupt-after {self.after:g} s: the run ended before "
+                                "that time, nothing was interrupted")
             return entry
         first, second = self.attempts[0], self.attempts[1]
         host = next(iter(first.logs))
