@@ -133,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     launch.add_argument("--pdb", action="store_true",
                         help="local runs: give the training process this terminal so "
                              "breakpoint() drops into pdb")
+    launch.add_argument("--interrupt-after", metavar="DURATION",
+                        help="local runs: rehearse a spot interruption after this much training "
+                             "(e.g. 30s, 2m): SIGTERM, a fresh start with the checkpoints")
     wait = launch.add_mutually_exclusive_group()
     wait.add_argument("--wait", dest="wait", action="store_true", default=None,
                       help="cloud runs: follow status and logs until the job ends")
@@ -187,13 +190,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _launch(args: argparse.Namespace) -> int:
+    from .backends.interruption import parse_after
+
+    interrupt_after = parse_after(args.interrupt_after)  # a bad value: exit 2, nothing run
     if args.detach:
         return _detach(args)
     if args.dry_run:
-        return _dry_run(args)
+        return _dry_run(args, interrupt_after)
     from .launch import launch
 
-    run = launch(args.config, args.override, via="cli", pdb=args.pdb, wait=args.wait)
+    run = launch(args.config, args.override, via="cli", pdb=args.pdb, wait=args.wait,
+                 interrupt_after=interrupt_after)
     print(run.summary())
     return _exit_code(run)
 
@@ -207,7 +214,8 @@ def _detach(args: argparse.Namespace) -> int:
     if args.pdb or args.dry_run:
         raise ConfigError.one("--detach", None, "--detach runs without a terminal: it cannot "
                               f"take {'--pdb' if args.pdb else '--dry-run'}")
-    arguments = [args.config, *(f"--override={o}" for o in args.override)]
+    arguments = [args.config, *(f"--override={o}" for o in args.override),
+                 *([f"--interrupt-after={args.interrupt_after}"] if args.interrupt_after else [])]
     if args.wait is not None:
         arguments.append("--wait" if args.wait else "--no-wait")
     started = detached.start(arguments, work_dir("_launches"))
@@ -269,7 +277,7 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(args: argparse.Namespace) -> int:
+def _dry_run(args: argparse.Namespace, interrupt_after: float | None) -> int:
     """The launch's own path up to its first write or upload (`launch.plan`): the same
     checks, names and request, so a dry run that passes is a launch that starts."""
     import json
@@ -278,7 +286,8 @@ def _dry_run(args: argparse.Namespace) -> int:
     from .config import replicated_hosts_warning
     from .launch import plan
 
-    planned = plan(args.config, args.override, echo=lambda line: print(line, file=sys.stderr))
+    planned = plan(args.config, args.override, echo=lambda line: print(line, file=sys.stderr),
+                   interrupt_after=interrupt_after)
     cfg = planned.config
     print(json.dumps(planned.request, indent=2))
     paying_twice = replicated_hosts_warning(cfg.job)

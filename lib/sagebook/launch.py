@@ -18,7 +18,7 @@ from typing import Any
 
 from . import config as config_mod
 from . import request as request_mod
-from .backends import Backend, Job, Outcome, Staged, backend_for, checkpoints
+from .backends import Backend, Job, Outcome, Staged, backend_for, checkpoints, interruption
 from .errors import ConfigError, SagebookError, StoreError
 from .record import TERMINAL, Record, git_state, job_name, new_run_id, user
 from .runs.lookup import find_run, read_optional
@@ -129,6 +129,7 @@ def plan(
     *,
     echo: Callable[[str], None] = print,
     recorded: Recorded | None = None,
+    interrupt_after: float | None = None,
 ) -> LaunchPlan:
     """Validate the configs, choose the run's names and build the request, and check it against
     the service model and the backend: every problem is found here, before any side effect.
@@ -156,8 +157,10 @@ def plan(
     except ConfigError as exc:
         errors.append(exc)
         resume = None
-    job = Job(cfg, request, staged=staged, resume_from=resume["uri"] if resume else None)
-    for check in (backend.check, lambda job: request_mod.check(cfg, job.request)):
+    job = Job(cfg, request, staged=staged, resume_from=resume["uri"] if resume else None,
+              interrupt_after=interrupt_after)
+    for check in (backend.check, lambda job: request_mod.check(cfg, job.request),
+                  lambda job: interruption.check(job, backend)):
         try:
             check(job)
         except ConfigError as exc:
@@ -223,20 +226,26 @@ def launch(
     on_record: Callable[[Record], None] | None = None,
     extra_manifest: dict[str, Any] | None = None,
     recorded: Recorded | None = None,
+    interrupt_after: float | None = None,
 ) -> Run:
     """Launch one run and return it once the backend is done (or, for cloud jobs, submitted).
 
     Nothing is written before the configs and the request validate (`plan`). From the moment
     the record exists, every exit path leaves it with an honest status. `recorded` (a rerun)
-    sends a parent's code, data and image instead of today's.
+    sends a parent's code, data and image instead of today's. `interrupt_after` (seconds of
+    training, local backends) rehearses a spot interruption (see backends/interruption.py).
     """
-    planned = plan(config_path, overrides, echo=echo, recorded=recorded)
+    if pdb and interrupt_after is not None:
+        raise ConfigError.one("--interrupt-after", None, "--pdb gives the training process "
+                              "this terminal: rehearse an interruption without it")
+    planned = plan(config_path, overrides, echo=echo, recorded=recorded,
+                   interrupt_after=interrupt_after)
     cfg, backend, git = planned.config, planned.backend, planned.git
     job_cfg = cfg.job
     resume, staged = planned.resume, planned.staged
     job = Job(cfg, planned.request, echo=echo, pdb=pdb,
               wait=job_cfg.wait if wait is None else wait, staged=staged,
-              resume_from=resume["uri"] if resume else None)
+              resume_from=resume["uri"] if resume else None, interrupt_after=interrupt_after)
     asked, pinned = preflight(backend, job)
     if pinned:
         planned = planned.pinned(pinned)

@@ -208,6 +208,14 @@ class Record:
     def set_status(self, status: str, **fields: Any) -> None:
         self.update(**status_fields(self.manifest, status, fields))
 
+    def note_secondary_status(self, secondary: str) -> None:
+        """A step within the status, kept in the timeline as SageMaker keeps its
+        SecondaryStatusTransitions: an interrupted spot job stays InProgress, `Interrupted`
+        and then `Restarting`."""
+        self.manifest.setdefault("status_history", []).append(
+            {"status": self.status, "time": now(), "secondary_status": secondary})
+        self.update()
+
     @property
     def status(self) -> str:
         return self.manifest["status"]

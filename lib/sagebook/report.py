@@ -282,6 +282,7 @@ def run_page(info: RunDetails, has_notebook: bool) -> str:
     git = m.get("git") or {}
     parent = m.get("parent") or {}
     notes = info.annotations
+    rehearsal = m.get("interruption") or {}
     facts = [
         ("experiment", record.experiment, None),
         ("user", f"{m.get('user')}@{m.get('host')}", None),
@@ -301,6 +302,9 @@ def run_page(info: RunDetails, has_notebook: bool) -> str:
          f"../{parent.get('experiment')}/{parent.get('run_id')}.html"
          if parent.get("run_id") else None),
         ("tags", ", ".join(f"{k}={v}" for k, v in sorted((notes.get("tags") or {}).items())),
+         None),
+        ("interruption", rehearsal.get("summary", "") + (f" ({rehearsal['evidence']})"
+                                                         if rehearsal.get("evidence") else ""),
          None),
         ("record", record.uri, f"{to_record}manifest.json"),
     ]

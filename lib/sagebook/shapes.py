@@ -86,17 +86,19 @@ MANIFEST = Shape({
         "created", "updated", "ended", "user", "host", "job_name", "job_arn", "instance_type",
         "backend", "launched_via", "image_uri", "failure_reason", "name", "note", "work_dir",
         "local_copy", "git.commit", "git.branch", "config.digest", "sweep.id",
-        "notebook.status", "parent.run_id", "aws.region", "aws.profile")},
+        "notebook.status", "parent.run_id", "aws.region", "aws.profile",
+        "interruption.summary", "interruption.evidence")},
     "revision": WHOLE,
     "status_history": ("list of {status, time}", _list_of(_HISTORY_ENTRY)),
     **{name: MAP for name in ("git", "config", "notebook", "parent", "sweep", "aws", "cost",
-                              "checkpoints", "params", "sweep.parameters")},
+                              "checkpoints", "params", "sweep.parameters", "interruption")},
     "git.dirty": FLAG,
     "config.overrides": TEXTS,
     "cost.usd": NUMBER,
     "final_metrics": NUMBER_MAP,
     "tags": TEXT_MAP,
     "uploads": ("list of mappings", _list_of(_map)),
+    "interruption.attempts": ("list of mappings", _list_of(_map)),
 })
 
 SUMMARY = Shape({

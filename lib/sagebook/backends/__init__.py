@@ -11,7 +11,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError, LaunchError
 from ..kinds import describe_kinds, kind_of
@@ -36,6 +36,7 @@ class Job:
     wait: bool = True
     staged: Staged | None = None
     resume_from: str | None = None  # checkpoints copied into the run's own prefix first
+    interrupt_after: float | None = None  # seconds of training before a rehearsed interruption
 
 
 @dataclass
@@ -75,6 +76,10 @@ class Outcome:
 
 class Backend(ABC):
     """One way of running a training job."""
+
+    # Whether `--interrupt-after` can rehearse a spot interruption here: only where sagebook
+    # runs the training processes itself (see interruption.py).
+    rehearses_interruptions: ClassVar[bool] = False
 
     def stage(self, config: LaunchConfig, echo: Callable[[str], None],
               reuse: Mapping[str, dict[str, Any]] | None = None) -> Staged:

@@ -35,10 +35,12 @@ from . import (
     children,
     contract,
     detached,
+    interruption,
     liveness,
     namespace,
     uploads,
 )
+from .interruption import Rehearsal
 from .limits import TimeLimits, stop_grace
 from .liveness import work_dir
 from .logs import LogSink
@@ -91,12 +93,15 @@ class ProcessRun:
     """
 
     link_channels = True
+    rehearses_interruptions = True
 
     def run(self, job: Job) -> Outcome:
         """`start` the job, the launcher beating all along (see liveness): one that dies while
         it uploads, lays out the trees or restores checkpoints is seen to be gone, like one that
         dies while the training runs. The job's time limits start here (see limits)."""
         self.limits = TimeLimits.of(job.request)
+        self.rehearsal = Rehearsal(job.interrupt_after) \
+            if job.interrupt_after is not None else None
         self.heartbeat = liveness.Heartbeat(job.record).start()
         try:
             return self.start(job)
@@ -122,6 +127,17 @@ class ProcessRun:
         # one host keeps the plain layout; several get a folder each
         roots = [work / "opt_ml"] if len(names) == 1 else [work / n / "opt_ml" for n in names]
         hosts = [Host(name, root) for name, root in zip(names, roots, strict=True)]
+        own = (job.request.get("CheckpointConfig") or {}).get("S3Uri")
+        if own and job.resume_from:
+            checkpoints.resume(job.resume_from, own, _store_options(job), job.echo)
+        self._lay_out(job, hosts)
+        self.root = hosts[0].root
+        return hosts
+
+    def _lay_out(self, job: Job, hosts: list[Host]) -> None:
+        """Each host's /opt/ml as a container starts with it: its channels, and the run's
+        checkpoint prefix restored into checkpoints/ (again after an interruption)."""
+        names = [h.name for h in hosts]
         for index, host in enumerate(hosts):
             contract.build_tree(host.root, job.request, job.config.job.instance_type,
                                 host.name, names)
@@ -130,30 +146,29 @@ class ProcessRun:
                 store_options=_store_options(job), echo=job.echo, shard=(index, len(hosts)))
         own = (job.request.get("CheckpointConfig") or {}).get("S3Uri")
         if own:
-            if job.resume_from:
-                checkpoints.resume(job.resume_from, own, _store_options(job), job.echo)
             store = checkpoints.store_at(own, _store_options(job))
             for host in hosts:  # each host restores the one checkpoint prefix, as on SageMaker
                 restored = store.download_tree("", host.root / "checkpoints")
                 host.restored = _file_states(host.root / "checkpoints")
             if restored:
                 job.echo(f"[sagebook] restored {restored} bytes of checkpoints from {own}")
-        self.root = hosts[0].root
-        return hosts
 
-    def finish(self, job: Job, hosts: list[Host], exit_code: int, stopped: bool,
-               failed: Host | None) -> Outcome:
-        record = job.record
+    def save_checkpoints(self, job: Job, hosts: list[Host]) -> None:
+        """Every host syncs to the one prefix what it wrote, as SageMaker uploads a host's new
+        and changed checkpoint files: a restored copy left as it was must not overwrite the
+        newer file another host wrote."""
         own = (job.request.get("CheckpointConfig") or {}).get("S3Uri")
         if own:
             store = checkpoints.store_at(own, _store_options(job))
-            # Every host syncs to the one prefix what it wrote, as SageMaker uploads a host's
-            # new and changed checkpoint files: a restored copy left as it was must not
-            # overwrite the newer file another host wrote.
             for host in hosts:
                 for name, (size, mtime) in _file_states(host.root / "checkpoints").items():
                     if host.restored.get(name) != (size, mtime):
                         store.put_file(name, host.root / "checkpoints" / name)
+
+    def finish(self, job: Job, hosts: list[Host], exit_code: int, stopped: bool,
+               failed: Host | None) -> Outcome:
+        record = job.record
+        self.save_checkpoints(job, hosts)
         tensorboard = job.request.get("TensorBoardOutputConfig")
         if tensorboard:  # what SageMaker copies while the job runs, copied once at its end
             local = PurePosixPath(tensorboard.get("LocalPath") or TENSORBOARD_PATH)
@@ -222,32 +237,66 @@ class ProcessRun:
         record.local_copy = work_dir(job.request["TrainingJobName"]) / "record"
         spool = local_record or record.local_copy
         definitions = job.request["AlgorithmSpecification"]["MetricDefinitions"]
-        for host in hosts:
-            echo = job.echo if len(hosts) == 1 else _prefixed(job.echo, host.name)
-            host.sink = LogSink(spool / f"logs/{host.name}.log", spool / "metrics.jsonl",
-                                definitions, echo, host=host.name, fallback=record.local_copy)
         work = hosts[0].root if len(hosts) == 1 else hosts[0].root.parent.parent
         record.set_status("InProgress", work_dir=str(work), local_copy=str(record.local_copy))
-        failed = None
-        try:
-            if job.pdb:
-                exit_code, stopped = self._interactive(job, hosts[0])
-            else:
-                exit_code, stopped, failed = self._streamed(job, hosts)
-        finally:
-            sinks = [host.sink for host in hosts if host.sink is not None]
-            for sink in sinks:
-                sink.close()
-            moved = [sink for sink in sinks if sink.moved]
+        while True:  # one attempt, or two when an interruption is rehearsed
+            logs = {h.name: self.rehearsal.log_name(h.name) if self.rehearsal
+                    else f"logs/{h.name}.log" for h in hosts}
+            own = (job.request.get("CheckpointConfig") or {}).get("S3Uri")
+            attempt = self.rehearsal.begin(logs, len(hosts[0].restored) if own else None) \
+                if self.rehearsal else None
+            for host in hosts:
+                echo = job.echo if len(hosts) == 1 else _prefixed(job.echo, host.name)
+                host.sink = LogSink(spool / logs[host.name], spool / "metrics.jsonl",
+                                    definitions, echo, host=host.name,
+                                    fallback=record.local_copy)
+            failed = None
             try:
+                if job.pdb:
+                    exit_code, stopped = self._interactive(job, hosts[0])
+                else:
+                    exit_code, stopped, failed = self._streamed(job, hosts)
+            finally:
+                sinks = [host.sink for host in hosts if host.sink is not None]
                 for sink in sinks:
-                    if local_record is None or sink.moved:
-                        record.put_file(f"logs/{sink.host}.log", sink.log_path)
-                if local_record is None or moved:
-                    record.put_file("metrics.jsonl", (moved or sinks)[0].metrics_path)
-            except StoreError as exc:  # kept in the local copy, for `sagebook sync`
-                sinks[0].error = sinks[0].error or str(exc)
+                    sink.close()
+                moved = [sink for sink in sinks if sink.moved]
+                try:
+                    for sink in sinks:
+                        if local_record is None or sink.moved:
+                            record.put_file(logs[sink.host], sink.log_path)
+                    if local_record is None or moved:
+                        record.put_file("metrics.jsonl", (moved or sinks)[0].metrics_path)
+                except StoreError as exc:  # kept in the local copy, for `sagebook sync`
+                    sinks[0].error = sinks[0].error or str(exc)
+            if attempt is None:
+                break
+            attempt.exit_code = exit_code
+            attempt.local_logs = {s.host: s.log_path for s in sinks}
+            if not attempt.interrupted:
+                record.update(interruption=self.rehearsal.describe())
+                break
+            interruptible(self._restart, job, hosts)
         return interruptible(self.finish, job, hosts, exit_code, stopped, failed)
+
+    def _restart(self, job: Job, hosts: list[Host]) -> None:
+        """After an interruption, what SageMaker does on new instances: the checkpoints the
+        code saved are in the prefix, each host gets a fresh /opt/ml (the old one is kept
+        beside it, `attempt-1/`, to look into) with that prefix restored into checkpoints/."""
+        assert self.rehearsal is not None
+        number = len(self.rehearsal.attempts)
+        job.record.note_secondary_status(interruption.RESTARTING)
+        self.save_checkpoints(job, hosts)
+        work = work_dir(job.request["TrainingJobName"])
+        for host in hosts:
+            kept = work / f"attempt-{number}" / host.root.relative_to(work)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            host.root.rename(kept)
+        self._lay_out(job, hosts)
+        job.echo(f"[sagebook] attempt {number + 1}: a fresh /opt/ml, "
+                 f"{len(hosts[0].restored)} checkpoint files restored; the training starts "
+                 f"again (attempt {number}'s tree is in {work / f'attempt-{number}'})")
+        job.record.note_secondary_status(interruption.TRAINING)
 
     def _streamed(self, job: Job, hosts: list[Host]) -> tuple[int, bool, Host | None]:
         """Run every host's process to its end; the first to fail stops the others, and a
@@ -276,6 +325,10 @@ class ProcessRun:
                 if self.limits.exceeded():
                     stopped = True
                     self._stop_at_limit(job, hosts)
+                    break
+                if self.rehearsal and self.rehearsal.due(self.limits.runtime_used()):
+                    stopped = True
+                    self._interrupt(job, hosts)
                     break
                 time.sleep(children.POLL_SECONDS)
             failed = None if stopped else (
@@ -307,6 +360,16 @@ class ProcessRun:
         reached = self.limits.reached
         job.echo(f"[sagebook] {self.limits.describe()} reached: the job stops ({reached})")
         job.record.set_status("Stopping", secondary_status=reached)
+        self.stop_hosts(job, hosts)
+
+    def _interrupt(self, job: Job, hosts: list[Host]) -> None:
+        """Interrupt the job as SageMaker interrupts a spot job: the record says Interrupted
+        while the training has its grace period, then the job goes on (`_restart`)."""
+        assert self.rehearsal is not None
+        self.rehearsal.attempts[-1].interrupted = True
+        job.echo(f"[sagebook] --interrupt-after {self.rehearsal.after:g}s: the job is "
+                 "interrupted as SageMaker interrupts a spot job")
+        job.record.note_secondary_status(interruption.INTERRUPTED)
         self.stop_hosts(job, hosts)
 
     def stop(self, record: Record, echo: Callable[[str], None]) -> Outcome:

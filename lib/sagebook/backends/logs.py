@@ -27,7 +27,7 @@ from ..secrets import Masker
 
 # `epoch=3`, `Epoch 3/10`, `step: 200`, `iteration 7`: a line's own position in training.
 # One way to read each space (`\s*[=:]?\s*` would try every split of a long run of spaces).
-_STEP = re.compile(r"\b(?:epoch|step|iteration|iter)\b\s*(?:[=:]\s*)?(\d+)", re.IGNORECASE)
+STEP = re.compile(r"\b(?:epoch|step|iteration|iter)\b\s*(?:[=:]\s*)?(\d+)", re.IGNORECASE)
 
 
 class MetricPatterns:
@@ -123,7 +123,7 @@ class LogSink:
             if math.isnan(value) or math.isinf(value):
                 continue
             self.last[name] = value
-            own = _STEP.search(text)
+            own = STEP.search(text)
             if own:  # the log's own epoch or step numbers the curve
                 step = int(own.group(1))
                 self.stepped.add(name)

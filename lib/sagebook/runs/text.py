@@ -221,6 +221,16 @@ def format_details(info: RunDetails) -> str:
         resumed = checkpoints.get("resumed_from_run") or checkpoints.get("resumed_from")
         lines.append(f"checkpoints: {checkpoints['uri']}"
                      + (f" (resumed from {resumed})" if resumed else ""))
+    rehearsal = m.get("interruption") or {}
+    if rehearsal.get("summary"):
+        lines.append(f"interruption: {rehearsal['summary']}"
+                     + (f" ({rehearsal['evidence']})" if rehearsal.get("evidence") else ""))
+        for attempt in rehearsal.get("attempts") or []:
+            logs = attempt.get("logs")
+            lines.append(f"  attempt {attempt.get('attempt')}: "
+                         f"{', '.join(map(str, logs.values())) if isinstance(logs, dict) else ''}"
+                         f", exit {attempt.get('exit_code')}"
+                         + (" (interrupted)" if attempt.get("interrupted") else ""))
     sweep = m.get("sweep") or {}
     if sweep.get("id"):
         settings = ", ".join(f"{k}={cell_text(v)}"
