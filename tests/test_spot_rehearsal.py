@@ -17,6 +17,8 @@ from sagebook.backends.interruption import STARTED_OVER, judge
 
 from conftest import manifest, runs, sagebook
 
+EPOCHS = 300  # the example's: the interruption lands mid-training on a fast machine too
+
 # Prints an epoch line every 0.4 s and saves a checkpoint it never reads back; SIGTERM ends it
 # (Python's default), as it ends code that does not handle it.
 IGNORES_CHECKPOINTS = textwrap.dedent("""
@@ -59,8 +61,10 @@ def report_page(tmp_path: Path, m: dict) -> str:
 @pytest.mark.slow
 def test_the_example_resumes_from_the_checkpoint_it_saved_at_sigterm(make_config, tmp_path):
     # late enough that the code has its SIGTERM handler (numpy and scikit-learn take a few
-    # seconds to import on a busy machine), early enough to land mid-training
-    path = make_config(checkpoint_uri=str(tmp_path / "checkpoints"), training={"epochs": 40})
+    # seconds to import on a busy machine), and epochs enough to land mid-training on a quiet
+    # one (an epoch of the example takes ~0.1 s there)
+    path = make_config(checkpoint_uri=str(tmp_path / "checkpoints"),
+                       training={"epochs": EPOCHS})
     result = launch(path, "--interrupt-after", "6s")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "--interrupt-after 6s: the job is interrupted as SageMaker interrupts a spot job" \
@@ -79,7 +83,7 @@ def test_the_example_resumes_from_the_checkpoint_it_saved_at_sigterm(make_config
     epoch = int(saved)
     assert f"resuming from checkpoint at epoch {epoch}\n" in second
     assert re.findall(r"^epoch=(\d+) ", second, re.MULTILINE) == \
-        [str(e) for e in range(epoch + 1, 41)]
+        [str(e) for e in range(epoch + 1, EPOCHS + 1)]
     assert "final val_accuracy" in second and "final val_accuracy" not in first
     rehearsal = m["interruption"]
     assert rehearsal["resumed"] is True and rehearsal["resumed_from"] == epoch
