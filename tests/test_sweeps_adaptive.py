@@ -108,6 +108,32 @@ def test_tpe_proposals_move_towards_the_best_objective_it_was_told(tmp_path):
     assert sum(d < 0.1 for d in learnt) >= 3, distances
 
 
+@pytest.mark.parametrize("budget", [6, 8])
+def test_no_trial_repeats_another_while_the_space_has_untried_points(tmp_path, budget):
+    """Six points of two lists: TPE's favourite is proposed once; past six trials, a
+    repeat is run rather than none."""
+    from sagebook.stores import open_store
+    from sagebook.sweeps.adaptive import AdaptiveSearch
+    from sagebook.sweeps.record import SweepRecord
+    from sagebook.sweeps.spec import Sweep
+
+    sweep = Sweep.model_validate({
+        "objective": {"metric": "acc", "goal": "maximize"}, "strategy": "bayesian",
+        "max_trials": budget, "seed": 0,
+        "parameters": {"training.lr": [0.001, 0.01, 0.1], "training.units": [4, 32]}})
+    record = SweepRecord.create(open_store(str(tmp_path)), "exp", "sweep-x",
+                                {"objective": {"metric": "acc", "goal": "maximize"}})
+    search = AdaptiveSearch(sweep, record, {})
+    while search.more():
+        entry = search.propose()
+        lr, units = entry["parameters"]["training.lr"], entry["parameters"]["training.units"]
+        entry.update(status="Completed", objective=units / 32 - abs(math.log10(lr) + 2))
+        search.tell(entry)
+    points = [tuple(t["parameters"].values()) for t in record.trials]
+    assert len(points) == budget
+    assert len(set(points[:6])) == 6, points
+
+
 @pytest.mark.slow
 def test_local_bayesian_sweep_runs_max_trials_chosen_by_the_seeded_study(tiny, tmp_path):
     experiments = tmp_path / "experiments"

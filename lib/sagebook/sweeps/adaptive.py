@@ -11,15 +11,17 @@ objectives) is what is kept, and `--resume` tells a new study what the record ho
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING, Any
 
 from ..apicheck import HYPERBAND_RESOURCE_KEYS
 from .record import SweepRecord
-from .spec import Parameter, Sweep, legible, override
+from .spec import Parameter, Sweep, draw, legible, override
 
 if TYPE_CHECKING:
     import optuna
 
+DRAWS = 100  # random draws for an untried trial before a tried one is run again
 STUDY_NAME = "sagebook-sweep"  # fixed: Hyperband's brackets are a hash of it and trial numbers
 MIN_RESOURCE = 1  # SageMaker's Hyperband default when the sweep gives no hyperband block
 
@@ -48,8 +50,11 @@ class AdaptiveSearch:
         assert sweep.max_trials is not None
         # a third of the budget explores at random first: Optuna's default of 10 would turn
         # every sweep of 10 trials or fewer into a random search
+        # constant_liar: a running trial counts as a poor result, so that trials run at once
+        # are not proposed at the same place
         sampler = optuna.samplers.TPESampler(
-            seed=sweep.seed, n_startup_trials=max(1, min(10, sweep.max_trials // 3)))
+            seed=sweep.seed, n_startup_trials=max(1, min(10, sweep.max_trials // 3)),
+            constant_liar=True)
         pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
         if self.prunes:
             low, high = hyperband_resources(sweep, training)
@@ -62,6 +67,7 @@ class AdaptiveSearch:
         self._asked: dict[int, optuna.Trial] = {}
         self._reported: dict[int, int] = {}
         self._record = record
+        self._rng = random.Random(sweep.seed)
         for entry in record.trials:
             if entry.get("status") == "Completed" and not entry.get("early_stopped"):
                 self._learn(entry)
@@ -72,9 +78,22 @@ class AdaptiveSearch:
         return len(self._record.trials) < self.sweep.max_trials
 
     def propose(self) -> dict[str, Any]:
-        """A new trial the study chose, added to the record's trials as Pending."""
+        """A new trial the study chose, added to the record's trials as Pending. When TPE
+        proposes parameters the sweep has run or runs (in a small space of lists it proposes
+        its favourite again and again), an untried point drawn at random takes its place (the
+        proposal is told to the study as failed, which TPE leaves out): a trial is not spent
+        on a known result while others are untried."""
+        tried = [t["parameters"] for t in self._record.trials]
         trial = self.study.ask(self._distributions)
-        parameters = {key: self._value(key, trial.params[key]) for key in self.sweep.parameters}
+        parameters = self._parameters(trial)
+        for _ in range(DRAWS):
+            if parameters not in tried:
+                break
+            self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+            self.study.enqueue_trial(self._internal(
+                {key: draw(p, self._rng) for key, p in self.sweep.parameters.items()}))
+            trial = self.study.ask(self._distributions)
+            parameters = self._parameters(trial)
         entry = {"trial": len(self._record.trials), "parameters": parameters,
                  "overrides": [override(k, v) for k, v in parameters.items()],
                  "status": "Pending"}
@@ -125,6 +144,9 @@ class AdaptiveSearch:
             return  # parameters outside this sweep's space teach the study nothing
         self.study.add_trial(self._optuna.trial.create_trial(
             params=params, distributions=self._distributions, value=float(entry["objective"])))
+
+    def _parameters(self, trial: optuna.Trial) -> dict[str, Any]:
+        return {key: self._value(key, trial.params[key]) for key in self.sweep.parameters}
 
     def _value(self, key: str, proposed: Any) -> Any:
         """The trial's value of `key` from the study's: a listed value by its index, a float

@@ -473,11 +473,12 @@ def trials(sweep: Sweep) -> list[Trial]:
         raise ValueError(f"{sweep.strategy} trials are chosen as results come in, not listed")
     rng = random.Random(sweep.seed)
     assert sweep.max_trials is not None
-    return [Trial(i, {k: _draw(sweep.parameters[k], rng) for k in keys})
+    return [Trial(i, {k: draw(sweep.parameters[k], rng) for k in keys})
             for i in range(sweep.max_trials)]
 
 
-def _draw(parameter: Parameter, rng: random.Random) -> Any:
+def draw(parameter: Parameter, rng: random.Random) -> Any:
+    """A value of the parameter at random: one of its list, or in its range (on its scale)."""
     if parameter.values is not None:
         return rng.choice(parameter.values)
     low, high = float(parameter.min or 0), float(parameter.max or 0)
