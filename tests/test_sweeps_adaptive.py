@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,21 @@ def test_resume_of_a_bayesian_sweep_reruns_its_stopped_trial_then_proposes_the_r
     assert record["trials"][2]["earlier_runs"] == [stopped_run]
     assert [t["trial"] for t in record["trials"]] == [0, 1, 2, 3, 4]
     assert len(runs(experiments)) == 5 + 3
+
+
+def test_resume_of_a_damaged_bayesian_sweep_refuses_in_one_line(tmp_path, capsys):
+    """Only its sweep.json says which trials a bayesian sweep chose: nothing rebuilds it."""
+    from conftest import run_cli
+
+    sweep_id = "sweep-20261201-000001-aaaaaa"
+    folder = tmp_path / "experiments" / "_sweeps" / "tiny" / sweep_id
+    folder.mkdir(parents=True)
+    (folder / "sweep.yaml").write_text(textwrap.dedent(BAYESIAN % 3))
+    (folder / "sweep.json").write_bytes(b"{")
+    code, out, err = run_cli(capsys, "sweep", "--resume", sweep_id,
+                             "--store", str(tmp_path / "experiments"))
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"sagebook: cannot resume {sweep_id}: ")
+    assert "a bayesian sweep chooses its trials as results come in, and only its sweep.json " \
+           "says which; restore it from a backup" in err
+    assert (folder / "sweep.json").read_bytes() == b"{"
