@@ -48,10 +48,9 @@ class AdaptiveSearch:
         self.sweep = sweep
         self.prunes = sweep.strategy == "hyperband"
         assert sweep.max_trials is not None
-        # a third of the budget explores at random first: Optuna's default of 10 would turn
-        # every sweep of 10 trials or fewer into a random search
-        # constant_liar: a running trial counts as a poor result, so that trials run at once
-        # are not proposed at the same place
+        # A third of the budget explores at random first (Optuna's default of 10 would turn
+        # every sweep of 10 trials or fewer into a random search); constant_liar counts a
+        # running trial as a poor result, so that trials run at once are proposed apart.
         sampler = optuna.samplers.TPESampler(
             seed=sweep.seed, n_startup_trials=max(1, min(10, sweep.max_trials // 3)),
             constant_liar=True)
@@ -104,8 +103,7 @@ class AdaptiveSearch:
     def adopt(self, entry: dict[str, Any]) -> None:
         """A trial of the record run again (`--resume`): the study follows it with the same
         parameters, so that Hyperband can stop it and its objective counts."""
-        self.study.enqueue_trial(self._internal(entry["parameters"]),
-                                 skip_if_exists=False)
+        self.study.enqueue_trial(self._internal(entry["parameters"]))
         self._asked[entry["trial"]] = self.study.ask(self._distributions)
 
     def observe(self, index: int, series: list[float]) -> bool:
