@@ -153,9 +153,9 @@ def test_local_random_draws_stay_inside_a_narrow_range():
     from sagebook.sweeps import spec
 
     parameter = spec.Parameter(min=0.1234561, max=0.1234564)
-    draws = [spec._draw(parameter, random.Random(seed)) for seed in range(50)]
+    draws = [spec.draw(parameter, random.Random(seed)) for seed in range(50)]
     assert all(0.1234561 <= d <= 0.1234564 for d in draws)
     assert len(set(draws)) > 10  # and still spread over it
     wide = spec.Parameter(min=0.001, max=0.1, scale="log")
-    assert all(len(repr(spec._draw(wide, random.Random(s))).lstrip("0.")) <= 8
+    assert all(len(repr(spec.draw(wide, random.Random(s))).lstrip("0.")) <= 8
                for s in range(20))  # legible where six digits suffice

@@ -316,10 +316,12 @@ def _dry_run(args: argparse.Namespace, interrupt_after: float | None) -> int:
 
 def _add_sweep_command(commands: argparse._SubParsersAction) -> None:
     sweep = commands.add_parser(
-        "sweep", help="run a grid or random search here, or a SageMaker tuning job",
+        "sweep", help="run a grid, random, bayesian or hyperband search here, or a SageMaker "
+                      "tuning job",
         description="Run the sweep described by the job config's `sweep:` section or by "
-                    "--sweep FILE: grid and random trials in parallel on this machine, or one "
-                    "hyperparameter tuning job on SageMaker. Every trial is a run with a record.",
+                    "--sweep FILE: its trials in parallel on this machine (bayesian and "
+                    "hyperband through Optuna), or one hyperparameter tuning job on SageMaker. "
+                    "Every trial is a run with a record.",
     )
     sweep.add_argument("config", nargs="?", help="job config, e.g. configs/sagemaker_config.yaml")
     sweep.add_argument("--sweep", dest="sweep_file", metavar="FILE",

@@ -29,6 +29,7 @@ from ..record import TERMINAL, now, read_manifest, user
 from ..stores import Store, StoreExistsError, open_store
 from . import spec as spec_mod
 from . import tuning
+from .adaptive import AdaptiveSearch
 from .local import run_trials
 from .planning import SweepPlan
 from .record import (
@@ -58,7 +59,8 @@ def plan(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | 
     cfg = spec_mod.check(spec, path, overrides, remote=remote)
     if remote:  # checked when its request is built, with the image and uploads it names
         return SweepPlan(spec, cfg, path, overrides, remote)
-    checked = SweepPlan(spec, cfg, path, overrides, remote, spec_mod.trials(spec.sweep))
+    listed = [] if spec.sweep.strategy in spec_mod.ADAPTIVE else spec_mod.trials(spec.sweep)
+    checked = SweepPlan(spec, cfg, path, overrides, remote, listed)
     tuning.rehearse(checked)  # a local sweep meets the limits the tuning job it rehearses would
     return checked
 
@@ -86,8 +88,10 @@ def start(plan: SweepPlan, *, via: str = "cli", echo: Callable[[str], None] = pr
          "status": "Pending"} for t in plan.trials]
     manifest["pid"] = os.getpid()  # `--resume` must not run trials this process still runs
     record = _create(store, job.experiment, manifest, plan.spec.text)
-    echo(f"[sweep] {record.sweep_id}: {len(plan.trials)} trials, {plan.sweep.max_parallel} at a "
-         f"time; record at {record.uri}")
+    count = (f"up to {plan.sweep.max_trials} trials chosen by Optuna as results come in"
+             if plan.sweep.strategy in spec_mod.ADAPTIVE else f"{len(plan.trials)} trials")
+    echo(f"[sweep] {record.sweep_id}: {count}, {plan.sweep.max_parallel} at a time; record at "
+         f"{record.uri}")
     with _ending(record):
         _record_digests(plan.job_path, plan.overrides, record.trials)
     _run(record, plan.sweep, plan.job_path, plan.overrides, record.trials, via, echo)
@@ -120,7 +124,9 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
              f" of its {len(record.trials)} trials")
     todo = [t for t in record.trials
             if t.get("status") != "Completed" and not t.get("early_stopped")]
-    if not todo:
+    unproposed = (sweep.max_trials or 0) - len(record.trials) \
+        if sweep.strategy in spec_mod.ADAPTIVE else 0
+    if not todo and unproposed <= 0:
         echo(f"[sweep] {record.sweep_id}: every trial has finished; nothing to resume")
         return record
     record.update(pid=os.getpid())
@@ -143,7 +149,8 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
             entry.update(status="Pending")
             todo_now.append(entry)
     record.update()
-    echo(f"[sweep] resuming {record.sweep_id}: {len(todo_now)} trials to run")
+    echo(f"[sweep] resuming {record.sweep_id}: {len(todo_now)} trials to run"
+         + (f", then up to {unproposed} new ones" if unproposed > 0 else ""))
     _run(record, sweep, job_path, overrides, todo_now, via, echo)
     return record
 
@@ -179,9 +186,10 @@ def _rebuild(store: Store, damage: DamagedSweep) -> SweepRecord:
     except DamagedFile as exc:
         raise SagebookError(f"{refuse}, and so is {exc.where} ({exc.reason}): start the sweep "
                             "again") from None
-    if sweep.strategy in spec_mod.CLOUD_ONLY:
-        raise SagebookError(f"{refuse}: it is a SageMaker tuning job; restore its sweep.json "
-                            "from a backup (`sagebook list` still lists its trials)")
+    if sweep.strategy in spec_mod.ADAPTIVE:
+        raise SagebookError(f"{refuse}: a {sweep.strategy} sweep chooses its trials as results "
+                            "come in, and only its sweep.json says which; restore it from a "
+                            "backup (`sagebook list` still lists its trials)")
     planned = _planned_trials(sweep, refuse)
     runs = _trial_runs(store, experiment, sweep_id, sweep, len(planned))
     if not runs:
@@ -416,7 +424,9 @@ def _run(record: SweepRecord, sweep: spec_mod.Sweep, job_path: Path, overrides: 
          todo: list[dict[str, Any]], via: str, echo: Callable[[str], None]) -> None:
     record.set_status("InProgress")
     with _ending(record):
-        run_trials(record, sweep, job_path, overrides, todo, via=via, echo=echo)
+        search = AdaptiveSearch(sweep, record, config_mod.load(job_path, overrides).training) \
+            if sweep.strategy in spec_mod.ADAPTIVE else None
+        run_trials(record, sweep, job_path, overrides, todo, search=search, via=via, echo=echo)
     counts = record.status_counts()
     record.set_status("Completed", counts=counts)
     best = record.best()

@@ -1,4 +1,4 @@
-"""Grid and random sweeps on this machine: trials in parallel, each a full run and record.
+"""Sweeps on this machine: trials in parallel, each a full run and record.
 
 Each trial is a `sagebook.sweeps.trial` process (which runs `launch()`), at most `max_parallel`
 at once, each pinned to its own share of the CPUs (the training process inherits the pinning,
@@ -9,6 +9,8 @@ leaves trials that never started to a later `sagebook sweep --resume`.
 
 Early stopping follows the median rule: a trial whose objective at a step is worse than the
 median of the other trials' values at that step (once `min_trials` have reached it) is stopped.
+A bayesian or hyperband sweep takes its trials from an `AdaptiveSearch` as slots free up, tells
+it each trial's end, and (hyperband) stops the trials its pruner drops, read the same way.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from ..backends import children
 from ..backends.local import cpu_slots
 from ..record import now
+from .adaptive import AdaptiveSearch
 from .record import SweepRecord
 from .spec import Sweep
 
@@ -73,10 +76,11 @@ def gpu_slots(parallel: int) -> list[list[str]]:
 
 
 def run_trials(record: SweepRecord, sweep: Sweep, job_path: Path, overrides: list[str],
-               todo: list[dict[str, Any]], *, via: str = "sweep",
-               echo: Callable[[str], None] = print) -> None:
-    """Run the trials in `todo` (entries of the sweep record), updating the record as each
-    starts and ends. Raises KeyboardInterrupt once every running trial has stopped."""
+               todo: list[dict[str, Any]], *, search: AdaptiveSearch | None = None,
+               via: str = "sweep", echo: Callable[[str], None] = print) -> None:
+    """Run the trials in `todo` (entries of the sweep record), then those `search` proposes
+    while its budget lasts, updating the record as each starts and ends. Raises
+    KeyboardInterrupt once every running trial has stopped."""
     slots = cpu_slots(sweep.max_parallel)
     gpus = gpu_slots(sweep.max_parallel)
     free = list(range(len(slots)))
@@ -86,9 +90,16 @@ def run_trials(record: SweepRecord, sweep: Sweep, job_path: Path, overrides: lis
     lock = threading.Lock()
     stop_launching = False
     try:
-        while pending or running:
-            while pending and free and not stop_launching:
-                entry = pending.pop(0)
+        while pending or running or (search and search.more() and not stop_launching):
+            while free and not stop_launching and (pending or (search and search.more())):
+                entry = pending.pop(0) if pending else None
+                if search is not None:
+                    if entry is None:
+                        entry = search.propose()
+                        record.update()
+                    else:
+                        search.adopt(entry)
+                assert entry is not None
                 slot = free.pop(0)
                 running[entry["trial"]] = _start(record, entry, job_path, overrides, slots[slot],
                                                  gpus[slot], slot, scratch, via, echo, lock)
@@ -97,21 +108,25 @@ def run_trials(record: SweepRecord, sweep: Sweep, job_path: Path, overrides: lis
                 if children.running(trial.proc):
                     if sweep.early_stopping is not None and not trial.stop_sent:
                         _median_rule(record, sweep, trial, running)
+                    if search is not None and search.prunes and not trial.stop_sent:
+                        _pruner_rule(record, sweep, trial, search)
                     continue
                 del running[index]
                 free.append(trial.slot)
                 trial.reader.join(timeout=5)
-                _finish(record, sweep, trial, echo)
+                _finish(record, sweep, trial, echo, search)
                 if _done_early(record, sweep):
                     stop_launching = True
-            if stop_launching and pending:
-                echo(f"[sweep] stop_when met: {len(pending)} trials not started")
+            if stop_launching and (pending or (search and search.more())):
+                echo("[sweep] stop_when met: "
+                     + (f"{len(pending)} trials not started" if pending else
+                        "no more trials proposed"))
                 pending.clear()
     except BaseException:
         _stop_all(running, echo)
         for trial in running.values():
             trial.reader.join(timeout=5)
-            _finish(record, sweep, trial, echo)
+            _finish(record, sweep, trial, echo, search)
         raise
     finally:
         for path in scratch.glob("*"):
@@ -164,8 +179,8 @@ def _result(trial: _Running) -> dict[str, Any]:
         return {}
 
 
-def _finish(record: SweepRecord, sweep: Sweep, trial: _Running, echo: Callable[[str], None]
-            ) -> None:
+def _finish(record: SweepRecord, sweep: Sweep, trial: _Running, echo: Callable[[str], None],
+            search: AdaptiveSearch | None = None) -> None:
     children.wait_all([trial.proc])
     result = _result(trial)
     entry = record.trial(trial.index)
@@ -181,6 +196,8 @@ def _finish(record: SweepRecord, sweep: Sweep, trial: _Running, echo: Callable[[
         entry["failure_reason"] = str(result["failure_reason"])[:300]
     if trial.early_stopped:
         entry["early_stopped"] = True
+    if search is not None:
+        search.tell(entry)
     record.update(best=_best_summary(record))
     shown = entry.get("objective")
     echo(f"[sweep] trial {trial.index} {status.lower()}"
@@ -246,8 +263,23 @@ def _median_rule(record: SweepRecord, sweep: Sweep, trial: _Running,
     median = statistics.median(others)
     worse = mine[step] < median if sweep.objective.goal == "maximize" else mine[step] > median
     if worse:
-        trial.early_stopped = trial.stop_sent = True
-        _signal(trial.proc, signal.SIGTERM)
+        _stop_early(trial)
+
+
+def _pruner_rule(record: SweepRecord, sweep: Sweep, trial: _Running,
+                 search: AdaptiveSearch) -> None:
+    """Stop `trial` when the search's pruner drops it, given its objective so far by epoch."""
+    if trial.run_id is None:
+        trial.run_id = _result(trial).get("run_id")
+    if search.observe(trial.index, _objective_series(record, trial.run_id,
+                                                     sweep.objective.metric)):
+        _stop_early(trial)
+
+
+def _stop_early(trial: _Running) -> None:
+    """Stop the trial as Ctrl-C stops a launch; its sweep entry will say early_stopped."""
+    trial.early_stopped = trial.stop_sent = True
+    _signal(trial.proc, signal.SIGTERM)
 
 
 def _objective_series(record: SweepRecord, run_id: str | None, metric: str) -> list[float]:

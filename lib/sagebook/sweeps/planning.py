@@ -12,6 +12,7 @@ from pathlib import Path
 from ..config import LaunchConfig
 from ..printing import cell_text
 from . import spec as spec_mod
+from .adaptive import hyperband_resources
 
 
 @dataclass
@@ -30,8 +31,9 @@ class SweepPlan:
         return self.spec.sweep
 
     def describe(self) -> str:
-        """The trial table (grid, random) or the search space and its limits (SageMaker),
-        then the overrides every trial runs with, if any."""
+        """The trial table (grid, random on this machine) or the search space and its limits
+        (SageMaker, or bayesian and hyperband anywhere: their trials are chosen as results
+        come in), then the overrides every trial runs with, if any."""
         shared = f"\noverrides, in every trial: {', '.join(self.overrides)}"
         return self._search() + (shared if self.overrides else "")
 
@@ -39,7 +41,7 @@ class SweepPlan:
         sweep = self.sweep
         head = (f"sweep of {self.config.job.experiment}: {sweep.strategy}, "
                 f"{sweep.objective.goal} {sweep.objective.metric}")
-        if not self.remote:
+        if not self.remote and sweep.strategy not in spec_mod.ADAPTIVE:
             keys = list(sweep.parameters)
             rows = [["trial", *keys]] + [[str(t.index), *(cell_text(t.parameters[k]) for k in keys)]
                                          for t in self.trials]
@@ -48,6 +50,10 @@ class SweepPlan:
                               .rstrip() for r in rows)
             return (f"{head}; {len(self.trials)} trials, {sweep.max_parallel} at a time on "
                     f"{self.config.job.instance_type}\n{table}")
+        if not self.remote:
+            chooser = "TPE sampler" if sweep.strategy == "bayesian" else \
+                "TPE sampler, Hyperband pruner"
+            head += f"; trials chosen by Optuna ({chooser}) on {self.config.job.instance_type}"
         lines = [head, "search space:"]
         for key, parameter in sweep.parameters.items():
             if parameter.values is not None:
@@ -63,6 +69,16 @@ class SweepPlan:
                 ("early_stopping", "median rule" if sweep.early_stopping else None),
                 ("target", sweep.stop_when and sweep.stop_when.target),
                 ("no_improvement", sweep.stop_when and sweep.stop_when.no_improvement),
+                ("epochs per trial", self._hyperband_epochs()),
             ) if value is not None))
         return "\n".join(lines)
 
+
+    def _hyperband_epochs(self) -> str | None:
+        """Hyperband's resource, when the sweep gives it or a local sweep infers it (SageMaker
+        infers it from the static epochs itself)."""
+        sweep = self.sweep
+        if sweep.strategy != "hyperband" or (self.remote and sweep.hyperband is None):
+            return None
+        low, high = hyperband_resources(sweep, self.config.training)
+        return f"{low} to {high}"

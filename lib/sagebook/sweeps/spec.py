@@ -16,8 +16,8 @@ keys at its top level):
 
 Every problem names the file, line and key, and a value is checked against the configs'
 own schemas by loading the configs with it as an override: what a trial would run is what was
-validated. Grid and random expand here, into trials (one set of overrides each); the cloud
-strategies are SageMaker's to run.
+validated. Grid and random expand here, into trials (one set of overrides each); bayesian and
+hyperband choose their trials as results come in (SageMaker's tuner, or locally an Optuna study).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from ..config import Duration, LaunchConfig
 from ..config_files import KeyPath
 from ..errors import ConfigError, format_problem
 
-CLOUD_ONLY = ("bayesian", "hyperband")
+ADAPTIVE = ("bayesian", "hyperband")  # trials chosen as results come in, not listed ahead
 FLOAT_TAG = "tag:yaml.org,2002:float"
 DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # what any parser reads
 RANDOM_DIGITS = 6  # random floats are rounded to this many significant digits: legible trials
@@ -204,7 +204,7 @@ class Sweep(BaseModel):
     model_config = ConfigDict(extra="forbid")
     objective: Objective
     strategy: Literal["grid", "random", "bayesian", "hyperband"] = Field(
-        "grid", description="grid and random run anywhere; bayesian and hyperband on SageMaker")
+        "grid", description="grid (value lists only), random, bayesian or hyperband")
     parameters: dict[str, Annotated[Parameter, BeforeValidator(_list_shorthand)]] = Field(
         min_length=1, description="Override path → values or range, e.g. training.epochs")
     max_trials: int | None = Field(None, ge=1, description="Trials to run (random: required)")
@@ -331,7 +331,7 @@ def check(spec: SweepFile, job_path: str | os.PathLike[str], overrides: list[str
           *, remote: bool) -> LaunchConfig:
     """Check the sweep against the configs it varies; return the base config (without trials).
 
-    `remote`: the job runs on SageMaker (a tuning job), else locally (grid and random only).
+    `remote`: the job runs on SageMaker (a tuning job), else locally.
     Raises ConfigError with every problem, each at its line of the sweep.
     """
     cfg = config_mod.load(job_path, overrides)
@@ -352,9 +352,6 @@ def check(spec: SweepFile, job_path: str | os.PathLike[str], overrides: list[str
         hint = (f"did you mean '{near[0]}'?" if near else
                 f"the job's metric_definitions name: {', '.join(metrics) or 'none'}")
         problem(("objective", "metric"), f"not a metric of the job; {hint}")
-    if not remote and sweep.strategy in CLOUD_ONLY:
-        problem(("strategy",), f"{sweep.strategy} runs on SageMaker only (instance_type "
-                               f"{cfg.job.instance_type} runs here): use grid or random")
     if sweep.strategy == "grid":
         ranged = [k for k, p in sweep.parameters.items() if p.is_range]
         for key in ranged:
@@ -373,9 +370,11 @@ def check(spec: SweepFile, job_path: str | os.PathLike[str], overrides: list[str
             problem(("hyperband", "min_resource"), "must not exceed max_resource")
     elif sweep.hyperband is not None:
         problem(("hyperband",), "applies only to strategy hyperband")
-    if not remote and sweep.early_stopping and str(cfg.job.experiments_uri).startswith("s3://"):
-        problem(("early_stopping",), "a local sweep reads its trials' live metrics from their "
-                                     "records: keep them in a local folder (experiments_uri)")
+    if not remote and (sweep.early_stopping or sweep.strategy == "hyperband") and \
+            str(cfg.job.experiments_uri).startswith("s3://"):
+        problem(("early_stopping",) if sweep.early_stopping else ("strategy",),
+                "a local sweep reads its trials' live metrics from their records: keep them "
+                "in a local folder (experiments_uri)")
     if not remote:
         for name in ("warm_start", "max_runtime"):
             if getattr(sweep, name) is not None:
@@ -471,14 +470,15 @@ def trials(sweep: Sweep) -> list[Trial]:
         grid = itertools.product(*(sweep.parameters[k].values or () for k in keys))
         return [Trial(i, dict(zip(keys, combo, strict=True))) for i, combo in enumerate(grid)]
     if sweep.strategy != "random":
-        raise ValueError(f"{sweep.strategy} trials are chosen by SageMaker, not listed here")
+        raise ValueError(f"{sweep.strategy} trials are chosen as results come in, not listed")
     rng = random.Random(sweep.seed)
     assert sweep.max_trials is not None
-    return [Trial(i, {k: _draw(sweep.parameters[k], rng) for k in keys})
+    return [Trial(i, {k: draw(sweep.parameters[k], rng) for k in keys})
             for i in range(sweep.max_trials)]
 
 
-def _draw(parameter: Parameter, rng: random.Random) -> Any:
+def draw(parameter: Parameter, rng: random.Random) -> Any:
+    """A value of the parameter at random: one of its list, or in its range (on its scale)."""
     if parameter.values is not None:
         return rng.choice(parameter.values)
     low, high = float(parameter.min or 0), float(parameter.max or 0)
@@ -488,10 +488,16 @@ def _draw(parameter: Parameter, rng: random.Random) -> Any:
         value = rng.uniform(low, high)
     if parameter.kind == "int":
         return min(int(high), max(int(low), round(value)))
-    # a narrow range needs more digits: a thousand steps across it, each draw inside it
+    return legible(value, low, high)
+
+
+def legible(value: float, low: float, high: float) -> float:
+    """`value` in as few significant digits as keep it inside [low, high] (at least
+    RANDOM_DIGITS): a trial's float reads as written, not as a double's 17 digits."""
+    # a narrow range needs more digits: a thousand steps across it, each value inside it
     steps = math.floor(math.log10(max(abs(low), abs(high)))) - math.floor(math.log10(high - low))
     for digits in range(max(RANDOM_DIGITS, steps + 3), 18):
-        legible = float(f"{value:.{digits}g}")
-        if low <= legible <= high:
-            return legible
+        shown = float(f"{value:.{digits}g}")
+        if low <= shown <= high:
+            return shown
     return value
