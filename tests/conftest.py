@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +20,10 @@ LOCAL_CONFIG = REPO / "configs" / "sagemaker_config.local.yaml"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagebook-training:latest"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 CHROMIUM = "/usr/bin/chromium"
+# what sagebook's wheel is built from; the rest of the repository is not needed for a build
+NOT_BUILT = shutil.ignore_patterns(".git", ".venv*", "experiments", "build", "dist", "tests",
+                                   "benchmarks", "__pycache__", "*.egg-info", "test-artifacts",
+                                   ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints")
 # headless, and no calls home: this machine has no network beyond its package registries
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",
