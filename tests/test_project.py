@@ -15,12 +15,7 @@ import pytest
 
 from sagebook.project import TEMPLATE, template_files
 
-from conftest import REPO, add_run, manifest, runs, sagebook, wait_for
-
-# what the wheel is built from; the rest of the repository is not needed for a build
-NOT_BUILT = shutil.ignore_patterns(".git", ".venv*", "experiments", "build", "dist", "tests",
-                                   "benchmarks", "__pycache__", "*.egg-info", "test-artifacts",
-                                   ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints")
+from conftest import NOT_BUILT, REPO, add_run, manifest, runs, sagebook, wait_for
 
 
 def _run(*args: str | Path, **kwargs) -> subprocess.CompletedProcess:
@@ -86,18 +81,6 @@ def test_init_writes_nothing_over_existing_files(tmp_path):
     assert "already has configs/training_config.yaml" in result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["configs", "training_config.yaml"]
-
-
-def test_init_in_an_existing_repository_keeps_its_readme_and_gitignore(tmp_path):
-    (tmp_path / "README.md").write_text("# our team\n")
-    (tmp_path / ".gitignore").write_text("*.log\n")
-    result = subprocess.run([sys.executable, "-m", "sagebook.cli", "init", str(tmp_path)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "kept the folder's own README.md and .gitignore" in result.stdout
-    assert (tmp_path / "README.md").read_text() == "# our team\n"
-    assert (tmp_path / ".gitignore").read_text() == "*.log\n"
-    assert (tmp_path / "notebooks" / "launch.ipynb").is_file()
 
 
 @pytest.mark.slow

@@ -259,21 +259,9 @@ def _upload(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    import shlex
-
     from .project import init
 
-    files = init(args.folder)
-    folder = shlex.quote(args.folder)
-    kept = [name for name in ("README.md", ".gitignore") if name not in files]
-    if kept:
-        print(f"kept the folder's own {' and '.join(kept)}")
-    print(f"a new project in {args.folder}: {len(files)} files. First run, on this machine:\n"
-          f"  cd {folder}\n"
-          "  pip install -r sagemaker_container/requirements.txt\n"
-          "  papermill notebooks/launch.ipynb out.ipynb "
-          "-p config configs/sagemaker_config.local.yaml\n"
-          "then README.md, for your own code and SageMaker.")
+    print(init(args.folder).summary(args.folder))
     return 0
 
 
