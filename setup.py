@@ -39,8 +39,9 @@ def check_template(shipped: list[str]) -> None:
     as committed: edited, staged, untracked or deleted."""
     try:
         _git("ls-files", "--error-unmatch", "pyproject.toml")
+        _git("rev-parse", "--verify", "HEAD")
     except (OSError, subprocess.CalledProcessError):
-        return  # not a git checkout of sagebook: nothing to compare with
+        return  # not a git checkout of sagebook with a commit: nothing to compare with
     files = {_in_repository(HERE / path) for path in shipped
              if Path(os.path.abspath(HERE / path)).is_relative_to(TEMPLATE)}
     folders = sorted({_in_repository(entry) for entry in TEMPLATE.iterdir()})
