@@ -271,6 +271,14 @@ class JobConfig(BaseModel):
         kind = kind_of(self.instance_type)
         return bool(kind and kind.remote)
 
+    @property
+    def uses_aws(self) -> bool:
+        """Whether a launch of this job asks AWS: a SageMaker job, or one s3:// location."""
+        locations = [self.experiments_uri, self.config_uri, self.uploads_uri, self.output_uri,
+                     self.checkpoint_uri, self.resume_from, self.tensorboard_uri,
+                     *(channel.uri for channel in self.channels.values())]
+        return self.is_cloud or any(str(uri).startswith("s3://") for uri in locations if uri)
+
     def store_options(self) -> dict[str, Any]:
         """What every store opened for this job needs: credentials, encryption, ownership."""
         return aws.store_options(dict(self))
