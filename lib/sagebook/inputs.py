@@ -13,6 +13,7 @@ the line it searches: on Python's `re`, `(a+)+$` takes exponential time and hold
 
 from __future__ import annotations
 
+import difflib
 import errno
 import json
 import os
@@ -250,8 +251,47 @@ def load_yaml_file(path: Path, limit: int = MAX_CONFIG_BYTES) -> tuple[Any, yaml
     try:
         text = read_text(path, limit)
     except UnreadableFile as exc:
-        raise ConfigError.one(exc.path, None, exc.reason) from None
+        raise ConfigError.one(exc.path, None, exc.reason + nearest_hint(exc)) from None
     return parse_yaml(text, str(path))
+
+
+MAX_NEAR_FILES = 2000  # YAML files compared with a missing config's path: a bounded look
+
+
+def nearest_hint(exc: UnreadableFile) -> str:
+    """For a config file that is missing, the existing config whose path is nearest to the
+    one typed (`config/sagemaker_config.yaml`, `sagemaker_confg.yaml`), so the message leads
+    to the file meant: `; did you mean configs/sagemaker_config.yaml?`, else nothing."""
+    near = nearest_config(Path(exc.path)) if exc.reason == "file not found" else None
+    return f"; did you mean {near}?" if near else ""
+
+
+def nearest_config(path: Path) -> str | None:
+    """The existing YAML file nearest to `path` in spelling, looked for in the deepest folder
+    of `path` that exists and in its subfolders one level down (no hidden ones, at most
+    MAX_NEAR_FILES files); shown as typed: relative to the current folder when under it."""
+    absolute = Path(os.path.abspath(path.expanduser()))
+    base = absolute.parent
+    while not base.is_dir() and base != base.parent:
+        base = base.parent
+    found: dict[str, Path] = {}  # compared without the suffix, which every candidate shares
+    try:
+        for folder in [base, *sorted(p for p in base.iterdir()
+                                     if p.is_dir() and not p.name.startswith("."))]:
+            found.update((str(f.relative_to(base).with_suffix("")), f)
+                         for f in sorted(folder.iterdir())
+                         if f.suffix in (".yaml", ".yml") and f.is_file())
+            if len(found) >= MAX_NEAR_FILES:
+                break
+    except OSError:  # a folder that cannot be listed: no suggestion, the reason stands
+        return None
+    typed = str(absolute.relative_to(base).with_suffix(""))
+    close = difflib.get_close_matches(typed, list(found)[:MAX_NEAR_FILES], n=1, cutoff=0.6)
+    if not close:
+        return None
+    near = found[close[0]]
+    cwd = Path.cwd()
+    return str(near.relative_to(cwd)) if near.is_relative_to(cwd) else str(near)
 
 
 def parse_yaml_text(text: str | None, where: str) -> Any:
