@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import IMAGE, REPO, ROLE, add_run, run_cli, sagebook
 
 from sagebook import aws, project
 from sagebook.stores import open_store
+
+from conftest import IMAGE, REPO, ROLE, add_run, run_cli, sagebook
 
 
 def _without_credentials(tmp_path: Path) -> dict[str, str]:

@@ -255,7 +255,7 @@ def load_yaml_file(path: Path, limit: int = MAX_CONFIG_BYTES) -> tuple[Any, yaml
     return parse_yaml(text, str(path))
 
 
-MAX_NEAR_FILES = 2000  # YAML files compared with a missing config's path: a bounded look
+MAX_NEAR_ENTRIES = 5000  # folder entries looked at for a missing config's nearest: bounded
 
 
 def nearest_hint(exc: UnreadableFile) -> str:
@@ -268,25 +268,34 @@ def nearest_hint(exc: UnreadableFile) -> str:
 
 def nearest_config(path: Path) -> str | None:
     """The existing YAML file nearest to `path` in spelling, looked for in the deepest folder
-    of `path` that exists and in its subfolders one level down (no hidden ones, at most
-    MAX_NEAR_FILES files); shown as typed: relative to the current folder when under it."""
+    of `path` that exists and in its subfolders one level down (no hidden ones), among at most
+    MAX_NEAR_ENTRIES folder entries (a typo under `/` or a huge folder costs no more); shown
+    as typed: relative to the current folder when under it."""
     absolute = Path(os.path.abspath(path.expanduser()))
     base = absolute.parent
     while not base.is_dir() and base != base.parent:
         base = base.parent
     found: dict[str, Path] = {}  # compared without the suffix, which every candidate shares
-    try:
-        for folder in [base, *sorted(p for p in base.iterdir()
-                                     if p.is_dir() and not p.name.startswith("."))]:
-            found.update((str(f.relative_to(base).with_suffix("")), f)
-                         for f in sorted(folder.iterdir())
-                         if f.suffix in (".yaml", ".yml") and f.is_file())
-            if len(found) >= MAX_NEAR_FILES:
-                break
-    except OSError:  # a folder that cannot be listed: no suggestion, the reason stands
-        return None
+    folders, budget = [base], MAX_NEAR_ENTRIES
+    while folders and budget > 0:
+        folder = folders.pop(0)
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    budget -= 1
+                    if budget < 0:
+                        break
+                    if entry.name.startswith("."):
+                        continue
+                    if folder == base and entry.is_dir():
+                        folders.append(Path(entry.path))
+                    elif entry.name.endswith((".yaml", ".yml")) and entry.is_file():
+                        name = Path(entry.path).relative_to(base)
+                        found[str(name.with_suffix(""))] = Path(entry.path)
+        except OSError:  # a folder that cannot be listed holds no suggestion
+            continue
     typed = str(absolute.relative_to(base).with_suffix(""))
-    close = difflib.get_close_matches(typed, list(found)[:MAX_NEAR_FILES], n=1, cutoff=0.6)
+    close = difflib.get_close_matches(typed, sorted(found), n=1, cutoff=0.6)
     if not close:
         return None
     near = found[close[0]]
