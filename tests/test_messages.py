@@ -65,6 +65,16 @@ def test_training_config_given_as_job_config_is_named_in_one_line(make_config, t
         f"the job config ({job.name}, which names it as training_config)"]
 
 
+def test_training_config_given_to_sweep_is_named_too(make_config, tmp_path):
+    job = make_config()
+    result = sagebook("sweep", str(tmp_path / "training-job.yaml"), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no sweep section" not in result.stderr
+    assert (f"this looks like a training config (10 of its 10 keys are not job config keys, and "
+            f"it has none of experiment, instance_type, training_config); give the job config "
+            f"({job.name}, which names it as training_config)") in result.stderr
+
+
 def test_job_config_with_a_typo_is_not_taken_for_a_training_config(make_config, tmp_path):
     job = make_config()
     data = yaml.safe_load(job.read_text())
