@@ -23,13 +23,15 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import ConfigError, StoreError
+from .errors import ConfigError, SagebookError, StoreError
 from .paths import cache_folder
 
 _sessions: dict[tuple[Any, ...], Any] = {}
 _clients: dict[tuple[Any, ...], Any] = {}
 _lock = threading.RLock()
 
+NO_CREDENTIALS = ("no AWS credentials found: run `aws configure` or `aws sso login`, set "
+                  "AWS_PROFILE, or give a `profile:` in the job config")
 NO_REGION = ("no AWS region: set `region:` in the job config, or AWS_DEFAULT_REGION, or a "
              "region in the AWS profile")
 
@@ -55,6 +57,19 @@ def session(profile: str | None = None) -> Any:
             aws.get_component("data_loader").file_loader = _model_file_loader()
             _sessions[key] = aws
         return _sessions[key]
+
+
+class NoCredentials(SagebookError):
+    """This machine has no AWS credentials for the profile a command needs."""
+
+
+def require_credentials(profile: str | None = None) -> None:
+    """NoCredentials, saying how to get some, unless boto's chain finds credentials for
+    `profile`: asked before a command's first AWS call, so that a missing login is named as
+    such rather than as the first call's failure (an ECR permission, a record not written).
+    The session keeps what it found, so the calls that follow do not look again."""
+    if session(profile).get_credentials() is None:
+        raise NoCredentials(NO_CREDENTIALS)
 
 
 def _model_file_loader() -> Any:

@@ -79,15 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """The command, its errors rendered as one message each, without a traceback. A message
     may quote a config, a record or a store's key (a damaged file's name): terminal text."""
-    from .errors import ConfigError, SagebookError
+    from .errors import ArgumentError, ConfigError, SagebookError
     from .inputs import UnreadableFile
     from .printing import terminal_text
 
     try:
         return args.command(args)
-    except ConfigError as exc:
-        print(f"sagebook: invalid configuration:\n{_indent(terminal_text(exc))}",
-              file=sys.stderr)
+    except ConfigError as exc:  # an argument's, or a config's
+        kind = "argument" if isinstance(exc, ArgumentError) else "configuration"
+        print(f"sagebook: invalid {kind}:\n{_indent(terminal_text(exc))}", file=sys.stderr)
         return 2
     except UnreadableFile as exc:  # a path given on the command line: bad input
         print(f"sagebook: {terminal_text(exc)}", file=sys.stderr)
@@ -209,10 +209,10 @@ def _detach(args: argparse.Namespace) -> int:
     """The launch, run by a process of its own session (see backends/detached.py)."""
     from .backends import detached
     from .backends.local import work_dir
-    from .errors import ConfigError
+    from .errors import ArgumentError
 
     if args.pdb or args.dry_run:
-        raise ConfigError.one("--detach", None, "--detach runs without a terminal: it cannot "
+        raise ArgumentError.one("--detach", None, "--detach runs without a terminal: it cannot "
                               f"take {'--pdb' if args.pdb else '--dry-run'}")
     arguments = [args.config, *(f"--override={o}" for o in args.override),
                  *([f"--interrupt-after={args.interrupt_after}"] if args.interrupt_after else [])]
@@ -332,15 +332,15 @@ def _sweep(args: argparse.Namespace) -> int:
 
     if args.resume:
         if args.config or args.sweep_file or args.override:
-            from .errors import ConfigError
+            from .errors import ArgumentError
 
-            raise ConfigError.one("--resume", None, "resumes with the sweep's own configs: give "
+            raise ArgumentError.one("--resume", None, "resumes with the sweep's own configs: give "
                                                     "no CONFIG, --sweep or -o with it")
         return _sweep_exit(sweeps.resume(_open_store(args), args.resume))
     if not args.config:
-        from .errors import ConfigError
+        from .errors import ArgumentError
 
-        raise ConfigError.one("sagebook sweep", None, "give a job config (or --resume SWEEP)")
+        raise ArgumentError.one("sagebook sweep", None, "give a job config (or --resume SWEEP)")
     plan = sweeps.plan(args.config, args.sweep_file, args.override)
     if args.dry_run:
         request = None
@@ -600,9 +600,11 @@ def _list(args: argparse.Namespace) -> int:
                     descending = sweep.manifest["objective"]["goal"] == "maximize"
     profile = getattr(store, "profile", None)
     listing = list_runs(store, filters, sort=sort, descending=descending,
-                        limit=args.limit or None, refresh=args.refresh, profile=profile)
-    if listing.warning:
-        print(f"sagebook: {terminal_text(listing.warning, one_line=True)}", file=sys.stderr)
+                        limit=args.limit or None, refresh=args.refresh, profile=profile,
+                        strict_sort=args.sort is not None)  # a sweep's objective: no error
+    for warning in (listing.warning, listing.order_note):
+        if warning:
+            print(f"sagebook: {terminal_text(warning, one_line=True)}", file=sys.stderr)
     for line in damage_lines(listing.damaged):
         print(f"sagebook: {line}", file=sys.stderr)
     lost = [e for e in listing.runs if e.get("status") == "Lost"]

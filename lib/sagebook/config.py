@@ -22,13 +22,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from . import aws, inputs
+from . import aws, inputs, project
 from .config_files import (
     KeyPath,
     apply_overrides,
     dotted_key,
     dump_yaml,
     key_location,
+    keys_of,
     read_yaml,
     split_overrides,
     validate_model,
@@ -271,6 +272,14 @@ class JobConfig(BaseModel):
         kind = kind_of(self.instance_type)
         return bool(kind and kind.remote)
 
+    @property
+    def uses_aws(self) -> bool:
+        """Whether a launch of this job asks AWS: a SageMaker job, or one s3:// location."""
+        locations = [self.experiments_uri, self.config_uri, self.uploads_uri, self.output_uri,
+                     self.checkpoint_uri, self.resume_from, self.tensorboard_uri,
+                     *(channel.uri for channel in self.channels.values())]
+        return self.is_cloud or any(str(uri).startswith("s3://") for uri in locations if uri)
+
     def store_options(self) -> dict[str, Any]:
         """What every store opened for this job needs: credentials, encryption, ownership."""
         return aws.store_options(dict(self))
@@ -430,9 +439,11 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = (), *,
     """
     job_path = inputs.absolute(path)
     overrides = tuple(overrides)
-    job_overrides, training_overrides = split_overrides(overrides)
     job_data, job_lines = read_yaml(job_path)
+    job_overrides, training_overrides = split_overrides(
+        overrides, lambda: override_paths(job_data, job_path))
     job_data.pop("sweep", None)  # a sweep over this job (sweeps/spec.py), not a job setting
+    refuse_training_config(job_data, job_path)
     job_sources = apply_overrides(job_data, job_overrides, JobConfig, "job.")
     named_source = job_data.get("source_dir")
     if code_dir is not None:
@@ -479,6 +490,54 @@ def load(path: str | os.PathLike[str], overrides: typing.Iterable[str] = (), *,
         error.unchecked = loaded
         raise error
     return loaded
+
+
+def override_paths(job_data: dict[str, Any], job_path: Path) -> list[str]:
+    """Every key an override may set (`job.max_runtime`, `training.epochs`): the job config's,
+    the training schema's and the training config's own, from a job config as written."""
+    paths = [f"job.{key}" for key in keys_of(JobConfig)]
+    code = _training_keys(job_data, job_path)
+    if code is None:
+        return paths
+    try:
+        if code.training_schema:
+            paths += [f"training.{key}" for key in keys_of(load_training_schema(code))]
+        _, lines = read_yaml(Path(code.training_config))
+    except ConfigError:  # what cannot be read suggests nothing; its own error comes later
+        return paths
+    return paths + [dotted_key(key, "training.") for key in lines
+                    if all(isinstance(part, str) for part in key)]
+
+
+def refuse_training_config(data: dict[str, Any], path: Path) -> None:
+    """A training config given where the job config goes (`launch
+    configs/training_config.yaml`): one line saying so and which job config to give, rather
+    than one `unknown key` line per setting, each listing the ~50 job keys. It is one when it
+    has none of the job config's required keys and most of its keys are not job keys."""
+    required = sorted(name for name, info in JobConfig.model_fields.items() if info.is_required())
+    unknown = [key for key in data if key not in JobConfig.model_fields]
+    if not data or set(required) & set(data) or len(unknown) * 2 <= len(data):
+        return
+    naming, others = [], []
+    for candidate in project.job_configs(path.parent):
+        try:  # job_configs read it once already: a config it found is a mapping
+            named = inputs.load_yaml_file(candidate)[0].get("training_config")
+        except ConfigError:
+            continue
+        if isinstance(named, str) and inputs.absolute(candidate.parent / named) == path:
+            naming.append(os.path.relpath(candidate))
+        else:
+            others.append(os.path.relpath(candidate))
+    if naming:
+        which = (f"{' or '.join(naming[:2])}, which name{'s' if len(naming) == 1 else ''} it "
+                 "as training_config")
+    else:
+        which = (f"e.g. {' or '.join(others[:2])}, " if others else "") + \
+            "whose training_config names this file"
+    raise ConfigError.one(f"{path}:1", None, f"this looks like a training config ({len(unknown)} "
+                                             f"of its {len(data)} keys are not job config keys, "
+                                             f"and it has none of {', '.join(required)}); give "
+                                             f"the job config ({which})")
 
 
 def _training_keys(data: dict[str, Any], job_path: Path) -> JobConfig | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,9 +43,9 @@ def read_yaml(
             raise ConfigError.one(
                 f"{job_path}:{lines.get(('training_config',), '?')}",
                 "job.training_config",
-                f"{exc.reason}: {path}",
+                f"{exc.reason}: {path}{inputs.nearest_hint(exc)}",
             ) from None
-        raise ConfigError.one(str(path), None, exc.reason) from None
+        raise ConfigError.one(str(path), None, exc.reason + inputs.nearest_hint(exc)) from None
     return parse_yaml(text, path)
 
 
@@ -98,9 +99,11 @@ def dotted_key(key: KeyPath, prefix: str = "") -> str:
 # Overrides
 
 
-def split_overrides(overrides: tuple[str, ...]) -> tuple[list[str], list[str]]:
+def split_overrides(overrides: tuple[str, ...],
+                    known: Callable[[], list[str]] | None = None) -> tuple[list[str], list[str]]:
     """`job.` and `training.` overrides apart, each without its prefix; ConfigError for any
-    other."""
+    other, naming the full key path meant (`epochs=3`: `training.epochs=3`) among the `known`
+    ones (asked only then: knowing the training keys imports the training code's schema)."""
     job, training, problems = [], [], []
     for item in overrides:
         if not isinstance(item, str) or "=" not in item:
@@ -112,13 +115,31 @@ def split_overrides(overrides: tuple[str, ...]) -> tuple[list[str], list[str]]:
         elif item.startswith("training."):
             training.append(item[len("training."):])
         else:
+            key, _, value = item.partition("=")
+            near = nearest_override(key, known() if known else [])
             problems.append(format_problem(
                 f"override {item!r}", None,
+                f"the key must start with job. or training.; did you mean {near}={value}?"
+                if near else
                 "the key must start with job. or training. (e.g. job.instance_type=local)",
             ))
     if problems:
         raise ConfigError(problems)
     return job, training
+
+
+def nearest_override(key: str, paths: list[str]) -> str | None:
+    """The full key path (`training.epochs`) that an override's key without its prefix
+    (`epochs`, `data.train_file`, `epoch`) most likely meant: the path it ends, else the one
+    whose last part it is, else the nearest in spelling."""
+    for ends in (lambda path: path.split(".", 1)[-1] == key,
+                 lambda path: path.rsplit(".", 1)[-1] == key):
+        found = [path for path in paths if ends(path)]
+        if found:
+            return found[0]
+    bare = {path.split(".", 1)[-1]: path for path in paths}
+    close = difflib.get_close_matches(key, list(bare), n=1, cutoff=0.75)
+    return bare[close[0]] if close else None
 
 
 def apply_overrides(

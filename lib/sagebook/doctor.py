@@ -148,9 +148,7 @@ def _local_opt_ml(cfg: LaunchConfig) -> str:
 def _credentials(job: JobConfig) -> str:
     session = aws.session(job.profile)
     if session.get_credentials() is None:
-        raise DoctorFinding(
-            "no AWS credentials found: run `aws configure` or `aws sso login`, set AWS_PROFILE, "
-            "or give a `profile:` in the job config")
+        raise DoctorFinding(aws.NO_CREDENTIALS)
     identity = aws.client("sts", job.profile, job.region).get_caller_identity()
     return f"{identity['Arn']} (account {identity['Account']})"
 

@@ -57,6 +57,12 @@ class ConfigError(SagebookError):
         return cls(problems, sum(error.unlisted for error in errors), where)
 
 
+class ArgumentError(ConfigError):
+    """A command-line argument that cannot be taken (`tag RUN wip`, a malformed `--where`):
+    refused like a config problem (exit 2, nothing done), but named for what it is, so the
+    user looks at what they typed rather than at their config files."""
+
+
 class Problem(str):
     """One problem line, `where: key: message`, that also keeps its three parts.
 

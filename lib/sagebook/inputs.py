@@ -13,6 +13,7 @@ the line it searches: on Python's `re`, `(a+)+$` takes exponential time and hold
 
 from __future__ import annotations
 
+import difflib
 import errno
 import json
 import os
@@ -250,8 +251,56 @@ def load_yaml_file(path: Path, limit: int = MAX_CONFIG_BYTES) -> tuple[Any, yaml
     try:
         text = read_text(path, limit)
     except UnreadableFile as exc:
-        raise ConfigError.one(exc.path, None, exc.reason) from None
+        raise ConfigError.one(exc.path, None, exc.reason + nearest_hint(exc)) from None
     return parse_yaml(text, str(path))
+
+
+MAX_NEAR_ENTRIES = 5000  # folder entries looked at for a missing config's nearest: bounded
+
+
+def nearest_hint(exc: UnreadableFile) -> str:
+    """For a config file that is missing, the existing config whose path is nearest to the
+    one typed (`config/sagemaker_config.yaml`, `sagemaker_confg.yaml`), so the message leads
+    to the file meant: `; did you mean configs/sagemaker_config.yaml?`, else nothing."""
+    near = nearest_config(Path(exc.path)) if exc.reason == "file not found" else None
+    return f"; did you mean {near}?" if near else ""
+
+
+def nearest_config(path: Path) -> str | None:
+    """The existing YAML file nearest to `path` in spelling, looked for in the deepest folder
+    of `path` that exists and in its subfolders one level down (no hidden ones), among at most
+    MAX_NEAR_ENTRIES folder entries (a typo under `/` or a huge folder costs no more); shown
+    as typed: relative to the current folder when under it."""
+    absolute = Path(os.path.abspath(path.expanduser()))
+    base = absolute.parent
+    while not base.is_dir() and base != base.parent:
+        base = base.parent
+    found: dict[str, Path] = {}  # compared without the suffix, which every candidate shares
+    folders, budget = [base], MAX_NEAR_ENTRIES
+    while folders and budget > 0:
+        folder = folders.pop(0)
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    budget -= 1
+                    if budget < 0:
+                        break
+                    if entry.name.startswith("."):
+                        continue
+                    if folder == base and entry.is_dir():
+                        folders.append(Path(entry.path))
+                    elif entry.name.endswith((".yaml", ".yml")) and entry.is_file():
+                        name = Path(entry.path).relative_to(base)
+                        found[str(name.with_suffix(""))] = Path(entry.path)
+        except OSError:  # a folder that cannot be listed holds no suggestion
+            continue
+    typed = str(absolute.relative_to(base).with_suffix(""))
+    close = difflib.get_close_matches(typed, sorted(found), n=1, cutoff=0.6)
+    if not close:
+        return None
+    near = found[close[0]]
+    cwd = Path.cwd()
+    return str(near.relative_to(cwd)) if near.is_relative_to(cwd) else str(near)
 
 
 def parse_yaml_text(text: str | None, where: str) -> Any:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import aws
 from . import config as config_mod
 from . import request as request_mod
 from .backends import Backend, Job, Outcome, Staged, backend_for, checkpoints, interruption
-from .errors import ConfigError, SagebookError, StoreError
+from .errors import ArgumentError, ConfigError, SagebookError, StoreError
 from .record import TERMINAL, Record, git_state, job_name, new_run_id, user
 from .runs.lookup import find_run, read_optional
 from .secrets import redact
@@ -184,7 +185,9 @@ def preflight(backend: Backend, job: Job) -> tuple[dict[str, Any], str | None]:
     """Ask AWS, once and after the plan (the dry run does not ask), what only it knows: the
     regions of buckets and image, and the image tag's digest, none of which depends on the run
     id. Returns what the record keeps, and the image URI pinned to its digest when the request
-    does not run that yet."""
+    does not run that yet. No AWS credentials at all is said first, as `doctor` says it."""
+    if job.config.job.uses_aws:
+        aws.require_credentials(job.config.job.profile)
     asked = backend.preflight(job)
     pinned = (asked.get("image") or {}).get("uri")
     if pinned == job.request["AlgorithmSpecification"].get("TrainingImage"):
@@ -236,7 +239,7 @@ def launch(
     training, local backends) rehearses a spot interruption (see backends/interruption.py).
     """
     if pdb and interrupt_after is not None:
-        raise ConfigError.one("--interrupt-after", None, "--pdb gives the training process "
+        raise ArgumentError.one("--interrupt-after", None, "--pdb gives the training process "
                               "this terminal: rehearse an interruption without it")
     planned = plan(config_path, overrides, echo=echo, recorded=recorded,
                    interrupt_after=interrupt_after)

@@ -21,7 +21,7 @@ from .aws import store_options
 from .backends import uploads
 from .backends.liveness import work_dir
 from .config import JobConfig
-from .errors import ConfigError, SagebookError
+from .errors import ArgumentError, SagebookError
 from .inputs import DamagedFile, parse_json, parse_yaml_text
 from .launch import Recorded, launch
 from .printing import cell_text, terminal_text
@@ -192,7 +192,7 @@ def rerun(record: Record, overrides: Iterable[str] = (), *, resume: bool = False
         raise RunNotFound(f"{record.uri} has no sagemaker_config.yaml and "
                           "config/training_config.yaml to re-run from")
     if code not in ("recorded", "current"):
-        raise ConfigError.one("--code", None, f"expected recorded or current, got {code!r}")
+        raise ArgumentError.one("--code", None, f"expected recorded or current, got {code!r}")
     echo = launch_options.get("echo", print)
     overrides = list(overrides)
     changed = {o.partition("=")[0] for o in overrides}
@@ -203,9 +203,9 @@ def rerun(record: Record, overrides: Iterable[str] = (), *, resume: bool = False
     mine = own_settings(config) if config is not None else {}
     source = Path(mine["source_dir"]) if isinstance(mine.get("source_dir"), str) else None
     if code == "current" and "job.source_dir" not in changed and source is None:
-        raise ConfigError.one("--code current", None, "runs today's code, the source_dir of "
-                              "your job config, and no job config of yours keeps its records "
-                              "in this store: give yours with -c")
+        raise ArgumentError.one("--code current", None, "runs today's code, the source_dir of "
+                                "your job config, and no job config of yours keeps its "
+                                "records in this store: give yours with -c")
     if record.manifest.get("user") != user():
         _check_trust(record, job, mine, config, changed, code, trust, echo)
     m = record.manifest

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import parse_duration
-from ..errors import ConfigError
+from ..errors import ArgumentError, ConfigError
 from .logs import STEP
 
 if TYPE_CHECKING:
@@ -38,13 +38,13 @@ _RESUME = re.compile(r"\bresum\w*\b.*?\b(?:epoch|step|iteration|iter)\b\s*(?:[=:
 
 def parse_after(text: str | None) -> float | None:
     """Seconds from `--interrupt-after` as durations are written in job configs (`30s`, `2m`,
-    `90`); ConfigError naming the flag otherwise."""
+    `90`); ArgumentError naming the flag otherwise."""
     if text is None:
         return None
     try:
         return float(parse_duration(text))
     except ValueError as exc:
-        raise ConfigError.one("--interrupt-after", None, str(exc)) from None
+        raise ArgumentError.one("--interrupt-after", None, str(exc)) from None
 
 
 def check(job: Job, backend: Backend) -> None:

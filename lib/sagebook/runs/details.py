@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import index, inputs
-from ..errors import ConfigError, StoreError
+from ..errors import ArgumentError, StoreError
 from ..inputs import DamagedFile, parse_json
 from ..layout import run_page_key
 from ..record import ANNOTATIONS, TERMINAL, Record
@@ -373,28 +373,28 @@ def annotate(record: Record, *, tags: Iterable[str] = (), remove: Iterable[str] 
     for item in tags:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError.one("tag", None, f"expected KEY=VALUE, got {item!r} "
-                                               "(--remove KEY removes a tag)")
+            raise ArgumentError.one("tag", None, f"expected KEY=VALUE, got {item!r} "
+                                                 "(--remove KEY removes a tag)")
         fields[f"tags.{key.strip()}"] = value
     for key in remove:
         fields[f"tags.{key.strip()}"] = None
     if note is not None:
         if not note.strip():
-            raise ConfigError.one("note", None, "the note is empty")
+            raise ArgumentError.one("note", None, "the note is empty")
         fields["note"] = note
     if name is not None:
         if not name.strip():
-            raise ConfigError.one("rename", None, "the name is empty")
+            raise ArgumentError.one("rename", None, "the name is empty")
         fields["name"] = " ".join(name.split())
     if not fields:
-        raise ConfigError.one("tag", None, "nothing to do: give KEY=VALUE or --remove KEY")
+        raise ArgumentError.one("tag", None, "nothing to do: give KEY=VALUE or --remove KEY")
     for key, value in fields.items():
         kind = token_kind(key) or (token_kind(value) if isinstance(value, str) else None)
         if kind:
-            raise ConfigError.one(key.partition(".")[0], key if "." in key else None,
-                                  f"looks like {kind}; the record is shared with the team, so "
-                                  "store the value in SSM Parameter Store or Secrets Manager and "
-                                  "write its ARN instead")
+            raise ArgumentError.one(key.partition(".")[0], key if "." in key else None,
+                                    f"looks like {kind}; the record is shared with the team, so "
+                                    "store the value in SSM Parameter Store or Secrets Manager "
+                                    "and write its ARN instead")
     record.annotate(fields)
     return fields
 

@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import index
-from ..errors import ConfigError, SagebookError
+from ..errors import ArgumentError, SagebookError
 from ..inputs import DamagedFile
 from ..record import STATUSES, TERMINAL
 from ..stores import Store
 
 DEFAULT_SORT = "created"
 _WHERE = re.compile(r"^\s*([^<>=!~\s]+)\s*(>=|<=|!=|==|=|>|<|~)\s*(.*?)\s*$")
+WHERE_GRAMMAR = ("expected NAME OP VALUE with OP one of = != > >= < <= ~ "
+                 "(e.g. 'val_accuracy>0.95', optimizer=adam, 'note~baseline')")
 
 
 @dataclass
@@ -61,13 +63,22 @@ class Condition:
 
 
 def parse_where(text: str) -> Condition:
-    """`val_accuracy>0.95`, `optimizer=adam`, `tag.team=ml`, `note~baseline`."""
+    """`val_accuracy>0.95`, `optimizer=adam`, `tag.team=ml`, `note~baseline`. What would match
+    nothing for being mistyped (`val_accuracy=>0.9` compares with the text '>0.9', `cost<`
+    with nothing) is refused with the grammar, not listed as an empty table."""
     match = _WHERE.match(text)
     if not match:
-        raise ConfigError.one("--where", None, f"expected NAME OP VALUE with OP one of = != > "
-                                               f">= < <= ~ (e.g. 'val_accuracy>0.95'), got "
-                                               f"{text!r}")
-    return Condition(*match.groups())
+        raise ArgumentError.one("--where", None, f"{WHERE_GRAMMAR}, got {text!r}")
+    name, op, value = match.groups()
+    if value[:1] and value[0] in "<>=!~":
+        fixed = {"=>": ">=", "=<": "<=", "=!": "!="}.get(op + value[0])
+        hint = f"; did you mean '{name}{fixed}{value[1:]}'?" if fixed else ""
+        raise ArgumentError.one("--where", None, f"{op + value[0]!r} in {text!r} is no "
+                                                 f"operator: {WHERE_GRAMMAR}{hint}")
+    if not value and op not in ("=", "!="):
+        raise ArgumentError.one("--where", None, f"nothing to compare with in {text!r}: "
+                                                 f"{WHERE_GRAMMAR}")
+    return Condition(name, op, value)
 
 
 @dataclass
@@ -129,7 +140,7 @@ class Names:
             return
         words = [{"param": "parameter"}.get(k, k) for k in kinds]
         what = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
-        raise ConfigError.one(option, None, f"no {what} {name!r} in this store; "
+        raise ArgumentError.one(option, None, f"no {what} {name!r} in this store; "
                                             f"{nearest(name, self.candidates(kinds))}")
 
     def knows(self, name: str, kinds: Sequence[str]) -> bool:
@@ -166,6 +177,7 @@ class Listing:
     names: Names = field(default_factory=Names)
     costs: dict[str, tuple[float, int]] = field(default_factory=dict)  # per experiment
     damaged: list[DamagedFile] = field(default_factory=list)  # index files skipped
+    order_note: str | None = None  # why the runs are not in the order asked for
 
 
 def list_runs(
@@ -177,17 +189,21 @@ def list_runs(
     limit: int | None = None,
     refresh: bool = True,
     profile: str | None = None,
+    strict_sort: bool = True,
 ) -> Listing:
     """Runs from the index, filtered, sorted by any column or metric, newest first by default.
 
     At most twice `limit` runs are held at once (trimmed with a heap), besides the cloud runs
-    awaiting a refresh, so memory does not grow with the store.
+    awaiting a refresh, so memory does not grow with the store. A sort the user did not name
+    (`strict_sort=False`: a sweep's objective) is never an error: when no listed run has that
+    value, they come newest first and `order_note` says why.
     """
     filters = filters or Filters()
     column = sort.lstrip("-")
     if descending is None:  # newest first for times, smallest first for everything else
         descending = sort.startswith("-") or column in ("created", "started", "ended", "updated")
     pending, kept, matched, names = [], [], 0, Names()
+    trim = limit if strict_sort else None  # an order that may yet fall back: trimmed at the end
     costs: dict[str, list[float]] = {}
     damaged: list[DamagedFile] = []
     for entry in index.entries(store, filters.experiment, damaged=damaged):
@@ -199,7 +215,7 @@ def list_runs(
             continue
         if filters.match(entry):
             matched += 1
-            kept = _keep(kept, entry, column, descending, limit)
+            kept = _keep(kept, entry, column, descending, trim)
             add_cost(costs, entry)
     refreshed, warning = 0, None
     if pending:
@@ -215,18 +231,23 @@ def list_runs(
             names.statuses.add(entry["status"])
         if filters.match(entry):
             matched += 1
-            kept = _keep(kept, entry, column, descending, limit)
+            kept = _keep(kept, entry, column, descending, trim)
             add_cost(costs, entry)
-    names.check("--sort", column, ("column", "metric", "param", "tag"))
+    order_note = None
+    if strict_sort:
+        names.check("--sort", column, ("column", "metric", "param", "tag"))
+    elif kept and all(column_value(e, column) in (None, "") for e in kept):
+        order_note = f"no run listed has {column!r} yet: newest first"
+        column, descending = DEFAULT_SORT, True
     for condition in filters.where:
         names.check("--where", condition.name, ("column", "metric", "param", "tag"))
     for status in filters.status:  # a status is known even in an empty store
         if status.lower() not in {s.lower() for s in names.statuses}:
-            raise ConfigError.one("--status", None, f"no status {status!r}; "
+            raise ArgumentError.one("--status", None, f"no status {status!r}; "
                                                     f"{nearest(status, names.statuses)}")
     kept.sort(key=lambda e: sort_key(e, column, descending), reverse=descending)
     return Listing(kept[:limit] if limit else kept, matched, refreshed, warning, names,
-                   {k: (v[0], int(v[1])) for k, v in costs.items()}, damaged)
+                   {k: (v[0], int(v[1])) for k, v in costs.items()}, damaged, order_note)
 
 
 def add_cost(costs: dict[str, list[float]], entry: dict[str, Any]) -> None:
@@ -328,7 +349,7 @@ def parse_since(text: str, now: _dt.datetime | None = None) -> _dt.datetime:
         return (now or _dt.datetime.now(_dt.timezone.utc)) - ago
     value = parse_time(text)
     if value is None:
-        raise ConfigError.one("--since", None, f"expected 7d, 12h, 30m or a date such as "
+        raise ArgumentError.one("--since", None, f"expected 7d, 12h, 30m or a date such as "
                                               f"2026-11-01, got {text!r}")
     return value
 

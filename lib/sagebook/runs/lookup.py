@@ -29,10 +29,15 @@ class RunNotFound(SagebookError):
     """No run, or more than one, matches what the user typed."""
 
 
+class NotInProject(SagebookError):
+    """A command that reads a store was given none, and no project is around this folder."""
+
+
 def store_from_args(store: str | None = None, config: str | os.PathLike[str] | None = None
                     ) -> Store:
     """The record store a command reads: `--store URI`, else $SAGEBOOK_EXPERIMENTS_URI, else the
-    `experiments_uri` of the job config `-c`, else the project's (see `default_store`)."""
+    `experiments_uri` of the job config `-c`, else the project's (see `default_store`);
+    outside a project, NotInProject: an empty ./experiments would only say "no runs"."""
     options: dict[str, Any] = {}
     uri = store or os.environ.get("SAGEBOOK_EXPERIMENTS_URI")
     if config is not None:
@@ -42,6 +47,10 @@ def store_from_args(store: str | None = None, config: str | os.PathLike[str] | N
             uri = str(settings["experiments_uri"])
             if "://" not in uri:
                 uri = str((Path(config).parent / Path(uri).expanduser()).resolve())
+    if not uri and project.root() is None:
+        raise NotInProject(f"not in a project (no configs/ with a job config, nor experiments/, "
+                           f"in {Path.cwd()} or above): give --store URI or -c JOBCONFIG, or "
+                           "run this in your project's folder")
     return open_store(uri or default_store(), **options)
 
 

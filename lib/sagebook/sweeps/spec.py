@@ -276,6 +276,7 @@ def read(job_path: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | 
     else:
         path = job_path
         job, job_lines = config_files.read_yaml(job_path)
+        config_mod.refuse_training_config(job, job_path)
         if "sweep" not in job:
             raise ConfigError.one(f"{job_path}:1", "sweep",
                                   "this job config has no sweep section; add one, or give a "
