@@ -1,13 +1,14 @@
 """Exit codes, as README's table gives them, and Ctrl-C of the commands that run a run.
 
-Ctrl-C (SIGINT) during `sagebook launch` and during the papermill launch, as a terminal sends it:
-no Python traceback, the record says Stopped, and the next step is printed; the command printed
-is then run as printed. (The sweep's Ctrl-C is tests/test_sweeps.py's
-test_ctrl_c_stops_every_trial_then_resume_runs_only_the_rest.)
+Ctrl-C (SIGINT) during `sagebook launch` and during the papermill launch of a run and of a
+sweep, as a terminal sends it: no Python traceback, the record says Stopped, and the next step
+is printed; the command printed is then run as printed. (`sagebook sweep`'s Ctrl-C is
+tests/test_sweeps.py's test_ctrl_c_stops_every_trial_then_resume_runs_only_the_rest.)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -94,13 +95,17 @@ def test_ctrl_c_during_a_launch_exits_130_and_the_printed_rerun_runs_it_again(
     assert manifest(new)["parent"]["run_id"] == run.name
 
 
+def start_papermill(config: Path, out: Path, *parameters: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "papermill"), str(REPO / "notebooks/launch.ipynb"),
+         str(out), "-p", "config", str(config), *parameters, "--log-output"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_a_papermill_launch_prints_the_next_step_and_no_traceback(
         held_config, tmp_path):
-    papermill = subprocess.Popen(
-        [str(Path(sys.executable).parent / "papermill"), str(REPO / "notebooks/launch.ipynb"),
-         str(tmp_path / "out.ipynb"), "-p", "config", str(held_config), "--log-output"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    papermill = start_papermill(held_config, tmp_path / "out.ipynb")
     wait_for(lambda: (tmp_path / "train.pid").exists(), timeout=60, what="the training")
     os.killpg(papermill.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     out, err = papermill.communicate(timeout=60)
@@ -114,3 +119,26 @@ def test_ctrl_c_during_a_papermill_launch_prints_the_next_step_and_no_traceback(
                        timeout=60, what="the notebook capture")
     assert settled["status"] == "Stopped"
     assert (run / "notebook.ipynb").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_papermill_sweep_prints_how_to_resume_it(held_config, tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("objective: {metric: val_accuracy, goal: maximize}\n"
+                     "parameters:\n  training.epochs: [1, 2]\nmax_parallel: 1\n")
+    papermill = start_papermill(held_config, tmp_path / "out.ipynb", "-p", "sweep", str(sweep))
+    wait_for(lambda: (tmp_path / "train.pid").exists(), timeout=60, what="the first trial")
+    os.killpg(papermill.pid, signal.SIGINT)
+    out, err = papermill.communicate(timeout=60)
+    assert "Traceback" not in err + out and "ZMQError" not in err + out, err
+    [sweep_dir] = (tmp_path / "experiments" / "_sweeps" / "digits-mlp").iterdir()
+    assert json.loads((sweep_dir / "sweep.json").read_text())["status"] == "Stopped"
+    command = next_step(err, f"sagebook: sweep {sweep_dir.name} interrupted; next: ")
+    assert command[3:] == ["sweep", "--resume", sweep_dir.name,
+                           "--store", str(tmp_path / "experiments")]
+
+    (tmp_path / "hold").unlink()
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    record = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [t["status"] for t in record["trials"]] == ["Completed", "Completed"]

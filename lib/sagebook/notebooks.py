@@ -64,11 +64,18 @@ def launch(config: Any, overrides: Any = None, wait: Any = None, pdb: Any = Fals
     # sagebook.notebooks`) imports this module and never launches
     from .launch import RunFailed
     from .launch import launch as launch_run
+    from .sweeps.control import SweepInterrupted
 
     _install_error_display()
     config_path, override_list, wait_flag = check_parameters(config, overrides, wait)
     if sweep is not None and sweep is not False:
-        return _sweep(config_path, override_list, wait_flag, sweep)
+        try:
+            return _sweep(config_path, override_list, wait_flag, sweep)
+        except SweepInterrupted as interrupted:
+            if _papermill_cli():
+                _tell_terminal(f"sagebook: sweep {interrupted}; next: "
+                               f"{interrupted.next_step}\n")
+            raise
     with masked_output():  # the cell's output is saved in the notebook: mask it as the record
         run = launch_run(config_path, override_list, via="notebook", wait=wait_flag,
                          pdb=bool(pdb), on_record=start_capture)

@@ -420,10 +420,20 @@ def _ending(record: SweepRecord, echo: Callable[[str], None]) -> Iterator[None]:
         status = "Stopped" if isinstance(exc, KeyboardInterrupt) else "Failed"
         record.set_status(status, failure_reason=f"sagebook: {type(exc).__name__}: {exc}")
         if status == "Stopped":
-            echo(f"[sweep] {record.sweep_id} interrupted; next: sagebook sweep --resume "
-                 f"{record.sweep_id} --store {shlex.quote(record.store.uri)}   runs its "
-                 "stopped and never-run trials")
+            interrupted = SweepInterrupted(record)
+            echo(f"[sweep] {interrupted}; next: {interrupted.next_step}")
+            raise interrupted from exc
         raise
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a local sweep, its record written: what resumes it."""
+
+    def __init__(self, record: SweepRecord):
+        super().__init__(f"{record.sweep_id} interrupted")
+        self.next_step = (f"sagebook sweep --resume {record.sweep_id} --store "
+                          f"{shlex.quote(record.store.uri)}   runs its stopped and never-run "
+                          "trials")
 
 
 def _run(record: SweepRecord, sweep: spec_mod.Sweep, job_path: Path, overrides: list[str],
