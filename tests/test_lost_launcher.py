@@ -83,7 +83,7 @@ def test_stop_asks_a_live_launcher_to_stop_its_run(slow_config, tmp_path):
     assert stopped.returncode == 0, stopped.stderr
     assert f"asked its launcher (pid {launcher.pid}) to stop run {run.name}" in stopped.stdout
     _, err = launcher.communicate(timeout=60)
-    assert launcher.returncode == 1, err  # stopped, as with Ctrl-C
+    assert launcher.returncode == 130, err  # interrupted, as by Ctrl-C
     assert not alive(training)
     assert manifest(run)["status"] == "Stopped"
 

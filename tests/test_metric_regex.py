@@ -92,7 +92,7 @@ def test_a_signal_ends_a_launch_whose_training_floods_a_backtracking_regex(
         if launcher.poll() is None:
             launcher.kill()
             launcher.communicate()
-    assert launcher.returncode == 1, err[-2000:]  # stopped, as with Ctrl-C
+    assert launcher.returncode == 130, err[-2000:]  # interrupted (README: Exit codes)
     assert "Traceback" not in err
     wait_for(lambda: not alive(training_pid), what="the training to stop")
     [run] = runs(tmp_path / "experiments")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -305,6 +306,12 @@ def test_ctrl_c_stops_every_trial_then_resume_runs_only_the_rest(tiny, tmp_path)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "stopping 2 running trials" in out
+    assert "Traceback" not in out
+    resume = next(line for line in out.splitlines()
+                  if line.startswith(f"[sweep] {sweep_dir.name} interrupted; next: "))
+    resume_command = shlex.split(resume.split("next: ", 1)[1].split("   ", 1)[0])
+    assert resume_command == ["sagebook", "sweep", "--resume", sweep_dir.name,
+                              "--store", str(experiments)]
     script = tiny.parent / "code" / "train.py"
     assert _training_processes(script) == []
     record = json.loads((sweep_dir / "sweep.json").read_text())
@@ -317,7 +324,7 @@ def test_ctrl_c_stops_every_trial_then_resume_runs_only_the_rest(tiny, tmp_path)
     stopped_runs = {t["run_id"] for t in record["trials"][:2]}
 
     hold.unlink()
-    resumed = sagebook("sweep", "--resume", sweep_dir.name, "--store", str(experiments))
+    resumed = sagebook(*resume_command[1:])  # the command the interrupted sweep printed
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
     assert f"same config, code and data as run {earlier_run.name}: linked" in resumed.stdout
     assert "3 trials to run" in resumed.stdout

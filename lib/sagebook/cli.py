@@ -231,9 +231,9 @@ def _detach(args: argparse.Namespace) -> int:
 
 
 def _exit_code(run: Run) -> int:
-    """0 done (or submitted), 1 failed or stopped, 130 when the watch was interrupted: a
-    detached job has not finished, so `launch --wait && next-step` must not go on."""
-    if run.detached:
+    """0 done (or submitted), 1 failed or stopped at its limit, 130 when interrupted: the run
+    stopped by Ctrl-C, or a detached job that has not finished, so `launch && next` stops."""
+    if run.detached or run.interrupted:
         return 130
     return 0 if run.ok else 1
 

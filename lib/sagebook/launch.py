@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,6 +59,23 @@ class Run:
         """The watch was interrupted while the (cloud) job runs on."""
         return self.outcome.detached
 
+    @property
+    def interrupted(self) -> bool:
+        """Ctrl-C or SIGTERM to this process stopped the run (not its limit, not a failure)."""
+        return self.outcome.interrupted
+
+    def next_step(self) -> str | None:
+        """For an interrupted run, the command that takes it up again: a cloud job that runs
+        on is followed again; a stopped run is rerun, from its checkpoints when it kept any."""
+        if self.detached:
+            return f"sagebook attach {shlex.quote(self.record.uri)}   follows it again"
+        if not self.interrupted:
+            return None
+        if self.record.manifest.get("checkpoints"):
+            return (f"sagebook rerun {shlex.quote(self.record.uri)} --resume   goes on from "
+                    "its checkpoints")
+        return f"sagebook rerun {shlex.quote(self.record.uri)}   runs it again"
+
     def summary(self) -> str:
         lines = [f"run:    {self.record.run_id} ({self.outcome.status})",
                  f"job:    {self.record.manifest.get('job_name')}"]
@@ -72,6 +90,9 @@ class Run:
         if billable is not None:
             lines.append(f"billed: {billable} s")
         lines.append(f"record: {self.record.uri}")
+        step = self.next_step()
+        if step:
+            lines.append(f"interrupted; next: {step}")
         return redact("\n".join(lines))  # it quotes the training code's failure text
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import socket
@@ -63,18 +64,60 @@ def launch(config: Any, overrides: Any = None, wait: Any = None, pdb: Any = Fals
     # sagebook.notebooks`) imports this module and never launches
     from .launch import RunFailed
     from .launch import launch as launch_run
+    from .sweeps.control import SweepInterrupted
 
     _install_error_display()
     config_path, override_list, wait_flag = check_parameters(config, overrides, wait)
     if sweep is not None and sweep is not False:
-        return _sweep(config_path, override_list, wait_flag, sweep)
+        try:
+            return _sweep(config_path, override_list, wait_flag, sweep)
+        except SweepInterrupted as interrupted:
+            if _papermill_cli():
+                _tell_terminal(f"sagebook: sweep {interrupted}; next: "
+                               f"{interrupted.next_step}\n")
+            raise
     with masked_output():  # the cell's output is saved in the notebook: mask it as the record
         run = launch_run(config_path, override_list, via="notebook", wait=wait_flag,
                          pdb=bool(pdb), on_record=start_capture)
         print(run.summary())
+    step = run.next_step()
+    if step and _papermill_cli():
+        _tell_terminal(f"sagebook: run {run.record.run_id} interrupted "
+                       f"({run.outcome.status}); next: {step}\n")
     if not run.ok:
         raise RunFailed(run)
     return run
+
+
+def _papermill_cli() -> bool:
+    """Whether the kernel runs under the `papermill` command, which on Ctrl-C shuts it down
+    and exits without waiting for the cell to end."""
+    parent = os.environ.get("JPY_PARENT_PID")
+    return bool(parent and parent.isdigit() and papermill_output_path(int(parent)))
+
+
+def _tell_terminal(text: str) -> None:
+    """Write to the terminal papermill runs in, past the cell's output, which papermill no
+    longer reads once interrupted. The kernel then fails to answer papermill, which has left;
+    ipykernel logs that as a ZMQError traceback, dropped here, as it says nothing to act on."""
+    try:
+        fd = sys.stderr.fileno()  # ipykernel's stream: the kernel's original stderr
+    except (AttributeError, OSError, ValueError):
+        fd = 2
+    try:
+        os.write(fd, text.encode(errors="replace"))
+    except OSError:
+        pass  # no terminal left to tell
+    try:
+        log = get_ipython().kernel.log  # type: ignore[name-defined]  # noqa: F821
+    except (NameError, AttributeError):
+        return
+    log.addFilter(_without_zmq_errors)
+
+
+def _without_zmq_errors(record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    return not (error is not None and type(error).__module__.startswith("zmq"))
 
 
 def _sweep(config: str, overrides: list[str], wait: bool | None, sweep: Any) -> Any:

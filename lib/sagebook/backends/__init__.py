@@ -71,6 +71,7 @@ class Outcome:
     final_metrics: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     detached: bool = False  # the watch was interrupted; the job itself runs on
+    interrupted: bool = False  # Ctrl-C or SIGTERM to the launcher stopped the run
     from_record: bool = False  # read from the record, which its launcher writes: nothing to write
 
 

@@ -194,6 +194,8 @@ class ProcessRun:
         outcome = Outcome(status=status, exit_code=exit_code, final_metrics=metrics)
         if stopped and self.limits.reached:
             outcome.details["secondary_status"] = self.limits.reached
+        else:  # a run stops at its limit, or because this process was interrupted
+            outcome.interrupted = stopped
         errors = [h.sink.error + (f"; {h.sink.lost_lines} lines lost" if h.sink.lost_lines
                                   else "") for h in hosts if h.sink and h.sink.error]
         if errors:

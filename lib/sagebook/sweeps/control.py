@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import socket
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -92,7 +93,7 @@ def start(plan: SweepPlan, *, via: str = "cli", echo: Callable[[str], None] = pr
              if plan.sweep.strategy in spec_mod.ADAPTIVE else f"{len(plan.trials)} trials")
     echo(f"[sweep] {record.sweep_id}: {count}, {plan.sweep.max_parallel} at a time; record at "
          f"{record.uri}")
-    with _ending(record):
+    with _ending(record, echo):
         _record_digests(plan.job_path, plan.overrides, record.trials)
     _run(record, plan.sweep, plan.job_path, plan.overrides, record.trials, via, echo)
     return record
@@ -130,7 +131,7 @@ def resume(store: Store, ref: str, *, via: str = "cli", echo: Callable[[str], No
         echo(f"[sweep] {record.sweep_id}: every trial has finished; nothing to resume")
         return record
     record.update(pid=os.getpid())
-    with _ending(record):
+    with _ending(record, echo):
         _record_digests(job_path, overrides, todo)
         finished = _finished_runs(record.store, record.experiment)
     todo_now = []
@@ -410,20 +411,35 @@ def _create(store: Store, experiment: str, manifest: dict[str, Any], text: str) 
 
 
 @contextlib.contextmanager
-def _ending(record: SweepRecord) -> Iterator[None]:
-    """Whatever stops the sweep in the block, its record says so (Stopped on Ctrl-C)."""
+def _ending(record: SweepRecord, echo: Callable[[str], None]) -> Iterator[None]:
+    """Whatever stops the sweep in the block, its record says so (Stopped on Ctrl-C, with the
+    command that runs the trials it left)."""
     try:
         yield
     except BaseException as exc:
         status = "Stopped" if isinstance(exc, KeyboardInterrupt) else "Failed"
         record.set_status(status, failure_reason=f"sagebook: {type(exc).__name__}: {exc}")
+        if status == "Stopped":
+            interrupted = SweepInterrupted(record)
+            echo(f"[sweep] {interrupted}; next: {interrupted.next_step}")
+            raise interrupted from exc
         raise
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a local sweep, its record written: what resumes it."""
+
+    def __init__(self, record: SweepRecord):
+        super().__init__(f"{record.sweep_id} interrupted")
+        self.next_step = (f"sagebook sweep --resume {record.sweep_id} --store "
+                          f"{shlex.quote(record.store.uri)}   runs its stopped and never-run "
+                          "trials")
 
 
 def _run(record: SweepRecord, sweep: spec_mod.Sweep, job_path: Path, overrides: list[str],
          todo: list[dict[str, Any]], via: str, echo: Callable[[str], None]) -> None:
     record.set_status("InProgress")
-    with _ending(record):
+    with _ending(record, echo):
         search = AdaptiveSearch(sweep, record, config_mod.load(job_path, overrides).training) \
             if sweep.strategy in spec_mod.ADAPTIVE else None
         run_trials(record, sweep, job_path, overrides, todo, search=search, via=via, echo=echo)
