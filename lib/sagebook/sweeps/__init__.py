@@ -1,5 +1,5 @@
-"""Sweeps: one YAML block runs a grid or random search here, or a SageMaker tuning job. The
-package spans layers, each module in its own (README, Layout):
+"""Sweeps: one YAML block runs a grid, random, bayesian or hyperband search here, or a SageMaker
+tuning job. The package spans layers, each module in its own (README, Layout):
 
     spec.py      the sweep block: parsing, validation against the configs, grid/random trials
                                                                         (L1 configuration)
@@ -8,6 +8,7 @@ package spans layers, each module in its own (README, Layout):
     planning.py  SweepPlan: a sweep checked against its configs, before anything runs
                                                                         (L5 orchestration)
     local.py     trials in parallel on this machine, each a run with its own record  (L5)
+    adaptive.py  bayesian and hyperband here: the Optuna study that proposes each trial (L5)
     trial.py     the process that runs one local trial                      (L5)
     tuning.py    the CreateHyperParameterTuningJob request, and its training jobs as records
                                                                         (L5)
