@@ -165,10 +165,15 @@ def read_optional(record: Record, name: str, unreadable: list[str] | None = None
         unreadable.append(f"{name}: {exc.reason}")
         return None
     except StoreError as exc:
-        if unreadable is None:
-            raise
-        unreadable.append(f"{name}: {exc}")
-        return None
+        return _unreadable(name, exc, unreadable)
+
+
+def _unreadable(name: str, exc: StoreError, unreadable: list[str] | None) -> None:
+    """A file the store could not give: named in `unreadable` when the caller keeps a list
+    (one unreadable file does not fail the whole command), raised otherwise."""
+    if unreadable is None:
+        raise exc
+    unreadable.append(f"{name}: {exc}")
 
 
 CUT_HEAD, CUT_TAIL = 16 << 10, 48 << 10  # of a long text: its start, and its end (a traceback)
@@ -190,10 +195,7 @@ def read_cut(record: Record, name: str, head: int = CUT_HEAD, tail: int = CUT_TA
     except FileNotFoundError:
         return None
     except StoreError as exc:
-        if unreadable is None:
-            raise
-        unreadable.append(f"{name}: {exc}")
-        return None
+        return _unreadable(name, exc, unreadable)
     left_out = size - len(first) - len(last)
     if not left_out:
         return (first + last).decode(errors="replace")
