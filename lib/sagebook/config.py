@@ -248,6 +248,10 @@ class JobConfig(BaseModel):
                           "(default /opt/ml/output/tensorboard)"
     )
     profiler: bool = Field(True, description="false turns SageMaker's profiler off")
+    remote_debug: bool = Field(
+        False, description="ml.*: the job accepts `sagebook shell` (AWS Systems Manager "
+                           "sessions into its container, RemoteDebugConfig)"
+    )
     request: dict[str, Any] = Field(
         default_factory=dict,
         description="Any other CreateTrainingJob field, with the API's names and shapes "

@@ -59,6 +59,7 @@ OWNED: dict[tuple[str, ...], KeyPath] = {
     ("TensorBoardOutputConfig", "LocalPath"): ("tensorboard_local_path",),
     ("ProfilerConfig", "DisableProfiler"): ("profiler",),
     ("MlflowConfig",): ("mlflow",),
+    ("RemoteDebugConfig", "EnableRemoteDebug"): ("remote_debug",),
 }
 RUN_TAGS = ("sagebook:run-id", "sagebook:experiment", "sagebook:user", "sagebook:git-commit",
             "sagebook:record")  # on every job, so a job leads back to its record
@@ -153,6 +154,8 @@ def build(cfg: LaunchConfig, run: RunIdentity) -> dict[str, Any]:
             "MlflowExperimentName": job.mlflow.experiment or job.experiment,
             "MlflowRunName": job.mlflow.run_name or run.job_name,
         }
+    if job.remote_debug:
+        request["RemoteDebugConfig"] = {"EnableRemoteDebug": True}
     if job.retries is not None:
         request["RetryStrategy"] = {"MaximumRetryAttempts": job.retries}
     if job.max_pending_time is not None:

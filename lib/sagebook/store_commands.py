@@ -1,5 +1,6 @@
 """The `sagebook` commands that read and act on a record store: list, show, tag, note, rename,
-diff, rerun, report, export, prices, and attach, stop, fsck, sync for runs launched earlier.
+diff, rerun, report, export, prices, and attach, stop, shell, fsck, sync for runs launched
+earlier.
 
 Kept apart from `cli` (the program, launch, sweep, doctor, init) so each stays readable; as
 there, imports stay inside the commands so that `sagebook --help` costs no more than argparse.
@@ -512,6 +513,22 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
                       help="follow the job until it has stopped, and complete the record")
     stop.set_defaults(command=_stop)
 
+    shell = commands.add_parser(
+        "shell", help="a shell (or a command) in a run's view: its /opt/ml, folder, environment",
+        usage="sagebook shell RUN [--host algo-N] [--store URI] [--enable-remote-debug] "
+              "[-- COMMAND...]",
+        description="Local runs: in the training process's namespaces while it runs, else a "
+                    "view of the folders it kept. local-docker: docker exec into its container. "
+                    "ml.*: an AWS Systems Manager session (needs remote_debug: true, or "
+                    "--enable-remote-debug, and the Session Manager plugin).",
+    )
+    shell.add_argument("run", help="the record's URI, experiment/run_id, a run id or a job name")
+    shell_options(shell)
+    # what follows RUN: its options, then `--` and the command (argparse alone would not take
+    # a command's own options, `ls -la`, after the subcommand's positional)
+    shell.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    shell.set_defaults(command=_shell)
+
     fsck = commands.add_parser(
         "fsck", help="list every damaged file of the record store, and what to do",
         description="Read the run index and every record once; list each file that cannot "
@@ -533,6 +550,14 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     sync.add_argument("run", help="the record's URI, experiment/run_id, a run id or a job name")
     store_options(sync)
     sync.set_defaults(command=_sync)
+
+
+def shell_options(parser: argparse.ArgumentParser) -> None:
+    store_options(parser)
+    parser.add_argument("--host", metavar="algo-N", help="which host of the job (default algo-1)")
+    parser.add_argument("--enable-remote-debug", action="store_true",
+                        help="ml.*: turn remote debugging on for a running job first "
+                             "(UpdateTrainingJob)")
 
 
 def _fsck(args: argparse.Namespace) -> int:
@@ -588,3 +613,19 @@ def _stop(args: argparse.Namespace) -> int:
                echo=lambda line: print(terminal_text(line)))
     print(terminal_text(run.summary()))
     return 130 if run.detached else 0
+
+
+def _shell(args: argparse.Namespace) -> int:
+    from .runs.lookup import find_run
+    from .shell import enter, plan
+
+    split = args.rest.index("--") if "--" in args.rest else len(args.rest)
+    if split:
+        options = argparse.ArgumentParser(prog="sagebook shell RUN", epilog="put the command "
+                                          "to run after --: sagebook shell RUN -- ls -la")
+        shell_options(options)
+        options.parse_args(args.rest[:split], namespace=args)
+    command = args.rest[split + 1:]
+    entry = plan(find_run(open_store(args), args.run), args.host, command,
+                 enable_remote_debug=args.enable_remote_debug, echo=_say)
+    return enter(entry, echo=_say)

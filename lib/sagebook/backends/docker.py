@@ -72,6 +72,13 @@ def docker_command(
     return argv + [image, "train"]
 
 
+def container_name(job_name: str, host: str | None, instance_count: int) -> str:
+    """`sagebook-<job>`, and `-<host>` for each container of a several-host job: what `docker
+    exec` (sagebook shell) names as the launch named it."""
+    name = f"sagebook-{job_name}"
+    return f"{name}-{host}" if host and instance_count > 1 else name
+
+
 def network_commands(name: str, isolated: bool) -> tuple[list[str], list[str]]:
     """Create and remove the network of a several-host job. An isolated job's network is
     internal: its hosts reach each other, and nothing else, as with network isolation on
@@ -118,9 +125,8 @@ class DockerBackend(ProcessRun, Backend):
             subprocess.run(remove, capture_output=True, check=False)
 
     def container_name(self, job: Job, host: str | None = None) -> str:
-        """`sagebook-<job>`, and `-<host>` for each container of a several-host job."""
-        name = f"sagebook-{job.request['TrainingJobName']}"
-        return f"{name}-{host}" if host and job.config.job.instance_count > 1 else name
+        return container_name(job.request["TrainingJobName"], host,
+                              job.config.job.instance_count)
 
     def stop_hosts(self, job: Job, hosts: list[Host]) -> None:
         """`docker stop` gives each container SIGTERM, then SIGKILL after the grace period."""

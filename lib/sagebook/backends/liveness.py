@@ -260,6 +260,13 @@ def stop(record: Record, echo: Callable[[str], None], grace: float) -> Outcome:
                                                     "`sagebook stop`")
 
 
+def training_groups(record: Record) -> list[int]:
+    """The live process groups of a local run's training that this machine proves are the
+    run's own (see `_own_group`): what `sagebook shell` may enter. Empty when none runs here."""
+    beat = read(record.store, record.experiment, record.run_id) or {}
+    return _own_processes(record, beat).groups
+
+
 @dataclass
 class OwnProcesses:
     """What a heartbeat names, sorted: the run's live launcher, its live training process
