@@ -140,6 +140,22 @@ def test_dashboard_and_report_in_chromium(tmp_path, browser):
     assert chart.locator(".x-label").text_content() == "epoch"
     assert chart.locator(".y-label").text_content() == "val_loss"
     assert chart.locator(".tick").all_text_contents()[-3:] == ["1", "2", "3"]  # whole epochs
+
+    # more runs than colours: coloured by the objective, the legend giving its values
+    for i in range(10):
+        add_run(store, metrics={"val_loss": 0.3 + 0.03 * i, "train_loss": 0.2,
+                                "val_accuracy": 0.9},
+                created=f"2026-01-02T1{i}:00:00+00:00",
+                training={"learning_rate": 0.001 * (i + 1), "optimizer": "adam", "epochs": 3})
+    assert sagebook("report", "--store", store.uri).returncode == 0
+    page.goto((tmp_path / "records" / "_report" / "index.html").as_uri())
+    page.screenshot(path=str(ARTIFACTS / "report-index-many.png"), full_page=True)
+    legend = page.locator(".legend")
+    assert legend.get_attribute("aria-label") == "colour: val_loss"
+    assert legend.locator(".legend-item").count() >= 3
+    strokes = page.evaluate("""() => Array.from(document.querySelectorAll(
+        '#parallel polyline')).map(l => l.getAttribute('stroke'))""")
+    assert len(strokes) == 13 and len(set(strokes)) >= 10
     context.close()
 
 
