@@ -102,3 +102,76 @@ def test_the_dashboard_masks_tokens_a_store_writer_planted_in_tables_and_plots(t
     plot._repr_png_()
     texts = [t.get_text() for t in plot.figure.findobj(Text)]
     assert any("loss ghp_****" in t for t in texts) and not any(token in t for t in texts)
+
+
+def test_run_labels_name_every_differing_parameter_up_to_four_then_say_how_many_more():
+    from sagebook.charts import run_labels
+
+    entries = [{"run_id": f"r{i}", "params": {k: i for k in "abcdef"} | {"same": 1}}
+               for i in range(2)]
+    assert run_labels(entries) == {"r0": "a=0, b=0, c=0, d=0, +2 more",
+                                   "r1": "a=1, b=1, c=1, d=1, +2 more"}
+
+
+def test_more_runs_than_colours_are_coloured_by_the_main_metric_with_its_values_as_legend():
+    from sagebook.charts import RUN_COLOURS, colouring, gradient_colour
+
+    few = [{"run_id": f"r{i}", "params": {"lr": i}, "final_metrics": {"acc": i / 10}}
+           for i in range(3)]
+    by_run = colouring(few, "acc")
+    assert list(by_run.colours.values()) == list(RUN_COLOURS[:3])
+    assert [label for _, label in by_run.legend] == ["lr=0", "lr=1", "lr=2"]
+    many = [{"run_id": f"r{i}", "params": {"lr": i}, "final_metrics": {"acc": i / 10}}
+            for i in range(12)] + [{"run_id": "none", "params": {"lr": 99}}]
+    by_metric = colouring(many, "acc")
+    assert by_metric.title == "colour: acc"
+    assert by_metric.colours["r0"] == gradient_colour(0) != by_metric.colours["r11"]
+    assert by_metric.colours["none"] == "#8c959f"  # no value: grey
+    assert [label for _, label in by_metric.legend][:2] == ["0.00", "0.25"]
+
+
+def test_ticks_are_round_enough_to_read_and_whole_on_an_integer_axis():
+    from sagebook.charts import Axis, nice_ticks
+
+    assert [label for _, label in nice_ticks(0.81, 0.93)] == [
+        "0.825", "0.850", "0.875", "0.900", "0.925"]
+    assert [label for _, label in Axis.of("epoch", [1, 2, 3]).ticks()] == ["1", "2", "3"]
+    assert [label for _, label in Axis.of("epoch", [0, 40]).ticks()] == [
+        "0", "10", "20", "30", "40"]
+    assert [label for _, label in Axis.of("lr", [0.001, 0.1], log=True).ticks()] == [
+        "0.001", "0.01", "0.1"]
+
+
+def test_the_main_metric_is_the_sweeps_objective_else_the_first_validation_definition(
+        tmp_path):
+    from sagebook.report import main_metric
+
+    store = open_store(str(tmp_path / "records"))
+    run = add_run(store, metrics={"train_loss": 0.3, "val_loss": 0.4, "val_accuracy": 0.9})
+    entries = list(index.entries(store))
+    assert main_metric(store, entries) == "train_loss"  # no definitions: the most reported
+    run.put_text("request.json", json.dumps({"AlgorithmSpecification": {"MetricDefinitions": [
+        {"Name": n, "Regex": "x"} for n in ("train_loss", "val_accuracy", "val_loss")]}}))
+    assert main_metric(store, entries) == "val_accuracy"
+    swept = [{**entries[0], "sweep": "s1"}]
+    assert main_metric(store, swept, {"s1": "val_loss"}) == "val_loss"
+
+
+def test_the_log_sink_records_what_the_log_counts_its_steps_in(tmp_path):
+    from sagebook.backends.logs import LogSink
+    from sagebook.record import Record
+    from sagebook.runs.details import metric_series
+
+    sink = LogSink(tmp_path / "a.log", tmp_path / "m.jsonl",
+                   [{"Name": "loss", "Regex": r"loss=([0-9.]+)"},
+                    {"Name": "acc", "Regex": r"acc=([0-9.]+)"}], lambda _: None)
+    for line in ("Epoch 1/2 loss=0.5", "Epoch 2/2 loss=0.4", "acc=0.9", "acc=0.95"):
+        sink.line(line, 0.0)
+    sink.close()
+    store = open_store(str(tmp_path / "records"))
+    record = add_run(store)
+    record.put_text("metrics.jsonl", (tmp_path / "m.jsonl").read_text())
+    units: dict[str, str] = {}
+    series = metric_series(Record.open(store, record.experiment, record.run_id), units=units)
+    assert units == {"loss": "epoch"}  # acc's lines carry no number of their own
+    assert [p[0] for p in series["loss"]] == [1, 2]

@@ -25,6 +25,7 @@ not rendered.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -38,6 +39,7 @@ from .charts import (
     MAX_CHART_PARAMS,
     MAX_CHARTED,
     STATUS_COLOURS,
+    colouring,
     is_number,
     line_chart,
     parallel_chart,
@@ -62,12 +64,16 @@ from .stores import Store
 from .sweeps import page as sweep_page
 from .sweeps.record import all_sweeps
 
-PAGE_FORMAT = 3  # bump when pages change shape, so the next report renders every page again
+PAGE_FORMAT = 4  # bump when pages change shape, so the next report renders every page again
 MAX_METRIC_COLUMNS = 6
 MAX_PARAM_COLUMNS = 12
 FAILURE_REASON_LIMIT = 1024  # characters: SageMaker cuts a FailureReason there
 MAX_NOTEBOOK_BYTES = 32 << 20  # a larger notebook is linked from its run page, not rendered
 MAX_SHOWN_TEXT = 64 << 10  # characters of one text on a run page (a config, a failure reason)
+# a metric measured on held-out data: val_loss, validation_accuracy, eval-f1, test_acc
+VALIDATION = re.compile(r"(?:^|[_\-.])(?:val|valid|validation|eval|test)(?:$|[_\-.])",
+                        re.IGNORECASE)
+SHORT_ID = re.compile(r"\d{8}-\d{6}-([0-9a-f]{6})")  # record.new_run_id's: its random end
 
 
 @dataclass
@@ -116,7 +122,9 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
         echo(f"skipped {name}: {why}")
     sweeps = _render_sweeps(store, echo)
     if changed or not same_options or sweeps:
-        _publish(store, REPORT_INDEX, index_page(entries, store.uri, sweeps))
+        newest = sorted(entries, key=lambda e: e.get("created") or "", reverse=True)
+        main = main_metric(store, newest, {s["id"]: s["objective"] for s in sweeps})
+        _publish(store, REPORT_INDEX, index_page(entries, store.uri, sweeps, main))
     state = {"options": options,
              "runs": {**rendered_before, **{_name(e): _version(e) for e in changed}}}
     store.write_text(REPORT_STATE, json.dumps(state, separators=(",", ":")))
@@ -169,6 +177,42 @@ def metric_columns(entries: Iterable[dict[str, Any]], limit: int = MAX_METRIC_CO
     return [name for name, _ in counts.most_common(limit)]
 
 
+def main_metric(store: Store, entries: list[dict[str, Any]],
+                sweep_objectives: dict[str, str] | None = None) -> str | None:
+    """The metric the comparison charts and the runs table lead with: the objective of the
+    sweep the newest swept run belongs to, else the first validation metric of the newest
+    run's metric_definitions (its request), else its first definition that runs report, else
+    the metric most runs report. `sweep_objectives` (sweep id → metric) saves reading the
+    sweeps when the caller has them."""
+    reported = metric_columns(entries, limit=1000)
+    swept = next((e["sweep"] for e in entries if e.get("sweep") and e.get("final_metrics")),
+                 None)
+    if swept:
+        if sweep_objectives is None:
+            sweep_objectives = {s.sweep_id: (s.manifest.get("objective") or {}).get("metric")
+                                for s in all_sweeps(store)}
+        if sweep_objectives.get(swept) in reported:
+            return sweep_objectives[swept]
+    newest = next((e for e in entries if e.get("final_metrics")), None)
+    if newest is None:
+        return None
+    try:
+        request = json.loads(store.read_text(f"{newest['experiment']}/{newest['run_id']}"
+                                             "/request.json"))
+        defined = [str(d.get("Name")) for d in
+                   request["AlgorithmSpecification"].get("MetricDefinitions") or []]
+    except (FileNotFoundError, StoreError, ValueError, KeyError, TypeError, AttributeError):
+        defined = []  # an old or damaged record: the metrics the runs report
+    defined = [d for d in defined if d in reported]
+    validation = [d for d in defined if VALIDATION.search(d)]
+    return (validation or defined or reported)[0]
+
+
+def leading(metrics: list[str], main: str | None) -> list[str]:
+    """The metric columns with the main metric first."""
+    return metrics if not main else [main] + [m for m in metrics if m != main]
+
+
 def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[str],
                link: Callable[[dict[str, Any]], str | None] | None = None
                ) -> list[dict[str, Any]]:
@@ -180,13 +224,16 @@ def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[s
         tags = entry.get("tags") or {}
         notebook = entry.get("notebook")
         run_params = entry.get("params") or {}
+        short = SHORT_ID.fullmatch(entry["run_id"])
+        failure = entry.get("failure_reason") or ""
         rows.append({
-            "run_id": entry["run_id"], "href": href, "name": entry.get("name") or "",
+            "run_id": entry["run_id"], "short_id": short.group(1) if short else entry["run_id"],
+            "href": href, "name": entry.get("name") or "",
             "experiment": entry.get("experiment"), "user": entry.get("user"),
             "created": entry.get("created") or "",
             "created_short": _short_time(entry.get("created")),
             "instance": entry.get("instance_type"), "status": entry.get("status", ""),
-            "failure": entry.get("failure_reason") or "",
+            "failure": failure, "failure_short": clip(failure, 48),
             "seconds": "" if seconds is None else f"{seconds:.1f}",
             "duration": format_duration(seconds), "cost": entry.get("cost"),
             "metrics": [(entry.get("final_metrics") or {}).get(m) for m in metrics],
@@ -205,13 +252,27 @@ def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[s
 
 def runs_table(entries: list[dict[str, Any]], metrics: list[str] | None = None,
                link: Callable[[dict[str, Any]], str | None] | None = None,
-               params: list[str] | None = None) -> str:
+               params: list[str] | None = None, hide: Iterable[str] = ()) -> str:
     """The runs as an HTML table, as the report's index shows them (the dashboard notebook's
-    table): without the report's page styles, which would restyle the notebook around it."""
+    table): without the report's page styles, which would restyle the notebook around it; the
+    columns in `hide`, and those no run has a value in, left out."""
     metrics = metric_columns(entries) if metrics is None else metrics
     params = differing_params(entries) if params is None else params
     macros = templates().get_template("report_macros.html").module
-    return str(macros.runs_table(table_rows(entries, metrics, params, link), metrics, params))
+    rows = table_rows(entries, metrics, params, link)
+    return str(macros.runs_table(rows, metrics, params, empty=[*empty_columns(rows), *hide]))
+
+
+# a runs table's columns, each by the row field that fills it
+_COLUMNS = {"name": "name", "experiment": "experiment", "user": "user", "created": "created",
+            "instance": "instance", "duration": "duration", "cost": "cost",
+            "failure": "failure", "commit": "commit_full", "tags": "tags", "note": "note",
+            "notebook": "notebook"}
+
+
+def empty_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The runs table's columns no row has a value in: left out, so the table fits."""
+    return [c for c, key in _COLUMNS.items() if all(r.get(key) in (None, "") for r in rows)]
 
 
 def _short_time(value: Any) -> str:
@@ -220,26 +281,31 @@ def _short_time(value: Any) -> str:
 
 
 def index_page(entries: list[dict[str, Any]], store_uri: str,
-               sweeps: Iterable[dict[str, Any]] = ()) -> str:
+               sweeps: Iterable[dict[str, Any]] = (), main: str | None = None) -> str:
+    """`main`: the metric the charts and the table lead with (`main_metric`)."""
     ordered = sorted(entries, key=lambda e: e.get("created") or "", reverse=True)
-    metrics = metric_columns(entries)
+    metrics = leading(metric_columns(entries), main)
     params = differing_params(entries)[:MAX_PARAM_COLUMNS]
     counts = Counter(e.get("status", "?") for e in entries)
     costs: dict[str, list[float]] = {}
     for entry in entries:
         add_cost(costs, entry)
     charted = ordered[:MAX_CHARTED]
+    scored = [e for e in charted if e.get("final_metrics")]
+    runs_colouring = colouring(scored, metrics[0] if metrics else None)
+    rows = table_rows(ordered, metrics, params,
+                      link=lambda e: f"runs/{e['experiment']}/{e['run_id']}.html")
     return templates().get_template("report_index.html").render(
-        store_uri=store_uri, status_colours=STATUS_COLOURS,
-        rows=table_rows(ordered, metrics, params,
-                        link=lambda e: f"runs/{e['experiment']}/{e['run_id']}.html"),
+        store_uri=store_uri, status_colours=STATUS_COLOURS, rows=rows,
+        empty=empty_columns(rows), colouring=runs_colouring,
         metrics=metrics, params=params, counts=sorted(counts.items()),
         costs=[(k, v[0], int(v[1])) for k, v in sorted(costs.items())],
         cost_total=sum(v[0] for v in costs.values()),
         sweeps=list(reversed(list(sweeps))),
-        parallel=parallel_chart(charted, params[:MAX_CHART_PARAMS], metrics[:3]),
-        scatters=[scatter_chart(charted, p, metrics[0]) for p in params[:MAX_CHART_PARAMS]]
-        if metrics else [],
+        parallel=parallel_chart(charted, params[:MAX_CHART_PARAMS], metrics[:3],
+                                colours=runs_colouring.colours),
+        scatters=[scatter_chart(charted, p, metrics[0], colours=runs_colouring.colours)
+                  for p in params[:MAX_CHART_PARAMS]] if metrics else [],
         capped=len(charted) if len(ordered) > len(charted) else 0)
 
 
@@ -308,7 +374,8 @@ def run_page(info: RunDetails, has_notebook: bool) -> str:
          None),
         ("record", record.uri, f"{to_record}manifest.json"),
     ]
-    charts = [line_chart(name, points) for name, points in info.metrics.items() if points]
+    charts = [line_chart(name, points, info.units.get(name, "step"))
+              for name, points in info.metrics.items() if points]
     final = sorted((k, v) for k, v in (m.get("final_metrics") or {}).items() if is_number(v))
     no_metrics = ("no metrics: the run failed before reporting any" if m.get("status") in
                   ("Failed", "Stopped", "Interrupted", "Lost") else "no metrics reported")

@@ -28,6 +28,7 @@ from ..secrets import Masker
 # `epoch=3`, `Epoch 3/10`, `step: 200`, `iteration 7`: a line's own position in training.
 # One way to read each space (`\s*[=:]?\s*` would try every split of a long run of spaces).
 STEP = re.compile(r"\b(?:epoch|step|iteration|iter)\b\s*(?:[=:]\s*)?(\d+)", re.IGNORECASE)
+UNITS = {"epoc": "epoch", "step": "step", "iter": "iteration"}  # STEP's words, by their start
 
 
 class MetricPatterns:
@@ -124,8 +125,10 @@ class LogSink:
                 continue
             self.last[name] = value
             own = STEP.search(text)
+            unit = None
             if own:  # the log's own epoch or step numbers the curve
                 step = int(own.group(1))
+                unit = own.group(0)[:4].lower()  # what the log counts: epoch, step or iter
                 self.stepped.add(name)
             elif name in self.stepped:
                 continue  # a summary line ("final val_accuracy=…"): a final value, no point
@@ -134,6 +137,8 @@ class LogSink:
             self.steps[name] = step + 1
             entry: dict[str, Any] = {"name": name, "value": value, "timestamp": stamp,
                                      "step": step, "host": self.host}
+            if unit:  # the charts' x axis: "epoch", "step" or "iteration"
+                entry["unit"] = UNITS[unit]
             self._write("_metrics", json.dumps(entry) + "\n")
         self.echo(text)
 

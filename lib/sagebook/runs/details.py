@@ -45,7 +45,8 @@ _POINT = re.compile(rb'\n\{"name": "([^"\\\x00-\x1f]{0,1024})", "value": (%s)'
 
 
 def metric_series(record: Record, limit: int | None = MAX_CURVE_POINTS,
-                  totals: dict[str, int] | None = None) -> dict[str, list[Point]]:
+                  totals: dict[str, int] | None = None,
+                  units: dict[str, str] | None = None) -> dict[str, list[Point]]:
     """name → [(step, value, timestamp)] from the record's metrics.jsonl, in file order; a point
     without a step of its own has its position in the series.
 
@@ -53,7 +54,9 @@ def metric_series(record: Record, limit: int | None = MAX_CURVE_POINTS,
     and memory follows `limit`, never the record: at most `limit` points per metric, chosen by
     largest-triangle-three-buckets with the first, last, lowest and highest points always
     among them (`lttb`). `totals`, when given, gets each metric's number of points before
-    that; `limit=None` keeps every point (an export). Lines that are not a point are skipped:
+    that; `units`, when given, what each metric's steps count where the log numbered them
+    itself ("epoch", "step", "iteration"; the charts' x axis); `limit=None` keeps every point
+    (an export). Lines that are not a point are skipped:
     a torn last line while the run writes, a line over MAX_METRIC_LINE bytes, a value that is
     not a finite number, a name past the first MAX_METRIC_SERIES.
     """
@@ -68,6 +71,8 @@ def metric_series(record: Record, limit: int | None = MAX_CURVE_POINTS,
                 continue
             if type(name) is not str or not math.isfinite(value):
                 continue
+            if units is not None and name not in units and type(point.get("unit")) is str:
+                units[name] = point["unit"]
             curve = kept.get(name)
             if curve is None:
                 if len(kept) >= MAX_METRIC_SERIES:
@@ -283,6 +288,7 @@ class RunDetails:
     unreadable: list[str] = field(default_factory=list)  # "file: why", for files skipped
     lost: str | None = None  # why an unfinished local run has lost its launcher
     summary: dict[str, MetricSummary] = field(default_factory=dict)  # without curves: show
+    units: dict[str, str] = field(default_factory=dict)  # metric_series's, with the curves
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -332,12 +338,13 @@ def details(record: Record, *, curves: bool = True) -> RunDetails:
         except DamagedFile as exc:
             unreadable.append(str(exc))
     page = run_page_key(record.experiment, record.run_id)
+    units: dict[str, str] = {}
     return RunDetails(
         record=record,
         job_config=read_optional(record, "sagemaker_config.yaml", unreadable, limit),
         training_config=read_optional(record, "config/training_config.yaml", unreadable, limit),
         request=request,
-        metrics=metric_series(record) if curves else {},
+        metrics=metric_series(record, units=units) if curves else {},
         summary={} if curves else metric_summary(record, unreadable),
         failure=read_cut(record, "failure.txt", unreadable=unreadable),
         files=files,
@@ -347,6 +354,7 @@ def details(record: Record, *, curves: bool = True) -> RunDetails:
         {"tags": dict(record.manifest.get("tags") or {}), "notes": []},
         unreadable=unreadable,
         lost=_lost(record),
+        units=units,
     )
 
 

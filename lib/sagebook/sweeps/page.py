@@ -79,7 +79,7 @@ def _over_time(scored: list[dict[str, Any]], y_axis: Axis, maximize: bool) -> di
         times = [float(t["trial"]) for t in scored]
     x_axis = Axis("time", "linear", min(times), max(times))  # type: ignore[type-var]
     order = sorted(zip(times, scored, strict=True), key=lambda p: p[0])
-    chart = frame(f"{y_axis.name} per trial, by end time")
+    chart = frame(f"{y_axis.name} per trial, by end time", "end time", y_axis.name)
     chart["y_ticks"] = [(y_pixel(f), label) for f, label in y_axis.ticks()]
     points, steps, best = [], [], None
     for when, trial in order:
