@@ -52,7 +52,7 @@ COMPLETES = [{"secondary": "Training", "message": "Training in progress",
 
 def test_a_type_over_its_quota_is_refused_with_the_numbers_before_anything_is_uploaded(
         cloud_config, capacity, fake, bucket, s3):
-    capacity.quotas = {"ml.m5.large": 2}
+    capacity.quotas.values = {"ml.m5.large": 2}
     busy("ml.m5.large", 2)
     result = sagebook("launch", str(cloud_config(upload_code=True)))
     assert result.returncode == 1, result.stdout
@@ -65,7 +65,7 @@ def test_a_type_over_its_quota_is_refused_with_the_numbers_before_anything_is_up
 
 def test_a_type_over_its_quota_is_skipped_for_the_next_that_fits(
         cloud_config, capacity, fake, bucket, s3):
-    capacity.quotas = {"ml.m5.large": 1, "ml.m5.xlarge": 4}
+    capacity.quotas.values = {"ml.m5.large": 1, "ml.m5.xlarge": 4}
     busy("ml.m5.large")
     result = sagebook("launch", str(cloud_config(fallback_instance_types=["ml.m5.xlarge"])))
     assert result.returncode == 0, result.stderr
@@ -79,13 +79,13 @@ def test_a_type_over_its_quota_is_skipped_for_the_next_that_fits(
 
 def test_quotas_that_cannot_be_read_are_a_warning_not_a_failure(
         cloud_config, capacity, fake, bucket, s3):
-    capacity.deny = True
+    capacity.quotas.deny = True
     result = sagebook("launch", str(cloud_config()))
     assert result.returncode == 0, result.stderr
     assert ("warning: the instance quotas were not checked (this identity lacks "
             "servicequotas:ListServiceQuotas)") in result.stdout
     m = the_manifest(s3, bucket)
-    assert m["status"] == "InProgress" and capacity.quota_calls == 1
+    assert m["status"] == "InProgress" and capacity.quotas.calls == 1
     assert m["capacity"]["quota_check"].startswith("not checked")
 
 
@@ -194,7 +194,7 @@ def test_every_fallback_type_is_request_checked_and_priced_before_launch(cloud_c
 
 def test_dry_run_and_doctor_say_what_a_launch_does_about_capacity(
         cloud_config, capacity, fake, bucket):
-    capacity.quotas = {"ml.m5.large": 3}
+    capacity.quotas.values = {"ml.m5.large": 3}
     path = cloud_config(fallback_instance_types=["ml.m5.xlarge"], wait_for_capacity="2h")
     dry = sagebook("launch", str(path), "--dry-run", "-o", "job.capacity_backoff=30")
     assert dry.returncode == 0, dry.stderr

@@ -5,7 +5,8 @@ without uploading them (a rerun reuses its parent's uploads); the request is the
 their content-addressed URIs and `check` validates it against botocore's own SageMaker model;
 `preflight` compares every bucket's and the image's region with the job's and pins the image
 by digest (`preflight.py`); only then does `run` upload what the bucket lacks, copy the
-checkpoints a run resumes from into its own prefix, and call CreateTrainingJob.
+checkpoints a run resumes from into its own prefix, and call CreateTrainingJob. Capacity (the
+quotas before upload, fallback instance types, waiting for capacity) is `capacity.py`'s.
 
 One job per run. The job name is derived from the run id. If CreateTrainingJob's answer is lost
 and botocore retries it, SageMaker answers that the name exists: the job found under it
