@@ -151,6 +151,9 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     from sagebook import aws as access
 
+    from fake_capacity import answer_quotas
+
+    answer_quotas(monkeypatch)  # moto answers Service Quotas for `vpc` only
     access._clients.clear()  # fresh clients: a test may hook the session they are made from
     try:
         from papermill.s3 import S3

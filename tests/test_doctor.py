@@ -37,7 +37,7 @@ def test_doctor_passes_when_everything_is_in_place(cloud_config):
     assert [line[5:].split("  ")[0] for line in lines] == [
         "training code", "environment", "channel train", "channel validation", "credentials",
         "region",
-        "execution role", "record store", "training image"]
+        "execution role", "record store", "training image", "capacity"]
     assert all(line.startswith("ok ") for line in lines)
     assert "uploaded, content-addressed, at launch" in result.stdout  # local channels
     assert "readable and writable" in result.stdout

@@ -98,7 +98,8 @@ def calls(seen) -> list[tuple[str, str, dict[str, str]]]:
         if target:
             prefix, operation = target.split(".")
             service = {"SageMaker": "sagemaker", "Logs_20140328": "logs",
-                       "AmazonEC2ContainerRegistry_V20150921": "ecr"}[prefix]
+                       "AmazonEC2ContainerRegistry_V20150921": "ecr",
+                       "ServiceQuotasV20190624": "servicequotas"}[prefix]
             body = json.loads(request.body or b"{}")
             resource = "*"
             if service == "ecr" and body.get("repositoryName"):

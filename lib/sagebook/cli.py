@@ -266,6 +266,7 @@ def _dry_run(args: argparse.Namespace, interrupt_after: float | None) -> int:
     checks, names and request, so a dry run that passes is a launch that starts."""
     import json
 
+    from .backends.capacity import describe as describe_capacity
     from .backends.contract import describe_environment
     from .config import replicated_hosts_warning
     from .launch import plan
@@ -283,6 +284,7 @@ def _dry_run(args: argparse.Namespace, interrupt_after: float | None) -> int:
         region = aws.region(cfg.job.profile, cfg.job.region)
         print(prices.describe_worst_case(prices.worst_case(planned.request, region)),
               file=sys.stderr)
+        print(f"capacity: {describe_capacity(cfg)}", file=sys.stderr)
     print(f"training code environment: {describe_environment(cfg.job.image_environment)}",
           file=sys.stderr)
     print("configs and request are valid; nothing was written, uploaded or started",

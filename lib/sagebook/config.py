@@ -35,7 +35,7 @@ from .config_files import (
     validate_model,
 )
 from .errors import ConfigError, Problem, format_problem
-from .kinds import describe_kinds, kind_of
+from .kinds import describe_kinds, is_remote, kind_of
 from .secrets import SECRET_REFERENCE, inline_secret, redact, token_kind
 
 # --------------------------------------------------------------------------------------------
@@ -239,6 +239,16 @@ class JobConfig(BaseModel):
     max_pending_time: Duration | None = Field(
         None, description="Give up when no capacity was found within this time (e.g. 2h)"
     )
+    fallback_instance_types: list[str] = Field(
+        default_factory=list, description="ml.* types tried in order when instance_type has no "
+                                          "capacity (ResourceLimitExceeded, or CapacityError)"
+    )
+    wait_for_capacity: Duration | None = Field(
+        None, description="When no type has capacity, keep trying this long (e.g. 2h)"
+    )
+    capacity_backoff: Duration = Field(
+        60, description="Wait before the next capacity try; doubles each time, up to 15m"
+    )
     tensorboard_uri: Location | None = Field(
         None, description="s3://bucket/prefix that TensorBoard files in "
                           "tensorboard_local_path are copied to while the job runs"
@@ -312,6 +322,11 @@ def consistency_problems(job: JobConfig) -> list[tuple[KeyPath, str]]:
             problems.append((("instance_count",),
                              f"instance_type {job.instance_type} runs at most {kind.max_hosts} "
                              f"host{'s' if kind.max_hosts > 1 else ''}, got {job.instance_count}"))
+    for index, fallback in enumerate(job.fallback_instance_types):
+        if not (is_remote(fallback) and job.is_cloud):
+            problems.append((("fallback_instance_types", index),
+                             f"{fallback!r}: fallback types are SageMaker types (ml.*), "
+                             "for an ml.* instance_type"))
     for name in ("volume_kms_key", "output_kms_key", "s3_kms_key"):
         key = getattr(job, name)
         if key and not KMS_KEY.match(key):

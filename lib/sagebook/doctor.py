@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import aws
-from .backends import contract, namespace
+from .backends import capacity, contract, namespace
 from .config import (
     RUN_ID_PLACEHOLDER,
     JobConfig,
@@ -86,6 +86,8 @@ def run_checks(cfg: LaunchConfig) -> list[Check]:
         check(label, lambda uri=uri, access=access: _bucket(job, uri, access))
     if job.image_uri and job.is_cloud:
         check("training image", lambda: _image(job))
+    if job.is_cloud:
+        check("capacity", lambda: _capacity(cfg))
     return checks
 
 
@@ -104,6 +106,24 @@ def _training_code(cfg: LaunchConfig) -> str:
     schema = (f"; {cfg.training_path.name} fits {job.training_schema}" if job.training_schema
               else "; no training_schema: training options are not checked")
     return f"{Path(job.source_dir) / job.entry_point}{schema}"
+
+
+def _capacity(cfg: LaunchConfig) -> str:
+    """The quota of each type the run may use against the instances in use, as the launch
+    checks them before uploading; quotas that cannot be read are a warning there too."""
+    job = cfg.job
+    plan = capacity.describe(cfg)
+    try:
+        found = capacity.measure(cfg, aws.client("sagemaker", job.profile, job.region))
+    except Exception as exc:  # boto3's and SageMaker's refusals alike: the launch only warns
+        raise DoctorWarning(f"{plan}; quotas not checked: {capacity.unchecked_reason(exc)}") \
+            from None
+    over = [capacity.over_quota(t, f, job.instance_count) for t, f in found.items() if f["over"]]
+    if over and len(over) == len(found) and not job.wait_for_capacity:
+        raise DoctorFinding("over quota: " + "; ".join(over))
+    quotas = ", ".join(f"{t}: {f['in_use']} in use of {f['quota']:g}" if f["quota"] is not None
+                       else f"{t}: no quota found" for t, f in found.items())
+    return f"{plan}; {quotas}"
 
 
 def _hosts(job: JobConfig) -> str:

@@ -5,7 +5,8 @@ without uploading them (a rerun reuses its parent's uploads); the request is the
 their content-addressed URIs and `check` validates it against botocore's own SageMaker model;
 `preflight` compares every bucket's and the image's region with the job's and pins the image
 by digest (`preflight.py`); only then does `run` upload what the bucket lacks, copy the
-checkpoints a run resumes from into its own prefix, and call CreateTrainingJob.
+checkpoints a run resumes from into its own prefix, and call CreateTrainingJob. Capacity (the
+quotas before upload, fallback instance types, waiting for capacity) is `capacity.py`'s.
 
 One job per run. The job name is derived from the run id. If CreateTrainingJob's answer is lost
 and botocore retries it, SageMaker answers that the name exists: the job found under it
@@ -44,7 +45,7 @@ from ..inputs import DamagedFile, parse_yaml_text
 from ..printing import terminal_text
 from ..record import TERMINAL, Record, now, user
 from ..stores import Store
-from . import Backend, Job, Outcome, Staged, contract, preflight, sagemaker_api
+from . import Backend, Job, Outcome, Staged, capacity, contract, preflight, sagemaker_api
 from .contract import STOP_GRACE_SECONDS
 from .liveness import work_dir
 from .logs import LogSink
@@ -140,6 +141,7 @@ class SageMakerBackend(Backend):
             if uri and not uri.startswith("s3://"):
                 problems.append(cfg.problem("job", (key,), (
                     f"SageMaker syncs it with S3, not with {uri}: use s3://bucket/prefix")))
+        problems += capacity.check_fallbacks(job, self._client(job).meta.region_name)
         if problems:
             raise ConfigError(problems)
         limit = job.config.job.max_cost
@@ -160,7 +162,8 @@ class SageMakerBackend(Backend):
         with ThreadPoolExecutor(max_workers=1) as pool:
             image = pool.submit(preflight.pin_image, job)
             preflight.check_regions(job, region)
-            return {"image": image.result()}
+            asked = capacity.precheck(job, self._client(job))
+            return {"image": image.result(), **asked}
 
     def _client(self, job: Job) -> Any:
         if self._sagemaker is None:
@@ -185,10 +188,17 @@ class SageMakerBackend(Backend):
 
             checkpoints.resume(job.resume_from, job.request["CheckpointConfig"]["S3Uri"],
                                cfg.store_options(), job.echo)
-        name = job.request["TrainingJobName"]
+        return capacity.run_attempts(job, lambda request: self._attempt(job, request, location))
+
+    def _attempt(self, job: Job, request: dict[str, Any], location: dict[str, Any]) -> Outcome:
+        """Create one job for the run and follow it (or return once created)."""
+        cfg, sagemaker, record = job.config.job, self._client(job), job.record
+        region = location["region"]
+        assert record is not None
+        name = request["TrainingJobName"]
         interrupted = False
         try:
-            arn = create_job(sagemaker, job.request, job.echo)
+            arn = create_job(sagemaker, request, job.echo)
         except KeyboardInterrupt:
             # Interrupted during the call: the job may exist, and if it does it is this run's.
             existing = lookup(sagemaker, name)
@@ -202,7 +212,7 @@ class SageMakerBackend(Backend):
                            details={"aws": location, "console_url": console_url(region, name)})
         _record_created(record, arn, region, aws=location)
         logs = aws.client("logs", cfg.profile, cfg.region)
-        watch = Watch(sagemaker, logs, record, job.request, job.echo)
+        watch = Watch(sagemaker, logs, record, request, job.echo)
         return watch.detach(None) if interrupted else watch.follow(wait=True)
 
     # ----------------------------------------------------------------------------------------
@@ -297,6 +307,8 @@ def create_job(sagemaker: Any, request: dict[str, Any], echo: Callable[[str], No
     try:
         return sagemaker.create_training_job(**request)["TrainingJobArn"]
     except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceLimitExceeded":
+            raise capacity.NoCapacity(f"CreateTrainingJob {name}: {error_text(exc)}") from None
         if not _already_exists(exc):
             raise LaunchError(f"CreateTrainingJob {name}: {error_text(exc)}") from None
         problem = None

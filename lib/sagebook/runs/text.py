@@ -231,6 +231,15 @@ def format_details(info: RunDetails) -> str:
                          f"{', '.join(map(str, logs.values())) if isinstance(logs, dict) else ''}"
                          f", exit {attempt.get('exit_code')}"
                          + (" (interrupted)" if attempt.get("interrupted") else ""))
+    capacity = m.get("capacity") or {}
+    for attempt in capacity.get("attempts") or []:
+        reason = str(attempt.get("reason") or "").splitlines()[:1]
+        lines.append(f"capacity:    attempt {attempt.get('attempt')} {attempt.get('instance_type')}"
+                     f" ({attempt.get('job_name')}): {attempt.get('outcome')}"
+                     + (f", {reason[0]}" if reason else ""))
+    if capacity.get("waiting"):
+        lines.append(f"capacity:    waiting for capacity since {capacity['waiting'].get('since')},"
+                     f" next try {capacity['waiting'].get('next_try')}")
     sweep = m.get("sweep") or {}
     if sweep.get("id"):
         settings = ", ".join(f"{k}={cell_text(v)}"
