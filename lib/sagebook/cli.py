@@ -266,6 +266,7 @@ def _dry_run(args: argparse.Namespace, interrupt_after: float | None) -> int:
     checks, names and request, so a dry run that passes is a launch that starts."""
     import json
 
+    from .backends import stall
     from .backends.contract import describe_environment
     from .config import replicated_hosts_warning
     from .launch import plan
@@ -285,6 +286,7 @@ def _dry_run(args: argparse.Namespace, interrupt_after: float | None) -> int:
               file=sys.stderr)
     print(f"training code environment: {describe_environment(cfg.job.image_environment)}",
           file=sys.stderr)
+    print(f"watch: {stall.describe(cfg.job)}", file=sys.stderr)
     print("configs and request are valid; nothing was written, uploaded or started",
           file=sys.stderr)
     if cfg.job.is_cloud:
