@@ -101,9 +101,8 @@ def test_a_silent_run_is_stopped_as_stalled_with_its_stacks_and_both_news(
     assert [h.get("secondary_status") for h in m["status_history"]][-3:] == [
         "Stalled", "Stalled", "Stalled"]  # seen, stopping, stopped
     assert m["watch"] == {"stall_timeout": 3, "stall_action": "stop",
-                          "notify": [webhook.url.replace("/hook", "/hook")
-                                     + "?method=POST&overflow=upstream&retry=0&wait=0.5"
-                                     "&optional=no"],
+                          "notify": [webhook.url + "?method=POST&overflow=upstream"
+                                                   "&retry=0&wait=0.5&optional=no"],
                           "notify_on": ["end", "stall"]}
     [stacks] = (run / "stacks").glob("algo-1-*.txt")
     text = stacks.read_text()
@@ -237,3 +236,53 @@ def test_apprise_stays_off_the_start_up_path():
              "print('apprise' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# SageMaker: the watching process reads the log streams and calls StopTrainingJob
+
+
+def _cloud_manifest(s3, bucket: str) -> dict:
+    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="records/")["Contents"]
+             if o["Key"].endswith("/manifest.json")]
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+TRAINING_THEN_SILENCE = (
+    {"secondary": "Downloading", "message": "Downloading input data", "after": 60},
+    {"secondary": "Training", "message": "Training in progress", "after": 30,
+     "logs": {"algo-1": ["epoch=1 val_accuracy=0.5"]}},
+)  # and then the job trains on, printing nothing
+
+
+@pytest.mark.slow
+def test_a_silent_sagemaker_job_watched_by_its_launch_is_stopped_as_stalled(
+        cloud_config, fake, bucket, s3, webhook):
+    fake.script(*TRAINING_THEN_SILENCE)
+    path = cloud_config(stall_timeout=2, notify=[webhook.url])
+    result = sagebook("launch", str(path), "--wait", timeout=120)
+    assert result.returncode == 1, result.stderr
+    m = _cloud_manifest(s3, bucket)
+    assert fake.stop_calls == [m["job_name"]]
+    assert "stalled: no output for 2 s in the job's log streams" in result.stdout
+    assert m["status"] == "Stopped" and m["secondary_status"] == "Stalled"
+    assert m["failure_reason"] == "stalled: no output for 2 s"
+    assert "Stalled" in [h.get("secondary_status") for h in m["status_history"]]
+    assert [n["event"] for n in m["notifications"]] == ["stall", "end"]
+    assert [news["title"].rsplit(" ", 1)[1] for news in webhook.received] == [
+        "stalled", "stopped"]
+
+
+@pytest.mark.slow
+def test_attach_keeps_the_recorded_stall_timeout(cloud_config, fake, bucket, s3):
+    fake.script(*TRAINING_THEN_SILENCE)
+    path = cloud_config(stall_timeout=2)
+    launched = sagebook("launch", str(path))  # not waited for: the job runs on, unwatched
+    assert launched.returncode == 0, launched.stderr
+    m = _cloud_manifest(s3, bucket)
+    assert m["watch"] == {"stall_timeout": 2, "stall_action": "stop"}
+    assert fake.stop_calls == []
+    attached = sagebook("attach", m["run_id"], "-c", str(path), timeout=120)
+    assert fake.stop_calls == [m["job_name"]], attached.stdout + attached.stderr
+    m = _cloud_manifest(s3, bucket)
+    assert m["status"] == "Stopped" and m["failure_reason"] == "stalled: no output for 2 s"
