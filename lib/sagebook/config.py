@@ -226,9 +226,9 @@ class JobConfig(BaseModel):
     notify: list[str] = Field(
         default_factory=list, description="apprise URLs told of the run (json://host/path, "
                                           "slack://…, sns://…, mailto://…)")
-    notify_on: list[Literal["end", "failure", "stall"]] = Field(
-        ["end", "stall"], description="When notify is told: end (any end), failure (an end "
-                                      "other than Completed), stall")
+    notify_on: list[Literal["end", "failure", "stall"]] | None = Field(
+        None, description="When notify is told: end (any end), failure (an end other than "
+                          "Completed), stall; default: end and stall")
     upload_code: bool = Field(
         False, description="Cloud jobs: ship source_dir as the `code` channel, which the image "
                            "runs instead of its baked-in copy (a code change needs no rebuild)"

@@ -23,7 +23,7 @@ from .secrets import redact
 
 SEND_SECONDS = 10.0  # one URL's whole send, whatever the service does
 SOCKET_SECONDS = 5.0  # apprise's connect and read timeouts, within SEND_SECONDS
-EVENTS = ("end", "failure", "stall")
+DEFAULT_EVENTS = ("end", "stall")  # what an unset notify_on means
 
 
 def check(cfg: LaunchConfig) -> None:
@@ -51,12 +51,18 @@ def recorded(job: Any) -> dict[str, Any]:
         import apprise  # reason: as in `check`
 
         watch.update(notify=[apprise.Apprise.instantiate(url).url(privacy=True)
-                             for url in job.notify], notify_on=list(job.notify_on))
+                             for url in job.notify], notify_on=events(job.notify_on))
     return {"watch": watch}
 
 
-def wanted(event: str, status: str, notify_on: Sequence[str]) -> bool:
+def events(notify_on: Sequence[str] | None) -> list[str]:
+    """The events a job config's notify_on names, its default when unset."""
+    return list(DEFAULT_EVENTS if notify_on is None else notify_on)
+
+
+def wanted(event: str, status: str, notify_on: Sequence[str] | None) -> bool:
     """Whether `notify_on` asks for `event` ("end" or "stall") ending in `status`."""
+    notify_on = events(notify_on)
     if event == "stall":
         return "stall" in notify_on
     return "end" in notify_on or ("failure" in notify_on and status != "Completed")
@@ -83,7 +89,7 @@ def message(record: Record, event: str) -> tuple[str, str]:
     return redact(title), redact("\n".join(lines))
 
 
-def send(record: Record, event: str, urls: Sequence[str], notify_on: Sequence[str]) -> None:
+def send(record: Record, event: str, urls: Sequence[str], notify_on: Sequence[str] | None) -> None:
     """Tell each URL of `event` when `notify_on` asks for it; what each did goes into the
     record's `notifications`. Never raises for a URL: a notification must not fail a run."""
     if not urls or not wanted(event, record.manifest.get("status", ""), notify_on):
@@ -96,7 +102,7 @@ def send(record: Record, event: str, urls: Sequence[str], notify_on: Sequence[st
         pass
 
 
-def send_end(record: Record, urls: Sequence[str], notify_on: Sequence[str]) -> None:
+def send_end(record: Record, urls: Sequence[str], notify_on: Sequence[str] | None) -> None:
     """`send` for a run whose record has reached its end."""
     if record.manifest.get("status") in TERMINAL:
         send(record, "end", urls, notify_on)

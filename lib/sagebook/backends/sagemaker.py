@@ -415,7 +415,7 @@ class Watch:
     def __init__(self, sagemaker: Any, logs: Any, record: Record, request: dict[str, Any],
                  echo: Callable[[str], None], poll: float | None = None,
                  watchdog: stall.StallWatch | None = None,
-                 notify_to: tuple[list[str], list[str]] = ([], [])):
+                 notify_to: tuple[list[str], list[str] | None] = ([], None)):
         self.sagemaker, self.logs, self.record, self.echo = sagemaker, logs, record, echo
         self.stall, self.notify_to = watchdog, notify_to
         self.name = request["TrainingJobName"]

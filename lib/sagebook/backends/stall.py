@@ -25,6 +25,7 @@ from typing import Any
 
 import psutil
 
+from ..notify import events
 from ..record import Record, now
 from . import contract
 
@@ -49,7 +50,8 @@ def describe(job_config: Any) -> str:
     stalls = (f"stall_timeout {span(job_config.stall_timeout)} ({job_config.stall_action})"
               if job_config.stall_timeout else "no stall_timeout")
     urls = len(job_config.notify)
-    news = (f"notify {urls} URL{'s' if urls > 1 else ''} on {', '.join(job_config.notify_on)}"
+    on = ", ".join(events(job_config.notify_on))
+    news = (f"notify {urls} URL{'s' if urls > 1 else ''} on {on}"
             if urls else "no notify URLs")
     return f"{stalls}; {news}"
 
