@@ -274,15 +274,32 @@ def test_a_silent_sagemaker_job_watched_by_its_launch_is_stopped_as_stalled(
 
 
 @pytest.mark.slow
-def test_attach_keeps_the_recorded_stall_timeout(cloud_config, fake, bucket, s3):
+def test_attach_keeps_the_recorded_stall_timeout_and_notifies_through_a_variable(
+        cloud_config, fake, bucket, s3, webhook):
     fake.script(*TRAINING_THEN_SILENCE)
-    path = cloud_config(stall_timeout=2)
-    launched = sagebook("launch", str(path))  # not waited for: the job runs on, unwatched
+    path = cloud_config(stall_timeout=2, notify=["$TEAM_WEBHOOK"])
+    env = {**os.environ, "TEAM_WEBHOOK": webhook.url}
+    # not waited for: the job runs on, unwatched
+    launched = sagebook("launch", str(path), env=env)
     assert launched.returncode == 0, launched.stderr
     m = _cloud_manifest(s3, bucket)
-    assert m["watch"] == {"stall_timeout": 2, "stall_action": "stop"}
-    assert fake.stop_calls == []
-    attached = sagebook("attach", m["run_id"], "-c", str(path), timeout=120)
+    assert m["watch"] == {"stall_timeout": 2, "stall_action": "stop",
+                          "notify": ["$TEAM_WEBHOOK"], "notify_on": ["end", "stall"]}
+    assert webhook.url.split("//")[1] not in json.dumps(m)  # only the variable's name
+    assert fake.stop_calls == [] and webhook.received == []
+    attached = sagebook("attach", m["run_id"], "-c", str(path), timeout=120, env=env)
     assert fake.stop_calls == [m["job_name"]], attached.stdout + attached.stderr
     m = _cloud_manifest(s3, bucket)
     assert m["status"] == "Stopped" and m["failure_reason"] == "stalled: no output for 2 s"
+    assert [(n["event"], n["url"], n["ok"]) for n in m["notifications"]] == [
+        ("stall", "$TEAM_WEBHOOK", True), ("end", "$TEAM_WEBHOOK", True)]
+    assert [news["title"].rsplit(" ", 1)[1] for news in webhook.received] == [
+        "stalled", "stopped"]
+
+
+def test_a_notify_variable_that_is_not_set_is_refused_before_anything_runs(
+        make_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_WEBHOOK", raising=False)
+    result = sagebook("launch", str(make_config(notify=["$NO_SUCH_WEBHOOK"])))
+    assert result.returncode == 2, result.stderr
+    assert "job.notify.0: $NO_SUCH_WEBHOOK is not set in this environment" in result.stderr

@@ -358,6 +358,7 @@ def attach(record: Record, *, wait: bool = True, echo: Callable[[str], None] = p
     outcome = backend.attach(record, wait=wait, echo=echo)
     if not outcome.from_record:
         record.set_status(outcome.status, **_outcome_fields(outcome))
+        notify.send_end(record, *notify.from_record(record.manifest))
     return Run(record, outcome)
 
 

@@ -4,6 +4,11 @@ Nobody learns that a run ended or stalled unless they watch it. The job config's
 URLs are told on the events `notify_on` names; the message names the run, its status,
 duration, cost, failure reason (masked as every text of a record is) and the record.
 
+A URL holds its service's token (a Slack webhook's path, an SNS key), and a config is shared
+and recorded: `$NAME` in its place is read from the environment of the process that sends, and
+only the name is recorded, so `attach` (another process, maybe another person) can send too.
+Other URLs are recorded as apprise shows them, tokens cut, and cannot be sent from a record.
+
 A notification never fails a run: a service that refuses it, or does not answer within
 SEND_SECONDS, is written into the record's `notifications` and the run goes on. apprise is
 imported only here, when a run has URLs to tell: its ~160 ms stay off every other command.
@@ -12,6 +17,8 @@ imported only here, when a run has URLs to tell: its ~160 ms stay off every othe
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +31,13 @@ from .secrets import redact
 SEND_SECONDS = 10.0  # one URL's whole send, whatever the service does
 SOCKET_SECONDS = 5.0  # apprise's connect and read timeouts, within SEND_SECONDS
 DEFAULT_EVENTS = ("end", "stall")  # what an unset notify_on means
+VARIABLE = re.compile(r"^\$(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")  # `$SLACK_URL`
+
+
+def resolve(url: str) -> str | None:
+    """The URL itself, or a `$NAME`'s value in this environment (None when it is unset)."""
+    named = VARIABLE.match(url)
+    return os.environ.get(named.group("name")) if named else url
 
 
 def check(cfg: LaunchConfig) -> None:
@@ -32,10 +46,16 @@ def check(cfg: LaunchConfig) -> None:
         return
     import apprise  # reason: ~160 ms of import, paid only by configs that notify
 
-    problems = [cfg.problem("job", ("notify", index), "not a notification URL apprise "
-                            f"knows (e.g. json://host/path, slack://…): {redact(url)!r}")
-                for index, url in enumerate(cfg.job.notify)
-                if apprise.Apprise.instantiate(url) is None]
+    problems = []
+    for index, url in enumerate(cfg.job.notify):
+        value = resolve(url)
+        if value is None:
+            problems.append(cfg.problem("job", ("notify", index),
+                                        f"{url} is not set in this environment"))
+        elif apprise.Apprise.instantiate(value) is None:
+            problems.append(cfg.problem("job", ("notify", index), "not a notification URL "
+                                        "apprise knows (e.g. json://host/path, slack://…): "
+                                        f"{redact(value)!r}"))
     if problems:
         raise ConfigError(problems)
 
@@ -50,9 +70,17 @@ def recorded(job: Any) -> dict[str, Any]:
     if job.notify:
         import apprise  # reason: as in `check`
 
-        watch.update(notify=[apprise.Apprise.instantiate(url).url(privacy=True)
+        watch.update(notify=[url if VARIABLE.match(url) else
+                             apprise.Apprise.instantiate(url).url(privacy=True)
                              for url in job.notify], notify_on=events(job.notify_on))
     return {"watch": watch}
+
+
+def from_record(manifest: dict[str, Any]) -> tuple[list[str], list[str] | None]:
+    """The URLs a record's watch settings let another process send to (its `$NAME`s), and
+    its notify_on."""
+    watch = manifest.get("watch") or {}
+    return [u for u in watch.get("notify", []) if VARIABLE.match(u)], watch.get("notify_on")
 
 
 def events(notify_on: Sequence[str] | None) -> list[str]:
@@ -111,16 +139,20 @@ def send_end(record: Record, urls: Sequence[str], notify_on: Sequence[str] | Non
 def _send_one(url: str, title: str, body: str) -> dict[str, Any]:
     """One URL told, in a thread of its own that is waited for at most SEND_SECONDS: loading
     apprise's plugins (a second, the first time) and the service's answer both count."""
-    result: dict[str, Any] = {"url": redact(url)}
+    named = VARIABLE.match(url)
+    result: dict[str, Any] = {"url": url if named else redact(url)}
 
     def notify() -> None:
         import apprise  # reason: as in `check`
 
-        service = apprise.Apprise.instantiate(url)
+        value = resolve(url)
+        service = apprise.Apprise.instantiate(value) if value is not None else None
         if service is None:
-            result.update(ok=False, error="not a URL apprise knows")
+            result.update(ok=False, error=f"{url} is not set here" if value is None
+                          else "not a URL apprise knows")
             return
-        result["url"] = service.url(privacy=True)
+        if not named:
+            result["url"] = service.url(privacy=True)
         service.socket_connect_timeout = service.socket_read_timeout = SOCKET_SECONDS
         with apprise.LogCapture(level=apprise.logging.WARNING) as log:
             try:

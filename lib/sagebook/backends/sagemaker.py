@@ -41,6 +41,7 @@ from .. import request as request_mod
 from ..config import LaunchConfig
 from ..errors import ConfigError, LaunchError
 from ..inputs import DamagedFile, parse_yaml_text
+from ..notify import from_record as notify_from_record
 from ..notify import send as notify
 from ..printing import terminal_text
 from ..record import TERMINAL, Record, now, user
@@ -244,11 +245,11 @@ class SageMakerBackend(Backend):
             if record.status != job["TrainingJobStatus"] and job["TrainingJobStatus"] not in \
                     FINISHED:
                 record.set_status(job["TrainingJobStatus"], job_arn=job["TrainingJobArn"])
-        recorded = record.manifest.get("watch") or {}  # its URLs are cut: no notifications
+        recorded = record.manifest.get("watch") or {}
         watchdog = stall.StallWatch(recorded.get("stall_timeout"),
                                     recorded.get("stall_action", "stop"))
-        return Watch(sagemaker, logs, record, request, echo,
-                     watchdog=watchdog).follow(wait=wait)
+        return Watch(sagemaker, logs, record, request, echo, watchdog=watchdog,
+                     notify_to=notify_from_record(record.manifest)).follow(wait=wait)
 
     def stop(self, record: Record, echo: Callable[[str], None]) -> Outcome:
         # botocore: loaded by the first AWS call
