@@ -135,6 +135,25 @@ def test_report_only_marks_the_stall_and_the_run_goes_on(make_config, tmp_path, 
     assert "epoch=1 done" in (runs(tmp_path / "experiments")[0] / "logs/algo-1.log").read_text()
 
 
+@pytest.mark.slow
+def test_the_attempt_after_a_rehearsed_interruption_starts_a_new_silence(make_config, tmp_path):
+    program = textwrap.dedent("""
+        import time
+        for epoch in range(1, 16):
+            time.sleep(0.4)
+            print(f"epoch={epoch}", flush=True)
+    """)
+    path = code_config(make_config, tmp_path, program, stall_timeout=3,
+                       checkpoint_uri=str(tmp_path / "checkpoints"))
+    result = sagebook("launch", str(path), "--interrupt-after", "4s",
+                      env={**os.environ, "SAGEBOOK_STOP_GRACE_SECONDS": "5"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    [run] = runs(tmp_path / "experiments")
+    m = manifest(run)
+    assert m["status"] == "Completed" and "stalled" not in m
+    assert "epoch=15" in (run / "logs/algo-1.attempt-2.log").read_text()
+
+
 def test_without_py_spy_the_stacks_come_from_faulthandler_and_others_are_not_signalled(
         tmp_path, monkeypatch):
     store = open_store(str(tmp_path / "store"))

@@ -313,6 +313,7 @@ class ProcessRun:
         stopped = False
         failed: Host | None = None
         self.limits.begin_attempt()
+        self.stall.begin()  # an attempt after an interruption has new logs, and new silence
         try:
             for host in hosts:
                 # A new session keeps a terminal's Ctrl-C away from the training process: we

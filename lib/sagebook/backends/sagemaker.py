@@ -467,7 +467,7 @@ class Watch:
         if self.stall is None or self.stall.timeout is None:
             return
         if job.get("SecondaryStatus") != "Training":
-            self.stall.quiet_since = time.monotonic()
+            self.stall.begin()
             return
         if not self.stall.due(max((s.last_output or 0.0 for s in self.sinks.values()),
                                   default=None)):

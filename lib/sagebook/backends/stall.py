@@ -70,6 +70,11 @@ class StallWatch:
     def of(cls, job_config: Any) -> StallWatch:
         return cls(job_config.stall_timeout, job_config.stall_action)
 
+    def begin(self) -> None:
+        """The clock starts again: a new attempt's processes, or a phase that prints nothing
+        (SageMaker's Starting, Downloading) that has ended."""
+        self.quiet_since = time.monotonic()
+
     @property
     def reason(self) -> str:
         """The failure reason of a run stopped as stalled."""
