@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import csv
 import difflib
+import faulthandler
 import json
 import os
 import signal
@@ -616,6 +617,8 @@ def report_failure(failure_file: Path, error: BaseException) -> None:
 def main() -> int:
     stop = StopSignal()
     signal.signal(signal.SIGTERM, stop)
+    # sagebook's stall watchdog asks for the Python stacks with SIGUSR2 when py-spy cannot
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     paths = ContainerPaths.from_environment()
     try:
         config, config_source = load_training_config(paths)

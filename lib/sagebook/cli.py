@@ -266,6 +266,7 @@ def _dry_run(args: argparse.Namespace, interrupt_after: float | None) -> int:
     checks, names and request, so a dry run that passes is a launch that starts."""
     import json
 
+    from .backends import stall
     from .backends.capacity import describe as describe_capacity
     from .backends.contract import describe_environment
     from .config import replicated_hosts_warning
@@ -287,6 +288,7 @@ def _dry_run(args: argparse.Namespace, interrupt_after: float | None) -> int:
         print(f"capacity: {describe_capacity(cfg)}", file=sys.stderr)
     print(f"training code environment: {describe_environment(cfg.job.image_environment)}",
           file=sys.stderr)
+    print(f"watch: {stall.describe(cfg.job)}", file=sys.stderr)
     print("configs and request are valid; nothing was written, uploaded or started",
           file=sys.stderr)
     if cfg.job.is_cloud:

@@ -216,6 +216,19 @@ class JobConfig(BaseModel):
     network_isolation: bool = Field(False, description="No network access from the container")
     inter_container_encryption: bool = Field(False, description="Encrypt traffic between hosts")
     wait: bool = Field(False, description="Cloud jobs: follow status and logs until the end")
+    # The watch on a running run (README, "Stalls and notifications")
+    stall_timeout: Duration | None = Field(
+        None, le=28 * 86400, description="A run that prints no log line (and so reports no "
+        "metric) for this long (e.g. 15m) is stalled: its stacks are saved to the record and "
+        "stall_action is taken; kept by the launcher, or by `attach` for a SageMaker job")
+    stall_action: Literal["stop", "report"] = Field(
+        "stop", description="What a stall does: stop the run, or only report it")
+    notify: list[str] = Field(
+        default_factory=list, description="apprise URLs told of the run (json://host/path, "
+                                          "slack://…, sns://…, mailto://…)")
+    notify_on: list[Literal["end", "failure", "stall"]] | None = Field(
+        None, description="When notify is told: end (any end), failure (an end other than "
+                          "Completed), stall; default: end and stall")
     upload_code: bool = Field(
         False, description="Cloud jobs: ship source_dir as the `code` channel, which the image "
                            "runs instead of its baked-in copy (a code change needs no rebuild)"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import aws
-from .backends import capacity, contract, namespace
+from .backends import capacity, contract, namespace, stall
 from .config import (
     RUN_ID_PLACEHOLDER,
     JobConfig,
@@ -63,6 +63,8 @@ def run_checks(cfg: LaunchConfig) -> list[Check]:
 
     check("training code", lambda: _training_code(cfg))
     check("environment", lambda: contract.describe_environment(job.image_environment))
+    if job.stall_timeout or job.notify:
+        check("watch", lambda: stall.describe(job))
     if not job.is_cloud:
         if job.instance_type == "local":
             check("local /opt/ml", lambda: _local_opt_ml(cfg))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import aws
+from . import aws, notify
 from . import config as config_mod
 from . import request as request_mod
 from .backends import Backend, Job, Outcome, Staged, backend_for, checkpoints, interruption
@@ -182,7 +182,8 @@ def plan(
     job = Job(cfg, request, staged=staged, resume_from=resume["uri"] if resume else None,
               interrupt_after=interrupt_after)
     for check in (backend.check, lambda job: request_mod.check(cfg, job.request),
-                  lambda job: interruption.check(job, backend)):
+                  lambda job: interruption.check(job, backend),
+                  lambda job: notify.check(job.config)):
         try:
             check(job)
         except ConfigError as exc:
@@ -296,6 +297,7 @@ def launch(
             "params": request_mod.parameters(cfg.training),
             **({"uploads": staged.describe()} if staged.describe() else {}),
             **asked,
+            **notify.recorded(job_cfg),
             **(extra_manifest or {}),
         }
         try:
@@ -322,8 +324,10 @@ def launch(
             raise
         status = "Stopped" if isinstance(exc, KeyboardInterrupt) else "Failed"
         _complete(record, status, failure_reason=f"sagebook: {type(exc).__name__}: {exc}")
+        notify.send_end(record, job_cfg.notify, job_cfg.notify_on)
         raise
     _complete(record, outcome.status, **_outcome_fields(outcome))
+    notify.send_end(record, job_cfg.notify, job_cfg.notify_on)
     return Run(record, outcome)
 
 
@@ -354,6 +358,7 @@ def attach(record: Record, *, wait: bool = True, echo: Callable[[str], None] = p
     outcome = backend.attach(record, wait=wait, echo=echo)
     if not outcome.from_record:
         record.set_status(outcome.status, **_outcome_fields(outcome))
+        notify.send_end(record, *notify.from_record(record.manifest))
     return Run(record, outcome)
 
 

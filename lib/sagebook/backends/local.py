@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from ..config import LaunchConfig
 from ..errors import ConfigError, StoreError
+from ..notify import send as notify
 from ..record import Record
 from ..stores import Store, open_store
 from . import (
@@ -38,6 +39,7 @@ from . import (
     interruption,
     liveness,
     namespace,
+    stall,
     uploads,
 )
 from .interruption import Rehearsal
@@ -100,6 +102,7 @@ class ProcessRun:
         it uploads, lays out the trees or restores checkpoints is seen to be gone, like one that
         dies while the training runs. The job's time limits start here (see limits)."""
         self.limits = TimeLimits.of(job.request)
+        self.stall = stall.StallWatch.of(job.config.job)
         self.rehearsal = Rehearsal(job.interrupt_after) \
             if job.interrupt_after is not None else None
         self.heartbeat = liveness.Heartbeat(job.record).start()
@@ -194,6 +197,9 @@ class ProcessRun:
         outcome = Outcome(status=status, exit_code=exit_code, final_metrics=metrics)
         if stopped and self.limits.reached:
             outcome.details["secondary_status"] = self.limits.reached
+        elif stopped and self.stall.stopped:
+            outcome.details["secondary_status"] = stall.STALLED
+            outcome.failure_reason = self.stall.reason
         else:  # a run stops at its limit, or because this process was interrupted
             outcome.interrupted = stopped
         errors = [h.sink.error + (f"; {h.sink.lost_lines} lines lost" if h.sink.lost_lines
@@ -307,6 +313,7 @@ class ProcessRun:
         stopped = False
         failed: Host | None = None
         self.limits.begin_attempt()
+        self.stall.begin()  # an attempt after an interruption has new logs, and new silence
         try:
             for host in hosts:
                 # A new session keeps a terminal's Ctrl-C away from the training process: we
@@ -332,6 +339,12 @@ class ProcessRun:
                     stopped = True
                     self._interrupt(job, hosts)
                     break
+                if self.stall.due(max((h.sink.last_output or 0.0 for h in hosts if h.sink),
+                                      default=None)):
+                    self._stalled(job, hosts)
+                    if self.stall.stopped:
+                        stopped = True
+                        break
                 time.sleep(children.POLL_SECONDS)
             failed = None if stopped else (
                 failed or next((h for h in hosts if h.proc and h.proc.returncode), None))
@@ -363,6 +376,24 @@ class ProcessRun:
         job.echo(f"[sagebook] {self.limits.describe()} reached: the job stops ({reached})")
         job.record.set_status("Stopping", secondary_status=reached)
         self.stop_hosts(job, hosts)
+
+    def _stalled(self, job: Job, hosts: list[Host]) -> None:
+        """A run silent for its stall_timeout: its stacks into the record, the stall in its
+        timeline, the notify URLs told; then, with stall_action stop, it stops as at a
+        limit, its failure reason saying it stalled."""
+        config = job.config.job
+        job.echo(f"[sagebook] {self.stall.reason}: saving the training's Python stacks")
+        self.stall.mark(job.record)
+        for host in hosts:
+            if host.proc is not None and host.sink is not None:
+                name = stall.save_stacks(job.record, host.name, host.proc.pid,
+                                         host.sink.log_path)
+                job.echo(f"[sagebook] {host.name}'s stacks: {job.record.url(name)}")
+        notify(job.record, "stall", config.notify, config.notify_on)
+        if config.stall_action == "stop":
+            self.stall.stopped = True
+            job.record.set_status("Stopping", secondary_status=stall.STALLED)
+            self.stop_hosts(job, hosts)
 
     def _interrupt(self, job: Job, hosts: list[Host]) -> None:
         """Interrupt the job as SageMaker interrupts a spot job: the record says Interrupted

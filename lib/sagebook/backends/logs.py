@@ -103,6 +103,7 @@ class LogSink:
         self.steps: dict[str, int] = {}
         self.stepped: set[str] = set()  # metrics whose lines carry their own epoch/step
         self.last: dict[str, float] = {}
+        self.last_output: float | None = None  # monotonic time of the last line (stall.py)
         self._log: IO[str] | None = self.log_path.open("a", encoding="utf-8")
         self._metrics: IO[str] | None = self.metrics_path.open("a", encoding="utf-8")
 
@@ -112,6 +113,7 @@ class LogSink:
         return self.fallback is not None and self.log_path.parent == self.fallback / "logs"
 
     def line(self, text: str, timestamp: float | None = None) -> None:
+        self.last_output = time.monotonic()
         text = self.mask(text.rstrip("\r\n"))
         stamp = time.time() if timestamp is None else timestamp
         # Saved before shown: a line someone saw is in the log even if Ctrl-C comes next.

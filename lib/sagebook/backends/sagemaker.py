@@ -42,10 +42,22 @@ from .. import request as request_mod
 from ..config import LaunchConfig
 from ..errors import ConfigError, LaunchError
 from ..inputs import DamagedFile, parse_yaml_text
+from ..notify import from_record as notify_from_record
+from ..notify import send as notify
 from ..printing import terminal_text
 from ..record import TERMINAL, Record, now, user
 from ..stores import Store
-from . import Backend, Job, Outcome, Staged, capacity, contract, preflight, sagemaker_api
+from . import (
+    Backend,
+    Job,
+    Outcome,
+    Staged,
+    capacity,
+    contract,
+    preflight,
+    sagemaker_api,
+    stall,
+)
 from .contract import STOP_GRACE_SECONDS
 from .liveness import work_dir
 from .logs import LogSink
@@ -212,7 +224,8 @@ class SageMakerBackend(Backend):
                            details={"aws": location, "console_url": console_url(region, name)})
         _record_created(record, arn, region, aws=location)
         logs = aws.client("logs", cfg.profile, cfg.region)
-        watch = Watch(sagemaker, logs, record, request, job.echo)
+        watch = Watch(sagemaker, logs, record, request, job.echo,
+                      watchdog=stall.StallWatch.of(cfg), notify_to=(cfg.notify, cfg.notify_on))
         return watch.detach(None) if interrupted else watch.follow(wait=True)
 
     # ----------------------------------------------------------------------------------------
@@ -252,7 +265,11 @@ class SageMakerBackend(Backend):
             if record.status != job["TrainingJobStatus"] and job["TrainingJobStatus"] not in \
                     FINISHED:
                 record.set_status(job["TrainingJobStatus"], job_arn=job["TrainingJobArn"])
-        return Watch(sagemaker, logs, record, request, echo).follow(wait=wait)
+        recorded = record.manifest.get("watch") or {}
+        watchdog = stall.StallWatch(recorded.get("stall_timeout"),
+                                    recorded.get("stall_action", "stop"))
+        return Watch(sagemaker, logs, record, request, echo, watchdog=watchdog,
+                     notify_to=notify_from_record(record.manifest)).follow(wait=wait)
 
     def stop(self, record: Record, echo: Callable[[str], None]) -> Outcome:
         # botocore: loaded by the first AWS call
@@ -419,8 +436,11 @@ class Watch:
     record when the job ends (or saves what it has when the watch is interrupted)."""
 
     def __init__(self, sagemaker: Any, logs: Any, record: Record, request: dict[str, Any],
-                 echo: Callable[[str], None], poll: float | None = None):
+                 echo: Callable[[str], None], poll: float | None = None,
+                 watchdog: stall.StallWatch | None = None,
+                 notify_to: tuple[list[str], list[str] | None] = ([], None)):
         self.sagemaker, self.logs, self.record, self.echo = sagemaker, logs, record, echo
+        self.stall, self.notify_to = watchdog, notify_to
         self.name = request["TrainingJobName"]
         self.definitions = request["AlgorithmSpecification"].get("MetricDefinitions", [])
         self.many_hosts = request["ResourceConfig"].get("InstanceCount", 1) > 1
@@ -444,6 +464,8 @@ class Watch:
                 job = self._describe()
                 self._show_progress(job)
                 self._read_logs()
+                if wait and job["TrainingJobStatus"] == "InProgress":
+                    self._watch_stall(job)
                 if job["TrainingJobStatus"] in FINISHED:
                     time.sleep(min(self.poll, 2.0))  # CloudWatch lags the status a little
                     self._read_logs()
@@ -459,6 +481,35 @@ class Watch:
         finally:
             for sink in self.sinks.values():
                 sink.close()
+
+    def _watch_stall(self, job: dict[str, Any]) -> None:
+        """The stall watchdog from the log streams: its clock runs while the job trains (the
+        phases before print nothing); a stall is marked, told, and stopped (StopTrainingJob)
+        with stall_action stop. The stacks of a job's processes cannot be read from here."""
+        if self.stall is None or self.stall.timeout is None:
+            return
+        if job.get("SecondaryStatus") != "Training":
+            self.stall.begin()
+            return
+        if not self.stall.due(max((s.last_output or 0.0 for s in self.sinks.values()),
+                                  default=None)):
+            return
+        self.echo(f"[sagebook] {self.stall.reason} in the job's log streams")
+        self.stall.mark(self.record)
+        notify(self.record, "stall", *self.notify_to)
+        if self.stall.action != "stop":
+            return
+        # botocore: loaded by the first AWS call
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.sagemaker.stop_training_job(TrainingJobName=self.name)
+        except (ClientError, BotoCoreError) as exc:
+            self.echo(f"[sagebook] StopTrainingJob {self.name}: {error_text(exc)}")
+            self.record.update(stall_stop_error=error_text(exc))
+            return
+        self.stall.stopped = True
+        self.echo(f"[sagebook] stop requested for {self.name} (stall_action: stop)")
 
     # status ---------------------------------------------------------------------------------
 
@@ -620,6 +671,9 @@ class Watch:
             outcome.model_artifact = artifact
         if status == "Failed" or job.get("FailureReason"):
             self._explain_failure(job, outcome)
+        if status == "Stopped" and self.stall is not None and self.stall.stopped:
+            outcome.failure_reason = self.stall.reason
+            outcome.details["secondary_status"] = stall.STALLED
         phases = outcome.details.get("phases") or []
         if phases:
             self.echo("[sagebook] phases: " + " · ".join(
