@@ -322,3 +322,17 @@ def test_a_notify_variable_that_is_not_set_is_refused_before_anything_runs(
     result = sagebook("launch", str(make_config(notify=["$NO_SUCH_WEBHOOK"])))
     assert result.returncode == 2, result.stderr
     assert "job.notify.0: $NO_SUCH_WEBHOOK is not set in this environment" in result.stderr
+
+
+def test_a_notify_url_written_out_with_its_token_is_refused_before_anything_runs(
+        make_config, tmp_path):
+    slack = "https://hooks.slack.com/services/T01ABCDEF/B02GHIJKL/" + "x" * 24
+    path = make_config(notify=["json://127.0.0.1:9/plain", slack,
+                               "mailto://ann:hunter2@mail.example.com"])
+    result = sagebook("launch", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "job.notify.1: this URL carries a token or password" in result.stderr
+    assert "job.notify.2: this URL carries a token or password" in result.stderr
+    assert "job.notify.0" not in result.stderr  # a webhook without a credential is fine
+    assert "x" * 24 not in result.stderr and "hunter2" not in result.stderr
+    assert not (tmp_path / "experiments").exists() or not runs(tmp_path / "experiments")

@@ -5,9 +5,11 @@ URLs are told on the events `notify_on` names; the message names the run, its st
 duration, cost, failure reason (masked as every text of a record is) and the record.
 
 A URL holds its service's token (a Slack webhook's path, an SNS key), and a config is shared
-and recorded: `$NAME` in its place is read from the environment of the process that sends, and
-only the name is recorded, so `attach` (another process, maybe another person) can send too.
-Other URLs are recorded as apprise shows them, tokens cut, and cannot be sent from a record.
+and recorded: such a URL written out is refused at launch, and `$NAME` in its place is read
+from the environment of the process that sends; only the name is recorded, so `attach`
+(another process, maybe another person) can send too. A URL without a credential (a webhook
+on the team's network) may be written out; it is recorded as written and only the launch
+sends to it.
 
 A notification never fails a run: a service that refuses it, or does not answer within
 SEND_SECONDS, is written into the record's `notifications` and the run goes on. apprise is
@@ -53,12 +55,23 @@ def check(cfg: LaunchConfig) -> None:
         if value is None:
             problems.append(cfg.problem("job", ("notify", index),
                                         f"{url} is not set in this environment"))
-        elif apprise.Apprise.instantiate(value) is None:
+        elif (plugin := apprise.Apprise.instantiate(value)) is None:
             problems.append(cfg.problem("job", ("notify", index), "not a notification URL "
                                         "apprise knows (e.g. json://host/path, slack://…): "
                                         f"{redact(value)!r}"))
+        elif value == url and _carries_secret(url, plugin):
+            problems.append(cfg.problem("job", ("notify", index), "this URL carries a token or "
+                                        "password, and the job config is recorded with every "
+                                        "run: put the URL in an environment variable and "
+                                        "write its name here (notify: [$TEAM_SLACK])"))
     if problems:
         raise ConfigError(problems)
+
+
+def _carries_secret(url: str, plugin: Any) -> bool:
+    """Whether a URL written out in a config holds a credential: apprise's own view (its
+    privacy form cuts the service's tokens and passwords), or a shape `redact` masks."""
+    return plugin.url(privacy=True) != plugin.url(privacy=False) or redact(url) != url
 
 
 def recorded(job: Any) -> dict[str, Any]:
