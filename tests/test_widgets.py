@@ -503,6 +503,7 @@ def test_failed_run_is_reported_with_its_record(make_config, tmp_path):
     assert manifest(run)["status"] == "Failed"
     assert form.record.value == f"record: {run}"
     assert "Failed" in form.run_status.value and "RunFailed" in form.run_status.value
+    assert form.run_status.value.count("DataError") == 1, form.run_status.value  # said once
     assert form.progress.bar_style == "danger"
 
 

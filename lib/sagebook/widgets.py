@@ -78,8 +78,10 @@ CSS = f"""
 .sagebook-form .sagebook-log > .widget-html-content {{ line-height: 1.3; height: auto; }}
 .sagebook-form .sagebook-actions {{ position: sticky; top: 0; z-index: 10; background: white;
   border-bottom: 1px solid #ccc; padding: 0.3em 0; }}
-.widget-box:has(.sagebook-actions), .jp-OutputArea-output:has(.sagebook-actions),
-.jp-OutputArea-child:has(.sagebook-actions) {{ overflow: visible !important; }}
+/* sticky holds only below the nearest scrolling box: the page's, not the output area's */
+.widget-box:has(.sagebook-actions), .jp-OutputArea:has(.sagebook-actions),
+.jp-OutputArea-child:has(.sagebook-actions), .jp-OutputArea-output:has(.sagebook-actions) {{
+  overflow: visible !important; }}
 .sagebook-form .sagebook-actions .sagebook-problems ul {{ max-height: 9em; overflow: auto;
   margin: 0.2em 0; }}
 .sagebook-form .sagebook-problem-link {{ color: #b00020; text-decoration: underline; }}
