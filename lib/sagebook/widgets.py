@@ -76,9 +76,10 @@ CSS = f"""
 .sagebook-form .sagebook-help > .widget-html-content,
 .sagebook-form .sagebook-error > .widget-html-content,
 .sagebook-form .sagebook-log > .widget-html-content {{ line-height: 1.3; height: auto; }}
-.sagebook-form .sagebook-actions {{ position: sticky; top: 0; z-index: 10; background: white;
-  border-bottom: 1px solid #ccc; padding: 0.3em 0; }}
-/* sticky holds only below the nearest scrolling box: the page's, not the output area's */
+.sagebook-form .sagebook-actions {{ position: sticky; top: -10px; z-index: 10;
+  background: white; border-bottom: 1px solid #ccc; padding: calc(0.3em + 10px) 0 0.3em 0; }}
+/* sticky holds only below the nearest scrolling box: the page's (voila pads it by 10px, which
+   the negative top covers), not the output area's */
 .widget-box:has(.sagebook-actions), .jp-OutputArea:has(.sagebook-actions),
 .jp-OutputArea-child:has(.sagebook-actions), .jp-OutputArea-output:has(.sagebook-actions) {{
   overflow: visible !important; }}
