@@ -227,6 +227,11 @@ def test_save_as_asks_for_a_name_and_shows_the_copy(served_form, page, tmp_path)
     assert (tmp_path / "small.yaml").is_file() and (tmp_path / "training-job-1.yaml").is_file()
     assert "epochs: 2" in (tmp_path / "training-job.yaml").read_text()  # untouched
     settled(page, fields, console)
+    revert = page.locator(".sagebook-actions button", has_text="Revert")
+    for _ in range(10):  # Revert still rebuilds the fields: once per click, none lost
+        revert.click()
+    settled(page, fields, console)
+    expect(field(page, "training.epochs").locator("input")).to_have_value("1")
 
 
 def test_instance_type_typo_is_named_beside_the_missing_keys(served_form, page):
