@@ -71,11 +71,11 @@ def test_every_schema_field_gets_the_widget_of_its_type(project):
         assert form.field(f"training.{name}")
 
     kinds = {
-        "job.experiment": widgets.Text, "job.instance_count": widgets.IntText,
+        "job.experiment": widgets.Text, "job.instance_count": widgets.Text,
         "job.max_runtime": widgets.Text, "job.spot": widgets.Checkbox,
-        "job.instance_type": widgets.Combobox, "training.epochs": widgets.IntText,
-        "training.learning_rate": widgets.FloatText, "training.optimizer": widgets.Dropdown,
-        "training.data.validation_fraction": widgets.FloatText,
+        "job.instance_type": widgets.Combobox, "training.epochs": widgets.Text,
+        "training.learning_rate": widgets.Text, "training.optimizer": widgets.Dropdown,
+        "training.data.validation_fraction": widgets.Text,
     }
     for key, kind in kinds.items():
         assert type(form.field(key).widget) is kind, key
@@ -101,7 +101,7 @@ def test_every_schema_field_gets_the_widget_of_its_type(project):
 def test_defaults_and_help_come_from_the_schema_and_defaults_are_not_written(project):
     form = ConfigForm(project)
     volume = form.field("job.volume_size_gb")
-    assert volume.widget.value == 30
+    assert volume.widget.value == "30"
     assert "EBS volume per host" in volume.help.value
     assert "default: 30" in volume.help.value and "≥ 1" in volume.help.value
     assert "default: 1h" in form.field("job.max_runtime").help.value
@@ -120,20 +120,20 @@ def test_section_missing_from_the_file_shows_its_defaults_and_is_written_when_se
     training.write_text("epochs: 3\n")
     form = ConfigForm(project)
     fraction = form.field("training.data.validation_fraction")
-    assert fraction.widget.value == 0.2 and form.values()[1] == {"epochs": 3}
-    fraction.widget.value = 0.1
+    assert fraction.widget.value == "0.2" and form.values()[1] == {"epochs": 3}
+    fraction.widget.value = "0.1"
     assert form.values()[1] == {"epochs": 3, "data": {"validation_fraction": 0.1}}
     assert form.problems == []
 
 
 def test_each_widget_type_sets_its_config_value(project):
     form = ConfigForm(project)
-    form.field("training.epochs").widget.value = 3
-    form.field("training.learning_rate").widget.value = 0.05
+    form.field("training.epochs").widget.value = "3"
+    form.field("training.learning_rate").widget.value = "0.05"
     form.field("training.optimizer").widget.value = "sgd"
-    form.field("training.data.validation_fraction").widget.value = 0.25
+    form.field("training.data.validation_fraction").widget.value = "0.25"
     form.field("job.max_runtime").widget.value = "2h"
-    form.field("job.volume_size_gb").widget.value = 50
+    form.field("job.volume_size_gb").widget.value = "50"
     form.field("job.network_isolation").widget.value = True
     form.field("job.instance_type").widget.value = "local"
     form.field("job.region").widget.value = "eu-west-1"
@@ -186,7 +186,7 @@ def test_invalid_training_value_shows_the_cli_message_and_blocks_save_and_launch
     assert error_of(form, "training.optimizer").startswith("training.optimizer: Input should be")
     assert form.save_button.disabled and form.launch_button.disabled
 
-    form.field("training.epochs").widget.value = 2
+    form.field("training.epochs").widget.value = "2"
     assert error_of(form, "training.epochs") == ""
     assert form.save_button.disabled  # the optimizer is still wrong
     form.field("training.optimizer").widget.value = "sgd"
@@ -290,9 +290,9 @@ def test_fields_that_differ_from_the_file_are_highlighted(project):
     form = ConfigForm(project)
     epochs = form.field("training.epochs")
     assert "sagebook-changed" not in epochs.box._dom_classes
-    epochs.widget.value = 4
+    epochs.widget.value = "4"
     assert "sagebook-changed" in epochs.box._dom_classes
-    epochs.widget.value = 10  # back to the file's value
+    epochs.widget.value = "10"  # back to the file's value
     assert "sagebook-changed" not in epochs.box._dom_classes
     tags = form.field("job.tags")
     tags.add()
@@ -304,13 +304,13 @@ def test_fields_that_differ_from_the_file_are_highlighted(project):
 # Saving
 
 
-def test_save_writes_new_files_that_keep_comments_and_load_back_as_the_form(project):
+def test_save_writes_the_open_files_keeping_comments_and_the_same_widgets(project):
     job_text = project.read_text()
     training_path = project.parent / "training_config.yaml"
     training_text = training_path.read_text()
     form = ConfigForm(project)
-    form.field("training.epochs").widget.value = 2
-    form.field("training.data.validation_fraction").widget.value = 0.3
+    form.field("training.epochs").widget.value = "2"
+    form.field("training.data.validation_fraction").widget.value = "0.3"
     form.field("job.max_runtime").widget.value = "20m"
     form.field("job.environment").rows[0].remove.click()
     tags = form.field("job.tags")
@@ -319,33 +319,61 @@ def test_save_writes_new_files_that_keep_comments_and_load_back_as_the_form(proj
     tags.rows[-1].editor.widget.value = "yes"  # PyYAML would read a bare yes as true
     form.field("job.wait").widget.value = True
     before = form.values()
+    shown = form.widget.children
+    epochs = form.field("training.epochs").widget
 
     form.save_button.click()
 
-    saved = project.parent / "sagemaker_config.local-1.yaml"
-    saved_training = project.parent / "training_config-1.yaml"
     assert "Saved" in form.status.value, form.status.value
-    assert project.read_text() == job_text and training_path.read_text() == training_text
-    assert changed_lines(training_text, saved_training.read_text()) == (
+    assert sorted(p.name for p in project.parent.iterdir()) == [
+        "sagemaker_config.local.yaml", "training_config.yaml"]  # no numbered copies
+    assert changed_lines(training_text, training_path.read_text()) == (
         ["epochs: 10", "  validation_fraction: 0.2"],
         ["epochs: 2", "  validation_fraction: 0.3"])
-    removed, added = changed_lines(job_text, saved.read_text())
-    assert removed == ["training_config: training_config.yaml", "max_runtime: 30m",
-                       "environment:", "  LOG_LEVEL: INFO", ""]  # and one of two blank lines
-    assert added == ["training_config: training_config-1.yaml", "max_runtime: 20m",
-                     '  owner: "yes"', "wait: true"]
+    removed, added = changed_lines(job_text, project.read_text())
+    assert removed == ["max_runtime: 30m", "environment:", "  LOG_LEVEL: INFO",
+                       ""]  # and one of two blank lines
+    assert added == ["max_runtime: 20m", '  owner: "yes"', "wait: true"]
     for comment in re.findall(r"^\s*#.*$", job_text, re.MULTILINE):
-        assert comment in saved.read_text()
+        assert comment in project.read_text()
 
-    loaded = config.load(saved)
+    loaded = config.load(project)
     assert loaded.training["epochs"] == 2 and loaded.job.max_runtime == 1200
     assert loaded.job.tags == {"team": "ml", "owner": "yes"} and loaded.job.environment == {}
-    # the form now shows the saved files, with the same values and nothing left to save
+    # the same widgets show the saved values, with nothing left to save or highlighted
+    assert form.widget.children == shown and form.field("training.epochs").widget is epochs
+    assert form.values() == before and not form.changed()
+    assert not [e for e in form.job.walk() if "sagebook-changed" in e.box._dom_classes]
+    assert form.launch_button.description == "Launch"
+
+    form.field("training.epochs").widget.value = "3"  # and the next Save writes on top
+    form.save_button.click()
+    assert config.load(project).training["epochs"] == 3 and not form.changed()
+
+
+def test_save_as_asks_for_names_and_writes_a_new_pair(project):
+    job_text = project.read_text()
+    training_path = project.parent / "training_config.yaml"
+    training_text = training_path.read_text()
+    form = ConfigForm(project)
+    assert form.save_as.layout.display == "none"
+    form.save_as_button.click()
+    assert form.save_as.layout.display == "flex"
+    assert form.save_name.value == "sagemaker_config.local-1.yaml"
+    form.save_name.value = "small.yaml"
+    form.training_save_name.value = "training-small.yaml"
+    form.field("training.epochs").widget.value = "2"
+
+    form.save_copy_button.click()
+
+    saved, saved_training = project.parent / "small.yaml", project.parent / "training-small.yaml"
+    assert "Saved" in form.status.value, form.status.value
+    assert project.read_text() == job_text and training_path.read_text() == training_text
+    assert changed_lines(job_text, saved.read_text()) == (
+        ["training_config: training_config.yaml"], ["training_config: training-small.yaml"])
+    assert config.load(saved).training["epochs"] == 2
     assert form.job_path == saved and form.training_path == saved_training
-    job_after, training_after = form.values()
-    assert training_after == before[1]
-    assert job_after == {**before[0], "training_config": "training_config-1.yaml"}
-    assert not form.changed() and form.save_name.value == "sagemaker_config.local-2.yaml"
+    assert not form.changed() and form.save_as.layout.display == "none"
 
 
 def changed_lines(old: str, new: str) -> tuple[list[str], list[str]]:
@@ -357,28 +385,30 @@ def changed_lines(old: str, new: str) -> tuple[list[str], list[str]]:
 def test_unchanged_training_config_is_not_copied(project):
     form = ConfigForm(project)
     form.field("job.max_runtime").widget.value = "45m"
-    path = form.save()
+    path = form.save(as_copy=True)
     assert path == project.parent / "sagemaker_config.local-1.yaml"
     assert not (project.parent / "training_config-1.yaml").exists()
     assert config.load(path).training_path == project.parent / "training_config.yaml"
 
 
-def test_save_overwrites_only_on_request(project):
-    text = project.read_text()
+def test_save_as_overwrites_only_on_request(project):
+    other = project.parent / "other.yaml"
+    other.write_text(project.read_text())
+    text = other.read_text()
     form = ConfigForm(project)
     form.field("job.max_runtime").widget.value = "45m"
-    form.save_name.value = project.name
-    assert form.save() is None
-    assert "exists: tick" in form.status.value and project.read_text() == text
+    form.save_name.value = other.name
+    assert form.save(as_copy=True) is None
+    assert "exists: tick" in form.status.value and other.read_text() == text
     form.overwrite.value = True
-    assert form.save() == project
-    assert changed_lines(text, project.read_text()) == (["max_runtime: 30m"],
-                                                        ["max_runtime: 45m"])
+    assert form.save(as_copy=True) == other
+    assert changed_lines(text, other.read_text()) == (["max_runtime: 30m"],
+                                                      ["max_runtime: 45m"])
 
 
 def test_save_is_refused_while_the_form_has_problems(project):
     form = ConfigForm(project)
-    form.field("training.batch_size").widget.value = 0
+    form.field("training.batch_size").widget.value = "0"
     assert form.save() is None and "fix the problems" in form.status.value
     assert sorted(p.name for p in project.parent.iterdir()) == [
         "sagemaker_config.local.yaml", "training_config.yaml"]
@@ -386,9 +416,9 @@ def test_save_is_refused_while_the_form_has_problems(project):
 
 def test_revert_restores_the_file_values(project):
     form = ConfigForm(project)
-    form.field("training.epochs").widget.value = 0
+    form.field("training.epochs").widget.value = "0"
     form.revert_button.click()
-    assert form.field("training.epochs").widget.value == 10 and form.problems == []
+    assert form.field("training.epochs").widget.value == "10" and form.problems == []
 
 
 def test_picker_lists_the_job_configs_next_to_the_file(project):
@@ -400,7 +430,8 @@ def test_picker_lists_the_job_configs_next_to_the_file(project):
     assert editor.form.job_path == project.parent / "other.yaml"
     assert editor.widget.children[1] is editor.form.widget
     editor.form.field("job.max_runtime").widget.value = "40m"
-    editor.form.save_button.click()  # the picker lists and selects the saved file
+    editor.form.save_as_button.click()
+    editor.form.save_copy_button.click()  # the picker lists and selects the saved file
     assert editor.picker.value == project.parent / "other-1.yaml"
     assert "other-1.yaml" in [name for name, _ in editor.picker.options]
 
@@ -438,7 +469,7 @@ def test_validate_reports_job_and_training_problems_together(make_config):
 @pytest.mark.slow
 def test_launch_saves_runs_the_launch_notebook_and_ends_with_the_record(make_config, tmp_path):
     form = ConfigForm(make_config())
-    form.field("training.epochs").widget.value = 1
+    form.field("training.epochs").widget.value = "1"
     assert form.launch_button.description == "Save and launch"
 
     form.launch_button.click()
@@ -450,7 +481,7 @@ def test_launch_saves_runs_the_launch_notebook_and_ends_with_the_record(make_con
     record = manifest(run)
     assert form.record.value == f"record: {run}"
     assert record["status"] == "Completed" and record["launched_via"] == "notebook"
-    assert record["config"]["job_file"] == str(tmp_path / "job-1.yaml")
+    assert record["config"]["job_file"] == str(tmp_path / "job.yaml")  # saved in place
     assert yaml.safe_load((run / "config" / "training_config.yaml").read_text())["epochs"] == 1
     assert "Completed" in form.run_status.value
     assert form.progress.value == form.progress.max and form.progress.bar_style == "success"
@@ -460,7 +491,7 @@ def test_launch_saves_runs_the_launch_notebook_and_ends_with_the_record(make_con
     # in the record as soon as the form shows the end of the run
     assert manifest(run)["notebook"]["status"] == "completed"
     executed = nbformat.read(run / "notebook.ipynb", as_version=4)
-    assert any("job-1.yaml" in "".join(cell.source) for cell in executed.cells)
+    assert any("job.yaml" in "".join(cell.source) for cell in executed.cells)
 
 
 @pytest.mark.slow
@@ -472,6 +503,7 @@ def test_failed_run_is_reported_with_its_record(make_config, tmp_path):
     assert manifest(run)["status"] == "Failed"
     assert form.record.value == f"record: {run}"
     assert "Failed" in form.run_status.value and "RunFailed" in form.run_status.value
+    assert form.run_status.value.count("DataError") == 1, form.run_status.value  # said once
     assert form.progress.bar_style == "danger"
 
 
@@ -540,3 +572,79 @@ def test_service_model_limits_show_under_their_field_and_request_is_an_editable_
     row.editor.widget.value = "{EnableInfraCheck: true}"
     assert form.problems == []
     assert form.values()[0]["request"] == {"InfraCheckConfig": {"EnableInfraCheck": True}}
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 27: typed numbers, every problem at once, the problem list, the smaller items
+
+
+def test_text_in_a_number_field_is_named_under_it_and_blocks_save(project):
+    form = ConfigForm(project)
+    for text in ("abc", "1e", "2.5"):  # epochs is an int: 2.5 is no more a count than abc
+        form.field("training.epochs").widget.value = text
+        assert "training.epochs: Input should be a valid integer" in error_of(
+            form, "training.epochs"), text
+        assert form.save_button.disabled and form.launch_button.disabled
+    form.field("training.learning_rate").widget.value = "1e"
+    assert "training.learning_rate: Input should be a valid number" in error_of(
+        form, "training.learning_rate")
+    form.field("training.learning_rate").widget.value = "1e-3"
+    form.field("training.epochs").widget.value = " 4 "
+    assert form.problems == [] and not form.save_button.disabled
+    assert form.values()[1]["epochs"] == 4 and form.values()[1]["learning_rate"] == 0.001
+
+
+def test_an_unknown_instance_type_is_named_with_the_missing_keys(project):
+    """Config problems (image and role missing for ml.*) no longer hide the request check's:
+    the typo is named, with the nearest listed type, in the form and by launch --dry-run."""
+    text = project.read_text().replace("instance_type: local", "instance_type: ml.m5.xlarg")
+    project.write_text(text)
+    form = ConfigForm(project)
+    keys = [getattr(p, "key", None) for p in form.problems]
+    assert keys == ["job.instance_type", "job.image_uri", "job.role_arn"], form.problems
+    assert "nearest: ml.m5.xlarge" in error_of(form, "job.instance_type")
+    assert "required for instance_type ml.m5.xlarg" in error_of(form, "job.image_uri")
+    printed = cli_problems(project)
+    assert any("job.instance_type: 'ml.m5.xlarg' is not one of the" in line
+               and "nearest: ml.m5.xlarge" in line for line in printed), printed
+    assert any("job.role_arn: required" in line for line in printed), printed
+
+    form.field("job.instance_type").widget.value = "ml.m5.xlarge"  # the typo fixed
+    assert [p.key for p in form.problems] == ["job.image_uri", "job.role_arn"]
+
+
+def test_problem_list_links_each_problem_to_its_field_with_the_forms_value(project):
+    form = ConfigForm(project)
+    form.field("training.epochs").widget.value = "0"
+    summary = form.summary.value
+    assert "1 problem" in summary
+    link = re.search(r"<a href='#' class='sagebook-problem-link' onclick=\"([^\"]+)\">"
+                     r"([^<]+)</a>", summary)
+    assert link, summary
+    assert "sagebook-key-training-epochs" in link[1]
+    assert "sagebook-key-training-epochs" in form.field("training.epochs").box._dom_classes
+    # the value the form shows, not the file's line (which still says epochs: 10)
+    assert link[2] == "training.epochs: Input should be greater than or equal to 1 (got 0)"
+    assert "training_config.yaml:" not in summary
+
+
+def test_optional_sections_required_fields_say_when(project):
+    form = ConfigForm(project)
+    assert "required when job.mlflow is set" in form.field("job.mlflow.arn").help.value
+    assert "required" in form.field("job.training_config").help.value
+    assert "Save writes this file" in form.field("job.training_config").help.value
+
+
+def test_saving_many_times_keeps_every_field_and_the_values(project):
+    form = ConfigForm(project)
+    fields = [e.spec.key for e in [*form.job.walk(), *form.training.walk()]]
+    widget_ids = [e.box.model_id for e in form.job.walk()]
+    for round_ in range(20):
+        if round_ % 2:
+            form.field("training.epochs").widget.value = str(round_)
+        form.save_button.click()
+        assert "Saved" in form.status.value, form.status.value
+        assert not form.changed()
+    assert [e.spec.key for e in [*form.job.walk(), *form.training.walk()]] == fields
+    assert [e.box.model_id for e in form.job.walk()] == widget_ids  # no widget was replaced
+    assert config.load(project).training["epochs"] == 19

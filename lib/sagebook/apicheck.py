@@ -216,6 +216,15 @@ def allowed_values(operation: str, path: Path_) -> list[str]:
     return list(shapes[name].get("enum", ()))
 
 
+def not_listed(value: str, listed: list[str]) -> str:
+    """What is said of a value the model's enum does not list: the list, or the nearest."""
+    near = difflib.get_close_matches(value, listed, n=3, cutoff=0.0)
+    choice = (f"one of {', '.join(listed)}" if len(listed) <= 8 else
+              f"one of the {len(listed)} values the service model lists; nearest: "
+              f"{', '.join(near)}")
+    return f"{_show(value)} is not {choice}"
+
+
 def operation_shapes(operation: str, service_model: Any = None) -> tuple[Shapes, str]:
     """The shapes `operation`'s input reaches, as plain dicts, and the input shape's name."""
     if service_model is not None:
@@ -303,12 +312,7 @@ def _check_string(name: str, shape: dict[str, Any], value: str, path: Path_,
             path, f"at least {_many(shape['min'], 'character')} needed, got {size:,}", "length",
             name))
     if "enum" in shape and value not in shape["enum"]:
-        listed = shape["enum"]
-        near = difflib.get_close_matches(value, listed, n=3, cutoff=0.0)
-        choice = (f"one of {', '.join(listed)}" if len(listed) <= 8 else
-                  f"one of the {len(listed)} values the service model lists; nearest: "
-                  f"{', '.join(near)}")
-        problems.append(ApiProblem(path, f"{_show(value)} is not {choice}", "enum", name))
+        problems.append(ApiProblem(path, not_listed(value, shape["enum"]), "enum", name))
     if "pattern" in shape:
         compiled = java_pattern(shape["pattern"])
         if not compiled.fullmatch(value):

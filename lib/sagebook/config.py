@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from . import aws, inputs, project
+from .apicheck import allowed_values, not_listed
 from .config_files import (
     KeyPath,
     apply_overrides,
@@ -313,6 +314,10 @@ class JobConfig(BaseModel):
 
 
 
+UNLISTED_ADVICE = ("; AWS adds instance types before botocore lists them: if this one is new, "
+                   "upgrade botocore (pip install -U botocore) or set "
+                   "`allow_unlisted_instance_type: true` in the job config")
+
 INLINE_SECRET_ADVICE = ("a config is shared and recorded, so store the value in SSM Parameter "
                         "Store or Secrets Manager and put its ARN here")
 
@@ -327,6 +332,13 @@ def consistency_problems(job: JobConfig) -> list[tuple[KeyPath, str]]:
         problems.append((("instance_type",),
                          f"no backend runs {job.instance_type!r}: use {describe_kinds()}"))
     else:
+        if kind.remote and not job.allow_unlisted_instance_type:
+            # an API limit, but named here: the request is built only once the rest is valid
+            listed = allowed_values("CreateTrainingJob", ("ResourceConfig", "InstanceType"))
+            if job.instance_type not in listed:
+                problems.append((("instance_type",), not_listed(job.instance_type, listed) +
+                                 " (CreateTrainingJob ResourceConfig.InstanceType)" +
+                                 UNLISTED_ADVICE))
         if kind.needs_image and not job.image_uri:
             problems.append((("image_uri",), f"required for instance_type {job.instance_type}"))
         if kind.needs_role and not job.role_arn:

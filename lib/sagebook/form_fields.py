@@ -65,6 +65,8 @@ class Spec:
     limits: list[str] = field(default_factory=list)
     before: list[Callable[[Any], Any]] = field(default_factory=list)
     is_field: bool = False  # a model's field (not a list item or map value)
+    # the optional section whose presence makes a required field required (job.mlflow)
+    required_with: str | None = None
 
     @property
     def dotted(self) -> str:
@@ -162,6 +164,13 @@ class Editor:
         """Whether this editor itself (not a field inside it) is to be highlighted."""
         return self.changed()
 
+    def settle(self, saved: Any) -> None:
+        """The file now holds what the form shows (a Save wrote it; `saved` is the value read
+        back): the same widgets go on showing it, with nothing left changed. Rebuilding the
+        widgets instead would race the browser, which still renders the old ones."""
+        self.original = saved
+        self.fresh = False
+
     def children(self) -> list[Editor]:
         return []
 
@@ -189,9 +198,14 @@ class Editor:
         else:
             self.box.remove_class("sagebook-changed")
 
+    @property
+    def css_class(self) -> str:
+        """The class naming this value's box on the page (a problem's link finds it by it)."""
+        return "sagebook-key-" + _css_name(self.spec.key)
+
     def _decorate(self, help_text: str) -> None:
         self.box.add_class("sagebook-field")
-        self.box.add_class("sagebook-key-" + _css_name(self.spec.key))
+        self.box.add_class(self.css_class)
         self.help = widgets.HTML(html.escape(help_text))
         self.help.add_class("sagebook-help")
         if not help_text:
@@ -211,7 +225,8 @@ def _css_name(key: KeyPath) -> str:
 def _help(spec: Spec, default_text: str | None = None) -> str:
     parts = [spec.description.rstrip(".")] if spec.description else []
     if spec.default is UNSET and not spec.optional and spec.is_field:
-        parts.append("required")
+        parts.append(f"required when {spec.required_with} is set" if spec.required_with
+                     else "required")
     elif default_text is not None:
         parts.append(f"default: {default_text}")
     parts += spec.limits
@@ -234,7 +249,10 @@ class ScalarEditor(Editor):
         self.widget.disabled = spec.key in READ_ONLY
         self.shown = self.widget.value
         self.widget.observe(lambda _change: self.notify(), names="value")
-        self._decorate(_help(spec, self._default_text()))
+        help_text = _help(spec, self._default_text())
+        if spec.key in READ_ONLY:
+            help_text += " · Save writes this file; Save as… can name another"
+        self._decorate(help_text)
         self.box.children = [self.widget, self.help, self.error]
 
     def _make_widget(self) -> widgets.ValueWidget:
@@ -253,6 +271,10 @@ class ScalarEditor(Editor):
         """What the widget first shows: the file's value, else the schema's default."""
         return self.original if self.original is not UNSET else (
             None if self.spec.default is UNSET else self.spec.default)
+
+    def settle(self, saved: Any) -> None:
+        super().settle(saved)
+        self.shown = self.widget.value
 
     def value(self) -> Any:
         if not self.fresh and self.widget.value == self.shown and type(
@@ -309,6 +331,9 @@ class TextEditor(ScalarEditor):
 
 
 class NumberEditor(ScalarEditor):
+    """A number, typed as text: a browser's number input drops what is not a number without a
+    word (`abc` became the old value again), so the text reaches validation, which names it."""
+
     def __init__(self, spec: Spec, original: Any, notify: Callable[[], None],
                  fresh: bool = False, label: bool = True, kind: type = int):
         self.kind = kind
@@ -316,12 +341,15 @@ class NumberEditor(ScalarEditor):
 
     def _make_widget(self) -> widgets.ValueWidget:
         start = self._start()
-        if self.kind is int:
-            return widgets.IntText(value=start or 0, continuous_update=True)
-        return widgets.FloatText(value=start or 0.0, continuous_update=True)
+        return widgets.Text(value=repr(self.kind(start or 0)), continuous_update=True)
 
     def _parse(self, shown: Any) -> Any:
-        return self.kind(shown)
+        """The number the text spells, else the text itself (for validation to refuse)."""
+        text = str(shown).strip()
+        try:
+            return self.kind(text)
+        except ValueError:
+            return text
 
 
 class BoolEditor(ScalarEditor):
@@ -381,6 +409,7 @@ class ModelEditor(Editor):
         self.fields: dict[str, Editor] = {}
         for name, info in self.model.model_fields.items():
             child_spec = Spec.of(name, spec.key + (name,), info.annotation, info)
+            child_spec.required_with = spec.dotted if spec.optional else spec.required_with
             child_fresh = fresh and child_spec.default is UNSET
             self.fields[name] = build_editor(
                 child_spec, self.data.get(name, UNSET), notify, fresh=child_fresh
@@ -392,7 +421,7 @@ class ModelEditor(Editor):
         }
         self.removed_unknown = False
         self.box.add_class("sagebook-model")
-        self.box.add_class("sagebook-key-" + _css_name(spec.key))
+        self.box.add_class(self.css_class)
         self.title = title
         self.sections = sections
         self.help = widgets.HTML(html.escape(_help(spec)))
@@ -443,6 +472,16 @@ class ModelEditor(Editor):
 
     def own_change(self) -> bool:
         return self.removed_unknown
+
+    def settle(self, saved: Any) -> None:
+        super().settle(saved)
+        data = saved
+        for func in self.spec.before:
+            data = func(data)
+        self.data = data if isinstance(data, dict) else {}
+        for name, editor in [*self.fields.items(), *self.unknown.items()]:
+            editor.settle(self.data.get(name, UNSET))
+        self.removed_unknown = False
 
     def value(self) -> Any:
         if not self.changed():
@@ -589,6 +628,25 @@ class CollectionEditor(Editor):
                 r.key is not None and r.key.value != str(r.original_key) for r in self.rows)
         return [r.editor.fresh for r in self.rows] != [False] * len(self.original)
 
+    def settle(self, saved: Any) -> None:
+        keys = [self._key(row) for row in self.rows]
+        super().settle(saved)
+        for index, (row, key) in enumerate(zip(self.rows, keys, strict=True)):
+            if self.is_map:
+                row.original_key = key
+                row.editor.settle(saved.get(key, UNSET) if isinstance(saved, dict) else UNSET)
+            else:
+                row.editor.settle(saved[index] if isinstance(saved, list)
+                                  and index < len(saved) else UNSET)
+
+    def _key(self, row: Row) -> Any:
+        """A map entry's key as written: the file's own (an int stays an int) while the
+        name field still shows it."""
+        if row.key is None:
+            return None
+        return row.original_key if row.original_key is not UNSET and row.key.value == str(
+            row.original_key) else row.key.value
+
     def value(self) -> Any:
         unchanged = self.original is not UNSET and not self.fresh and not any(
             r.editor.changed() for r in self.rows) and not self.own_change()
@@ -599,10 +657,7 @@ class CollectionEditor(Editor):
         if self.is_map:
             values = {}
             for row in self.rows:
-                assert row.key is not None
-                key = row.original_key if row.original_key is not UNSET and row.key.value == str(
-                    row.original_key) else row.key.value
-                values[key] = row.editor.value()
+                values[self._key(row)] = row.editor.value()
             return values
         return [row.editor.value() for row in self.rows]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .apicheck import ApiProblem, check_request
-from .config import RUN_ID_PLACEHOLDER, LaunchConfig
+from .config import RUN_ID_PLACEHOLDER, UNLISTED_ADVICE, LaunchConfig
 from .config_files import KeyPath
 from .errors import ConfigError, Problem
 from .kinds import kind_of
@@ -298,9 +298,7 @@ def _where(cfg: LaunchConfig, request: Mapping[str, Any], problem: ApiProblem) -
     if own:
         message += f"; {own} of them {'is' if own == 1 else 'are'} sagebook's"
     if problem.kind == "enum" and problem.path == ("ResourceConfig", "InstanceType"):
-        message += (f"; AWS adds instance types before botocore lists them: if this one is "
-                    f"new, upgrade botocore (pip install -U botocore) or set "
-                    f"`{UNLISTED_OPT_OUT}: true` in the job config")
+        message += UNLISTED_ADVICE
     return cfg.problem(section, key, message)
 
 

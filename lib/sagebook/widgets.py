@@ -56,6 +56,12 @@ JOB_SECTIONS: list[tuple[str, list[str]]] = [
       "inter_container_encryption", "volume_kms_key", "output_kms_key"]),
 ]
 
+# A problem's link: bring its field to the middle of the window (the sticky controls cover
+# the top) and put the cursor in it.
+JUMP = ("var f=document.querySelector('.{css}');if(f){{f.scrollIntoView({{block:'center'}});"
+        "var i=f.querySelector('input,select,textarea');if(i)i.focus({{preventScroll:true}});}}"
+        "return false;")
+
 CSS = f"""
 <style>
 .sagebook-form .sagebook-title {{ font-size: 1.3em; font-weight: 600; margin: 0.3em 0; }}
@@ -70,13 +76,23 @@ CSS = f"""
 .sagebook-form .sagebook-help > .widget-html-content,
 .sagebook-form .sagebook-error > .widget-html-content,
 .sagebook-form .sagebook-log > .widget-html-content {{ line-height: 1.3; height: auto; }}
-.sagebook-form .sagebook-actions {{ position: sticky; top: 0; z-index: 10; background: white;
-  border-bottom: 1px solid #ccc; padding: 0.3em 0; }}
+.sagebook-form .sagebook-actions {{ position: sticky; top: -10px; z-index: 10;
+  background: white; border-bottom: 1px solid #ccc; padding: calc(0.3em + 10px) 0 0.3em 0; }}
+/* sticky holds only below the nearest scrolling box: the page's (voila pads it by 10px, which
+   the negative top covers), not the output area's */
+.widget-box:has(.sagebook-actions), .jp-OutputArea:has(.sagebook-actions),
+.jp-OutputArea-child:has(.sagebook-actions), .jp-OutputArea-output:has(.sagebook-actions) {{
+  overflow: visible !important; }}
+.sagebook-form .sagebook-actions .sagebook-problems ul {{ max-height: 9em; overflow: auto;
+  margin: 0.2em 0; }}
+.sagebook-form .sagebook-problem-link {{ color: #b00020; text-decoration: underline; }}
+.sagebook-form .sagebook-key-job-training_config input:disabled {{ color: inherit;
+  opacity: 1; background: #f6f6f6; }}
 .sagebook-form .sagebook-changed {{ background: #fff4cc; box-shadow: -4px 0 0 #f0a500; }}
 .sagebook-form .sagebook-problems {{ color: #b00020; }}
 .sagebook-form .sagebook-ok {{ color: #1b7f3b; }}
 .sagebook-form .sagebook-log {{ font-family: monospace; font-size: 0.85em; white-space: pre-wrap;
-  background: #f6f6f6; padding: 0.4em; max-height: 14em; overflow: auto; }}
+  background: #f6f6f6; padding: 0.4em; }}
 .sagebook-form .sagebook-record {{ font-family: monospace; font-weight: 600; }}
 </style>
 """
@@ -99,25 +115,37 @@ class ConfigForm:
         self.problems: list[str] = []
         self.launch_thread: threading.Thread | None = None
         self.running = False
-        self.save_name = widgets.Text(description="save as", continuous_update=True,
-                                      style={"description_width": "5em"},
-                                      layout=widgets.Layout(width="24em"))
+        # Save writes the open files; "Save as…" opens the row that asks for new names.
+        self.save_name = widgets.Text(description="job config", continuous_update=True,
+                                      style={"description_width": "7em"},
+                                      layout=widgets.Layout(width="26em"))
         self.training_save_name = widgets.Text(
             description="training", continuous_update=True,
-            style={"description_width": "5em"}, layout=widgets.Layout(width="24em"),
+            style={"description_width": "7em"}, layout=widgets.Layout(width="26em"),
             tooltip="written only when the training section changed",
         )
         self.overwrite = widgets.Checkbox(description="overwrite existing files", indent=False)
         self.save_button = widgets.Button(description="Save", icon="save",
                                           button_style="primary")
+        self.save_as_button = widgets.Button(description="Save as…")
+        self.save_copy_button = widgets.Button(description="Save copy", icon="save",
+                                               button_style="primary")
         self.launch_button = widgets.Button(description="Launch", icon="play",
                                             button_style="success")
         self.revert_button = widgets.Button(description="Revert", icon="undo")
-        self.save_button.add_class("sagebook-save")
-        self.launch_button.add_class("sagebook-launch")
+        for button, name in ((self.save_button, "save"), (self.save_as_button, "save-as"),
+                             (self.save_copy_button, "save-copy"),
+                             (self.launch_button, "launch")):
+            button.add_class(f"sagebook-{name}")
         self.save_button.on_click(lambda _b: self._guarded(self.save))
+        self.save_as_button.on_click(lambda _b: self._ask_names())
+        self.save_copy_button.on_click(lambda _b: self._guarded(self.save, True))
         self.launch_button.on_click(lambda _b: self._guarded(self.launch))
         self.revert_button.on_click(lambda _b: self._guarded(self.open, self.job_path))
+        self.save_as = widgets.HBox([self.save_name, self.training_save_name, self.overwrite,
+                                     self.save_copy_button],
+                                    layout=widgets.Layout(display="none"))
+        self.save_as.add_class("sagebook-save-as-names")
         self.progress = widgets.IntProgress(value=0, min=0, max=4, description="launch",
                                             layout=widgets.Layout(display="none"))
         self.run_status = widgets.HTML()
@@ -134,9 +162,10 @@ class ConfigForm:
         self.header = widgets.HTML()
         # Buttons, status and problems stay in view (sticky) while the user scrolls the fields.
         self.actions = widgets.VBox([
-            widgets.HBox([self.save_button, self.launch_button, self.revert_button,
-                          self.save_name, self.training_save_name, self.overwrite]),
-            self.summary, self.status, self.progress, self.run_status, self.log, self.record,
+            widgets.HBox([self.save_button, self.save_as_button, self.launch_button,
+                          self.revert_button]),
+            self.save_as, self.summary, self.status, self.progress, self.run_status, self.log,
+            self.record,
         ])
         self.actions.add_class("sagebook-actions")
         self.open(path)
@@ -167,12 +196,13 @@ class ConfigForm:
             self._read()
         except ConfigError as exc:
             self.problems = list(exc.problems)
-            self.widget.children = [self.style, self.header, self._problem_list(exc.problems)]
+            listing = widgets.HTML(self._problem_list([(p, None) for p in exc.problems]))
+            listing.add_class("sagebook-problems")
+            self.widget.children = [self.style, self.header, listing]
             return
         self.header.value += (f"<div>Training config "
                               f"<code>{html.escape(str(self.training_path))}</code></div>")
-        self.save_name.value = _next_free(self.job_path).name
-        self.training_save_name.value = _next_free(self.training_path).name
+        self._offer_names()
         self.job = ModelEditor(
             Spec("", ("job",), config.JobConfig), self.job_data, self.refresh,
             sections=JOB_SECTIONS,
@@ -258,7 +288,7 @@ class ConfigForm:
         form_problems = self.job.form_problems() + self.training.form_problems()
         for editor, message in form_problems:
             messages[id(editor)].append(message)
-        problems = [message for _, message in form_problems]
+        listed: list[tuple[str, Editor | None]] = [(m, e) for e, m in form_problems]
         if not form_problems:
             job_data, training_data = self.values()
             same_schema = self._schema_source(job_data) == self.schema_source
@@ -269,15 +299,17 @@ class ConfigForm:
                     training_lines=self.training_lines)
                 check_request(checked)  # the service model's limits, as a launch checks them
             except ConfigError as exc:
-                problems = list(exc.problems)
+                listed = []
                 for problem in exc.problems:
                     for editor, message in self._place(problem):
                         messages[id(editor)].append(message)
+                        listed.append((problem, editor if getattr(problem, "key", None)
+                                       else None))
         for editor in editors:
             editor.show_errors(messages[id(editor)])
             editor.highlight()
-        self.problems = problems
-        self.summary.value = self._problem_list(problems).value if problems else ""
+        self.problems = [problem for problem, _ in listed]
+        self.summary.value = self._problem_list(listed) if listed else ""
         self._update_buttons()
 
     def _place(self, problem: str) -> list[tuple[Editor, str]]:
@@ -294,30 +326,40 @@ class ConfigForm:
         root = self.training if where.startswith(str(self.training_path)) else self.job
         return [(root, message)]
 
-    def _problem_list(self, problems: list[str]) -> widgets.HTML:
-        items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+    def _problem_list(self, problems: list[tuple[str, Editor | None]]) -> str:
+        """Every problem, each a link to the field it is shown under. A field's problem reads
+        `key: message`, about the value the form shows: the file's line may hold another."""
+        items = []
+        for problem, editor in problems:
+            key = getattr(problem, "key", None)
+            text = html.escape(f"{key}: {getattr(problem, 'message', problem)}" if key
+                               else str(problem))
+            if editor is not None:
+                jump = html.escape(JUMP.format(css=editor.css_class), quote=True)
+                text = f"<a href='#' class='sagebook-problem-link' onclick=\"{jump}\">{text}</a>"
+            items.append(f"<li>{text}</li>")
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        box = widgets.HTML(f"<div class='sagebook-problems'><b>{count}</b> (as "
-                           f"<code>sagebook launch</code> reports them):<ul>{items}</ul></div>")
-        box.add_class("sagebook-problems")
-        return box
+        return (f"<div class='sagebook-problems'><b>{count}</b> (as "
+                f"<code>sagebook launch</code> reports them):<ul>{''.join(items)}</ul></div>")
 
     def _update_buttons(self) -> None:
         blocked = bool(self.problems) or self.job is None or self.running
-        self.save_button.disabled = blocked
-        self.launch_button.disabled = blocked
+        for button in (self.save_button, self.save_copy_button, self.launch_button):
+            button.disabled = blocked
+        self.save_as_button.disabled = self.job is None
         self.revert_button.disabled = self.running
         self.launch_button.description = "Save and launch" if self.changed() else "Launch"
 
     # ---------------------------------------------------------------- saving
 
-    def save(self) -> Path | None:
+    def save(self, as_copy: bool = False) -> Path | None:
         """Write the form's values; return the job config's path (None when nothing could be
         written, with the reason in the status line).
 
-        The job config goes to `save_name` and, when the training section changed, the
-        training config to `training_save_name`, each next to the file it came from so that
-        relative paths keep their meaning. Afterwards the form shows the saved files.
+        Save writes the files that are open: the job config and, when the training section
+        changed, its training config. Save as (`as_copy`) writes them to `save_name` and
+        `training_save_name` instead, each next to the file it came from so that relative
+        paths keep their meaning, and the form then shows the copies.
         """
         self.refresh()
         if self.problems or self.job is None:
@@ -325,16 +367,20 @@ class ConfigForm:
             return None
         job_data, training_data = self.values()
         try:
-            job_target = self._target(self.job_path, self.save_name.value)
+            job_target = (self._target(self.job_path, self.save_name.value) if as_copy
+                          else self.job_path)
             writes: list[tuple[Path, str]] = []
             if not same(training_data, self.training_data):
-                training_target = self._target(self.training_path, self.training_save_name.value)
-                if training_target == job_target:
-                    raise SagebookError("the job and training configs need different names")
-                reference = str(training_target) if Path(
-                    self.job_data["training_config"]).is_absolute() else os.path.relpath(
-                    training_target, job_target.parent)
-                job_data = {**job_data, "training_config": reference}
+                training_target = self.training_path
+                if as_copy:
+                    training_target = self._target(self.training_path,
+                                                   self.training_save_name.value)
+                    if training_target == job_target:
+                        raise SagebookError("the job and training configs need different names")
+                    reference = str(training_target) if Path(
+                        self.job_data["training_config"]).is_absolute() else os.path.relpath(
+                        training_target, job_target.parent)
+                    job_data = {**job_data, "training_config": reference}
                 writes.append((training_target, update_yaml(
                     self.training_text, self.training_data, training_data)))
             writes.append((job_target, update_yaml(self.job_text, self.job_data, job_data)))
@@ -343,10 +389,37 @@ class ConfigForm:
             return None
         for target, text in writes:  # training first: the job config must never dangle
             _write_atomic(target, text)
-        self.open(job_target)
+        if as_copy or self._schema_source(job_data) != self.schema_source:
+            self.open(job_target)  # other files, or another training schema: new fields
+            self.save_as.layout.display = "none"
+        else:
+            self._settle()
         names = " and ".join(f"<code>{html.escape(str(t))}</code>" for t, _ in writes)
         self._say(f"Saved {names}.")
         return job_target
+
+    def _settle(self) -> None:
+        """After a Save to the open files: read them back, and let the widgets on the page go
+        on showing them. Rebuilding them raced the browser, which still drew the old ones
+        ("widget model not found") and could leave the form empty."""
+        assert self.job is not None and self.training is not None
+        self._read()
+        self.job.settle(self.job_data)
+        self.training.settle(self.training_data)
+        self._offer_names()
+        self.refresh()
+
+    def _ask_names(self) -> None:
+        """Save as…: show (or hide again) the names to save under."""
+        shown = self.save_as.layout.display != "none"
+        if not shown:
+            self._offer_names()
+        self.save_as.layout.display = "none" if shown else "flex"
+
+    def _offer_names(self) -> None:
+        """Save as's suggestion: the next numbered name free next to each file."""
+        self.save_name.value = _next_free(self.job_path).name
+        self.training_save_name.value = _next_free(self.training_path).name
 
     def _target(self, source: Path, name: str) -> Path:
         name = name.strip()
@@ -524,8 +597,9 @@ class _RunWatch:
         if error:
             summary = (f"<span class='sagebook-problems'>{summary}: "
                        f"{html.escape(redact(error))}</span>")
-        if manifest.get("failure_reason"):
-            reason = redact(str(manifest["failure_reason"]).splitlines()[0])
+        reason_lines = str(manifest.get("failure_reason") or "").splitlines()
+        reason = redact(reason_lines[0]) if reason_lines else ""
+        if reason and reason not in (error or ""):  # the launch's error often is the reason
             summary += f" — {html.escape(reason)}"
         elapsed = time.monotonic() - self.started
         self.form.run_status.value = (f"{summary} · {elapsed:.0f}s · executed notebook "
