@@ -15,11 +15,12 @@ DEMO_CONFIG ?= configs/sagemaker_config.local.yaml
 
 setup: $(STAMP)
 
-# The launch environment: sagebook and the example's training requirements (local runs).
+# The launch environment: sagebook with JupyterLab and the dashboard's plots (the notebook
+# extra), and the example's training requirements (local runs).
 $(STAMP): pyproject.toml sagemaker_container/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e . -r sagemaker_container/requirements.txt
+	$(BIN)/python -m pip install --quiet -e '.[notebook]' -r sagemaker_container/requirements.txt
 	touch $@
 
 # The test tools on top of it.

@@ -19,6 +19,16 @@ LAUNCH = REPO / "notebooks" / "launch.ipynb"
 PAPERMILL = Path(sys.executable).parent / "papermill"
 
 
+def test_jupyter_lab_runs_from_the_environment_make_setup_builds():
+    """README's third way to launch, `jupyter lab notebooks/launch.ipynb`: `make setup` installs
+    the notebook extra, which brings JupyterLab, and this environment's `jupyter` has it."""
+    assert "-e '.[notebook]'" in (REPO / "Makefile").read_text()
+    result = subprocess.run([str(Path(sys.executable).parent / "jupyter"), "lab", "--version"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split(".")[0]) >= 4, result.stdout
+
+
 def papermill(notebook: Path, out: Path, *params: str, timeout: float = 180):
     args = [str(PAPERMILL), str(notebook), str(out)]
     for param in params:
