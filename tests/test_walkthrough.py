@@ -282,6 +282,8 @@ def test_readme_walkthrough_from_zero(project, proxy, fake):
                           .read())
     assert manifest["status"] == "Completed" and manifest["final_metrics"]["val_accuracy"] == 0.93
     assert "sagebook/experiments/_report/index.html" in by_name["sagebook report"]["stdout"]
+    assert (f"to open it here: aws s3 sync s3://{BUCKET}/sagebook/experiments/_report/ "
+            "sagebook-report/") in by_name["sagebook report"]["stderr"]
     request = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}/request.json")["Body"]
                          .read())
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
