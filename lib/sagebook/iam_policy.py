@@ -39,14 +39,16 @@ def policy(kind: str, config: str | None) -> tuple[str, list[str]]:
                               "account and region: give the job config with -c CONFIG")
     loaded = load(config)
     values = _values(loaded.job, str(loaded.job_path))
-    filled = PLACEHOLDER.sub(lambda m: values[m[1]], text)
-    json.loads(filled)  # the values are checked names: the text stays the JSON it was
-    readable = _readable_prefixes(PLACEHOLDER.sub(lambda m: values[m[1]], template("execution")))
+
+    def fill(policy_text: str) -> str:
+        return PLACEHOLDER.sub(lambda m: values[m[1]], policy_text)
+
+    readable = _readable_prefixes(fill(template("execution")))
     notes = [f"{loaded.where(*key)}: {'.'.join(key)}: {uri} is outside what the execution "
              f"role may read ({', '.join(readable)}): add it to the policy"
              for key, uri in _locations(loaded.job)
              if not any(uri.startswith(prefix) for prefix in readable)]
-    return filled, notes
+    return fill(text), notes
 
 
 def _values(job: JobConfig, where: str) -> dict[str, str]:
