@@ -19,6 +19,9 @@ POLICIES = Path(__file__).with_name("policies")
 KINDS = ("execution", "launcher", "trust")
 PLACEHOLDER = re.compile(r"\b(BUCKET|ACCOUNT|REGION)\b")
 ROLE_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/")
+# S3's and AWS's own rules for the names that go into the policy's ARNs
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
 def template(kind: str) -> str:
@@ -59,12 +62,16 @@ def _values(job: JobConfig, where: str) -> dict[str, str]:
     if not buckets:
         problems.append("experiments_uri: no s3:// location in this config: the policy's "
                         "bucket is the record store's (experiments_uri: s3://BUCKET/…)")
+    elif not BUCKET_NAME.match(buckets[0]):
+        problems.append(f"experiments_uri: {buckets[0]!r} is not an S3 bucket name")
     account = ROLE_ACCOUNT.match(job.role_arn or "")
     if account is None:
         problems.append("role_arn: the account comes from the execution role's ARN "
                         "(arn:aws:iam::ACCOUNT:role/NAME): set role_arn")
     if not job.region:
         problems.append("region: the policy names the job's region: set region")
+    elif not REGION_NAME.match(job.region):
+        problems.append(f"region: {job.region!r} is not an AWS region name")
     if problems:
         raise ConfigError([f"{where}: {problem}" for problem in problems])
     return {"BUCKET": buckets[0], "ACCOUNT": account[1], "REGION": job.region}
