@@ -62,3 +62,16 @@ def test_a_local_config_is_refused_naming_each_key_to_set():
     assert result.returncode == 2 and result.stdout == ""
     for key in ("experiments_uri", "role_arn", "region"):
         assert f"{config}: {key}: " in result.stderr, result.stderr
+
+
+def test_a_region_that_is_no_region_name_is_refused_before_it_enters_an_arn(tmp_path):
+    config = tmp_path / "job.yaml"
+    config.write_text(CLOUD.read_text().replace("region: eu-west-1", 'region: "eu-west-1\\""')
+                      .replace("training_config: training_config.yaml",
+                               f"training_config: {REPO / 'configs' / 'training_config.yaml'}")
+                      .replace("source_dir: ../sagemaker_container",
+                               f"source_dir: {REPO / 'sagemaker_container'}"))
+    result = sagebook("iam-policy", "-c", str(config))
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"{config}: region: 'eu-west-1\"' is not an AWS region name" in result.stderr, \
+        result.stderr
