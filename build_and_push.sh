@@ -38,7 +38,9 @@ Options:
   --update-config FILE  write the pushed image URI into the image_uri: line of this YAML
                         job config; every other line, comments included, is kept. The
                         image is pushed to FILE's region (its region: key), where the job
-                        runs, as SageMaker pulls images only from ECR in its own region
+                        runs, as SageMaker pulls images only from ECR in its own region.
+                        FILE's own uncommitted changes do not count for --allow-dirty:
+                        the image does not hold it
   --allow-dirty         build although the working tree has uncommitted changes; the
                         default tag then gets a -dirty-YYYYmmddTHHMMSSZ suffix, so the
                         image is never taken for the committed code or for another
@@ -280,8 +282,14 @@ if [[ -z "$tag" ]]; then
     fi
 fi
 
-# The tag promises that the image holds the committed code: refuse uncommitted changes.
-if command -v git >/dev/null 2>&1 && git_status="$(git status --porcelain 2>/dev/null)"; then
+# The tag promises that the image holds the committed code: refuse uncommitted changes. The
+# --update-config file is left out: the image does not hold it, and the README's walk-through
+# edits it (bucket, region, account) before building.
+status_args=(status --porcelain)
+if [[ -n "$update_config" && "$update_config" == "$repo_root"/* ]]; then
+    status_args+=(-- . ":(exclude,literal)${update_config#"$repo_root"/}")
+fi
+if command -v git >/dev/null 2>&1 && git_status="$(git "${status_args[@]}" 2>/dev/null)"; then
     if [[ -n "$git_status" ]]; then
         if ((allow_dirty)); then
             say "warning: building with uncommitted changes (--allow-dirty)"

@@ -2,7 +2,8 @@
 value …` is the boto3 call of that name, made against AWS_ENDPOINT_URL like any boto3 call.
 
 Values are taken as the CLI takes them: `file://PATH` is the file's text, `Key=Value,…` a
-structure; `--region`, `--query KEY` and `--output text` work as the CLI's do for one key.
+structure, a single value for a list parameter a list of one; `--region`, `--query` (JMESPath,
+as the CLI's) and `--output text` (a list's values joined by tabs) work as the CLI's do.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import boto3
+import jmespath
 
 
 def main(argv: list[str]) -> int:
@@ -31,13 +33,24 @@ def main(argv: list[str]) -> int:
             parsed = Path(value.removeprefix("file://")).read_text()
         elif "=" in value and not value.lstrip().startswith("{"):
             parsed = dict(item.split("=", 1) for item in value.split(","))
-        params["".join(word.capitalize() for word in name.split("-"))] = parsed
+        params[name] = parsed
     client = boto3.client({"s3api": "s3"}.get(service, service), region_name=region)
+    members = client.meta.service_model.operation_model(
+        "".join(word.capitalize() for word in operation.split("-"))).input_shape.members
+    # `--image-ids` is `imageIds` in ECR's model and `--role-name` `RoleName` in IAM's
+    spelled = {member.lower(): member for member in members}
+    params = {spelled[name.replace("-", "")]: value for name, value in params.items()}
+    for name, value in params.items():
+        if members[name].type_name == "list" and not isinstance(value, list):
+            params[name] = [value]
     answer = getattr(client, operation.replace("-", "_"))(**params)
     answer.pop("ResponseMetadata", None)
     if query:
-        answer = answer[query]
-    print(answer if output == "text" else json.dumps(answer, default=str))
+        answer = jmespath.search(query, answer)
+    if output == "text":
+        print("\t".join(map(str, answer)) if isinstance(answer, list) else answer)
+    else:
+        print(json.dumps(answer, default=str))
     return 0
 
 

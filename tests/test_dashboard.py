@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +177,39 @@ def test_the_log_sink_records_what_the_log_counts_its_steps_in(tmp_path):
     series = metric_series(Record.open(store, record.experiment, record.run_id), units=units)
     assert units == {"loss": "epoch"}  # acc's lines carry no number of their own
     assert [p[0] for p in series["loss"]] == [1, 2]
+
+
+def test_without_matplotlib_each_plot_is_one_line_naming_the_install(tmp_path, monkeypatch):
+    store = open_store(str(tmp_path / "records"))
+    run = add_run(store, metrics={"acc": 0.8})
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as an environment without it
+    board = Dashboard(store.uri)
+    line = ("no plots: matplotlib is not installed here; run `%pip install 'matplotlib>=3.7'` "
+            "in a cell (or install sagebook with its notebook extra: pip install "
+            "'sagebook[notebook]') and restart the kernel")
+    assert board.warning == line
+    [record] = board.select([run.run_id])
+    for view in (board.status_counts(), board.curves(record), board.overlay([record])):
+        assert repr(view) == line
+        assert view._repr_html_() == "<p>" + html.escape(line) + "</p>"
+    assert run.run_id in board.table()._repr_html_()  # the tables still show
+
+
+@pytest.mark.slow
+def test_the_dashboard_notebook_without_matplotlib_runs_and_says_what_to_install(tmp_path):
+    store = open_store(str(tmp_path / "records"))
+    add_run(store, metrics={"acc": 0.8})
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['matplotlib'] = None\n")
+    out = tmp_path / "dashboard.ipynb"
+    result = subprocess.run([str(PAPERMILL), str(DASHBOARD), str(out), "-p", "store", store.uri],
+                            capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "PYTHONPATH": str(hide)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = [o for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"
+               for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = json.dumps(outputs)
+    assert "ModuleNotFoundError" not in text and "Traceback" not in text
+    assert "%pip install 'matplotlib>=3.7'" in text

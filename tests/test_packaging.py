@@ -23,7 +23,7 @@ def test_conda_environment_matches_pyproject_and_training_requirements():
     wanted = dict(_requirement(d) for d in project["dependencies"])
     training = (REPO / "sagemaker_container/requirements.txt").read_text().splitlines()
     wanted.update(_requirement(d) for d in training if d.strip() and not d.startswith("#"))
-    for extra in ("sdk", "dashboard", "mlflow"):
+    for extra in ("sdk", "notebook", "mlflow"):
         wanted.update(_requirement(d) for d in project["optional-dependencies"][extra])
     pip_requirements = dict(_requirement(d) for d in pip if not d.startswith("-e"))
     assert {**conda, **pip_requirements} == {**wanted, "python": ">=3.10", "pip": ""}

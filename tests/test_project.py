@@ -115,6 +115,14 @@ def test_wheel_outside_the_repository_inits_a_project_and_launches_its_notebook(
     assert stored["metadata"]["papermill"]["end_time"]  # papermill's final save
     assert f"record: {run}" in json.dumps(stored)
 
+    # the dashboard notebook, from the same wheel (its plots are the notebook extra's)
+    board = project / "board.ipynb"
+    _run(python, "-m", "papermill", "notebooks/experiments.ipynb", board, env=env, cwd=project)
+    outputs = [o for c in json.loads(board.read_text())["cells"] for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert run.name in json.dumps(outputs)
+
 
 def test_commands_find_the_project_store_from_inside_the_project(tmp_path):
     from sagebook.project import init

@@ -20,9 +20,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import boto3
 import pytest
 
+from sagebook.iam_policy import template
 from sagebook.project import init
 
 from conftest import REPO
+from conftest import push_image as push_to_ecr
 
 ACCOUNT = "123456789012"  # moto's
 REGION = "eu-west-1"
@@ -47,10 +49,15 @@ def walkthrough() -> list[str]:
     return commands
 
 
+def readme_block(title: str) -> str:
+    """The text of the JSON block that follows `title` in the README."""
+    after = README[README.index(title):]
+    return after[after.index("```json\n") + 8:after.index("\n```", after.index("```json"))]
+
+
 def readme_policy(title: str) -> dict:
     """The JSON policy that follows `title` in the README, placeholders filled in."""
-    after = README[README.index(title):]
-    text = after[after.index("```json\n") + 8:after.index("\n```", after.index("```json"))]
+    text = readme_block(title)
     for name, value in (("BUCKET", BUCKET), ("ACCOUNT", ACCOUNT), ("REGION", REGION)):
         text = text.replace(name, value)
     return json.loads(text)
@@ -156,6 +163,29 @@ def push_image(region: str = REGION) -> None:
         pass
 
 
+def _image_of_this_commit(tag: str) -> None:
+    """The image `./build_and_push.sh` would build, already in ECR under the commit's tag, so
+    the script runs as typed (its checks, ECR look-ups and config update) and builds nothing."""
+    push_to_ecr(f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/sagebook-training:{tag}")
+
+
+@pytest.mark.parametrize("kind", ["launcher", "execution"])
+def test_readme_policy_is_the_one_sagebook_prints(kind):
+    """README's policy blocks are lib/sagebook/policies/<kind>.json: a permission added to
+    one and not the other fails here, naming the actions that differ."""
+    title = {"launcher": LAUNCHER, "execution": EXECUTION}[kind]
+    readme, shipped = json.loads(readme_block(title)), json.loads(template(kind))
+
+    def actions(policy: dict) -> set[str]:
+        return {a for s in policy["Statement"] for a in (
+            s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+
+    assert actions(readme) == actions(shipped), (
+        f"only in README: {sorted(actions(readme) - actions(shipped))}; only in "
+        f"lib/sagebook/policies/{kind}.json: {sorted(actions(shipped) - actions(readme))}")
+    assert readme == shipped, f"README's {kind} policy is not lib/sagebook/policies/{kind}.json"
+
+
 @pytest.fixture
 def project(tmp_path, fake, proxy, monkeypatch) -> Path:
     """A new project, an `aws` CLI on PATH, a job that trains and completes when followed."""
@@ -174,24 +204,33 @@ def project(tmp_path, fake, proxy, monkeypatch) -> Path:
          "metrics": {"val_accuracy": 0.93}})
     folder = tmp_path / "project"
     init(folder)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "new project"]):
+        subprocess.run([*git, *command], cwd=folder, check=True)
     return folder
 
 
 def run_commands(commands: list[str], cwd: Path, proxy, on_build=push_image) -> list[dict]:
     """Each command in bash as typed (variables carry over), `<run id>` as the launch printed
-    it; returns, per command, its output and the requests it made."""
+    it; returns, per command, its output and the requests it made. `on_build` stands in for
+    the Docker build of `./build_and_push.sh`, which runs as typed when `on_build` takes the
+    image's tag (it then finds the image in ECR and builds nothing)."""
     env = dict(os.environ)
     results: list[dict] = []
     run_id = None
     for command in commands:
         if command.startswith("./build_and_push.sh"):
-            on_build()
-            continue
+            if on_build is push_image:
+                on_build()
+                continue
+            tag = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, text=True,
+                                 capture_output=True, check=True).stdout.strip()
+            on_build(tag)
         if "<run id>" in command:
             assert run_id, f"no run id printed before {command!r}"
             command = command.replace("<run id>", run_id)
         before = len(proxy.seen())
-        env_file = cwd / ".env-after"
+        env_file = cwd.parent / ".env-after"  # outside the project: its tree stays as typed
         script = f"set -a\n{command}\nstatus=$?\nenv -0 > {shlex.quote(str(env_file))}\n" \
                  "exit $status\n"
         result = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True,
@@ -211,12 +250,22 @@ def test_readme_walkthrough_from_zero(project, proxy, fake):
     assert [c.split()[0] for c in commands] == [
         "export", "ACCOUNT=$(aws", "sed", "aws", "aws", "aws", "sagebook", "./build_and_push.sh",
         "sagebook", "sagebook", "sagebook", "sagebook", "sagebook"]
-    (project / "execution-policy.json").write_text(json.dumps(readme_policy(EXECUTION)))
     os.environ["BUCKET"] = "placeholder"  # the README's export must set it, not the test
     try:
-        results = run_commands(commands, project, proxy)
+        results = run_commands(commands, project, proxy, on_build=_image_of_this_commit)
     finally:
         del os.environ["BUCKET"]
+    # no step undid another: the tree holds the committed project and the edited config
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, text=True,
+                            capture_output=True, check=True).stdout
+    assert status == " M configs/sagemaker_config.yaml\n", status
+    config = (project / "configs" / "sagemaker_config.yaml").read_text()
+    assert f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/sagebook-training@sha256:" in config
+    iam = boto3.client("iam")
+    applied = iam.get_role_policy(RoleName="SageMakerExecutionRole", PolicyName="sagebook")
+    assert applied["PolicyDocument"] == readme_policy(EXECUTION)
+    trust = iam.get_role(RoleName="SageMakerExecutionRole")["Role"]["AssumeRolePolicyDocument"]
+    assert trust == json.loads(template("trust"))
     by_name = {r["command"].split(" -c ")[0].split(" s3://")[0]: r for r in results}
 
     s3 = boto3.client("s3", region_name=REGION)
@@ -234,6 +283,8 @@ def test_readme_walkthrough_from_zero(project, proxy, fake):
                           .read())
     assert manifest["status"] == "Completed" and manifest["final_metrics"]["val_accuracy"] == 0.93
     assert "sagebook/experiments/_report/index.html" in by_name["sagebook report"]["stdout"]
+    assert (f"to open it here: aws s3 sync s3://{BUCKET}/sagebook/experiments/_report/ "
+            "sagebook-report/") in by_name["sagebook report"]["stderr"]
     request = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}/request.json")["Body"]
                          .read())
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]

@@ -187,6 +187,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument("folder", help="the new project's folder (created if needed)")
     init.set_defaults(command=_init)
+
+    iam = commands.add_parser(
+        "iam-policy", help="print an IAM policy for SageMaker jobs, filled in for a job config",
+        description="Print the execution role's policy (or, with --trust, its trust policy; "
+                    "with --launcher, the launching user's) with the config's bucket, account "
+                    "and region in place of README's BUCKET, ACCOUNT and REGION.",
+    )
+    iam.add_argument("-c", "--config", metavar="JOBCONFIG",
+                     help="take bucket, account and region from this job config")
+    kind = iam.add_mutually_exclusive_group()
+    kind.add_argument("--trust", dest="kind", action="store_const", const="trust",
+                      default="execution", help="the execution role's trust policy")
+    kind.add_argument("--launcher", dest="kind", action="store_const", const="launcher",
+                      help="the policy of whoever launches (a person or CI)")
+    iam.set_defaults(command=_iam_policy)
     _add_sweep_command(commands)
     add_team_commands(commands)
     add_job_commands(commands)
@@ -251,6 +266,16 @@ def _upload(args: argparse.Namespace) -> int:
     options = config_store_options(args.config) if args.config else {}
     upload_folder(Path(args.source), args.destination, options,
                   lambda line: print(line, file=sys.stderr))
+    return 0
+
+
+def _iam_policy(args: argparse.Namespace) -> int:
+    from .iam_policy import policy
+
+    text, notes = policy(args.kind, args.config)
+    for note in notes:
+        print(f"sagebook: note: {note}", file=sys.stderr)
+    print(text, end="")
     return 0
 
 

@@ -4,17 +4,20 @@ Every view is an object that Jupyter displays by itself — tables through `_rep
 through `_repr_png_` — so the executed notebook holds real PNG images (for papermill, nbconvert
 and the report) whichever matplotlib backend the kernel has, and the same calls work in a
 plain Python session (`.figure`, `.html`). matplotlib is imported only here: it is the
-`dashboard` extra, not a launch dependency.
+`notebook` extra, not a launch dependency, and where it is missing each plot is one line that
+says how to install it, while the tables still show.
 """
 
 from __future__ import annotations
 
 import html
+import importlib.util
 import io
 import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +70,32 @@ class Plot:
         return buffer.getvalue()
 
 
+class Missing:
+    """A plot that cannot be drawn in this environment: one line saying what to install, in
+    place of a ModuleNotFoundError traceback."""
+
+    def __init__(self, line: str):
+        self.line = line
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self.line)}</p>"
+
+    def __repr__(self) -> str:
+        return self.line
+
+
+def plotting_missing() -> str | None:
+    """What to run when matplotlib is not installed (the requirement as sagebook's notebook
+    extra states it), else None."""
+    if importlib.util.find_spec("matplotlib") is not None:
+        return None
+    wanted = next((r.split(";")[0].strip() for r in metadata.requires("sagebook") or []
+                   if r.startswith("matplotlib") and 'extra == "notebook"' in r), "matplotlib")
+    return (f"no plots: matplotlib is not installed here; run `%pip install '{wanted}'` in a "
+            "cell (or install sagebook with its notebook extra: pip install "
+            "'sagebook[notebook]') and restart the kernel")
+
+
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
@@ -106,6 +135,9 @@ class Dashboard:
         self.chosen: list[Record] = []  # the last selection: curves are titled against it
         self.left_out: list[str] = []  # what the default selection could not show, said
         self._main: list[str | None] = []
+        self.missing = plotting_missing()
+        if self.missing:
+            self.warning = "\n".join(filter(None, [self.warning, self.missing]))
 
     @property
     def main_metric(self) -> str | None:
@@ -142,9 +174,11 @@ class Dashboard:
         return Html(f"<style>{style}</style>{note}"
                     f'<div class="runs-box" style="max-width:100%;overflow-x:auto">{table}</div>')
 
-    def status_counts(self) -> Plot:
+    def status_counts(self) -> Plot | Missing:
         """How many runs ended how, per experiment (one bar segment per status), the legend
         beside the bars."""
+        if self.missing:
+            return Missing(self.missing)
         counts: dict[str, Counter[str]] = {}
         for entry in self.runs:
             counts.setdefault(entry["experiment"], Counter())[entry.get("status", "?")] += 1
@@ -195,9 +229,11 @@ class Dashboard:
 
     # metric curves -----------------------------------------------------------------------------
 
-    def curves(self, record: Record) -> Plot | Html:
+    def curves(self, record: Record) -> Plot | Html | Missing:
         """Every metric of one run, one panel each, over the log's own steps (epochs), in the
         run's colour and titled by what differs from the other runs."""
+        if self.missing:
+            return Missing(self.missing)
         units: dict[str, str] = {}
         series = metric_series(record, units=units)
         if not series:  # say so, rather than draw an empty box
@@ -227,10 +263,13 @@ class Dashboard:
         """Each run named by what differs among the runs shown (`charts.run_labels`)."""
         return legend_labels(self.chosen) if self.chosen else {}
 
-    def overlay(self, records: Sequence[Record], metrics: Sequence[str] | str = ()) -> Plot:
+    def overlay(self, records: Sequence[Record],
+                metrics: Sequence[str] | str = ()) -> Plot | Missing:
         """The chosen runs on one set of axes per metric, to compare their curves: each run in
         its colour, one legend for all the plots, beside them, naming each run by what
         differs."""
+        if self.missing:
+            return Missing(self.missing)
         units: dict[str, str] = {}
         series = {r.run_id: metric_series(r, units=units) for r in records}
         labels = legend_labels(records)

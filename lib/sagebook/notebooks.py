@@ -133,7 +133,9 @@ def _sweep(config: str, overrides: list[str], wait: bool | None, sweep: Any) -> 
                                                        f"got {sweep!r}")
     plan = sweeps.plan(config, sweep_file, overrides)
     with masked_output():
-        return sweeps.start(plan, via="notebook", wait=wait)
+        record = sweeps.start(plan, via="notebook", wait=wait)
+        print(f"record: {record.uri}")  # as a run's summary ends
+    return record
 
 
 def check_parameters(config: Any, overrides: Any, wait: Any) -> tuple[str, list[str], bool | None]:
@@ -266,6 +268,13 @@ def _absolute(path: str, cwd: str) -> str:
     return path if "://" in path or os.path.isabs(path) else os.path.join(cwd, path)
 
 
+def _without_own_parameter_notes(record: logging.LogRecord) -> bool:
+    """papermill warns of each parameter the notebook's parameters cell does not name; the two
+    that execute() passes for the kernel (not for the notebook's reader) are meant so."""
+    return record.getMessage() not in {f"Passed unknown parameter: {name}"
+                                       for name in ("PAPERMILL_OUTPUT_PATH", HANDOFF)}
+
+
 def execute(output_path: str | os.PathLike[str], config: str, overrides: list[str] | None = None,
             **papermill_options: Any) -> Any:
     """`pm.execute_notebook` on the launch notebook; the executed notebook is in the run's
@@ -277,10 +286,13 @@ def execute(output_path: str | os.PathLike[str], config: str, overrides: list[st
         handoff = Path(folder) / "record.json"
         parameters = {"config": config, "overrides": overrides or [],
                       "PAPERMILL_OUTPUT_PATH": output, HANDOFF: str(handoff)}
+        papermill_log = logging.getLogger("papermill")
+        papermill_log.addFilter(_without_own_parameter_notes)
         try:
             return pm.execute_notebook(str(LAUNCH_NOTEBOOK), output, parameters=parameters,
                                        **papermill_options)
         finally:
+            papermill_log.removeFilter(_without_own_parameter_notes)
             # papermill has written its final save and shut the kernel down by now
             if handoff.is_file():
                 started = json.loads(handoff.read_text())

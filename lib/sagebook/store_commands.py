@@ -476,6 +476,11 @@ def _report(args: argparse.Namespace) -> int:
     result = render(open_store(args), hide_inputs=args.hide_inputs, force=args.force,
                     echo=_say)
     print(result.index_url)
+    if result.index_url.startswith("s3://"):  # a browser cannot open that: say what can
+        site = result.index_url.rsplit("/", 1)[0]
+        _say(f"to open it here: aws s3 sync {site}/ sagebook-report/ && open "
+             "sagebook-report/index.html (xdg-open on Linux); for the team, see README's "
+             "\"The static report\"")
     return 0
 
 
