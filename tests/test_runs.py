@@ -163,7 +163,7 @@ def test_diff_shows_configs_key_by_key_and_metrics_side_by_side(store, capsys):
     a = add_run(store, training={"epochs": 2, "optimizer": "adam", "data": {"f": "a.csv"}},
                 metrics={"acc": 0.8}, commit="aaaaaaaa1111")
     b = add_run(store, training={"epochs": 5, "optimizer": "adam", "data": {"f": "b.csv"}},
-                metrics={"acc": 0.9}, commit="bbbbbbbb2222", dirty=True)
+                metrics={"acc": 0.1 + 0.2}, commit="bbbbbbbb2222", dirty=True)
     code, out, err = run_cli(capsys, "diff", a.run_id, b.run_id, "--store", store.uri)
     assert code == 0, err
     rows = {line.split()[1]: line.split()[2:] for line in out.splitlines()
@@ -173,6 +173,7 @@ def test_diff_shows_configs_key_by_key_and_metrics_side_by_side(store, capsys):
     assert rows["run.git"][:2] == ["commit", "aaaaaaaa1111"]
     assert "training.optimizer" not in out  # the same: shown with --all only
     assert "metrics.acc" in out and "2 config keys differ" in out
+    assert rows["metrics.acc"] == ["0.8", "0.3"]  # 0.30000000000000004, as people read it
     code, out, _ = run_cli(capsys, "diff", a.run_id, b.run_id, "--store", store.uri, "--all",
                            "--json")
     same = {r["key"]: r["same"] for r in json.loads(out) if r["section"] == "training"}

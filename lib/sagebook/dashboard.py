@@ -23,7 +23,7 @@ from typing import Any
 
 from . import charts, report
 from .record import Record
-from .runs.details import diff, metric_series
+from .runs.details import diff, metric_series, value_text
 from .runs.listing import Filters, differing_params, list_runs
 from .runs.lookup import find_run, store_from_args
 from .secrets import redact
@@ -335,7 +335,7 @@ class Dashboard:
         body = "".join(
             f"<tr{'' if r.same else DIFFERS}>"
             f"<td>{html.escape(r.section)}</td><td><code>{html.escape(r.key)}</code></td>"
-            f"<td>{html.escape(_cell(r.a))}</td><td>{html.escape(_cell(r.b))}</td></tr>"
+            f"<td>{html.escape(value_text(r.a))}</td><td>{html.escape(value_text(r.b))}</td></tr>"
             for r in rows)
         return Html(f"<table><tr><th></th><th>key</th><th>{html.escape(a.run_id)}</th>"
                     f"<th>{html.escape(b.run_id)}</th></tr>{body}</table>")
@@ -360,10 +360,6 @@ def names(value: Sequence[str] | str | None) -> list[str]:
             parsed = value.split(",")
         value = parsed if isinstance(parsed, list) else [str(parsed)]
     return [str(v).strip() for v in value if str(v).strip()]
-
-
-def _cell(value: Any) -> str:
-    return "—" if value is None else str(value)
 
 
 # nbconvert's `lab` page without what it fetches from a CDN (require.js, MathJax, mermaid,

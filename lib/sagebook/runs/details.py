@@ -438,6 +438,14 @@ class DiffRow:
         return self.a == self.b
 
 
+def value_text(value: Any) -> str:
+    """A diff cell as people read it: None as —, a float to ten significant digits (a metric
+    summed in floating point, 0.39999999999999997, reads 0.4; a config's 0.1 stays 0.1)."""
+    if value is None:
+        return "—"
+    return format(value, ".10g") if isinstance(value, float) else str(value)
+
+
 def diff(a: Record, b: Record, unreadable: list[str] | None = None) -> list[DiffRow]:
     """Both runs side by side: the run itself, both configs key by key, final metrics.
 

@@ -17,7 +17,7 @@ from .. import index
 from ..inputs import DamagedFile
 from ..printing import cell_text, terminal_lines, terminal_text
 from ..record import Record
-from .details import DiffRow, RunDetails
+from .details import DiffRow, RunDetails, value_text
 from .listing import duration, parse_time
 from .lookup import CUT_HEAD, CUT_TAIL
 
@@ -312,8 +312,7 @@ def format_diff(a: Record, b: Record, rows: list[DiffRow], show_all: bool = Fals
     """The rows as a table of terminal text, then which configs could not be compared."""
 
     def cell(value: Any) -> str:
-        return cell_text(value if isinstance(value, dict | list) else
-                         "—" if value is None else str(value), 60)
+        return cell_text(value if isinstance(value, dict | list) else value_text(value), 60)
 
     shown = [r for r in rows if show_all or not r.same or r.section == "metrics"]
     table = [("", "KEY", a.run_id, b.run_id)]
