@@ -198,7 +198,7 @@ def test_dry_run_and_doctor_say_what_a_launch_does_about_capacity(
     path = cloud_config(fallback_instance_types=["ml.m5.xlarge"], wait_for_capacity="2h")
     dry = sagebook("launch", str(path), "--dry-run", "-o", "job.capacity_backoff=30")
     assert dry.returncode == 0, dry.stderr
-    assert ("capacity: tries ml.m5.large, then ml.m5.xlarge; waits up to 7200 s for capacity, "
-            "trying again after 30 s") in dry.stderr
+    assert ("capacity: tries ml.m5.large, then ml.m5.xlarge; waits up to 2h for capacity, "
+            "trying again after 30s, doubling up to 15m") in dry.stderr
     doctor = sagebook("doctor", str(path))
     assert "ml.m5.large: 0 in use of 3, ml.m5.xlarge: no quota found" in doctor.stdout

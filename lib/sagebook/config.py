@@ -63,6 +63,18 @@ def parse_duration(value: Any) -> int:
     return seconds
 
 
+def duration_text(seconds: int) -> str:
+    """`5400` → `1h30m`: how a person writes the durations that `parse_duration` reads."""
+    if seconds <= 0:
+        return str(seconds)
+    text = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            text += f"{seconds // size}{unit}"
+            seconds %= size
+    return text + (f"{seconds}s" if seconds else "")
+
+
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 
 _BUCKET = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"

@@ -306,7 +306,7 @@ class TextEditor(ScalarEditor):
         if value is None:
             return ""
         if self.kind == "duration" and isinstance(value, int) and not isinstance(value, bool):
-            return _duration_text(value)
+            return config.duration_text(value)
         if self.kind == "str" and isinstance(value, str):
             return value
         return _yaml_text(value)
@@ -314,7 +314,7 @@ class TextEditor(ScalarEditor):
     def _default_text(self) -> str | None:
         default = self.spec.default
         if self.kind == "duration" and isinstance(default, int):
-            return _duration_text(default)
+            return config.duration_text(default)
         return super()._default_text()
 
     def _parse(self, shown: Any) -> Any:
@@ -367,18 +367,6 @@ class ChoiceEditor(ScalarEditor):
         start = self._start()
         value = start if start in [v for _, v in options] else options[0][1]
         return widgets.Dropdown(options=options, value=value)
-
-
-def _duration_text(seconds: int) -> str:
-    """`5400` → `1h30m`: how a person writes the durations that config.parse_duration reads."""
-    if seconds <= 0:
-        return str(seconds)
-    text = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            text += f"{seconds // size}{unit}"
-            seconds %= size
-    return text + (f"{seconds}s" if seconds else "")
 
 
 def _yaml_text(value: Any) -> str:

@@ -68,11 +68,14 @@ def launch(config: Any, overrides: Any = None, wait: Any = None, pdb: Any = Fals
 
     _install_error_display()
     config_path, override_list, wait_flag = check_parameters(config, overrides, wait)
+    # Asked now: on Ctrl-C the papermill command may exit before the run has stopped, and a
+    # process that is gone can no longer say it was papermill.
+    under_papermill = _papermill_cli()
     if sweep is not None and sweep is not False:
         try:
             return _sweep(config_path, override_list, wait_flag, sweep)
         except SweepInterrupted as interrupted:
-            if _papermill_cli():
+            if under_papermill:
                 _tell_terminal(f"sagebook: sweep {interrupted}; next: "
                                f"{interrupted.next_step}\n")
             raise
@@ -81,7 +84,7 @@ def launch(config: Any, overrides: Any = None, wait: Any = None, pdb: Any = Fals
                          pdb=bool(pdb), on_record=start_capture)
         print(run.summary())
     step = run.next_step()
-    if step and _papermill_cli():
+    if step and under_papermill:
         _tell_terminal(f"sagebook: run {run.record.run_id} interrupted "
                        f"({run.outcome.status}); next: {step}\n")
     if not run.ok:

@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import aws, prices
 from .. import request as request_mod
-from ..config import LaunchConfig
+from ..config import LaunchConfig, duration_text
 from ..errors import ConfigError, LaunchError
 from ..record import Record, now
 from . import Job, Outcome, sagemaker_api
@@ -197,8 +197,9 @@ def describe(config: LaunchConfig) -> str:
     job = config.job
     text = "tries " + ", then ".join(instance_types(config))
     if job.wait_for_capacity:
-        return text + (f"; waits up to {job.wait_for_capacity} s for capacity, trying again "
-                       f"after {job.capacity_backoff} s, doubling up to {MAX_BACKOFF_SECONDS} s")
+        return text + (f"; waits up to {duration_text(job.wait_for_capacity)} for capacity, "
+                       f"trying again after {duration_text(job.capacity_backoff)}, doubling up "
+                       f"to {duration_text(MAX_BACKOFF_SECONDS)}")
     return text + "; fails when none has capacity (wait_for_capacity is not set)"
 
 
