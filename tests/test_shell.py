@@ -251,3 +251,10 @@ def test_a_finished_cloud_job_cannot_be_entered(cloud_config, fake, remote_debug
     result = sagebook("shell", name, "--store", f"s3://{bucket}/records")
     assert result.returncode == 1
     assert f"job {name} is Completed: only a running job can be entered" in result.stderr
+
+
+def test_a_command_without_its_double_dash_is_an_argument_error_that_shows_the_fix(tmp_path):
+    result = sagebook("shell", "some-run", "--store", str(tmp_path / "store"), "ls", "-la")
+    assert result.returncode == 2, result.stderr
+    assert "invalid argument" in result.stderr
+    assert "a command to run goes after --, as in: sagebook shell RUN -- ls -la" in result.stderr

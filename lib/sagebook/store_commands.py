@@ -9,6 +9,7 @@ there, imports stay inside the commands so that `sagebook --help` costs no more 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import TYPE_CHECKING
 
@@ -626,10 +627,15 @@ def _shell(args: argparse.Namespace) -> int:
 
     split = args.rest.index("--") if "--" in args.rest else len(args.rest)
     if split:
-        options = argparse.ArgumentParser(prog="sagebook shell RUN", epilog="put the command "
-                                          "to run after --: sagebook shell RUN -- ls -la")
+        options = argparse.ArgumentParser(prog="sagebook shell RUN")
         shell_options(options)
-        options.parse_args(args.rest[:split], namespace=args)
+        _, unknown = options.parse_known_args(args.rest[:split], namespace=args)
+        if unknown:
+            from .errors import ArgumentError
+
+            raise ArgumentError.one("sagebook shell", None, f"{shlex.join(unknown)}: a "
+                                    "command to run goes after --, as in: sagebook shell RUN "
+                                    f"-- {shlex.join(unknown)}")
     command = args.rest[split + 1:]
     entry = plan(find_run(open_store(args), args.run), args.host, command,
                  enable_remote_debug=args.enable_remote_debug, echo=_say)
