@@ -4,7 +4,9 @@
 Layout below the store root:
 
     _index/events/<experiment>/<run_id>.<revision>.json   one immutable summary per manifest write
-    _index/pages/<experiment>/<sequence>.jsonl            compacted summaries, one run a line
+    _index/pages/<experiment>/<sequence>.jsonl            a page's head: compacted summaries,
+                                                          one run a line, the newest runs
+    _index/pages/<experiment>/<sequence>-<token>-<n>.part a sealed part of a page: older runs
 
 Writing. Every manifest write (`record.Record`) bumps the manifest's `revision` and creates the
 event `<run_id>.<revision>.json` with a create-only write; then it deletes the run's previous
@@ -19,9 +21,23 @@ Compaction. A compactor reads the latest page N and every event of the experimen
 N+1 with a create-only write, and only then deletes the events it read (and pages before N).
 Because page N+1 can be created once, every page contains its predecessor; because events are
 deleted only after a page holding them exists, a deleted event is always in the latest page.
-Two compactors racing for N+1: one wins, the other deletes nothing. Readers (`sagebook list`,
-`report`) compact an experiment once it has more than COMPACT_AT events, and one terminal
-status write in COMPACT_ONE_IN compacts too, so a store nobody lists still stays compact.
+Two compactors racing for N+1: one wins, the other deletes nothing but the parts it wrote.
+
+Pages split, so no experiment has a cap on its runs (a read is capped at MAX_RECORD_BYTES,
+once ~55,000 runs in one page). A page's head holds the runs from its `rest` run id on; its
+header (line 1) names its sealed parts in run id order, each holding the runs from its `first`
+on, each immutable. A compaction sorts each event to the part or head its run id falls in,
+rewrites the head and only the parts that got events (new runs, whose ids begin with their
+date, land in the head), seals the head's older runs into parts of PART_BYTES once it grows
+past that, and refers to every other part as it is. After its head exists it deletes the parts
+that neither it nor its predecessor names (and, as before, the pages before its predecessor):
+a part is gone only after two newer pages exist. A reader of a page streams its parts in run id
+order; one that finds a part gone (two compactions happened during its read) reads the newest
+page from the run id it had reached, so it still sees every run once.
+
+Readers (`sagebook list`, `report`) compact an experiment once it has more than COMPACT_AT
+events, and one terminal status write in COMPACT_ONE_IN compacts too, so a store nobody lists
+still stays compact.
 
 Annotations (`sagebook tag`, `note`, `rename`) are a second stream of events,
 `<run_id>.note-<stamp>.json`, never superseded by manifest writes. Each sets fields (a tag, the
@@ -470,7 +486,7 @@ def compact(store: Store, experiment: str) -> bool:
     another compactor got there first. Only the page's head and the sealed parts that hold
     runs of the events are rewritten: new runs (their ids begin with their date) land in the
     head, so a compaction of a 100,000-run experiment writes a few MB, not all of it."""
-    listed = store.list(f"{PAGES}/{experiment}")
+    listed = list(store.list(f"{PAGES}/{experiment}"))
     pages = sorted(k for k in listed if k.endswith(".jsonl"))
     event_keys = [k for k in store.list(f"{EVENTS}/{experiment}") if k.endswith(".json")]
     if not event_keys:
