@@ -307,6 +307,7 @@ def run() -> list[Row]:
                     rows.append(Row(f"{label}: peak memory", filtered_peak, bare, "MB",
                                     "<= bare process + 100 MB",
                                     filtered_peak.mb <= bare.mb + 100))
+        rows += rows_100k(scratch, env)
     finally:
         server.stop()
         for key, value in saved.items():

@@ -77,6 +77,7 @@ PAGES = f"{ROOT}/pages"
 COMPACT_AT = 16
 COMPACT_ONE_IN = 16
 FETCH_THREADS = 16
+READ_AHEAD = 4  # a page's parts being read at once: ~16 MB, and S3's round trips overlap
 RETRIES = 5
 PART_BYTES = 4 << 20  # a page's sealed part: ~7,000 runs, far below a read's MAX_RECORD_BYTES
 _PART = re.compile(r"\d{8}-[0-9a-f]{8}-\d+\.part")
@@ -425,16 +426,16 @@ def _header(data: bytes, where: str, damaged: list[DamagedFile]
 
 def _stream(store: Store, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
     """(key, bytes or None when gone) in the order of `keys`, reading ahead in parallel on a
-    remote store but holding at most FETCH_THREADS objects: a page's parts stream through."""
+    remote store but holding at most READ_AHEAD objects: a page's parts stream through."""
     if store.local_path() is not None or len(keys) < 2:
         for key in keys:
             yield key, _read(store, key)
         return
-    with ThreadPoolExecutor(FETCH_THREADS) as pool:
+    with ThreadPoolExecutor(READ_AHEAD) as pool:
         ahead: deque[tuple[str, Future[bytes | None]]] = deque()
         for key in keys:
             ahead.append((key, pool.submit(_read, store, key)))
-            if len(ahead) >= FETCH_THREADS:
+            if len(ahead) >= READ_AHEAD:
                 done, future = ahead.popleft()
                 yield done, future.result()
         while ahead:
