@@ -4,7 +4,9 @@
 Layout below the store root:
 
     _index/events/<experiment>/<run_id>.<revision>.json   one immutable summary per manifest write
-    _index/pages/<experiment>/<sequence>.jsonl            compacted summaries, one run a line
+    _index/pages/<experiment>/<sequence>.jsonl            a page's head: compacted summaries,
+                                                          one run a line, the newest runs
+    _index/pages/<experiment>/<sequence>-<token>-<n>.part a sealed part of a page: older runs
 
 Writing. Every manifest write (`record.Record`) bumps the manifest's `revision` and creates the
 event `<run_id>.<revision>.json` with a create-only write; then it deletes the run's previous
@@ -19,9 +21,23 @@ Compaction. A compactor reads the latest page N and every event of the experimen
 N+1 with a create-only write, and only then deletes the events it read (and pages before N).
 Because page N+1 can be created once, every page contains its predecessor; because events are
 deleted only after a page holding them exists, a deleted event is always in the latest page.
-Two compactors racing for N+1: one wins, the other deletes nothing. Readers (`sagebook list`,
-`report`) compact an experiment once it has more than COMPACT_AT events, and one terminal
-status write in COMPACT_ONE_IN compacts too, so a store nobody lists still stays compact.
+Two compactors racing for N+1: one wins, the other deletes nothing but the parts it wrote.
+
+Pages split, so no experiment has a cap on its runs (a read is capped at MAX_RECORD_BYTES,
+once ~55,000 runs in one page). A page's head holds the runs from its `rest` run id on; its
+header (line 1) names its sealed parts in run id order, each holding the runs from its `first`
+on, each immutable. A compaction sorts each event to the part or head its run id falls in,
+rewrites the head and only the parts that got events (new runs, whose ids begin with their
+date, land in the head), seals the head's older runs into parts of PART_BYTES once it grows
+past that, and refers to every other part as it is. After its head exists it deletes the parts
+that neither it nor its predecessor names (and, as before, the pages before its predecessor):
+a part is gone only after two newer pages exist. A reader of a page streams its parts in run id
+order; one that finds a part gone (two compactions happened during its read) reads the newest
+page from the run id it had reached, so it still sees every run once.
+
+Readers (`sagebook list`, `report`) compact an experiment once it has more than COMPACT_AT
+events, and one terminal status write in COMPACT_ONE_IN compacts too, so a store nobody lists
+still stays compact.
 
 Annotations (`sagebook tag`, `note`, `rename`) are a second stream of events,
 `<run_id>.note-<stamp>.json`, never superseded by manifest writes. Each sets fields (a tag, the
@@ -39,11 +55,15 @@ Measured (benchmarks/bench_list.py, `make bench`): see README, "Seeing the team'
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import zlib
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from .errors import StoreError
@@ -57,7 +77,10 @@ PAGES = f"{ROOT}/pages"
 COMPACT_AT = 16
 COMPACT_ONE_IN = 16
 FETCH_THREADS = 16
+READ_AHEAD = 4  # a page's parts being read at once: ~16 MB, and S3's round trips overlap
 RETRIES = 5
+PART_BYTES = 4 << 20  # a page's sealed part: ~7,000 runs, far below a read's MAX_RECORD_BYTES
+_PART = re.compile(r"\d{8}-[0-9a-f]{8}-\d+\.part")
 NOTE = "note-"  # annotation events: `<run_id>.note-<stamp>.json`
 REMOVED = "removed"  # a summary with this set: the run's record folder is gone
 
@@ -204,7 +227,8 @@ def _key_experiment(key: str) -> str:
 
 
 def _page_sequence(key: str) -> int:
-    return int(key.rsplit("/", 1)[-1].split(".", 1)[0])
+    """The sequence of a page's head (`<n>.jsonl`) or of the page that sealed a part."""
+    return int(key.rsplit("/", 1)[-1].split(".", 1)[0].split("-", 1)[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,17 +371,76 @@ def _load_events(store: Store, keys: list[str], damaged: list[DamagedFile]
 
 def _page_entries(store: Store, experiment: str, key: str, data: bytes | None,
                   damaged: list[DamagedFile]) -> Iterator[dict[str, Any]]:
+    """The summaries of the page at `key` (its head's `data`, None when it was gone), its
+    sealed parts first, then its own lines: in run id order, as compaction writes them."""
+    yielded = None  # after a restart, the run ids up to here came from the page given up on
     for _ in range(RETRIES):
-        if data is not None:
-            break
-        # A compactor removed it after writing a newer one: take the newest.
-        key = max((k for k in store.list(f"{PAGES}/{experiment}") if k.endswith(".jsonl")),
-                  default=key)
-        data = fetch(store, [key])[key]
-    else:
-        raise StoreError(f"the run index of {experiment} changed {RETRIES} times while "
-                         "being read; try again")
-    yield from _page_lines(data, store.url(key), damaged)
+        if data is None:
+            # A compactor removed it after writing a newer one: take the newest.
+            key = max((k for k in store.list(f"{PAGES}/{experiment}") if k.endswith(".jsonl")),
+                      default=key)
+            data = fetch(store, [key])[key]
+            if data is None:
+                continue
+        restarted, high = yielded is not None, yielded or ""
+        parts, _ = _header(data, store.url(key), damaged)
+        sources = _stream(store, [f"{PAGES}/{experiment}/{p['key']}" for p in parts])
+        for where, body in chain(((store.url(k), b) for k, b in sources),
+                                 [(store.url(key), data)]):
+            if body is None:  # a part of a page two compactions old: read the newest page
+                break
+            for entry in _page_lines(body, where, damaged):
+                if restarted and entry["run_id"] <= high:
+                    continue
+                yielded = max(yielded or "", entry["run_id"])
+                yield entry
+        else:
+            return
+        data, yielded = None, yielded or ""
+    raise StoreError(f"the run index of {experiment} changed {RETRIES} times while "
+                     "being read; try again")
+
+
+def _header(data: bytes, where: str, damaged: list[DamagedFile]
+            ) -> tuple[list[dict[str, Any]], str]:
+    """A page head's sealed parts (`{"key", "first", "runs"}`, in run id order) and the run id
+    from which on it holds the runs itself; no parts for a page that is not split. A part name
+    becomes a key below the experiment's folder, so it must be a part's name and nothing else."""
+    first = data.split(b"\n", 1)[0]
+    if not first.startswith(b'{"page"'):
+        return [], ""
+    try:
+        header = json.loads(first)
+        parts, rest = header.get("parts", []), header.get("rest", "")
+        if not (isinstance(parts, list) and isinstance(rest, str) and all(
+                isinstance(p, dict) and isinstance(p.get("key"), str)
+                and _PART.fullmatch(p["key"]) and isinstance(p.get("first"), str)
+                and isinstance(p.get("runs"), int) for p in parts)):
+            raise ValueError("a part that is not one")
+    except ValueError:
+        damaged.append(DamagedFile(where, "its header (line 1) is not a page's: the runs of "
+                                          "its parts are not listed"))
+        return [], ""
+    return parts, rest
+
+
+def _stream(store: Store, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
+    """(key, bytes or None when gone) in the order of `keys`, reading ahead in parallel on a
+    remote store but holding at most READ_AHEAD objects: a page's parts stream through."""
+    if store.local_path() is not None or len(keys) < 2:
+        for key in keys:
+            yield key, _read(store, key)
+        return
+    with ThreadPoolExecutor(READ_AHEAD) as pool:
+        ahead: deque[tuple[str, Future[bytes | None]]] = deque()
+        for key in keys:
+            ahead.append((key, pool.submit(_read, store, key)))
+            if len(ahead) >= READ_AHEAD:
+                done, future = ahead.popleft()
+                yield done, future.result()
+        while ahead:
+            done, future = ahead.popleft()
+            yield done, future.result()
 
 
 def _page_lines(data: bytes, where: str, damaged: list[DamagedFile]
@@ -376,22 +459,23 @@ def _page_lines(data: bytes, where: str, damaged: list[DamagedFile]
         damaged.append(DamagedFile(where, f"{len(bad)} unreadable lines (first: line {bad[0]})"))
 
 
+def _read(store: Store, key: str) -> bytes | None:
+    try:
+        return store.read_bytes(key)
+    except FileNotFoundError:
+        return None
+
+
 def fetch(store: Store, keys: Iterable[str]) -> dict[str, bytes | None]:
     """Read many small objects; None for those that are gone. Remote stores read in parallel,
     as each read there is a round trip."""
     keys = list(keys)
-
-    def read(key: str) -> bytes | None:
-        try:
-            return store.read_bytes(key)
-        except FileNotFoundError:
-            return None
-
     if store.local_path() is not None or len(keys) < 4:
-        return {key: read(key) for key in keys}
-    first = {keys[0]: read(keys[0])}  # creates the client once, before the threads share it
+        return {key: _read(store, key) for key in keys}
+    first = {keys[0]: _read(store, keys[0])}  # creates the client once, before threads share it
     with ThreadPoolExecutor(FETCH_THREADS) as pool:
-        return {**first, **dict(zip(keys[1:], pool.map(read, keys[1:]), strict=True))}
+        return {**first, **dict(zip(keys[1:], pool.map(lambda k: _read(store, k), keys[1:]),
+                                    strict=True))}
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,23 +484,85 @@ def fetch(store: Store, keys: Iterable[str]) -> dict[str, bytes | None]:
 
 def compact(store: Store, experiment: str) -> bool:
     """Fold the experiment's events into a new page; False when there was nothing to do or
-    another compactor got there first."""
-    pages = sorted(k for k in store.list(f"{PAGES}/{experiment}") if k.endswith(".jsonl"))
+    another compactor got there first. Only the page's head and the sealed parts that hold
+    runs of the events are rewritten: new runs (their ids begin with their date) land in the
+    head, so a compaction of a 100,000-run experiment writes a few MB, not all of it."""
+    listed = list(store.list(f"{PAGES}/{experiment}"))
+    pages = sorted(k for k in listed if k.endswith(".jsonl"))
     event_keys = [k for k in store.list(f"{EVENTS}/{experiment}") if k.endswith(".json")]
     if not event_keys:
         return False
-    lines: dict[str, tuple[tuple[int, str], bytes]] = {}
+    head = b""
     if pages:
         try:
-            data = store.read_bytes(pages[-1])
+            head = store.read_bytes(pages[-1])
         except FileNotFoundError:
             return False  # a newer page exists: that compactor did this work
-        for entry in _page_lines(data, store.url(pages[-1]), []):
-            lines[entry["run_id"]] = (rank(entry), json.dumps(
-                entry, separators=(",", ":"), default=str).encode())
+    parts, rest = _header(head, store.url(pages[-1]) if pages else "", [])
+    # chunk i holds the run ids from bounds[i - 1] on; the last chunk is the head's own lines
+    bounds = [p["first"] for p in parts[1:]] + ([rest] if parts else [])
     read = {k: v for k, v in fetch(store, event_keys).items() if v is not None}
-    notes: dict[str, dict[str, list[Any]]] = {}
+    touched: dict[int, list[tuple[str, bytes]]] = {}
     for key, data in read.items():
+        touched.setdefault(bisect_right(bounds, _key_run_id(key)), []).append((key, data))
+    touched.setdefault(len(parts), [])  # the head is always written again
+    sequence = _page_sequence(pages[-1]) + 1 if pages else 0
+    token, written, chunks = secrets.token_hex(4), [], []
+    for i in range(len(parts) + 1):
+        if i not in touched:
+            chunks.append(parts[i])
+            continue
+        data = head
+        if i < len(parts):
+            data = _read(store, f"{PAGES}/{experiment}/{parts[i]['key']}")
+            if data is None:
+                store.delete(written)
+                return False  # a newer page exists: that compactor did this work
+        lines, kept = _fold(data, touched[i])
+        read = {k: v for k, v in read.items() if k not in kept}
+        lower = (parts[i]["first"] if i < len(parts) else rest) if i else None
+        pieces = _split(lines, 2 * PART_BYTES if i < len(parts) else PART_BYTES)
+        for n, piece in enumerate(pieces):
+            if i == len(parts) and n == len(pieces) - 1:
+                rest, own = (piece[0][0] if piece and chunks else rest), piece
+                break
+            name = f"{sequence:08d}-{token}-{len(written):04d}.part"
+            key = f"{PAGES}/{experiment}/{name}"
+            store.write_bytes(key, b"\n".join(line for _, line in piece) + b"\n",
+                              create_only=True)
+            written.append(key)
+            chunks.append({"key": name, "first": (lower if n == 0 and lower is not None
+                                                  else piece[0][0]), "runs": len(piece)})
+    header = {"page": sequence, "experiment": experiment,
+              "runs": sum(c["runs"] for c in chunks) + len(own)}
+    if chunks:
+        header.update(parts=chunks, rest=rest)
+    body = b"\n".join([json.dumps(header, separators=(",", ":")).encode(),
+                       *(line for _, line in own)]) + b"\n"
+    try:
+        store.write_bytes(_page_key(experiment, sequence), body, create_only=True)
+    except StoreExistsError:
+        store.delete(written)
+        return False
+    store.delete(read)
+    referenced = {c["key"] for c in chunks} | {p["key"] for p in parts}
+    store.delete([*pages[:-1],  # keep the previous page for readers that listed it just now
+                  *(k for k in listed if _PART.fullmatch(name := k.rsplit("/", 1)[-1])
+                    and _page_sequence(k) <= sequence and name not in referenced)])
+    return True
+
+
+def _fold(data: bytes, events: list[tuple[str, bytes]]
+          ) -> tuple[list[tuple[str, bytes]], set[str]]:
+    """A page chunk's lines (`data`) with these events folded in: (run id, line) in run id
+    order, and the events that must stay: damaged ones (for `sagebook fsck` to name) and the
+    annotations of a run with no summary yet to carry them."""
+    lines: dict[str, tuple[tuple[int, str], bytes]] = {}
+    for entry in _page_lines(data, "", []):
+        lines[entry["run_id"]] = (rank(entry), json.dumps(
+            entry, separators=(",", ":"), default=str).encode())
+    notes: dict[str, dict[str, list[Any]]] = {}
+    for key, data in events:
         try:
             entry = parse_entry(data, key)
         except DamagedFile:
@@ -430,24 +576,30 @@ def compact(store: Store, experiment: str) -> bool:
                 notes[entry["run_id"]] = merge_annotations(
                     json.loads(old[1]).get("annotations"), notes.get(entry["run_id"]))
             lines[entry["run_id"]] = (rank(entry), data.strip())
-    read = {k: v for k, v in read.items() if _parses(v)}
+    kept = {key for key, data in events if not _parses(data)}
     for run_id, state in notes.items():
         if run_id not in lines:  # no summary to carry them yet: leave its events in place
-            read = {k: v for k, v in read.items() if _key_run_id(k) != run_id}
+            kept.update(key for key, _ in events if _key_run_id(key) == run_id)
             continue
         entry = json.loads(lines[run_id][1])
         entry["annotations"] = merge_annotations(entry.get("annotations"), state)
         lines[run_id] = (lines[run_id][0], json.dumps(entry, separators=(",", ":")).encode())
-    sequence = _page_sequence(pages[-1]) + 1 if pages else 0
-    header = json.dumps({"page": sequence, "experiment": experiment, "runs": len(lines)})
-    body = b"\n".join([header.encode(), *(lines[r][1] for r in sorted(lines))]) + b"\n"
-    try:
-        store.write_bytes(_page_key(experiment, sequence), body, create_only=True)
-    except StoreExistsError:
-        return False
-    store.delete(read)
-    store.delete(pages[:-1])  # keep the previous page for readers that listed it just now
-    return True
+    return [(run_id, lines[run_id][1]) for run_id in sorted(lines)], kept
+
+
+def _split(lines: list[tuple[str, bytes]], most: int) -> list[list[tuple[str, bytes]]]:
+    """`lines` whole while they fit in `most` bytes, else in pieces of about PART_BYTES."""
+    if sum(len(line) + 1 for _, line in lines) <= most:
+        return [lines]
+    pieces: list[list[tuple[str, bytes]]] = [[]]
+    size = 0
+    for line in lines:
+        if size + len(line[1]) + 1 > PART_BYTES and pieces[-1]:
+            pieces.append([])
+            size = 0
+        pieces[-1].append(line)
+        size += len(line[1]) + 1
+    return pieces
 
 
 @dataclass

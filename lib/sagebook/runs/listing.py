@@ -203,7 +203,8 @@ def list_runs(
     if descending is None:  # newest first for times, smallest first for everything else
         descending = sort.startswith("-") or column in ("created", "started", "ended", "updated")
     pending, kept, matched, names = [], [], 0, Names()
-    trim = limit if strict_sort else None  # an order that may yet fall back: trimmed at the end
+    # An order that may yet fall back to newest first keeps the newest too, both trimmed.
+    newest: list[dict[str, Any]] | None = None if strict_sort or column == DEFAULT_SORT else []
     costs: dict[str, list[float]] = {}
     damaged: list[DamagedFile] = []
     for entry in index.entries(store, filters.experiment, damaged=damaged):
@@ -215,7 +216,7 @@ def list_runs(
             continue
         if filters.match(entry):
             matched += 1
-            kept = _keep(kept, entry, column, descending, trim)
+            kept, newest = _keep_both(kept, newest, entry, column, descending, limit)
             add_cost(costs, entry)
     refreshed, warning = 0, None
     if pending:
@@ -231,14 +232,14 @@ def list_runs(
             names.statuses.add(entry["status"])
         if filters.match(entry):
             matched += 1
-            kept = _keep(kept, entry, column, descending, trim)
+            kept, newest = _keep_both(kept, newest, entry, column, descending, limit)
             add_cost(costs, entry)
     order_note = None
     if strict_sort:
         names.check("--sort", column, ("column", "metric", "param", "tag"))
     elif kept and all(column_value(e, column) in (None, "") for e in kept):
         order_note = f"no run listed has {column!r} yet: newest first"
-        column, descending = DEFAULT_SORT, True
+        column, descending, kept = DEFAULT_SORT, True, kept if newest is None else newest
     for condition in filters.where:
         names.check("--where", condition.name, ("column", "metric", "param", "tag"))
     for status in filters.status:  # a status is known even in an empty store
@@ -256,6 +257,16 @@ def add_cost(costs: dict[str, list[float]], entry: dict[str, Any]) -> None:
         total = costs.setdefault(entry.get("experiment", ""), [0.0, 0])
         total[0] += entry["cost"]
         total[1] += 1
+
+
+def _keep_both(kept: list[dict[str, Any]], newest: list[dict[str, Any]] | None,
+               entry: dict[str, Any], column: str, descending: bool, limit: int | None
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """`entry` kept among the first `limit` by `column` and, for an order that may fall back
+    (`newest` not None), among the newest `limit` too."""
+    if newest is not None:
+        newest = _keep(newest, entry, DEFAULT_SORT, True, limit)
+    return _keep(kept, entry, column, descending, limit), newest
 
 
 def _keep(kept: list[dict[str, Any]], entry: dict[str, Any], column: str, descending: bool,
