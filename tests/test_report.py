@@ -231,3 +231,41 @@ def test_report_filters_and_compares_parameters_in_the_browser(tmp_path, browser
     for href in _links(page):
         _assert_resolves(href)
     page.close()
+
+
+def test_the_index_page_draws_one_page_of_runs_and_finds_any_of_them(tmp_path, browser):
+    """More runs than one page holds: the table draws PAGE_ROWS of them, the next page the
+    rest, and a filter or a sort reaches a run that is not on the page shown."""
+    store = open_store(str(tmp_path / "records"))
+    count = report.PAGE_ROWS + 30
+    runs = [add_run(store, metrics={"acc": i / 1000}, user="zed" if i == 0 else "ann",
+                    created=f"2026-01-{1 + i // 24:02d}T{i % 24:02d}:00:00+00:00")
+            for i in range(count)]
+    report.render(store)
+    html = store.read_text("_report/index.html")
+    assert html.count("<tr data-run=") == report.PAGE_ROWS  # the page itself holds one page
+
+    page = browser.new_page()
+    page.set_default_timeout(5000)
+    page.goto((tmp_path / "records" / "_report" / "index.html").as_uri())
+    assert _order(page) == [r.run_id for r in reversed(runs)][:report.PAGE_ROWS]
+    assert page.inner_text("#page") == "1 of 2"
+    assert page.get_attribute("#prev", "aria-disabled") == "true"
+    page.click("#next")
+    assert _order(page) == [r.run_id for r in reversed(runs)][report.PAGE_ROWS:]
+    assert page.inner_text("#page") == "2 of 2"
+    assert page.get_attribute("#next", "aria-disabled") == "true"
+    page.click("#prev")
+    page.fill("#filter", "user=zed")  # the oldest run, on the second page
+    assert page.inner_text("#shown") == "1" and _visible(page) == [runs[0].run_id]
+    page.fill("#filter", "zed")  # as text anywhere in the row
+    assert _visible(page) == [runs[0].run_id]
+    page.fill("#filter", "")
+    assert page.inner_text("#shown") == str(count)
+    page.click("th[data-col='acc']")  # ascending over every run, not only the page shown
+    assert _order(page)[0] == runs[0].run_id
+    page.click("th[data-col='acc']")
+    assert _order(page)[0] == runs[-1].run_id
+    page.click(f"a[href='runs/exp-a/{runs[-1].run_id}.html']")
+    assert page.inner_text("h1") == runs[-1].run_id
+    page.close()

@@ -10,7 +10,7 @@ is ever changed or removed by it).
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import index
@@ -39,50 +39,69 @@ class Finding:
         return terminal_lines([f"{self.where}: {self.problem}", f"  what to do: {self.remedy}"])
 
 
-def check(store: Store, experiment: str | None = None) -> tuple[list[Finding], int]:
-    """The store's damaged files, and how many runs were looked at."""
+PROGRESS_EVERY = 1000  # records between two calls of a check's `progress`
+
+
+def check(store: Store, experiment: str | None = None,
+          progress: Callable[[int, int], None] = lambda done, total: None
+          ) -> tuple[list[Finding], int]:
+    """The store's damaged files, and how many runs were looked at. Of the index and the
+    listing it keeps each run's rank, status and whether it has a manifest, never a record's
+    contents: memory is a few hundred bytes a run however large the records. Every
+    PROGRESS_EVERY records, `progress(done, total)`."""
     findings: list[Finding] = []
     damaged: list[DamagedFile] = []
-    indexed = {(e["experiment"], e["run_id"]): e
+    indexed = {(e["experiment"], e["run_id"]): (index.rank(e), e.get("status"))
                for e in index.entries(store, experiment, compact_after=False, damaged=damaged)}
     for damage in damaged:
         findings.append(Finding(damage.where, damage.reason,
                                 f"remove this index file; {REINDEX} from the records",
                                 index_file=True))
     findings += _unreadable_folders(store, experiment)
-    folders: dict[tuple[str, str], set[str]] = defaultdict(set)
+    folders: set[tuple[str, str]] = set()
+    with_manifest: set[tuple[str, str]] = set()
     for key in store.list(experiment or ""):
         parts = key.split("/")
         if len(parts) >= 3 and not key.startswith(("_", ".")):
-            folders[(parts[0], parts[1])].add("/".join(parts[2:]))
-    for (exp, run_id), names in sorted(folders.items()):
-        where = store.url(f"{exp}/{run_id}")
-        if "manifest.json" not in names:
-            findings.append(Finding(where, "a record folder without manifest.json",
-                                    "restore manifest.json from a backup, or remove the folder"))
-            continue
-        try:
-            manifest = read_manifest(store, exp, run_id)
-        except DamagedFile as exc:
-            listed = indexed.get((exp, run_id))
-            shown = f" (the index still lists it as {listed.get('status')})" if listed else ""
-            findings.append(Finding(exc.where, exc.reason + shown,
-                                    "restore it from a backup, or remove the run's folder; "
-                                    f"then {REINDEX}"))
-            continue
-        except (StoreError, FileNotFoundError) as exc:
-            findings.append(Finding(f"{where}/manifest.json", f"cannot be read: {exc}",
-                                    "give the team read access to the record"))
-            continue
-        entry = indexed.get((exp, run_id))
-        if entry is None or index.rank(entry) < (manifest.get("revision", 0), ""):
-            findings.append(Finding(f"{where}/manifest.json", "not in the run index (or newer "
-                                    "than it): `list` does not show it as it is", REINDEX))
-    for (exp, run_id) in sorted(set(indexed) - set(folders)):
+            folders.add((parts[0], parts[1]))
+            if len(parts) == 3 and parts[2] == "manifest.json":
+                with_manifest.add((parts[0], parts[1]))
+    for done, (exp, run_id) in enumerate(sorted(folders), 1):
+        if done % PROGRESS_EVERY == 0:
+            progress(done, len(folders))
+        finding = _check_record(store, exp, run_id, (exp, run_id) in with_manifest,
+                                indexed.get((exp, run_id)))
+        if finding is not None:
+            findings.append(finding)
+    progress(len(folders), len(folders))
+    for (exp, run_id) in sorted(set(indexed) - folders):
         findings.append(Finding(store.url(f"{exp}/{run_id}"), "listed in the run index, but "
                                 "its record folder is gone", f"{REINDEX} without it"))
     findings += _damaged_sweeps(store, experiment)
-    return findings, len(set(indexed) | set(folders))
+    return findings, len(set(indexed) | folders)
+
+
+def _check_record(store: Store, exp: str, run_id: str, has_manifest: bool,
+                  listed: tuple[tuple[int, str], str | None] | None) -> Finding | None:
+    """What is wrong with one record folder (None: nothing), given what the index says of it
+    (its rank and status)."""
+    where = store.url(f"{exp}/{run_id}")
+    if not has_manifest:
+        return Finding(where, "a record folder without manifest.json",
+                       "restore manifest.json from a backup, or remove the folder")
+    try:
+        manifest = read_manifest(store, exp, run_id)
+    except DamagedFile as exc:
+        shown = f" (the index still lists it as {listed[1]})" if listed else ""
+        return Finding(exc.where, exc.reason + shown,
+                       f"restore it from a backup, or remove the run's folder; then {REINDEX}")
+    except (StoreError, FileNotFoundError) as exc:
+        return Finding(f"{where}/manifest.json", f"cannot be read: {exc}",
+                       "give the team read access to the record")
+    if listed is None or listed[0] < (manifest.get("revision", 0), ""):
+        return Finding(f"{where}/manifest.json", "not in the run index (or newer than it): "
+                       "`list` does not show it as it is", REINDEX)
+    return None
 
 
 def _damaged_sweeps(store: Store, experiment: str | None) -> list[Finding]:
@@ -111,10 +130,11 @@ def _unreadable_folders(store: Store, experiment: str | None) -> list[Finding]:
             for e in errors]
 
 
-def repair(store: Store, findings: list[Finding], experiment: str | None = None
-           ) -> index.Rebuilt:
-    """Remove the damaged index files, then rebuild the index from the records."""
+def repair(store: Store, findings: list[Finding], experiment: str | None = None,
+           progress: Callable[[int, int], None] = lambda done, total: None) -> index.Rebuilt:
+    """Remove the damaged index files, then rebuild the index from the records (`progress` as
+    `index.rebuild` calls it)."""
     prefix = store.url("")
     store.delete(f.where[len(prefix):].lstrip("/") for f in findings
                  if f.index_file and f.where.startswith(prefix))
-    return index.rebuild(store, experiment)
+    return index.rebuild(store, experiment, progress)

@@ -60,7 +60,7 @@ import secrets
 import zlib
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
@@ -612,36 +612,46 @@ class Rebuilt:
     damaged: list[DamagedFile] = field(default_factory=list)
 
 
-def rebuild(store: Store, experiment: str | None = None) -> Rebuilt:
+REBUILD_BATCH = 1000  # manifests a rebuild holds at once: its memory does not grow with the store
+
+
+def rebuild(store: Store, experiment: str | None = None,
+            progress: Callable[[int, int], None] = lambda done, total: None) -> Rebuilt:
     """Bring the index in line with the records: index what it does not know (or knows older):
     records written before the index existed, copied in by hand, or dropped by a damaged index
-    file; and drop runs whose record folder was removed. Reads every manifest: a one-off."""
+    file; and drop runs whose record folder was removed. Reads every manifest: a one-off, in
+    batches of REBUILD_BATCH, calling `progress(done, total)` after each; of the index it keeps
+    each run's rank only."""
     result = Rebuilt()
-    known = {(e["experiment"], e["run_id"]): e for e in entries(store, experiment)}
+    known = {(e["experiment"], e["run_id"]): (e.get("revision", 0), e.get("updated"))
+             for e in entries(store, experiment)}
     manifests = [k for k in store.list(experiment or "")
                  if k.endswith("/manifest.json") and k.count("/") == 2
                  and not k.startswith(("_", "."))]
     present = set()
-    for key, data in fetch(store, manifests).items():
-        present.add(tuple(key.split("/")[:2]))
-        if data is None:
-            continue
-        try:
-            manifest = checked_manifest(data, store.url(key), *key.split("/")[:2])
-            entry = summarize(manifest)
-        except DamagedFile as exc:
-            result.damaged.append(exc)
-            continue
-        except (KeyError, TypeError, AttributeError):
-            result.damaged.append(DamagedFile(store.url(key), "not a sagebook manifest"))
-            continue
-        old = known.get((entry["experiment"], entry["run_id"]))
-        if old is None or rank(old) < rank(entry):
-            write(store, manifest)
-            result.added += 1
-    for (exp, run_id), entry in known.items():
+    for start in range(0, len(manifests), REBUILD_BATCH):
+        for key, data in fetch(store, manifests[start:start + REBUILD_BATCH]).items():
+            present.add(tuple(key.split("/")[:2]))
+            if data is None:
+                continue
+            try:
+                manifest = checked_manifest(data, store.url(key), *key.split("/")[:2])
+                entry = summarize(manifest)
+            except DamagedFile as exc:
+                result.damaged.append(exc)
+                continue
+            except (KeyError, TypeError, AttributeError):
+                result.damaged.append(DamagedFile(store.url(key), "not a sagebook manifest"))
+                continue
+            old = known.get((entry["experiment"], entry["run_id"]))
+            if old is None or (old[0], old[1] or "") < rank(entry):
+                write(store, manifest)
+                result.added += 1
+        progress(min(start + REBUILD_BATCH, len(manifests)), len(manifests))
+    for (exp, run_id), (revision, updated) in known.items():
         if (exp, run_id) not in present:
-            _remove(store, entry)
+            _remove(store, {"experiment": exp, "run_id": run_id, "revision": revision,
+                            "updated": updated})
             result.removed += 1
     return result
 

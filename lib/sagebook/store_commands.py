@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -225,7 +227,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.reindex:
         from . import index
 
-        rebuilt = index.rebuild(store, args.experiment)
+        rebuilt = index.rebuild(store, args.experiment, _progress("reindex: read"))
         print(f"indexed {rebuilt.added} records, dropped {rebuilt.removed} whose folder is "
               "gone", file=sys.stderr)
         for damage in rebuilt.damaged:
@@ -360,6 +362,21 @@ def _say(line: str) -> None:
     from .printing import terminal_text
 
     print(terminal_text(line), file=sys.stderr)
+
+
+def _progress(what: str) -> Callable[[int, int], None]:
+    """A `progress(done, total)` that says on stderr how far a long pass over every record is
+    (`fsck`, `--reindex`): at most one line in PROGRESS_SECONDS, and the last."""
+    said = [time.monotonic()]
+
+    def say(done: int, total: int) -> None:
+        if done == total or time.monotonic() - said[0] >= PROGRESS_SECONDS:
+            said[0] = time.monotonic()
+            print(f"{what}: {done:,} of {total:,} records", file=sys.stderr, flush=True)
+    return say
+
+
+PROGRESS_SECONDS = 2.0
 
 
 def _names(text: str | None) -> list[str]:
@@ -570,11 +587,11 @@ def _fsck(args: argparse.Namespace) -> int:
     from . import fsck
 
     store = open_store(args)
-    findings, runs_seen = fsck.check(store, args.experiment)
+    findings, runs_seen = fsck.check(store, args.experiment, _progress("fsck: checked"))
     for finding in findings:
         print(finding.describe())
     if findings and args.repair:
-        rebuilt = fsck.repair(store, findings, args.experiment)
+        rebuilt = fsck.repair(store, findings, args.experiment, _progress("repair: read"))
         print(f"repaired the index: {rebuilt.added} runs indexed again, {rebuilt.removed} "
               "whose folder is gone dropped", file=sys.stderr)
     print(f"{len(findings)} damaged files among {runs_seen} runs in {store.uri}",
