@@ -575,7 +575,7 @@ def test_service_model_limits_show_under_their_field_and_request_is_an_editable_
 
 
 # --------------------------------------------------------------------------------------------
-# Issue 27: typed numbers, every problem at once, the problem list, the smaller items
+# Typed numbers, every problem at once, the problem list, the smaller items
 
 
 def test_text_in_a_number_field_is_named_under_it_and_blocks_save(project):

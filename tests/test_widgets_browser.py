@@ -150,7 +150,7 @@ def test_form_in_chromium_validates_saves_and_launches(served_form, page, tmp_pa
 
 
 # --------------------------------------------------------------------------------------------
-# Issue 27: saving never loses the form, Save as, every problem at once, typed numbers, and
+# Saving never loses the form, Save as, every problem at once, typed numbers, and
 # the controls in reach
 
 WIDGET_ERRORS = ("widget model not found", "Could not create child view",
