@@ -83,9 +83,10 @@ def test_local_shell_sees_the_running_runs_opt_ml_then_its_kept_folders(tmp_path
         check_view(result, str(tmp_path / "code"))  # the training process's own folder
         assert "in training process" in result.stderr
         assert not Path("/opt/ml").exists()  # the machine's /opt is untouched
-        # what the shell writes, the training process sees: one tree, not a copy
-        assert sagebook("shell", ref, *store, "--", "touch",
-                        "/opt/ml/output/from-shell").returncode == 0
+        # what the shell writes, the training process sees: one tree, not a copy; and `--`
+        # right after RUN (the record's folder, no --store), which argparse itself drops
+        touched = sagebook("shell", str(run), "--", "touch", "/opt/ml/output/from-shell")
+        assert touched.returncode == 0, touched.stderr
         assert (Path(manifest(run)["work_dir"]) / "output/from-shell").is_file()
         assert sagebook("shell", ref, "--host", "algo-2", *store).stderr.strip() == \
             f"sagebook: run {run.name} has hosts algo-1: no 'algo-2'"

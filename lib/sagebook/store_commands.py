@@ -642,18 +642,23 @@ def _shell(args: argparse.Namespace) -> int:
     from .runs.lookup import find_run
     from .shell import enter, plan
 
-    split = args.rest.index("--") if "--" in args.rest else len(args.rest)
-    if split:
+    rest = args.rest
+    if "--" in rest:
+        given, command = rest[:rest.index("--")], rest[rest.index("--") + 1:]
+    elif rest and not rest[0].startswith("-"):  # argparse drops a `--` right after RUN
+        given, command = [], rest
+    else:
+        given, command = rest, []
+    if given:
         options = argparse.ArgumentParser(prog="sagebook shell RUN")
         shell_options(options)
-        _, unknown = options.parse_known_args(args.rest[:split], namespace=args)
+        _, unknown = options.parse_known_args(given, namespace=args)
         if unknown:
             from .errors import ArgumentError
 
             raise ArgumentError.one("sagebook shell", None, f"{shlex.join(unknown)}: a "
                                     "command to run goes after --, as in: sagebook shell RUN "
                                     f"-- {shlex.join(unknown)}")
-    command = args.rest[split + 1:]
     entry = plan(find_run(open_store(args), args.run), args.host, command,
                  enable_remote_debug=args.enable_remote_debug, echo=_say)
     return enter(entry, echo=_say)
