@@ -364,19 +364,23 @@ def _say(line: str) -> None:
     print(terminal_text(line), file=sys.stderr)
 
 
+PROGRESS_SECONDS = 2.0  # at most one progress line in this long
+PROGRESS_FROM = 1_000  # records: a pass over fewer is over in a moment and says nothing
+
+
 def _progress(what: str) -> Callable[[int, int], None]:
     """A `progress(done, total)` that says on stderr how far a long pass over every record is
-    (`fsck`, `--reindex`): at most one line in PROGRESS_SECONDS, and the last."""
+    (`fsck`, `--reindex`): at most one line in PROGRESS_SECONDS, and the last; nothing for a
+    store of fewer than PROGRESS_FROM records, whose output stays the findings alone."""
     said = [time.monotonic()]
 
     def say(done: int, total: int) -> None:
+        if total < PROGRESS_FROM:
+            return
         if done == total or time.monotonic() - said[0] >= PROGRESS_SECONDS:
             said[0] = time.monotonic()
             print(f"{what}: {done:,} of {total:,} records", file=sys.stderr, flush=True)
     return say
-
-
-PROGRESS_SECONDS = 2.0
 
 
 def _names(text: str | None) -> list[str]:
