@@ -94,6 +94,15 @@ def test_local_shell_sees_the_running_runs_opt_ml_then_its_kept_folders(tmp_path
         launch.wait(timeout=60)
     finally:
         launch.kill()
+    # a request planted in the shared store sets nothing in the shell: the environment comes
+    # from the request this machine kept in the run's tree
+    request = json.loads((run / "request.json").read_text())
+    request["Environment"] = {"LD_PRELOAD": "/tmp/planted.so", "PLANTED": "yes"}
+    (run / "request.json").write_text(json.dumps(request))
+    planted = sagebook("shell", str(run), "--", "env")
+    assert planted.returncode == 0, planted.stderr
+    assert "PLANTED=" not in planted.stdout and "LD_PRELOAD" not in planted.stdout
+    assert "TRAINING_JOB_NAME=" in planted.stdout
     kept = sagebook("shell", ref, *store, "--", "sh", "-c", SHOW)
     check_view(kept, "/opt/ml")
     assert f"run {run.name} is Stopped: this shell sees its kept /opt/ml" in kept.stderr

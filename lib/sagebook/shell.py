@@ -30,16 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import aws
+from . import aws, inputs
 from .backends import contract, liveness, namespace
 from .backends.docker import container_name
 from .backends.sagemaker_api import describe, error_text
-from .errors import LaunchError
+from .errors import LaunchError, StoreError
 from .kinds import kind_of
 from .printing import terminal_text
 from .record import TERMINAL, Record
+from .runs.lookup import read_optional
 
 # SageMaker accepts UpdateTrainingJob's RemoteDebugConfig only in these secondary statuses.
 UPDATABLE = ("Downloading", "Training")
@@ -84,7 +83,7 @@ def plan(record: Record, host: str | None = None, command: Sequence[str] = (), *
         raise LaunchError(f"run {record.run_id} ran on {where}: run `sagebook shell` there")
     if kind.needs_image:
         return _docker(record, request, host, count, list(command))
-    return _local(record, request, instance_type, host, names, list(command))
+    return _local(record, instance_type, host, names, list(command))
 
 
 def enter(entry: Entry, echo: Callable[[str], None] = print) -> int:
@@ -111,8 +110,8 @@ def enter(entry: Entry, echo: Callable[[str], None] = print) -> int:
 # --- local -----------------------------------------------------------------------------------
 
 
-def _local(record: Record, request: dict[str, Any], instance_type: str, host: str,
-           names: list[str], command: list[str]) -> Entry:
+def _local(record: Record, instance_type: str, host: str, names: list[str],
+           command: list[str]) -> Entry:
     work = liveness.run_folder(record.experiment, record.run_id, record.uri)
     root = work / "opt_ml" if len(names) == 1 else work / host / "opt_ml"
     running = record.status not in TERMINAL
@@ -124,9 +123,10 @@ def _local(record: Record, request: dict[str, Any], instance_type: str, host: st
                           f"({root} is gone): nothing to look into")
     why = (f"run {record.run_id} is {record.status}" if not running else
            f"no training process of run {record.run_id} runs on this machine")
+    request, image_environment = _kept_request(root), _image_environment(record)
     env = {**contract.machine_environment(os.environ),
            **contract.environment(request, contract.CONTAINER_BASE, instance_type, host=host,
-                                  hosts=names, image_environment=_image_environment(record))}
+                                  hosts=names, image_environment=image_environment)}
     if namespace.support().available:
         # `env -C`, not `sh -c cd`: dash drops variables whose names are no shell identifiers
         inner = ["env", "-C", contract.CONTAINER_BASE, *(command or _default_shell())]
@@ -134,13 +134,28 @@ def _local(record: Record, request: dict[str, Any], instance_type: str, host: st
         seen = f"its kept /opt/ml ({root})"
     else:
         env.update(contract.environment(request, str(root), instance_type, host=host,
-                                        hosts=names,
-                                        image_environment=_image_environment(record)))
+                                        hosts=names, image_environment=image_environment))
         argv = command or _default_shell()
         seen = f"its kept tree at {root} (named by SAGEMAKER_BASE_DIR: no namespaces here)"
     return Entry(argv, env=env, cwd=root,
                  note=f"[sagebook] {why}: this shell sees {seen}, with the environment "
                       "rebuilt from its request; nothing of the run runs any more")
+
+
+def _kept_request(root: Path) -> dict[str, Any]:
+    """The request as this machine launched the run, from the tree it kept
+    (`input/config/trainingjobconfig.json`, what SageMaker writes there too): the environment
+    a shell starts with comes from this machine's own copy, never from a record in the shared
+    store, where anyone on the team may write a request whose `Environment` sets LD_PRELOAD
+    or BASH_ENV."""
+    path = root / "input/config/trainingjobconfig.json"
+    try:
+        request = inputs.parse_json(inputs.read_bytes(path, inputs.MAX_RECORD_BYTES), str(path))
+    except (inputs.UnreadableFile, StoreError) as exc:
+        raise LaunchError(f"the run's kept request cannot be read: {exc}") from None
+    if not isinstance(request, dict) or not isinstance(request.get("TrainingJobName"), str):
+        raise LaunchError(f"{path}: not a training job request")
+    return request
 
 
 def _training_process(record: Record, root: Path) -> Any:
@@ -194,9 +209,11 @@ def _default_shell() -> list[str]:
 
 def _image_environment(record: Record) -> str:
     """The run's `image_environment`, from the job config its record keeps."""
+    name = "sagemaker_config.yaml"
     try:
-        data = yaml.safe_load(record.store.read_text(f"{record.prefix}/sagemaker_config.yaml"))
-    except (FileNotFoundError, yaml.YAMLError):
+        data = inputs.parse_yaml_text(read_optional(record, name, limit=inputs.MAX_CONFIG_BYTES),
+                                      record.url(name))
+    except StoreError:  # DamagedFile: not YAML, a bomb, too large
         return "toolkit"
     value = data.get("image_environment") if isinstance(data, dict) else None
     return value if value in contract.IMAGE_ENVIRONMENTS else "toolkit"
@@ -292,11 +309,13 @@ def ssm_session(job_name: str, host: str, region: str | None, profile: str | Non
 
 
 def _request(record: Record) -> dict[str, Any]:
+    """The run's CreateTrainingJob request, read within the store's bounds."""
+    where = record.url("request.json")
     try:
-        request = json.loads(record.store.read_text(f"{record.prefix}/request.json"))
-    except (FileNotFoundError, ValueError) as exc:
-        raise LaunchError(f"{record.url('request.json')}: the run's request cannot be read "
-                          f"({exc})") from None
+        text = read_optional(record, "request.json")
+        request = inputs.parse_json(text, where) if text is not None else None
+    except StoreError as exc:  # DamagedFile: unreadable, too large, not JSON
+        raise LaunchError(f"the run's request cannot be read: {exc}") from None
     if not isinstance(request, dict) or not isinstance(request.get("TrainingJobName"), str):
-        raise LaunchError(f"{record.url('request.json')}: not a training job request")
+        raise LaunchError(f"{where}: no training job request")
     return request
