@@ -120,9 +120,9 @@ def test_a_listing_holds_a_few_runs_even_in_an_order_that_may_fall_back(tmp_path
     store = open_store(str(tmp_path / "records"))
     ids = write(store, 60)
     held = []
-    keep = listing._keep
-    monkeypatch.setattr(listing, "_keep", lambda kept, *rest: held.append(len(kept)) or keep(
-        kept, *rest))
+    offer = listing._Top.offer
+    monkeypatch.setattr(listing._Top, "offer", lambda top, entry: offer(top, entry) or held.append(
+        len(top.held)))
     best = listing.list_runs(store, sort="i", descending=True, limit=5, refresh=False,
                              strict_sort=False)
     assert [e["run_id"] for e in best.runs] == ids[::-1][:5] and best.order_note is None
@@ -146,11 +146,14 @@ WRITER = textwrap.dedent("""
     for i in range(count):
         record = Record.create(store, "big", f"2026{i:03d}-{worker}", {"instance_type": "local"})
         record.set_status("Completed", final_metrics={"i": i})
-        seen = {e["run_id"]: e["status"] for e in index.entries(store, "big")}
-        lost = [r for r in (f"2026{j:03d}-{worker}" for j in range(i + 1))
-                if seen.get(r) != "Completed"]
-        if lost:
-            sys.exit(f"worker {worker} lost {lost} after run {i}")
+        # read whole, and as `list` reads: by the chunks' columns
+        for seen in ({e["run_id"]: e["status"] for e in index.entries(store, "big")},
+                     {e["run_id"]: e["status"] for e in index.scan(store, "big",
+                                                                    fields=["status"])}):
+            lost = [r for r in (f"2026{j:03d}-{worker}" for j in range(i + 1))
+                    if seen.get(r) != "Completed"]
+            if lost:
+                sys.exit(f"worker {worker} lost {lost} after run {i}")
 """)
 
 

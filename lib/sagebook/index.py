@@ -63,9 +63,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
+from . import columns
 from .errors import StoreError
 from .inputs import DamagedFile, checked_name, parse_json
 from .shapes import MANIFEST, SUMMARY, checked
@@ -81,6 +81,7 @@ READ_AHEAD = 4  # a page's parts being read at once: ~16 MB, and S3's round trip
 RETRIES = 5
 PART_BYTES = 4 << 20  # a page's sealed part: ~7,000 runs, far below a read's MAX_RECORD_BYTES
 _PART = re.compile(r"\d{8}-[0-9a-f]{8}-\d+\.part")
+_COLS = re.compile(r"\d{8}-[0-9a-f]{8}-(\d+|head)\.cols")  # a part's or a head's columns
 NOTE = "note-"  # annotation events: `<run_id>.note-<stamp>.json`
 REMOVED = "removed"  # a summary with this set: the run's record folder is gone
 
@@ -244,6 +245,19 @@ def entries(store: Store, experiment: str | None = None, *, compact_after: bool 
     be read is skipped and added to `damaged` (one bad file must not hide the whole store);
     runs whose records were removed (see `rebuild`) are left out.
     """
+    return scan(store, experiment, compact_after=compact_after, damaged=damaged)
+
+
+def scan(store: Store, experiment: str | None = None, *, fields: Iterable[str] | None = None,
+         seen: Callable[[dict[str, Any]], None] = lambda entry: None,
+         compact_after: bool = True, damaged: list[DamagedFile] | None = None
+         ) -> Iterator[dict[str, Any]]:
+    """As `entries`, but where a chunk of a page has columns (columns.py) and `fields` is
+    given, its runs come as views: dicts of those fields only (`section.key` gathered into
+    the section's dict), `experiment`, and VIEW, which `resolve` turns into the whole
+    summary. A query that reads a few fields of 100,000 runs so parses a few columns, not
+    100,000 summaries. `seen` is called with each whole summary given out and, for a chunk of
+    views, once per status with the names (metrics, parameters, tags) its runs have."""
     damaged = [] if damaged is None else damaged
     scope = f"/{experiment}" if experiment else ""
     event_keys = _named(store, store.list(EVENTS + scope), damaged)
@@ -256,19 +270,30 @@ def entries(store: Store, experiment: str | None = None, *, compact_after: bool 
     # All pages at once: on S3 each read is a round trip, and together they are only a few
     # hundred bytes a run.
     pages = fetch(store, latest_pages.values())
+    wanted = None if fields is None else {"run_id", REMOVED, *fields}
     crowded = []
     for exp in sorted(set(latest_pages) | set(events)):
         pending, noted = events.get(exp, {}), notes.get(exp, {})
         if exp in latest_pages:
-            for entry in _page_entries(store, exp, latest_pages[exp], pages.pop(
-                    latest_pages[exp], None), damaged):
-                newer = pending.pop(entry["run_id"], None)
-                chosen = newer if newer is not None and rank(newer) > rank(entry) else entry
-                if not chosen.get(REMOVED):
-                    yield _with_notes(chosen, entry, noted.get(entry["run_id"]))
+            for chunk in _page_chunks(store, exp, latest_pages[exp], pages.pop(
+                    latest_pages[exp], None), damaged, wanted is not None):
+                views = None if wanted is None else _views(chunk, exp, wanted, pending, noted,
+                                                           seen, damaged)
+                if views is not None:
+                    yield from views
+                    continue
+                for entry in _chunk_lines(store, chunk, damaged):
+                    newer = pending.pop(entry["run_id"], None)
+                    chosen = newer if newer is not None and rank(newer) > rank(entry) else entry
+                    if not chosen.get(REMOVED):
+                        chosen = _with_notes(chosen, entry, noted.get(entry["run_id"]))
+                        seen(chosen)
+                        yield chosen
         for entry in pending.values():
             if not entry.get(REMOVED):
-                yield _with_notes(entry, None, noted.get(entry["run_id"]))
+                entry = _with_notes(entry, None, noted.get(entry["run_id"]))
+                seen(entry)
+                yield entry
         if sum(_key_experiment(k) == exp for k in event_keys) > COMPACT_AT:
             crowded.append(exp)
     if compact_after:
@@ -277,6 +302,74 @@ def entries(store: Store, experiment: str | None = None, *, compact_after: bool 
                 compact(store, exp)
             except StoreError:
                 pass  # a reader without write access still reads correctly, only slower
+
+
+VIEW = "_view"  # a view's (key of its chunk's lines, number of its summary among them)
+
+
+def resolve(store: Store, views: list[dict[str, Any]],
+            damaged: list[DamagedFile] | None = None) -> list[dict[str, Any]]:
+    """The whole summaries of `views` (from `scan`; whole summaries pass as they are), in
+    their order, read from their chunks' lines, which are immutable while their page is among
+    the newest two. A run not where its view says (its page was compacted twice since, or its
+    columns do not match its lines) is looked up in its experiment anew; one whose line is
+    unreadable is left out, and its chunk's unreadable lines are added to `damaged`."""
+    damaged = [] if damaged is None else damaged
+    wanted: dict[str, set[int]] = {}
+    for view in views:
+        if VIEW in view:
+            wanted.setdefault(view[VIEW][0], set()).add(view[VIEW][1])
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, data in fetch(store, wanted).items():
+        if data is None:
+            continue
+        lines = [line for number, line in enumerate(data.splitlines(), 1)
+                 if line.strip() and not (number == 1 and line.startswith(b'{"page"'))]
+        try:
+            chosen = [parse_entry(lines[number], store.url(key)) for number in wanted[key]]
+        except (IndexError, DamagedFile):  # its lines say what is wrong, and which run is where
+            chosen = list(_page_lines(data, store.url(key), damaged))
+        for entry in chosen:
+            found[entry["experiment"], entry["run_id"]] = _with_notes(entry, entry, None)
+    missing = {(v["experiment"], v["run_id"]) for v in views
+               if VIEW in v and (v["experiment"], v["run_id"]) not in found}
+    for exp in sorted({exp for exp, _ in missing}):
+        for entry in entries(store, exp, compact_after=False):
+            if (exp, entry["run_id"]) in missing:
+                found[exp, entry["run_id"]] = entry
+    return [found[v["experiment"], v["run_id"]] if VIEW in v else v for v in views
+            if VIEW not in v or (v["experiment"], v["run_id"]) in found]
+
+
+def _views(chunk: _Chunk, experiment: str, fields: set[str],
+           pending: dict[str, dict[str, Any]], noted: dict[str, dict[str, list[Any]]],
+           seen: Callable[[dict[str, Any]], None], damaged: list[DamagedFile]
+           ) -> list[dict[str, Any]] | None:
+    """The views of a chunk's runs from its columns; None when it must be read from its
+    lines: it has no columns, they are damaged, or a run of it has events still pending
+    (its newest summary is then merged with the line's, as `scan` does)."""
+    if chunk.columns is None:
+        return None
+    try:
+        ids = chunk.columns.column("run_id")
+        if not all(isinstance(i, str) for i in ids):
+            raise DamagedFile(chunk.columns.where, "a run id that is not a text")
+        if not pending.keys().isdisjoint(ids) or not noted.keys().isdisjoint(ids):
+            return None
+        views = columns.rows(chunk.columns, fields, {"experiment": experiment})
+        statuses = set(chunk.columns.column("status"))
+    except DamagedFile as exc:
+        damaged.append(exc)
+        return None
+    chunk.last = max(ids, default="")
+    names = {section: dict.fromkeys(chunk.columns.keys(section))
+             for section in columns.SECTIONS}
+    for status in statuses:
+        seen({**names, "status": status})
+    for number, view in enumerate(views):
+        view[VIEW] = (chunk.key, number)
+    return [v for v in views if not v.get(REMOVED)
+            and (chunk.skip is None or v["run_id"] > chunk.skip)]
 
 
 def _named(store: Store, keys: Iterable[str], damaged: list[DamagedFile]) -> list[str]:
@@ -369,10 +462,24 @@ def _load_events(store: Store, keys: list[str], damaged: list[DamagedFile]
     return newest, notes
 
 
-def _page_entries(store: Store, experiment: str, key: str, data: bytes | None,
-                  damaged: list[DamagedFile]) -> Iterator[dict[str, Any]]:
-    """The summaries of the page at `key` (its head's `data`, None when it was gone), its
-    sealed parts first, then its own lines: in run id order, as compaction writes them."""
+@dataclass
+class _Chunk:
+    """A sealed part of a page, or its head's own lines: `body` holds its lines (None until
+    read: a chunk read by its columns may never need them)."""
+
+    key: str
+    body: bytes | None
+    columns: columns.Columns | None = None
+    skip: str | None = None  # after a restart: the run ids up to this one were given out
+    last: str = ""  # the highest run id its reader gave out
+
+
+def _page_chunks(store: Store, experiment: str, key: str, data: bytes | None,
+                 damaged: list[DamagedFile], with_columns: bool) -> Iterator[_Chunk]:
+    """The chunks of the page at `key` (its head's `data`, None when it was gone): its sealed
+    parts first, then its own lines, in run id order, as compaction writes them; with their
+    columns where they have them and `with_columns` asks. A reader of a chunk sets its `last`.
+    """
     yielded = None  # after a restart, the run ids up to here came from the page given up on
     for _ in range(RETRIES):
         if data is None:
@@ -382,18 +489,30 @@ def _page_entries(store: Store, experiment: str, key: str, data: bytes | None,
             data = fetch(store, [key])[key]
             if data is None:
                 continue
-        restarted, high = yielded is not None, yielded or ""
-        parts, _ = _header(data, store.url(key), damaged)
-        sources = _stream(store, [f"{PAGES}/{experiment}/{p['key']}" for p in parts])
-        for where, body in chain(((store.url(k), b) for k, b in sources),
-                                 [(store.url(key), data)]):
-            if body is None:  # a part of a page two compactions old: read the newest page
-                break
-            for entry in _page_lines(body, where, damaged):
-                if restarted and entry["run_id"] <= high:
-                    continue
-                yielded = max(yielded or "", entry["run_id"])
-                yield entry
+        skip = yielded
+        parts, _, own = _header(data, store.url(key), damaged)
+        folder = f"{PAGES}/{experiment}"
+        wanted = [f"{folder}/{p['cols']}" if with_columns and p.get("cols")
+                  else f"{folder}/{p['key']}" for p in parts]
+        if with_columns and own:
+            wanted.append(f"{folder}/{own}")
+        sources = _stream(store, wanted)
+        for part in [*parts, {"key": None, "runs": _own_runs(data, parts)}]:
+            chunk = _Chunk(f"{folder}/{part['key']}" if part["key"] else key,
+                           None if part["key"] else data, skip=skip)
+            if part["key"] or (with_columns and own):
+                got, body = next(sources)
+                if got.endswith(".cols"):
+                    chunk.columns = _columns(store, got, body, part["runs"], damaged)
+                else:
+                    chunk.body = body
+                if chunk.columns is None and chunk.body is None:
+                    chunk.body = _read(store, chunk.key)  # its columns were not to be had
+            if chunk.body is None and chunk.columns is None:
+                break  # a part of a page two compactions old: read the newest page
+            yield chunk
+            if chunk.last:
+                yielded = max(yielded or "", chunk.last)
         else:
             return
         data, yielded = None, yielded or ""
@@ -401,27 +520,71 @@ def _page_entries(store: Store, experiment: str, key: str, data: bytes | None,
                      "being read; try again")
 
 
+def _own_runs(data: bytes, parts: list[dict[str, Any]]) -> int:
+    """How many runs a page's head holds in its own lines, by its header."""
+    first = data.split(b"\n", 1)[0]
+    try:
+        runs = json.loads(first).get("runs") if first.startswith(b'{"page"') else None
+    except ValueError:
+        runs = None
+    return runs - sum(p["runs"] for p in parts) if isinstance(runs, int) else -1
+
+
+def _columns(store: Store, key: str, data: bytes | None, runs: int,
+             damaged: list[DamagedFile]) -> columns.Columns | None:
+    """A chunk's columns; None when they are gone or damaged (then its lines are read)."""
+    if data is None:
+        return None
+    try:
+        return columns.Columns(data, store.url(key), runs)
+    except DamagedFile as exc:
+        damaged.append(exc)
+        return None
+
+
+def _chunk_lines(store: Store, chunk: _Chunk, damaged: list[DamagedFile]
+                 ) -> Iterator[dict[str, Any]]:
+    """The summaries of a chunk from its lines, past its `skip`, setting its `last`."""
+    body = chunk.body if chunk.body is not None else _read(store, chunk.key)
+    if body is None:  # its columns were read, then its page compacted twice: look anew
+        raise StoreError(f"the run index at {store.url(chunk.key)} changed while being read; "
+                         "try again")
+    for entry in _page_lines(body, store.url(chunk.key), damaged):
+        if chunk.skip is not None and entry["run_id"] <= chunk.skip:
+            continue
+        chunk.last = max(chunk.last, entry["run_id"])
+        yield entry
+
+
 def _header(data: bytes, where: str, damaged: list[DamagedFile]
-            ) -> tuple[list[dict[str, Any]], str]:
-    """A page head's sealed parts (`{"key", "first", "runs"}`, in run id order) and the run id
-    from which on it holds the runs itself; no parts for a page that is not split. A part name
-    becomes a key below the experiment's folder, so it must be a part's name and nothing else."""
+            ) -> tuple[list[dict[str, Any]], str, str | None]:
+    """A page head's sealed parts (`{"key", "first", "runs"}` and their `cols`, in run id
+    order), the run id from which on it holds the runs itself, and the columns of its own
+    lines; no parts for a page that is not split. A part's or columns' name becomes a key
+    below the experiment's folder, so it must be such a name and nothing else."""
     first = data.split(b"\n", 1)[0]
     if not first.startswith(b'{"page"'):
-        return [], ""
+        return [], "", None
     try:
         header = json.loads(first)
         parts, rest = header.get("parts", []), header.get("rest", "")
-        if not (isinstance(parts, list) and isinstance(rest, str) and all(
+        own = header.get("cols")
+        if not (isinstance(parts, list) and isinstance(rest, str) and _cols_name(own) and all(
                 isinstance(p, dict) and isinstance(p.get("key"), str)
                 and _PART.fullmatch(p["key"]) and isinstance(p.get("first"), str)
-                and isinstance(p.get("runs"), int) for p in parts)):
+                and isinstance(p.get("runs"), int) and _cols_name(p.get("cols"))
+                for p in parts)):
             raise ValueError("a part that is not one")
-    except ValueError:
+    except (ValueError, AttributeError):
         damaged.append(DamagedFile(where, "its header (line 1) is not a page's: the runs of "
                                           "its parts are not listed"))
-        return [], ""
-    return parts, rest
+        return [], "", None
+    return parts, rest, own
+
+
+def _cols_name(name: Any) -> bool:
+    """No columns, or a columns object's name (and nothing else)."""
+    return name is None or isinstance(name, str) and bool(_COLS.fullmatch(name))
 
 
 def _stream(store: Store, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
@@ -498,7 +661,7 @@ def compact(store: Store, experiment: str) -> bool:
             head = store.read_bytes(pages[-1])
         except FileNotFoundError:
             return False  # a newer page exists: that compactor did this work
-    parts, rest = _header(head, store.url(pages[-1]) if pages else "", [])
+    parts, rest, previous = _header(head, store.url(pages[-1]) if pages else "", [])
     # chunk i holds the run ids from bounds[i - 1] on; the last chunk is the head's own lines
     bounds = [p["first"] for p in parts[1:]] + ([rest] if parts else [])
     read = {k: v for k, v in fetch(store, event_keys).items() if v is not None}
@@ -507,7 +670,7 @@ def compact(store: Store, experiment: str) -> bool:
         touched.setdefault(bisect_right(bounds, _key_run_id(key)), []).append((key, data))
     touched.setdefault(len(parts), [])  # the head is always written again
     sequence = _page_sequence(pages[-1]) + 1 if pages else 0
-    token, written, chunks = secrets.token_hex(4), [], []
+    token, written, chunks, sealed = secrets.token_hex(4), [], [], 0
     for i in range(len(parts) + 1):
         if i not in touched:
             chunks.append(parts[i])
@@ -526,17 +689,22 @@ def compact(store: Store, experiment: str) -> bool:
             if i == len(parts) and n == len(pieces) - 1:
                 rest, own = (piece[0][0] if piece and chunks else rest), piece
                 break
-            name = f"{sequence:08d}-{token}-{len(written):04d}.part"
+            name = f"{sequence:08d}-{token}-{sealed:04d}.part"
+            sealed += 1
             key = f"{PAGES}/{experiment}/{name}"
             store.write_bytes(key, b"\n".join(line for _, line in piece) + b"\n",
                               create_only=True)
             written.append(key)
+            cols = _write_columns(store, experiment, f"{name[:-5]}.cols", piece, written)
             chunks.append({"key": name, "first": (lower if n == 0 and lower is not None
-                                                  else piece[0][0]), "runs": len(piece)})
+                                                  else piece[0][0]), "runs": len(piece),
+                           "cols": cols})
     header = {"page": sequence, "experiment": experiment,
               "runs": sum(c["runs"] for c in chunks) + len(own)}
     if chunks:
         header.update(parts=chunks, rest=rest)
+    header["cols"] = _write_columns(store, experiment, f"{sequence:08d}-{token}-head.cols", own,
+                                    written)
     body = b"\n".join([json.dumps(header, separators=(",", ":")).encode(),
                        *(line for _, line in own)]) + b"\n"
     try:
@@ -545,11 +713,24 @@ def compact(store: Store, experiment: str) -> bool:
         store.delete(written)
         return False
     store.delete(read)
-    referenced = {c["key"] for c in chunks} | {p["key"] for p in parts}
+    referenced = {header["cols"], previous, *(p.get(name) for p in [*chunks, *parts]
+                                              for name in ("key", "cols"))}
     store.delete([*pages[:-1],  # keep the previous page for readers that listed it just now
-                  *(k for k in listed if _PART.fullmatch(name := k.rsplit("/", 1)[-1])
+                  *(k for k in listed if (_PART.fullmatch(name := k.rsplit("/", 1)[-1])
+                                          or _COLS.fullmatch(name))
                     and _page_sequence(k) <= sequence and name not in referenced)])
     return True
+
+
+def _write_columns(store: Store, experiment: str, name: str, lines: list[tuple[str, bytes]],
+                   written: list[str]) -> str:
+    """Write the columns of a chunk's `lines` (checked summaries: the compactor folded them)
+    as `name`, adding its key to `written`; `name`."""
+    key = f"{PAGES}/{experiment}/{name}"
+    store.write_bytes(key, columns.encode([annotated(json.loads(line)) for _, line in lines]),
+                      create_only=True)
+    written.append(key)
+    return name
 
 
 def _fold(data: bytes, events: list[tuple[str, bytes]]

@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from .. import index
@@ -94,6 +95,9 @@ class Filters:
     where: Sequence[Condition] = ()
 
     def match(self, entry: dict[str, Any], *, with_status: bool = True) -> bool:
+        if not (self.experiment or self.user or self.sweep or self.status or self.tags
+                or self.since or self.where):
+            return True  # `list` as most often typed: this runs for every run of the store
         if self.experiment and entry.get("experiment") != self.experiment:
             return False
         if self.user and entry.get("user") != self.user:
@@ -202,24 +206,26 @@ def list_runs(
     column = sort.lstrip("-")
     if descending is None:  # newest first for times, smallest first for everything else
         descending = sort.startswith("-") or column in ("created", "started", "ended", "updated")
-    pending, kept, matched, names = [], [], 0, Names()
-    # An order that may yet fall back to newest first keeps the newest too, both trimmed.
-    newest: list[dict[str, Any]] | None = None if strict_sort or column == DEFAULT_SORT else []
+    pending, matched, names = [], 0, Names()
+    best = [_Top(column, descending, limit)]
+    if not strict_sort and column != DEFAULT_SORT:  # an order that may fall back: the newest
+        best.append(_Top(DEFAULT_SORT, True, limit))
     costs: dict[str, list[float]] = {}
     damaged: list[DamagedFile] = []
-    for entry in index.entries(store, filters.experiment, damaged=damaged):
-        names.see(entry)
-        if not filters.match(entry, with_status=False):
-            continue
+    for entry in index.scan(store, filters.experiment, fields=_fields(filters, column),
+                            seen=names.see, damaged=damaged):
         if refresh and _may_change(entry):
-            pending.append(entry)  # its status may change: the status filter comes after
+            if filters.match(entry, with_status=False):
+                pending.append(entry)  # its status may change: the status filter comes after
             continue
         if filters.match(entry):
             matched += 1
-            kept, newest = _keep_both(kept, newest, entry, column, descending, limit)
+            for top in best:
+                top.offer(entry)
             add_cost(costs, entry)
     refreshed, warning = 0, None
     if pending:
+        pending = index.resolve(store, pending, damaged)  # the backends write them back whole
         try:
             # the backends' registry (kinds, the service model's values): only --refresh asks it
             from ..backends import refresh as refresh_statuses
@@ -232,14 +238,16 @@ def list_runs(
             names.statuses.add(entry["status"])
         if filters.match(entry):
             matched += 1
-            kept, newest = _keep_both(kept, newest, entry, column, descending, limit)
+            for top in best:
+                top.offer(entry)
             add_cost(costs, entry)
+    kept = best[0].runs()
     order_note = None
     if strict_sort:
         names.check("--sort", column, ("column", "metric", "param", "tag"))
     elif kept and all(column_value(e, column) in (None, "") for e in kept):
         order_note = f"no run listed has {column!r} yet: newest first"
-        column, descending, kept = DEFAULT_SORT, True, kept if newest is None else newest
+        column, descending, kept = DEFAULT_SORT, True, best[-1].runs()
     for condition in filters.where:
         names.check("--where", condition.name, ("column", "metric", "param", "tag"))
     for status in filters.status:  # a status is known even in an empty store
@@ -247,8 +255,29 @@ def list_runs(
             raise ArgumentError.one("--status", None, f"no status {status!r}; "
                                                     f"{nearest(status, names.statuses)}")
     kept.sort(key=lambda e: sort_key(e, column, descending), reverse=descending)
-    return Listing(kept[:limit] if limit else kept, matched, refreshed, warning, names,
+    shown = kept[:limit] if limit else kept
+    runs = index.resolve(store, shown, damaged)
+    matched -= len(shown) - len(runs)  # runs whose summaries turned out unreadable
+    return Listing(runs, matched, refreshed, warning, names,
                    {k: (v[0], int(v[1])) for k, v in costs.items()}, damaged, order_note)
+
+
+def _fields(filters: Filters, sort: str) -> list[str]:
+    """What `list_runs` reads of every run (index.scan): what the filters and the sort name,
+    the fields that say whether a run may change, and its cost."""
+    names = [sort, "created", "status", "job_name", "cost", *(c.name for c in filters.where)]
+    fields = ["run_id", "user", "sweep", *(f"tags.{t}" for t in filters.tags)]
+    for name in names:
+        kind, _, rest = name.partition(".")
+        if name in _FIELDS:
+            fields += _FIELDS[name]
+        elif name in COLUMN_NAMES:
+            fields.append(name)
+        elif rest and kind in _PREFIXES:
+            fields.append(f"{_SECTIONS[_PREFIXES[kind]]}.{rest}")
+        else:
+            fields += [f"{section}.{name}" for section in _SECTIONS.values()]
+    return fields
 
 
 def add_cost(costs: dict[str, list[float]], entry: dict[str, Any]) -> None:
@@ -259,23 +288,29 @@ def add_cost(costs: dict[str, list[float]], entry: dict[str, Any]) -> None:
         total[1] += 1
 
 
-def _keep_both(kept: list[dict[str, Any]], newest: list[dict[str, Any]] | None,
-               entry: dict[str, Any], column: str, descending: bool, limit: int | None
-               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    """`entry` kept among the first `limit` by `column` and, for an order that may fall back
-    (`newest` not None), among the newest `limit` too."""
-    if newest is not None:
-        newest = _keep(newest, entry, DEFAULT_SORT, True, limit)
-    return _keep(kept, entry, column, descending, limit), newest
+class _Top:
+    """The first `limit` runs by `column` of the runs offered (all when `limit` is None). At
+    most twice `limit` are held: they are trimmed in batches, and a run that sorts after the
+    last one kept by the latest trim is passed over at once, as most runs of a large store
+    are."""
 
+    def __init__(self, column: str, descending: bool, limit: int | None):
+        self.column, self.descending, self.limit = column, descending, limit
+        self.held: list[tuple[Any, dict[str, Any]]] = []
+        self.bar: Any = None
 
-def _keep(kept: list[dict[str, Any]], entry: dict[str, Any], column: str, descending: bool,
-          limit: int | None) -> list[dict[str, Any]]:
-    kept.append(entry)
-    if limit and len(kept) >= 2 * limit:  # trim in batches: amortised O(log limit) per run
-        pick = heapq.nlargest if descending else heapq.nsmallest
-        kept = pick(limit, kept, key=lambda e: sort_key(e, column, descending))
-    return kept
+    def offer(self, entry: dict[str, Any]) -> None:
+        key = sort_key(entry, self.column, self.descending)
+        if self.bar is not None and (key < self.bar if self.descending else key > self.bar):
+            return
+        self.held.append((key, entry))
+        if self.limit and len(self.held) >= 2 * self.limit:  # amortised O(log limit) a run
+            pick = heapq.nlargest if self.descending else heapq.nsmallest
+            self.held = pick(self.limit, self.held, key=itemgetter(0))  # stable: ties keep order
+            self.bar = self.held[-1][0]
+
+    def runs(self) -> list[dict[str, Any]]:
+        return [entry for _, entry in self.held]
 
 
 def _may_change(entry: dict[str, Any]) -> bool:
@@ -299,6 +334,9 @@ COLUMN_NAMES = ("run", "name", "experiment", "user", "created", "instance", "sta
 _PREFIXES = {"metric": "metric", "metrics": "metric", "param": "param", "params": "param",
              "tag": "tag", "tags": "tag"}
 _SECTIONS = {"metric": "final_metrics", "param": "params", "tag": "tags"}
+# the summary fields of the columns computed from others (see column_value, duration)
+_FIELDS = {"run": ["run_id"], "instance": ["instance_type"], "commit": ["git_commit"],
+           "duration": ["started", "created", "ended", "status"]}
 
 
 def column_value(entry: dict[str, Any], column: str, now: _dt.datetime | None = None) -> Any:
