@@ -1,6 +1,7 @@
-"""The index's JSON pages against Parquet (pyarrow) and DuckDB on the same 100,000-run store:
-what chose the index layout (README, "The run index, and how it scales"). Not a `make bench`
-module: pyarrow and DuckDB are not sagebook's dependencies (`pip install pyarrow duckdb`).
+"""The index's JSON pages and their columns against Parquet (pyarrow) and DuckDB on the same
+100,000-run store: what chose the index layout (README, "The run index, and how it scales").
+Not a `make bench` module: pyarrow and DuckDB are not sagebook's dependencies (`pip install
+pyarrow duckdb`).
 
     python benchmarks/compare_engines.py [RUNS]
 
@@ -37,6 +38,18 @@ from sagebook.stores import open_store
 rows = sum(1 for e in index.entries(open_store(URI), compact_after=False)
            if (e.get("final_metrics") or {}).get("val_accuracy", 0) > 0.9)
 """
+COLUMNS_ALL = """
+from sagebook import index
+from sagebook.stores import open_store
+rows = sum(1 for _ in index.scan(open_store(URI), fields=["created"], compact_after=False))
+"""
+COLUMNS_WHERE = """
+from sagebook import index
+from sagebook.stores import open_store
+rows = sum(1 for e in index.scan(open_store(URI), fields=["final_metrics.val_accuracy"],
+                                 compact_after=False)
+           if (e.get("final_metrics") or {}).get("val_accuracy", 0) > 0.9)
+"""
 PARQUET_ALL = """
 import pyarrow.parquet as pq
 rows = pq.read_table(SOURCE, filesystem=FS).num_rows
@@ -58,7 +71,7 @@ rows = len(duckdb.sql(f'SELECT run_id, "p.learning_rate", "p.optimizer" FROM '
 """
 DUCKDB_JSON = """
 import duckdb
-rows = duckdb.sql(f"SELECT count(*) FROM read_json('{SOURCE}/*/*', "
+rows = duckdb.sql(f"SELECT count(*) FROM read_json(['{SOURCE}/*/*.jsonl', '{SOURCE}/*/*.part'], "
                   "format='newline_delimited', ignore_errors=true, union_by_name=true) "
                   "WHERE run_id IS NOT NULL").fetchall()[0][0]
 """
@@ -108,8 +121,9 @@ def to_parquet(root: Path, target: Path) -> float:
     return time.perf_counter() - start
 
 
-def size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def size(path: Path, *suffixes: str) -> int:
+    """Bytes of the files below `path` whose names end in one of `suffixes`."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.name.endswith(suffixes))
 
 
 def main() -> None:
@@ -147,6 +161,14 @@ def main() -> None:
         ("JSON pages (sagebook)", "S3", "all", s3 + "\nimport sagebook.index, boto3", JSON_ALL),
         ("JSON pages (sagebook)", "S3", "where", s3 + "\nimport sagebook.index, boto3",
          JSON_WHERE),
+        ("JSON columns (sagebook's list)", "local", "all", local + "\nimport sagebook.index",
+         COLUMNS_ALL),
+        ("JSON columns (sagebook's list)", "local", "where", local + "\nimport sagebook.index",
+         COLUMNS_WHERE),
+        ("JSON columns (sagebook's list)", "S3", "all", s3 + "\nimport sagebook.index, boto3",
+         COLUMNS_ALL),
+        ("JSON columns (sagebook's list)", "S3", "where",
+         s3 + "\nimport sagebook.index, boto3", COLUMNS_WHERE),
         ("Parquet (pyarrow)", "local", "all",
          f"SOURCE, FS = {str(parquet)!r}, None\nimport pyarrow.parquet", PARQUET_ALL),
         ("Parquet (pyarrow)", "local", "where",
@@ -162,7 +184,9 @@ def main() -> None:
         ("DuckDB over the JSON pages", "local", "all",
          f"SOURCE = {str(root / '_index/pages')!r}\nimport duckdb", DUCKDB_JSON),
     ]
-    print(f"{count:,} runs; index pages {size(root / '_index/pages') / 1e6:.1f} MB, "
+    pages = root / "_index/pages"
+    print(f"{count:,} runs; index pages {size(pages, '.jsonl', '.part') / 1e6:.1f} MB, "
+          f"their columns {size(pages, '.cols') / 1e6:.1f} MB, "
           f"Parquet {parquet.stat().st_size / 1e6:.1f} MB (written in {converted:.1f} s)")
     print("| engine | store | query | import | query time | rows | own peak |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -201,3 +201,61 @@ def test_columns_are_held_to_their_types():
     bad = data.replace(b'["x",null]', b'[true,null]')
     with pytest.raises(columns.DamagedFile, match=r"\(created\) holds a value that is not a text"):
         columns.Columns(bad, "here", 2).column("created")
+
+
+def test_parts_sealed_before_columns_get_theirs_from_later_compactions(store, small_parts,
+                                                                       monkeypatch):
+    ids = write(store, 60)
+    monkeypatch.setattr(index, "_write_columns", lambda *args: None)  # a sagebook before them
+    assert index.compact(store, EXPERIMENT)
+    monkeypatch.undo()
+    monkeypatch.setattr(index, "PART_BYTES", 3000)
+    monkeypatch.setattr(index, "COMPACT_ONE_IN", 10**9)
+    header = json.loads(store.read_bytes(max(
+        k for k in store.list(index.PAGES) if k.endswith(".jsonl"))).split(b"\n", 1)[0])
+    sealed = len(header["parts"])
+    assert sealed > 2 * index.BACKFILL and columns_of(store) == []
+    truth = listed(store, {"sort": "acc"})
+    without = sealed
+    for n in range(1, 4):
+        Record.open(store, EXPERIMENT, ids[-1]).set_status("Stopped")  # in the head
+        assert index.compact(store, EXPERIMENT)
+        header = json.loads(store.read_bytes(max(
+            k for k in store.list(index.PAGES) if k.endswith(".jsonl"))).split(b"\n", 1)[0])
+        now = sum(p.get("cols") is None for p in header["parts"])
+        assert now == max(without - index.BACKFILL, 0) and header["cols"]
+        without = now
+    truth_after = listed(store, {"sort": "acc"})
+    assert truth_after[1:] == truth[1:] and len(truth_after[0]) == len(truth[0])
+
+
+def test_fsck_names_columns_that_lie_and_repair_gives_them_back(store, small_parts):
+    from sagebook import fsck
+
+    ids = write(store, 40)
+    assert index.compact(store, EXPERIMENT)
+    assert index.check_columns(store) == []
+    key = sorted(columns_of(store))[1]
+    lines = store.read_bytes(key).split(b"\n")
+    header = json.loads(lines[0])
+    number = header["fields"].index("final_metrics.acc") + 1
+    values = json.loads(lines[number])
+    values[0] = 99.0  # within its type: only the lines can tell
+    lines[number] = json.dumps(values).encode()
+    store.write_bytes(key, b"\n".join(lines))
+    run = json.loads(lines[header["fields"].index("run_id") + 1])[0]
+    assert listing.list_runs(store, sort="-acc", limit=1, refresh=False).runs[0]["run_id"] == run
+    findings, _ = fsck.check(store)
+    assert [(f.where, f.index_file) for f in findings] == [(store.url(key), True)]
+    assert f"its final_metrics.acc of run {run!r} is 99.0, its line says" in findings[0].problem
+    fsck.repair(store, findings)
+    assert key not in columns_of(store)
+    best = listing.list_runs(store, sort="-acc", limit=1, refresh=False).runs[0]
+    assert best["final_metrics"]["acc"] == max((i * 37 % 100) / 100 for i in range(40))
+    Record.open(store, EXPERIMENT, ids[-1]).set_status("Stopped")
+    assert index.compact(store, EXPERIMENT)  # and gives the part its columns again
+    header = json.loads(store.read_bytes(max(
+        k for k in store.list(index.PAGES) if k.endswith(".jsonl"))).split(b"\n", 1)[0])
+    named = {f"{index.PAGES}/{EXPERIMENT}/{p['cols']}" for p in header["parts"]}
+    assert named <= set(columns_of(store)) and len(named) == len(header["parts"])
+    assert index.check_columns(store) == []

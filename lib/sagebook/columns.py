@@ -141,3 +141,19 @@ def rows(columns: Columns, fields: Iterable[str], constant: dict[str, Any]
                                            strict=True), strict=True):
             view[section] = {k: v for k, v in zip(keys, values, strict=True) if v is not None}
     return views
+
+
+def difference(found: Columns, summaries: list[dict[str, Any]]) -> str | None:
+    """How `found` differs from the columns of `summaries` (its chunk's lines, as readers see
+    them): the first field whose values are not theirs, or None when it holds them."""
+    if found.runs != len(summaries):
+        return f"it holds {found.runs} runs, its chunk's lines {len(summaries)}"
+    expected = Columns(encode(summaries), found.where, len(summaries))
+    for field in sorted(set(found.fields) | set(expected.fields)):
+        values, truth = found.column(field), expected.column(field)
+        if values != truth:
+            run = next(n for n, (a, b) in enumerate(zip(values, truth, strict=True)) if a != b)
+            return (f"its {field} of run {expected.column('run_id')[run]!r} is "
+                    f"{values[run]!r}, its line says {truth[run]!r}")
+    return None
+

@@ -53,7 +53,7 @@ def check(store: Store, experiment: str | None = None,
     damaged: list[DamagedFile] = []
     indexed = {(e["experiment"], e["run_id"]): (index.rank(e), e.get("status"))
                for e in index.entries(store, experiment, compact_after=False, damaged=damaged)}
-    for damage in damaged:
+    for damage in damaged + index.check_columns(store, experiment):
         findings.append(Finding(damage.where, damage.reason,
                                 f"remove this index file; {REINDEX} from the records",
                                 index_file=True))

@@ -7,6 +7,7 @@ Layout below the store root:
     _index/pages/<experiment>/<sequence>.jsonl            a page's head: compacted summaries,
                                                           one run a line, the newest runs
     _index/pages/<experiment>/<sequence>-<token>-<n>.part a sealed part of a page: older runs
+    _index/pages/<experiment>/<sequence>-<token>-<n|head>.cols  a part's or a head's columns
 
 Writing. Every manifest write (`record.Record`) bumps the manifest's `revision` and creates the
 event `<run_id>.<revision>.json` with a create-only write; then it deletes the run's previous
@@ -34,6 +35,14 @@ that neither it nor its predecessor names (and, as before, the pages before its 
 a part is gone only after two newer pages exist. A reader of a page streams its parts in run id
 order; one that finds a part gone (two compactions happened during its read) reads the newest
 page from the run id it had reached, so it still sees every run once.
+
+Columns. Beside each part it writes and each head, a compactor writes the chunk's columns
+(columns.py: one JSON array per field), named in the header, create-only, before the head;
+they are deleted with their parts, by the same rule. `sagebook list` (`scan`, `resolve`)
+reads the columns of the fields it filters and sorts on, and the lines of the runs it shows
+only: at 100,000 runs that is ~0.3 s where parsing every summary is ~3 s. A chunk whose runs
+have pending events, or whose columns are missing or damaged, is read from its lines. Parts
+sealed before columns existed get theirs BACKFILL at a time, from the compactions that follow.
 
 Readers (`sagebook list`, `report`) compact an experiment once it has more than COMPACT_AT
 events, and one terminal status write in COMPACT_ONE_IN compacts too, so a store nobody lists
@@ -67,7 +76,7 @@ from typing import Any
 
 from . import columns
 from .errors import StoreError
-from .inputs import DamagedFile, checked_name, parse_json
+from .inputs import NAME_PATTERNS, DamagedFile, checked_name, parse_json
 from .shapes import MANIFEST, SUMMARY, checked
 from .stores import Store, StoreExistsError
 
@@ -80,6 +89,7 @@ FETCH_THREADS = 16
 READ_AHEAD = 4  # a page's parts being read at once: ~16 MB, and S3's round trips overlap
 RETRIES = 5
 PART_BYTES = 4 << 20  # a page's sealed part: ~7,000 runs, far below a read's MAX_RECORD_BYTES
+BACKFILL = 2  # parts sealed before columns existed that one compaction gives columns to
 _PART = re.compile(r"\d{8}-[0-9a-f]{8}-\d+\.part")
 _COLS = re.compile(r"\d{8}-[0-9a-f]{8}-(\d+|head)\.cols")  # a part's or a head's columns
 NOTE = "note-"  # annotation events: `<run_id>.note-<stamp>.json`
@@ -352,8 +362,10 @@ def _views(chunk: _Chunk, experiment: str, fields: set[str],
         return None
     try:
         ids = chunk.columns.column("run_id")
-        if not all(isinstance(i, str) for i in ids):
-            raise DamagedFile(chunk.columns.where, "a run id that is not a text")
+        if not (set(map(type, ids)) <= {str}  # they become keys and paths
+                and all(map(NAME_PATTERNS["run id"].fullmatch, ids))):
+            for run_id in ids:
+                checked_name("run id", run_id, chunk.columns.where)
         if not pending.keys().isdisjoint(ids) or not noted.keys().isdisjoint(ids):
             return None
         views = columns.rows(chunk.columns, fields, {"experiment": experiment})
@@ -582,6 +594,43 @@ def _header(data: bytes, where: str, damaged: list[DamagedFile]
     return parts, rest, own
 
 
+def check_columns(store: Store, experiment: str | None = None) -> list[DamagedFile]:
+    """The columns of the newest pages that are not what their chunks' lines say (`sagebook
+    fsck`): a columns file that lies within its types would mislead `list`, which reads the
+    lines of the runs it shows only. Reads every chunk that has columns."""
+    damaged: list[DamagedFile] = []
+    heads: dict[str, str] = {}
+    for key in store.list(PAGES + (f"/{experiment}" if experiment else "")):
+        if key.endswith(".jsonl") and key > heads.get(_key_experiment(key), ""):
+            heads[_key_experiment(key)] = key
+    for exp, key in sorted(heads.items()):
+        data = _read(store, key)
+        if data is None:
+            continue
+        parts, _, own = _header(data, store.url(key), [])
+        folder = f"{PAGES}/{exp}"
+        chunks = [(f"{folder}/{p['key']}", f"{folder}/{p['cols']}", p["runs"])
+                  for p in parts if p.get("cols")]
+        if own:
+            chunks.append((key, f"{folder}/{own}", _own_runs(data, parts)))
+        for body_key, cols_key, runs in chunks:
+            body = data if body_key == key else _read(store, body_key)
+            cols = _read(store, cols_key)
+            if body is None or cols is None:
+                continue  # compacted meanwhile, or named and gone: its lines are read
+            try:
+                found = columns.Columns(cols, store.url(cols_key), runs)
+                problem = columns.difference(found, [annotated(e) for e in _page_lines(
+                    body, store.url(body_key), [])])
+            except DamagedFile as exc:
+                damaged.append(exc)
+                continue
+            if problem:
+                damaged.append(DamagedFile(store.url(cols_key), f"not its chunk's columns: "
+                                                                f"{problem}"))
+    return damaged
+
+
 def _cols_name(name: Any) -> bool:
     """No columns, or a columns object's name (and nothing else)."""
     return name is None or isinstance(name, str) and bool(_COLS.fullmatch(name))
@@ -671,8 +720,21 @@ def compact(store: Store, experiment: str) -> bool:
     touched.setdefault(len(parts), [])  # the head is always written again
     sequence = _page_sequence(pages[-1]) + 1 if pages else 0
     token, written, chunks, sealed = secrets.token_hex(4), [], [], 0
+    backfill = BACKFILL
     for i in range(len(parts) + 1):
         if i not in touched:
+            if backfill and f"{PAGES}/{experiment}/{parts[i].get('cols')}" not in listed:
+                # a part sealed before columns, or whose columns were removed (fsck --repair)
+                data = _read(store, f"{PAGES}/{experiment}/{parts[i]['key']}")
+                if data is None:
+                    store.delete(written)
+                    return False  # a newer page exists: that compactor did this work
+                backfill -= 1
+                cols = _write_columns(store, experiment, f"{sequence:08d}-{token}-{sealed:04d}"
+                                      ".cols", list(_page_lines(data, "", [])), written)
+                sealed += 1
+                chunks.append({**parts[i], "cols": cols})
+                continue
             chunks.append(parts[i])
             continue
         data = head
@@ -695,7 +757,8 @@ def compact(store: Store, experiment: str) -> bool:
             store.write_bytes(key, b"\n".join(line for _, line in piece) + b"\n",
                               create_only=True)
             written.append(key)
-            cols = _write_columns(store, experiment, f"{name[:-5]}.cols", piece, written)
+            cols = _write_columns(store, experiment, f"{name[:-5]}.cols",
+                                  [json.loads(line) for _, line in piece], written)
             chunks.append({"key": name, "first": (lower if n == 0 and lower is not None
                                                   else piece[0][0]), "runs": len(piece),
                            "cols": cols})
@@ -703,8 +766,8 @@ def compact(store: Store, experiment: str) -> bool:
               "runs": sum(c["runs"] for c in chunks) + len(own)}
     if chunks:
         header.update(parts=chunks, rest=rest)
-    header["cols"] = _write_columns(store, experiment, f"{sequence:08d}-{token}-head.cols", own,
-                                    written)
+    header["cols"] = _write_columns(store, experiment, f"{sequence:08d}-{token}-head.cols",
+                                    [json.loads(line) for _, line in own], written)
     body = b"\n".join([json.dumps(header, separators=(",", ":")).encode(),
                        *(line for _, line in own)]) + b"\n"
     try:
@@ -722,12 +785,12 @@ def compact(store: Store, experiment: str) -> bool:
     return True
 
 
-def _write_columns(store: Store, experiment: str, name: str, lines: list[tuple[str, bytes]],
-                   written: list[str]) -> str:
-    """Write the columns of a chunk's `lines` (checked summaries: the compactor folded them)
-    as `name`, adding its key to `written`; `name`."""
+def _write_columns(store: Store, experiment: str, name: str,
+                   summaries: list[dict[str, Any]], written: list[str]) -> str:
+    """Write the columns of a chunk's summaries (checked: the compactor folded them), in its
+    lines' order, as `name`, adding its key to `written`; `name`."""
     key = f"{PAGES}/{experiment}/{name}"
-    store.write_bytes(key, columns.encode([annotated(json.loads(line)) for _, line in lines]),
+    store.write_bytes(key, columns.encode([annotated(entry) for entry in summaries]),
                       create_only=True)
     written.append(key)
     return name

@@ -394,7 +394,6 @@ def _show(args: argparse.Namespace) -> int:
     from .runs.details import details
     from .runs.lookup import RunNotFound, find_run
     from .runs.text import format_details
-    from .sweeps import control as sweeps
     from .sweeps import record as sweep_records
 
     store = open_store(args)
@@ -411,6 +410,9 @@ def _show(args: argparse.Namespace) -> int:
     except sweep_records.DamagedSweep as damage:
         raise _fsck_hint(damage) from None
     if isinstance(record, sweep_records.SweepRecord):
+        from .sweeps import control as sweeps  # 0.6 s of imports (the configs' models): a run's
+        # `show` does not need them
+
         sweeps.refresh(record)
         if args.json:  # ensure_ascii: controls and bidi marks as \u escapes
             print(json.dumps(record.manifest, indent=2, default=str, ensure_ascii=True))

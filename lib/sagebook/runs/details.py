@@ -360,13 +360,15 @@ def details(record: Record, *, curves: bool = True) -> RunDetails:
 
 def _lost(record: Record) -> str | None:
     """Why a local run's launcher is gone (its record still says it runs), or None."""
+    if record.status in TERMINAL:
+        return None
     # heavy: the local backend loads the config models (pydantic), the backends package its
     # registry; only an unfinished run that may be local needs them
     from ..backends import backend_class, liveness
     from ..backends.local import ProcessRun
 
     cls = backend_class(str(record.manifest.get("instance_type") or ""))
-    if cls is None or not issubclass(cls, ProcessRun) or record.status in TERMINAL:
+    if cls is None or not issubclass(cls, ProcessRun):
         return None
     return liveness.lost(record.store, index.summarize(record.manifest))
 

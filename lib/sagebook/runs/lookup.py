@@ -107,7 +107,7 @@ def find_run(store: Store, ref: str) -> Record:
         experiment, run_id = _typed(ref, *ref.split("/"))
         return _open(lambda: Record.open(store, experiment, run_id), ref)
     exact, partial = [], []
-    for entry in index.entries(store):
+    for entry in index.scan(store, fields=["job_name"]):  # ids and job names: their columns
         if ref in (entry["run_id"], entry.get("job_name")):
             exact.append(entry)
         elif ref in entry["run_id"]:
