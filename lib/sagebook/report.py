@@ -239,37 +239,46 @@ def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[s
                link: Callable[[dict[str, Any]], str | None] | None = None
                ) -> list[dict[str, Any]]:
     """What the runs table shows of each run."""
-    rows = []
-    for entry in entries:
-        href = link(entry) if link else None
-        seconds = duration(entry)
-        tags = entry.get("tags") or {}
-        notebook = entry.get("notebook")
-        run_params = entry.get("params") or {}
-        short = SHORT_ID.fullmatch(entry["run_id"])
-        failure = entry.get("failure_reason") or ""
-        rows.append({
-            "run_id": entry["run_id"], "short_id": short.group(1) if short else entry["run_id"],
-            "href": href, "name": entry.get("name") or "",
-            "experiment": entry.get("experiment"), "user": entry.get("user"),
-            "created": entry.get("created") or "",
-            "created_short": _short_time(entry.get("created")),
-            "instance": entry.get("instance_type"), "status": entry.get("status", ""),
-            "failure": failure, "failure_short": clip(failure, 48),
-            "seconds": "" if seconds is None else f"{seconds:.1f}",
-            "duration": format_duration(seconds), "cost": entry.get("cost"),
-            "metrics": [(entry.get("final_metrics") or {}).get(m) for m in metrics],
-            "params": [(run_params.get(p), format_param(run_params.get(p)))
-                       for p in params],
-            "commit_full": entry.get("git_commit") or "", "commit": format_commit(entry),
-            "tags": ", ".join(f"{k}={v}" for k, v in sorted(tags.items())),
-            "note": entry.get("note") or "", "note_short": clip(entry.get("note") or "", 40),
-            "notebook": notebook or "",
-            # captured notebooks have a page next to the run's
-            "notebook_href": href.removesuffix(".html") + ".notebook.html"
-            if href and notebook in ("completed", "failed") else None,
-        })
-    return rows
+    return [with_values(table_row(entry, link), entry.get("final_metrics") or {},
+                        entry.get("params") or {}, metrics, params) for entry in entries]
+
+
+def table_row(entry: dict[str, Any], link: Callable[[dict[str, Any]], str | None] | None
+              ) -> dict[str, Any]:
+    """What the runs table shows of a run but its metrics' and parameters' columns, which
+    depend on the other runs (`with_values`)."""
+    href = link(entry) if link else None
+    seconds = duration(entry)
+    tags = entry.get("tags") or {}
+    notebook = entry.get("notebook")
+    short = SHORT_ID.fullmatch(entry["run_id"])
+    failure = entry.get("failure_reason") or ""
+    return {
+        "run_id": entry["run_id"], "short_id": short.group(1) if short else entry["run_id"],
+        "href": href, "name": entry.get("name") or "",
+        "experiment": entry.get("experiment"), "user": entry.get("user"),
+        "created": entry.get("created") or "",
+        "created_short": _short_time(entry.get("created")),
+        "instance": entry.get("instance_type"), "status": entry.get("status", ""),
+        "failure": failure, "failure_short": clip(failure, 48),
+        "seconds": "" if seconds is None else f"{seconds:.1f}",
+        "duration": format_duration(seconds), "cost": entry.get("cost"),
+        "commit_full": entry.get("git_commit") or "", "commit": format_commit(entry),
+        "tags": ", ".join(f"{k}={v}" for k, v in sorted(tags.items())),
+        "note": entry.get("note") or "", "note_short": clip(entry.get("note") or "", 40),
+        "notebook": notebook or "",
+        # captured notebooks have a page next to the run's
+        "notebook_href": href.removesuffix(".html") + ".notebook.html"
+        if href and notebook in ("completed", "failed") else None,
+    }
+
+
+def with_values(row: dict[str, Any], final: dict[str, Any], run_params: dict[str, Any],
+                metrics: list[str], params: list[str]) -> dict[str, Any]:
+    """`row` with the values of the metric and parameter columns."""
+    row["metrics"] = [final.get(m) for m in metrics]
+    row["params"] = [(run_params.get(p), format_param(run_params.get(p))) for p in params]
+    return row
 
 
 def runs_table(entries: list[dict[str, Any]], metrics: list[str] | None = None,
@@ -358,14 +367,15 @@ class IndexPage:
     stream, so a report's memory holds a few numbers a run, neither the runs' summaries nor
     the page (58 MB at 100,000 runs). What the page needs of all the runs (its columns, the
     counts and costs, the newest runs for the charts and the first page) is gathered as they
-    come; each summary is set aside in a scratch file, and read back in the page's order
-    (newest first) to write its row. Each piece of the page is masked as it is written, by one
-    `Masker`, as `redact` masks the whole page."""
+    come; each run's row (`table_row`) is set aside in a scratch file with its metrics and
+    parameters, and read back in the page's order (newest first) once the columns are known.
+    Each piece of the page is masked as it is written, by one `Masker`, as `redact` masks the
+    whole page."""
 
     def __init__(self) -> None:
         self.runs = 0
         self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="sagebook-report-")
-        self._offsets = array("q", [0])  # where each run's summary starts in the spool
+        self._offsets = array("q", [0])  # where each run's row starts in the spool
         self._created: list[str] = []
         self._metrics: Counter[str] = Counter()  # in the runs' order (`metric_columns`)
         self._first_reported: dict[str, tuple[str, int, int]] = {}  # newest run with it
@@ -391,11 +401,12 @@ class IndexPage:
         # created at the same time (a stable sort's)
         newest = (created, -self.runs)
         self.runs += 1
-        self._spool.write(json.dumps(entry, separators=(",", ":"),
-                                     ensure_ascii=False).encode() + b"\n")
+        row = table_row(entry, _page_link)
+        final = entry.get("final_metrics") or {}
+        self._spool.write(json.dumps([row, final, entry.get("params") or {}],
+                                     separators=(",", ":"), ensure_ascii=False).encode())
         self._offsets.append(self._spool.tell())
         self._created.append(created)
-        final = entry.get("final_metrics") or {}
         self._metrics.update(final.keys())
         for position, name in enumerate(final):
             seen = (*newest, -position)
@@ -410,7 +421,6 @@ class IndexPage:
         self._statuses[entry.get("status", "?")] += 1
         add_cost(self._costs, entry)
         if len(self._filled) < len(_COLUMNS):
-            row = table_rows([entry], [], [])[0]
             self._filled.update(c for c, key in _COLUMNS.items()
                                 if row.get(key) not in (None, ""))
         self._newest.append((*newest, entry))
@@ -488,8 +498,9 @@ class IndexPage:
         for number, at in enumerate(sorted(range(self.runs), key=self._created.__getitem__,
                                            reverse=True)):
             self._spool.seek(self._offsets[at])
-            entry = json.loads(self._spool.read(self._offsets[at + 1] - self._offsets[at]))
-            row = table_rows([entry], metrics, params, link=_page_link)[0]
+            row, final, run_params = json.loads(
+                self._spool.read(self._offsets[at + 1] - self._offsets[at]))
+            row = with_values(row, final, run_params, metrics, params)
             text = json.dumps(row_cells(row, empty), separators=(",", ":"), ensure_ascii=False)
             out.write((b"," if number else b"") + mask(page_text(text)).encode())
         out.write(b"]")
