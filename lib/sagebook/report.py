@@ -75,6 +75,7 @@ PAGE_FORMAT = 5  # bump when pages change shape, so the next report renders ever
 MAX_METRIC_COLUMNS = 6
 PAGE_ROWS = 100  # runs the index page draws at once; its script pages, sorts and filters them
 MAX_PARAM_COLUMNS = 12
+RENDER_BATCH = 512  # run pages rendered at once on S3, by 8 threads
 FAILURE_REASON_LIMIT = 1024  # characters: SageMaker cuts a FailureReason there
 MAX_NOTEBOOK_BYTES = 32 << 20  # a larger notebook is linked from its run page, not rendered
 MAX_SHOWN_TEXT = 64 << 10  # characters of one text on a run page (a config, a failure reason)
@@ -129,8 +130,10 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
         if store.local_path() is not None or len(changed) < 4:
             notebooks = sum(render_one(run) for run in changed)
         else:
+            notebooks = 0
             with ThreadPoolExecutor(8) as pool:  # on S3 each run is a handful of round trips
-                notebooks = sum(pool.map(render_one, changed))
+                for start in range(0, len(changed), RENDER_BATCH):  # not 100,000 futures
+                    notebooks += sum(pool.map(render_one, changed[start:start + RENDER_BATCH]))
         changed = [run for run in changed if f"{run[0]}/{run[1]}" not in skipped]
         for name, why in sorted(skipped.items()):
             echo(f"skipped {name}: {why}")
