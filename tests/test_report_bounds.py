@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from sagebook import report
 from sagebook.record import Record
 from sagebook.runs.details import (
     MAX_CURVE_POINTS,
@@ -67,6 +68,7 @@ CHILD = """
 import json, sys
 from sagebook import report
 from sagebook.runs.details import metric_series
+from sagebook import report
 from sagebook.record import Record
 from sagebook.stores import open_store
 
@@ -179,3 +181,63 @@ def test_a_long_text_is_cut_to_its_start_and_end_with_where_the_rest_is(store):
     store.write_text(f"{record.prefix}/failure.txt", "short\n")
     assert read_cut(record, "failure.txt", head=100, tail=200) == "short\n"
     assert read_cut(record, "missing.txt") is None
+
+
+# --------------------------------------------------------------------------------------------
+# The index page of many runs: written as a stream, in memory that does not grow with the runs
+
+INDEX_CHILD = """
+import json, sys
+from sagebook import report
+
+runs, note_bytes = int(sys.argv[1]), int(sys.argv[2])
+with report.IndexPage() as page:
+    for i in range(runs):  # in the index's order, which is not the page's
+        n = (i * 7919) % runs
+        page.add({"run_id": f"run-{n:06d}", "experiment": f"exp-{n % 3}", "user": "ann",
+                  "status": "Completed", "created": f"2026-01-01T00:00:00.{n:06d}+00:00",
+                  "final_metrics": {"acc": n / runs}, "params": {"lr": n % 5},
+                  "note": ("AKIAQWERTYUIOPASDFGH </pre><script>alert(1)</script> " if n == 3
+                           else "") + f"{n:06d}" * (note_bytes // 6)})
+    with open(sys.argv[3], "wb") as out:
+        page.write(out, "/store", main="acc")
+print([l.split()[1] for l in open("/proc/self/status") if l.startswith("VmPeak")][0])
+"""
+
+
+def _index_child(tmp_path: Path, runs: int, note_bytes: int, limit: int | None
+                 ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path / f"index-{runs}.html"
+
+    def limited() -> None:
+        if limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    done = subprocess.run([sys.executable, "-c", INDEX_CHILD, str(runs), str(note_bytes),
+                           str(out)], capture_output=True, text=True, timeout=300,
+                          preexec_fn=limited)
+    return done, out
+
+
+def test_the_index_page_of_many_runs_holds_every_row_in_memory_that_does_not_grow_with_them(
+        tmp_path):
+    """4,000 runs with a 32 KB note each are a page of over 130 MB: drawn in a child whose
+    address space is what drawing 50 such runs took, plus 160 MB (it takes about 60 MB more
+    here: the newest runs the charts draw). Holding the runs, their rows and the page in memory,
+    as the report did, took 2.3 GB; the page still holds every run, once, newest first, masked
+    and escaped."""
+    small, _ = _index_child(tmp_path, 50, 32 << 10, None)
+    assert small.returncode == 0, small.stderr[-3000:]
+    runs = 4000
+    done, out = _index_child(tmp_path, runs, 32 << 10,
+                             int(small.stdout.split()[-1]) * 1024 + (160 << 20))
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = out.read_text()
+    data = html.split('<pre id="rows-data" hidden>', 1)[1].split("</pre>", 1)[0]
+    assert "<" not in data  # the rows' text cannot end the element or start markup
+    rows = json.loads(data.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+    assert [row[0] for row in rows] == [f"run-{n:06d}" for n in reversed(range(runs))]
+    assert html.count("<tr data-run=") == report.PAGE_ROWS
+    assert "AKIAQWERTYUIOPASDFGH" not in html and "**** </pre><script>" in data.replace(
+        "&lt;", "<").replace("&gt;", ">")
+    assert "<script>alert(1)" not in html

@@ -24,14 +24,19 @@ not rendered.
 
 from __future__ import annotations
 
+import heapq
 import json
+import os
 import re
+import tempfile
 import threading
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 from urllib.parse import quote
 
 from markupsafe import Markup
@@ -61,7 +66,7 @@ from .runs.text import (
     format_duration,
     format_param,
 )
-from .secrets import redact
+from .secrets import Masker, redact
 from .stores import Store
 from .sweeps import page as sweep_page
 from .sweeps.record import all_sweeps
@@ -70,6 +75,7 @@ PAGE_FORMAT = 5  # bump when pages change shape, so the next report renders ever
 MAX_METRIC_COLUMNS = 6
 PAGE_ROWS = 100  # runs the index page draws at once; its script pages, sorts and filters them
 MAX_PARAM_COLUMNS = 12
+RENDER_BATCH = 512  # run pages rendered at once on S3, by 8 threads
 FAILURE_REASON_LIMIT = 1024  # characters: SageMaker cuts a FailureReason there
 MAX_NOTEBOOK_BYTES = 32 << 20  # a larger notebook is linked from its run page, not rendered
 MAX_SHOWN_TEXT = 64 << 10  # characters of one text on a run page (a config, a failure reason)
@@ -89,7 +95,9 @@ class ReportResult:
 
 def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
            echo: Callable[[str], None] = lambda _: None) -> ReportResult:
-    """Bring `_report/` up to date with the store: new or changed runs, then the index."""
+    """Bring `_report/` up to date with the store: new or changed runs, then the index.
+    The runs are read once, one at a time: the index page gathers what it needs of each
+    (`IndexPage`), and only the changed runs' names are kept to render their pages."""
     try:
         state = json.loads(store.read_text(REPORT_STATE))
     except (FileNotFoundError, ValueError):
@@ -98,42 +106,48 @@ def render(store: Store, *, hide_inputs: bool = False, force: bool = False,
     same_options = state.get("options") == options and not force
     rendered_before: dict[str, list[Any]] = state.get("runs", {}) if same_options else {}
     damaged: list[Any] = []
-    entries = list(index.entries(store, damaged=damaged))
-    for line in damage_lines(damaged):
-        echo(line)
-    changed = [e for e in entries if rendered_before.get(_name(e)) != _version(e)]
-    converter = _NotebookConverter(hide_inputs)
+    with IndexPage() as page:
+        changed: list[tuple[str, str, list[Any]]] = []  # experiment, run id, version
+        for entry in index.entries(store, damaged=damaged):
+            page.add(entry)
+            version = _version(entry)
+            if rendered_before.get(_name(entry)) != version:
+                changed.append((entry["experiment"], entry["run_id"], version))
+        for line in damage_lines(damaged):
+            echo(line)
+        converter = _NotebookConverter(hide_inputs)
+        skipped: dict[str, str] = {}
 
-    skipped: dict[str, str] = {}
+        def render_one(run: tuple[str, str, list[Any]]) -> bool:
+            try:
+                return _render_run(store, run[0], run[1], converter)
+            except (FileNotFoundError, StoreError) as exc:
+                # a record gone or damaged: the others are still rendered, and this one named
+                skipped[f"{run[0]}/{run[1]}"] = "its record folder is gone" if isinstance(
+                    exc, FileNotFoundError) else str(exc)
+                return False
 
-    def render_one(entry: dict[str, Any]) -> bool:
-        try:
-            return _render_run(store, entry, converter)
-        except (FileNotFoundError, StoreError) as exc:
-            # a record gone or damaged: the others are still rendered, and this one named
-            skipped[_name(entry)] = "its record folder is gone" if isinstance(
-                exc, FileNotFoundError) else str(exc)
-            return False
-
-    if store.local_path() is not None or len(changed) < 4:
-        notebooks = sum(render_one(e) for e in changed)
-    else:
-        with ThreadPoolExecutor(8) as pool:  # on S3 each run is a handful of round trips
-            notebooks = sum(pool.map(render_one, changed))
-    changed = [e for e in changed if _name(e) not in skipped]
-    for name, why in sorted(skipped.items()):
-        echo(f"skipped {name}: {why}")
-    sweeps = _render_sweeps(store, echo)
-    if changed or not same_options or sweeps:
-        newest = sorted(entries, key=lambda e: e.get("created") or "", reverse=True)
-        main = main_metric(store, newest, {s["id"]: s["objective"] for s in sweeps})
-        _publish(store, REPORT_INDEX, index_page(entries, store.uri, sweeps, main))
-    state = {"options": options,
-             "runs": {**rendered_before, **{_name(e): _version(e) for e in changed}}}
+        if store.local_path() is not None or len(changed) < 4:
+            notebooks = sum(render_one(run) for run in changed)
+        else:
+            notebooks = 0
+            with ThreadPoolExecutor(8) as pool:  # on S3 each run is a handful of round trips
+                for start in range(0, len(changed), RENDER_BATCH):  # not 100,000 futures
+                    notebooks += sum(pool.map(render_one, changed[start:start + RENDER_BATCH]))
+        changed = [run for run in changed if f"{run[0]}/{run[1]}" not in skipped]
+        for name, why in sorted(skipped.items()):
+            echo(f"skipped {name}: {why}")
+        sweeps = _render_sweeps(store, echo)
+        if changed or not same_options or sweeps:
+            main = page.main_metric(store, {s["id"]: s["objective"] for s in sweeps})
+            page.publish(store, REPORT_INDEX, store.uri, sweeps, main)
+    rendered_before.update((f"{experiment}/{run_id}", version)
+                           for experiment, run_id, version in changed)
+    state = {"options": options, "runs": rendered_before}
     store.write_text(REPORT_STATE, json.dumps(state, separators=(",", ":")))
-    echo(f"{len(changed)} of {len(entries)} run pages rendered ({notebooks} notebooks)"
+    echo(f"{len(changed)} of {page.runs} run pages rendered ({notebooks} notebooks)"
          + (f", {len(skipped)} skipped (`sagebook fsck` says what to do)" if skipped else ""))
-    return ReportResult(store.url(REPORT_INDEX), len(entries), len(changed), notebooks)
+    return ReportResult(store.url(REPORT_INDEX), page.runs, len(changed), notebooks)
 
 
 def _render_sweeps(store: Store, echo: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -185,18 +199,26 @@ def main_metric(store: Store, entries: list[dict[str, Any]],
     """The metric the comparison charts and the runs table lead with: the objective of the
     sweep the newest swept run belongs to, else the first validation metric of the newest
     run's metric_definitions (its request), else its first definition that runs report, else
-    the metric most runs report. `sweep_objectives` (sweep id → metric) saves reading the
-    sweeps when the caller has them."""
-    reported = metric_columns(entries, limit=1000)
+    the metric most runs report. `entries` newest first; `sweep_objectives` (sweep id →
+    metric) saves reading the sweeps when the caller has them."""
     swept = next((e["sweep"] for e in entries if e.get("sweep") and e.get("final_metrics")),
                  None)
+    newest = next((e for e in entries if e.get("final_metrics")), None)
+    return _main_of(store, metric_columns(entries, limit=1000), swept, newest,
+                    sweep_objectives)
+
+
+def _main_of(store: Store, reported: list[str], swept: str | None,
+             newest: dict[str, Any] | None, sweep_objectives: dict[str, str] | None
+             ) -> str | None:
+    """`main_metric` from what it reads of the runs: the metrics they report (most common
+    first), the sweep of the newest swept run with metrics, and the newest run with metrics."""
     if swept:
         if sweep_objectives is None:
             sweep_objectives = {s.sweep_id: (s.manifest.get("objective") or {}).get("metric")
                                 for s in all_sweeps(store)}
         if sweep_objectives.get(swept) in reported:
             return sweep_objectives[swept]
-    newest = next((e for e in entries if e.get("final_metrics")), None)
     if newest is None:
         return None
     try:
@@ -220,37 +242,46 @@ def table_rows(entries: list[dict[str, Any]], metrics: list[str], params: list[s
                link: Callable[[dict[str, Any]], str | None] | None = None
                ) -> list[dict[str, Any]]:
     """What the runs table shows of each run."""
-    rows = []
-    for entry in entries:
-        href = link(entry) if link else None
-        seconds = duration(entry)
-        tags = entry.get("tags") or {}
-        notebook = entry.get("notebook")
-        run_params = entry.get("params") or {}
-        short = SHORT_ID.fullmatch(entry["run_id"])
-        failure = entry.get("failure_reason") or ""
-        rows.append({
-            "run_id": entry["run_id"], "short_id": short.group(1) if short else entry["run_id"],
-            "href": href, "name": entry.get("name") or "",
-            "experiment": entry.get("experiment"), "user": entry.get("user"),
-            "created": entry.get("created") or "",
-            "created_short": _short_time(entry.get("created")),
-            "instance": entry.get("instance_type"), "status": entry.get("status", ""),
-            "failure": failure, "failure_short": clip(failure, 48),
-            "seconds": "" if seconds is None else f"{seconds:.1f}",
-            "duration": format_duration(seconds), "cost": entry.get("cost"),
-            "metrics": [(entry.get("final_metrics") or {}).get(m) for m in metrics],
-            "params": [(run_params.get(p), format_param(run_params.get(p)))
-                       for p in params],
-            "commit_full": entry.get("git_commit") or "", "commit": format_commit(entry),
-            "tags": ", ".join(f"{k}={v}" for k, v in sorted(tags.items())),
-            "note": entry.get("note") or "", "note_short": clip(entry.get("note") or "", 40),
-            "notebook": notebook or "",
-            # captured notebooks have a page next to the run's
-            "notebook_href": href.removesuffix(".html") + ".notebook.html"
-            if href and notebook in ("completed", "failed") else None,
-        })
-    return rows
+    return [with_values(table_row(entry, link), entry.get("final_metrics") or {},
+                        entry.get("params") or {}, metrics, params) for entry in entries]
+
+
+def table_row(entry: dict[str, Any], link: Callable[[dict[str, Any]], str | None] | None
+              ) -> dict[str, Any]:
+    """What the runs table shows of a run but its metrics' and parameters' columns, which
+    depend on the other runs (`with_values`)."""
+    href = link(entry) if link else None
+    seconds = duration(entry)
+    tags = entry.get("tags") or {}
+    notebook = entry.get("notebook")
+    short = SHORT_ID.fullmatch(entry["run_id"])
+    failure = entry.get("failure_reason") or ""
+    return {
+        "run_id": entry["run_id"], "short_id": short.group(1) if short else entry["run_id"],
+        "href": href, "name": entry.get("name") or "",
+        "experiment": entry.get("experiment"), "user": entry.get("user"),
+        "created": entry.get("created") or "",
+        "created_short": _short_time(entry.get("created")),
+        "instance": entry.get("instance_type"), "status": entry.get("status", ""),
+        "failure": failure, "failure_short": clip(failure, 48),
+        "seconds": "" if seconds is None else f"{seconds:.1f}",
+        "duration": format_duration(seconds), "cost": entry.get("cost"),
+        "commit_full": entry.get("git_commit") or "", "commit": format_commit(entry),
+        "tags": ", ".join(f"{k}={v}" for k, v in sorted(tags.items())),
+        "note": entry.get("note") or "", "note_short": clip(entry.get("note") or "", 40),
+        "notebook": notebook or "",
+        # captured notebooks have a page next to the run's
+        "notebook_href": href.removesuffix(".html") + ".notebook.html"
+        if href and notebook in ("completed", "failed") else None,
+    }
+
+
+def with_values(row: dict[str, Any], final: dict[str, Any], run_params: dict[str, Any],
+                metrics: list[str], params: list[str]) -> dict[str, Any]:
+    """`row` with the values of the metric and parameter columns."""
+    row["metrics"] = [final.get(m) for m in metrics]
+    row["params"] = [(run_params.get(p), format_param(run_params.get(p))) for p in params]
+    return row
 
 
 def runs_table(entries: list[dict[str, Any]], metrics: list[str] | None = None,
@@ -334,41 +365,159 @@ def _short_time(value: Any) -> str:
     return parsed.strftime("%Y-%m-%d %H:%M") if parsed else ""
 
 
-def index_page(entries: list[dict[str, Any]], store_uri: str,
-               sweeps: Iterable[dict[str, Any]] = (), main: str | None = None) -> str:
-    """`main`: the metric the charts and the table lead with (`main_metric`)."""
-    ordered = sorted(entries, key=lambda e: e.get("created") or "", reverse=True)
-    metrics = leading(metric_columns(entries), main)
-    params = differing_params(entries)[:MAX_PARAM_COLUMNS]
-    counts = Counter(e.get("status", "?") for e in entries)
-    costs: dict[str, list[float]] = {}
-    for entry in entries:
-        add_cost(costs, entry)
-    charted = ordered[:MAX_CHARTED]
-    scored = [e for e in charted if e.get("final_metrics")]
-    runs_colouring = colouring(scored, metrics[0] if metrics else None)
-    rows = table_rows(ordered, metrics, params,
-                      link=lambda e: f"runs/{e['experiment']}/{e['run_id']}.html")
-    empty = empty_columns(rows)
-    return templates().get_template("report_index.html").render(
-        store_uri=store_uri, status_colours=STATUS_COLOURS, rows=rows[:PAGE_ROWS],
-        runs=len(rows), data=page_text(json.dumps([row_cells(r, empty) for r in rows],
-                                                  separators=(",", ":"), ensure_ascii=False)),
-        page_rows=PAGE_ROWS, empty=empty, colouring=runs_colouring,
-        metrics=metrics, params=params, counts=sorted(counts.items()),
-        costs=[(k, v[0], int(v[1])) for k, v in sorted(costs.items())],
-        cost_total=sum(v[0] for v in costs.values()),
-        sweeps=list(reversed(list(sweeps))),
-        parallel=parallel_chart(charted, params[:MAX_CHART_PARAMS], metrics[:3],
-                                colours=runs_colouring.colours),
-        scatters=[scatter_chart(charted, p, metrics[0], colours=runs_colouring.colours)
-                  for p in params[:MAX_CHART_PARAMS]] if metrics else [],
-        capped=len(charted) if len(ordered) > len(charted) else 0)
+class IndexPage:
+    """The index page of every run, gathered from the runs one at a time and written as a
+    stream, so a report's memory holds a few numbers a run, neither the runs' summaries nor
+    the page (58 MB at 100,000 runs). What the page needs of all the runs (its columns, the
+    counts and costs, the newest runs for the charts and the first page) is gathered as they
+    come; each run's row (`table_row`) is set aside in a scratch file with its metrics and
+    parameters, and read back in the page's order (newest first) once the columns are known.
+    Each piece of the page is masked as it is written, by one `Masker`, as `redact` masks the
+    whole page."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="sagebook-report-")
+        self._offsets = array("q", [0])  # where each run's row starts in the spool
+        self._created: list[str] = []
+        self._metrics: Counter[str] = Counter()  # in the runs' order (`metric_columns`)
+        self._first_reported: dict[str, tuple[str, int, int]] = {}  # newest run with it
+        self._param_first: dict[str, str] = {}  # each parameter's first value (JSON)
+        self._param_differs: set[str] = set()
+        self._statuses: Counter[str] = Counter()
+        self._costs: dict[str, list[float]] = {}
+        self._filled: set[str] = set()  # the columns some run has a value in
+        self._newest: list[tuple[str, int, dict[str, Any]]] = []
+        self._swept: tuple[str, int, str] | None = None  # the newest swept run with metrics
+        self._scored: tuple[str, int, dict[str, Any]] | None = None  # newest with metrics
+
+    def __enter__(self) -> IndexPage:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._spool.close()
+
+    def add(self, entry: dict[str, Any]) -> None:
+        """One run's summary, in the index's order."""
+        created = entry.get("created") or ""
+        # where the run comes in the page: newest first, and in the index's order among runs
+        # created at the same time (a stable sort's)
+        newest = (created, -self.runs)
+        self.runs += 1
+        row = table_row(entry, _page_link)
+        final = entry.get("final_metrics") or {}
+        self._spool.write(json.dumps([row, final, entry.get("params") or {}],
+                                     separators=(",", ":"), ensure_ascii=False).encode())
+        self._offsets.append(self._spool.tell())
+        self._created.append(created)
+        self._metrics.update(final.keys())
+        for position, name in enumerate(final):
+            seen = (*newest, -position)
+            if name not in self._first_reported or seen > self._first_reported[name]:
+                self._first_reported[name] = seen
+        if final:
+            if self._scored is None or newest > self._scored[:2]:
+                self._scored = (*newest, entry)
+            if entry.get("sweep") and (self._swept is None or newest > self._swept[:2]):
+                self._swept = (*newest, entry["sweep"])
+        self._add_params(entry.get("params") or {})
+        self._statuses[entry.get("status", "?")] += 1
+        add_cost(self._costs, entry)
+        if len(self._filled) < len(_COLUMNS):
+            self._filled.update(c for c, key in _COLUMNS.items()
+                                if row.get(key) not in (None, ""))
+        self._newest.append((*newest, entry))
+        kept = max(MAX_CHARTED, PAGE_ROWS)
+        if len(self._newest) >= 2 * kept:  # trim in batches: amortised O(log kept) a run
+            self._newest = heapq.nlargest(kept, self._newest, key=lambda n: n[:2])
+
+    def _add_params(self, params: dict[str, Any]) -> None:
+        """`differing_params` as the runs come: a parameter differs when a run's value (null
+        where the run has none) is not its first run's."""
+        first = self._param_first
+        for name, value in params.items():
+            if name in self._param_differs:
+                continue
+            shown = json.dumps(value)
+            if name not in first:
+                first[name] = "null" if self.runs > 1 else shown
+            if first[name] != shown:
+                self._param_differs.add(name)
+        if len(first) > len(params):  # a parameter this run has not: null
+            self._param_differs.update(name for name, shown in first.items()
+                                       if name not in params and shown != "null")
+
+    def main_metric(self, store: Store, sweep_objectives: dict[str, str] | None = None
+                    ) -> str | None:
+        """`report.main_metric` of the runs added."""
+        reported = sorted(self._metrics, reverse=True,
+                          key=lambda name: (self._metrics[name], self._first_reported[name]))
+        return _main_of(store, reported[:1000], self._swept and self._swept[2],
+                        self._scored and self._scored[2], sweep_objectives)
+
+    def publish(self, store: Store, key: str, store_uri: str,
+                sweeps: Iterable[dict[str, Any]] = (), main: str | None = None) -> None:
+        """Write the page to `key` of the store, through a scratch file."""
+        with tempfile.TemporaryDirectory(prefix="sagebook-report-") as scratch:
+            path = Path(scratch) / "index.html"
+            with path.open("wb") as out:
+                self.write(out, store_uri, sweeps, main)
+            store.put_file(key, path)
+
+    def write(self, out: IO[bytes], store_uri: str, sweeps: Iterable[dict[str, Any]] = (),
+              main: str | None = None) -> None:
+        """The page, masked: `main` is the metric the charts and the table lead with
+        (`main_metric`)."""
+        metrics = leading([name for name, _ in self._metrics.most_common(MAX_METRIC_COLUMNS)],
+                          main)
+        params = sorted(self._param_differs)[:MAX_PARAM_COLUMNS]
+        ordered = [entry for *_, entry in heapq.nlargest(
+            max(MAX_CHARTED, PAGE_ROWS), self._newest, key=lambda n: n[:2])]
+        charted = ordered[:MAX_CHARTED]
+        scored = [e for e in charted if e.get("final_metrics")]
+        runs_colouring = colouring(scored, metrics[0] if metrics else None)
+        empty = [c for c in _COLUMNS if c not in self._filled]
+        # the rows' data is written where this mark is: a comment, which no text from the
+        # store can be once escaped, with a random name no chart or template holds
+        mark = f"<!--rows-{os.urandom(16).hex()}-->"
+        page = templates().get_template("report_index.html").render(
+            store_uri=store_uri, status_colours=STATUS_COLOURS,
+            rows=table_rows(ordered[:PAGE_ROWS], metrics, params, link=_page_link),
+            runs=self.runs, data=Markup(mark), page_rows=PAGE_ROWS, empty=empty,
+            colouring=runs_colouring, metrics=metrics, params=params,
+            counts=sorted(self._statuses.items()),
+            costs=[(k, v[0], int(v[1])) for k, v in sorted(self._costs.items())],
+            cost_total=sum(v[0] for v in self._costs.values()),
+            sweeps=list(reversed(list(sweeps))),
+            parallel=parallel_chart(charted, params[:MAX_CHART_PARAMS], metrics[:3],
+                                    colours=runs_colouring.colours),
+            scatters=[scatter_chart(charted, p, metrics[0], colours=runs_colouring.colours)
+                      for p in params[:MAX_CHART_PARAMS]] if metrics else [],
+            capped=len(charted) if self.runs > len(charted) else 0)
+        head, tail = page.split(mark)
+        mask = Masker()
+        out.write(mask(head).encode())
+        out.write(b"[")
+        for number, at in enumerate(sorted(range(self.runs), key=self._created.__getitem__,
+                                           reverse=True)):
+            self._spool.seek(self._offsets[at])
+            row, final, run_params = json.loads(
+                self._spool.read(self._offsets[at + 1] - self._offsets[at]))
+            row = with_values(row, final, run_params, metrics, params)
+            text = json.dumps(row_cells(row, empty), separators=(",", ":"), ensure_ascii=False)
+            out.write((b"," if number else b"") + mask(page_text(text)).encode())
+        out.write(b"]")
+        out.write(mask(tail).encode())
 
 
-def _render_run(store: Store, entry: dict[str, Any], converter: _NotebookConverter) -> bool:
+def _page_link(entry: dict[str, Any]) -> str:
+    return f"runs/{entry['experiment']}/{entry['run_id']}.html"
+
+
+def _render_run(store: Store, experiment: str, run_id: str, converter: _NotebookConverter
+                ) -> bool:
     """Write the run's page (and its notebook's); True when there was a notebook."""
-    record = Record.open(store, entry["experiment"], entry["run_id"])
+    record = Record.open(store, experiment, run_id)
     info = details(record)
     has_notebook = "notebook.ipynb" in info.files
     if has_notebook:
