@@ -217,7 +217,7 @@ def test_parts_sealed_before_columns_get_theirs_from_later_compactions(store, sm
     assert sealed > 2 * index.BACKFILL and columns_of(store) == []
     truth = listed(store, {"sort": "acc"})
     without = sealed
-    for n in range(1, 4):
+    for _ in range(3):
         Record.open(store, EXPERIMENT, ids[-1]).set_status("Stopped")  # in the head
         assert index.compact(store, EXPERIMENT)
         header = json.loads(store.read_bytes(max(
