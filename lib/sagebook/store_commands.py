@@ -242,7 +242,6 @@ def _list(args: argparse.Namespace) -> int:
     )
     sort, descending, parameters, objective = args.sort or "created", args.descending, [], None
     if args.sweep:
-        from .sweeps import control as sweeps
         from .sweeps import record as sweep_records
 
         try:
@@ -254,6 +253,8 @@ def _list(args: argparse.Namespace) -> int:
             parameters = None
         else:
             if args.refresh:
+                from .sweeps import control as sweeps  # 0.25 s of imports: for a refresh only
+
                 sweeps.refresh(sweep)  # a SageMaker sweep's new trials become records
             filters.sweep, filters.experiment = sweep.sweep_id, sweep.experiment
             parameters = sweep.manifest.get("parameters") or []

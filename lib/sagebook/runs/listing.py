@@ -108,13 +108,17 @@ class Filters:
             str(entry.get("status", "")).lower() not in {s.lower() for s in self.status}
         ):
             return False
-        tags = entry.get("tags") or {}
-        for key, value in self.tags.items():
-            if key not in tags or (value is not None and tags[key] != value):
-                return False
+        if self.tags:
+            tags = entry.get("tags") or {}
+            for key, value in self.tags.items():
+                if key not in tags or (value is not None and tags[key] != value):
+                    return False
         if self.since and (parse_time(entry.get("created")) or _EPOCH) < self.since:
             return False
-        return all(c.test(entry) for c in self.where if with_status or c.name != "status")
+        for condition in self.where:
+            if (with_status or condition.name != "status") and not condition.test(entry):
+                return False
+        return True
 
 
 @dataclass
@@ -333,6 +337,7 @@ COLUMN_NAMES = ("run", "name", "experiment", "user", "created", "instance", "sta
                 "job_name", "parent", "image_uri", "updated")
 _PREFIXES = {"metric": "metric", "metrics": "metric", "param": "param", "params": "param",
              "tag": "tag", "tags": "tag"}
+_COLUMN_SET = frozenset(COLUMN_NAMES)  # looked up for every run a --where or --sort reads
 _SECTIONS = {"metric": "final_metrics", "param": "params", "tag": "tags"}
 # the summary fields of the columns computed from others (see column_value, duration)
 _FIELDS = {"run": ["run_id"], "instance": ["instance_type"], "commit": ["git_commit"],
@@ -350,7 +355,7 @@ def column_value(entry: dict[str, Any], column: str, now: _dt.datetime | None = 
         return duration(entry, now)
     if column == "commit":
         return entry.get("git_commit")
-    if column in COLUMN_NAMES:
+    if column in _COLUMN_SET:
         return entry.get(column)
     kind, _, rest = column.partition(".")
     if rest and kind in _PREFIXES:
