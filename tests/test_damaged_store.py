@@ -169,3 +169,40 @@ def test_a_planted_object_of_any_size_is_read_no_further_than_the_bound(store, t
     assert result.returncode == 1, result.stderr
     assert f"{manifest}: too large (more than 33,554,432 bytes)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_index_files_too_large_to_read_are_named_and_the_other_runs_listed(store):
+    """An index event, a page head and a chunk's columns of 8 GiB each (sparse files), in a
+    child that may hold 600 MB: each is named, and `list` and `fsck` go on with the rest."""
+    import resource
+
+    from sagebook import index
+
+    assert index.compact(store, "exp-a")
+    planted = Path(store.uri) / "_index/events/exp-a/20261202-000000-bbbbbb.000001.json"
+    [columns] = (Path(store.uri) / "_index/pages/exp-a").glob("*.cols")
+    add_run(store, run_id="20261201-000009-aaaaa9", experiment="exp-b")
+    assert index.compact(store, "exp-b")
+    [head] = (Path(store.uri) / "_index/pages/exp-b").glob("*.jsonl")
+    for path in (planted, columns, head):
+        with path.open("a+b") as handle:
+            handle.truncate(8 << 30)
+
+    def bounded() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20))
+
+    for command in ("list", "fsck"):
+        result = subprocess.run([sys.executable, "-m", "sagebook.cli", command, "--store",
+                                 store.uri, *(("--no-refresh",) if command == "list" else ())],
+                                capture_output=True, text=True, timeout=120,
+                                preexec_fn=bounded)
+        assert "Traceback" not in result.stderr
+        for path in (planted, columns, head):
+            assert f"{path}: too large (more than 33,554,432 bytes)" in result.stdout + \
+                result.stderr, (command, path)
+    listing = subprocess.run([sys.executable, "-m", "sagebook.cli", "list", "--store",
+                              store.uri, "--no-refresh", "--json"], capture_output=True,
+                             text=True, timeout=120, preexec_fn=bounded)
+    assert listing.returncode == 0, listing.stderr
+    assert sorted(line.split('"run_id": "')[1][:22] for line in listing.stdout.splitlines()
+                  ) == sorted(r.run_id for r in store.runs)  # exp-a's runs, from its lines

@@ -279,12 +279,12 @@ def scan(store: Store, experiment: str | None = None, *, fields: Iterable[str] |
             latest_pages[exp] = key
     # All pages at once: on S3 each read is a round trip, and together they are only a few
     # hundred bytes a run.
-    pages = fetch(store, latest_pages.values())
+    pages = fetch(store, latest_pages.values(), damaged)
     wanted = None if fields is None else {"run_id", REMOVED, *fields}
     crowded = []
     for exp in sorted(set(latest_pages) | set(events)):
         pending, noted = events.get(exp, {}), notes.get(exp, {})
-        if exp in latest_pages:
+        if latest_pages.get(exp) in pages:  # not when its head is too large to read
             for chunk in _page_chunks(store, exp, latest_pages[exp], pages.pop(
                     latest_pages[exp], None), damaged, wanted is not None):
                 views = None if wanted is None else _views(chunk, exp, wanted, pending, noted,
@@ -330,7 +330,7 @@ def resolve(store: Store, views: list[dict[str, Any]],
         if VIEW in view:
             wanted.setdefault(view[VIEW][0], set()).add(view[VIEW][1])
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for key, data in fetch(store, wanted).items():
+    for key, data in fetch(store, wanted, damaged).items():
         if data is None:
             continue
         lines = [line for number, line in enumerate(data.splitlines(), 1)
@@ -450,7 +450,7 @@ def _load_events(store: Store, keys: list[str], damaged: list[DamagedFile]
             break
         tried.update(todo)
         gone = set()
-        for key, data in fetch(store, todo).items():
+        for key, data in fetch(store, todo, damaged).items():
             if data is None:
                 gone.add((_key_experiment(key), _key_run_id(key)))
                 continue
@@ -498,7 +498,10 @@ def _page_chunks(store: Store, experiment: str, key: str, data: bytes | None,
             # A compactor removed it after writing a newer one: take the newest.
             key = max((k for k in store.list(f"{PAGES}/{experiment}") if k.endswith(".jsonl")),
                       default=key)
-            data = fetch(store, [key])[key]
+            newest = fetch(store, [key], damaged)
+            if key not in newest:
+                return  # too large to read
+            data = newest[key]
             if data is None:
                 continue
         skip = yielded
@@ -514,6 +517,11 @@ def _page_chunks(store: Store, experiment: str, key: str, data: bytes | None,
                            None if part["key"] else data, skip=skip)
             if part["key"] or (with_columns and own):
                 got, body = next(sources)
+                if isinstance(body, DamagedFile):
+                    if not got.endswith(".cols"):
+                        raise body
+                    damaged.append(body)  # then its lines are read
+                    body = None
                 if got.endswith(".cols"):
                     chunk.columns = _columns(store, got, body, part["runs"], damaged)
                 else:
@@ -604,9 +612,9 @@ def check_columns(store: Store, experiment: str | None = None) -> list[DamagedFi
         if key.endswith(".jsonl") and key > heads.get(_key_experiment(key), ""):
             heads[_key_experiment(key)] = key
     for exp, key in sorted(heads.items()):
-        data = _read(store, key)
-        if data is None:
-            continue
+        data = _read_or_damaged(store, key)
+        if not isinstance(data, bytes):
+            continue  # gone, or too large to read (`entries` names it)
         parts, _, own = _header(data, store.url(key), [])
         folder = f"{PAGES}/{exp}"
         chunks = [(f"{folder}/{p['key']}", f"{folder}/{p['cols']}", p["runs"])
@@ -614,11 +622,11 @@ def check_columns(store: Store, experiment: str | None = None) -> list[DamagedFi
         if own:
             chunks.append((key, f"{folder}/{own}", _own_runs(data, parts)))
         for body_key, cols_key, runs in chunks:
-            body = data if body_key == key else _read(store, body_key)
-            cols = _read(store, cols_key)
-            if body is None or cols is None:
-                continue  # compacted meanwhile, or named and gone: its lines are read
             try:
+                body = data if body_key == key else _read(store, body_key)
+                cols = _read(store, cols_key)
+                if body is None or cols is None:
+                    continue  # compacted meanwhile, or named and gone: its lines are read
                 found = columns.Columns(cols, store.url(cols_key), runs)
                 problem = columns.difference(found, [annotated(e) for e in _page_lines(
                     body, store.url(body_key), [])])
@@ -636,17 +644,19 @@ def _cols_name(name: Any) -> bool:
     return name is None or isinstance(name, str) and bool(_COLS.fullmatch(name))
 
 
-def _stream(store: Store, keys: list[str]) -> Iterator[tuple[str, bytes | None]]:
-    """(key, bytes or None when gone) in the order of `keys`, reading ahead in parallel on a
-    remote store but holding at most READ_AHEAD objects: a page's parts stream through."""
+def _stream(store: Store, keys: list[str]
+            ) -> Iterator[tuple[str, bytes | DamagedFile | None]]:
+    """(key, bytes, or None when gone, or the DamagedFile of one too large to read) in the
+    order of `keys`, reading ahead in parallel on a remote store but holding at most
+    READ_AHEAD objects: a page's parts stream through."""
     if store.local_path() is not None or len(keys) < 2:
         for key in keys:
-            yield key, _read(store, key)
+            yield key, _read_or_damaged(store, key)
         return
     with ThreadPoolExecutor(READ_AHEAD) as pool:
-        ahead: deque[tuple[str, Future[bytes | None]]] = deque()
+        ahead: deque[tuple[str, Future[bytes | DamagedFile | None]]] = deque()
         for key in keys:
-            ahead.append((key, pool.submit(_read, store, key)))
+            ahead.append((key, pool.submit(_read_or_damaged, store, key)))
             if len(ahead) >= READ_AHEAD:
                 done, future = ahead.popleft()
                 yield done, future.result()
@@ -671,6 +681,14 @@ def _page_lines(data: bytes, where: str, damaged: list[DamagedFile]
         damaged.append(DamagedFile(where, f"{len(bad)} unreadable lines (first: line {bad[0]})"))
 
 
+def _read_or_damaged(store: Store, key: str) -> bytes | DamagedFile | None:
+    """`_read`, with an object too large to read given, not raised: the stream goes on."""
+    try:
+        return _read(store, key)
+    except DamagedFile as exc:
+        return exc
+
+
 def _read(store: Store, key: str) -> bytes | None:
     try:
         return store.read_bytes(key)
@@ -678,16 +696,24 @@ def _read(store: Store, key: str) -> bytes | None:
         return None
 
 
-def fetch(store: Store, keys: Iterable[str]) -> dict[str, bytes | None]:
-    """Read many small objects; None for those that are gone. Remote stores read in parallel,
-    as each read there is a round trip."""
+def fetch(store: Store, keys: Iterable[str], damaged: list[DamagedFile] | None = None
+          ) -> dict[str, bytes | None]:
+    """Read many small objects; None for those that are gone. One too large to read (anyone
+    may plant one) is left out, and added to `damaged`: the others are still read. Remote
+    stores read in parallel, as each read there is a round trip."""
     keys = list(keys)
     if store.local_path() is not None or len(keys) < 4:
-        return {key: _read(store, key) for key in keys}
-    first = {keys[0]: _read(store, keys[0])}  # creates the client once, before threads share it
-    with ThreadPoolExecutor(FETCH_THREADS) as pool:
-        return {**first, **dict(zip(keys[1:], pool.map(lambda k: _read(store, k), keys[1:]),
-                                    strict=True))}
+        read = {key: _read_or_damaged(store, key) for key in keys}
+    else:
+        # the first read creates the client, before threads share it
+        read = {keys[0]: _read_or_damaged(store, keys[0])}
+        with ThreadPoolExecutor(FETCH_THREADS) as pool:
+            read.update(zip(keys[1:], pool.map(lambda k: _read_or_damaged(store, k), keys[1:]),
+                            strict=True))
+    too_large = [data for data in read.values() if isinstance(data, DamagedFile)]
+    if damaged is not None:
+        damaged += too_large
+    return {k: v for k, v in read.items() if not isinstance(v, DamagedFile)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -874,8 +900,9 @@ def rebuild(store: Store, experiment: str | None = None,
                  and not k.startswith(("_", "."))]
     present = set()
     for start in range(0, len(manifests), REBUILD_BATCH):
-        for key, data in fetch(store, manifests[start:start + REBUILD_BATCH]).items():
-            present.add(tuple(key.split("/")[:2]))
+        batch = manifests[start:start + REBUILD_BATCH]
+        present.update(tuple(key.split("/")[:2]) for key in batch)
+        for key, data in fetch(store, batch, result.damaged).items():
             if data is None:
                 continue
             try:
