@@ -119,3 +119,17 @@ def test_show_into_a_pipe_that_closes_ends_quietly(store):
     done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
     assert done.stdout.startswith("run:") and "RUN" in done.stdout
     assert done.stderr == ""
+
+
+def test_a_parameter_both_number_and_text_sorts_without_error(store, capsys):
+    """0.1 in one run and 'auto' in another (or a planted summary's text): numbers and texts
+    sort apart, whatever the limit, never a TypeError for the whole team."""
+    add_run(store, run_id="20261104-000000-dddddd", created="2026-11-04T00:00:00+00:00",
+            training={"epochs": 5, "optimizer": "adam", "learning_rate": "auto",
+                      "data": {"train_file": "train.csv"}})
+    for limit in ("1", "0"):
+        code, out, err = run(capsys, store, "--sort", "learning_rate", "--limit", limit,
+                             "--json")
+        assert code == 0, err
+        rates = [json.loads(line)["params"]["learning_rate"] for line in out.splitlines()]
+        assert rates == [0.001, 0.01, 0.1, "auto"][:int(limit) or None]

@@ -323,13 +323,16 @@ def _may_change(entry: dict[str, Any]) -> bool:
     return entry.get("status") not in TERMINAL and bool(entry.get("job_name"))
 
 
-def sort_key(entry: dict[str, Any], column: str, descending: bool) -> tuple[bool, Any]:
-    """Runs without the value (no such metric, still running) sort last in either direction."""
+def sort_key(entry: dict[str, Any], column: str, descending: bool) -> tuple[bool, bool, Any]:
+    """Runs without the value (no such metric, still running) sort last in either direction.
+    Numbers and texts sort apart (a parameter may be 0.1 in one run and 'auto' in another):
+    numbers first smallest first, texts first largest first."""
     value = column_value(entry, column)
     present = value is not None and value != ""
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    text = not isinstance(value, int | float) or isinstance(value, bool)
+    if text:
         value = "" if value is None else str(value)
-    return (present, value) if descending else (not present, value)
+    return (present, text, value) if descending else (not present, text, value)
 
 
 COLUMN_NAMES = ("run", "name", "experiment", "user", "created", "instance", "status",
