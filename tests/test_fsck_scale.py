@@ -82,11 +82,11 @@ def test_a_rebuild_holds_one_batch_of_manifests_at_a_time(records, monkeypatch):
     batches: list[int] = []
     fetch = index.fetch
 
-    def counted(store_, keys):
+    def counted(store_, keys, damaged=None):
         keys = list(keys)
         if keys and keys[0].endswith("/manifest.json"):
             batches.append(len(keys))
-        return fetch(store_, keys)
+        return fetch(store_, keys, damaged)
 
     monkeypatch.setattr(index, "fetch", counted)
     monkeypatch.setattr(index, "REBUILD_BATCH", 1000)
