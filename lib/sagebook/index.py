@@ -272,11 +272,7 @@ def scan(store: Store, experiment: str | None = None, *, fields: Iterable[str] |
     scope = f"/{experiment}" if experiment else ""
     event_keys = _named(store, store.list(EVENTS + scope), damaged)
     events, notes = _load_events(store, event_keys, damaged)
-    latest_pages: dict[str, str] = {}
-    for key in _named(store, store.list(PAGES + scope), damaged):
-        exp = _key_experiment(key)
-        if key.endswith(".jsonl") and key > latest_pages.get(exp, ""):
-            latest_pages[exp] = key
+    latest_pages = _newest_heads(store, experiment, damaged)
     # All pages at once: on S3 each read is a round trip, and together they are only a few
     # hundred bytes a run.
     pages = fetch(store, latest_pages.values(), damaged)
@@ -382,6 +378,18 @@ def _views(chunk: _Chunk, experiment: str, fields: set[str],
         view[VIEW] = (chunk.key, number)
     return [v for v in views if not v.get(REMOVED)
             and (chunk.skip is None or v["run_id"] > chunk.skip)]
+
+
+def _newest_heads(store: Store, experiment: str | None, damaged: list[DamagedFile]
+                  ) -> dict[str, str]:
+    """Experiment → the key of its newest page's head (of one experiment, or all)."""
+    heads: dict[str, str] = {}
+    for key in _named(store, store.list(PAGES + (f"/{experiment}" if experiment else "")),
+                      damaged):
+        exp = _key_experiment(key)
+        if key.endswith(".jsonl") and key > heads.get(exp, ""):
+            heads[exp] = key
+    return heads
 
 
 def _named(store: Store, keys: Iterable[str], damaged: list[DamagedFile]) -> list[str]:
@@ -607,11 +615,7 @@ def check_columns(store: Store, experiment: str | None = None) -> list[DamagedFi
     fsck`): a columns file that lies within its types would mislead `list`, which reads the
     lines of the runs it shows only. Reads every chunk that has columns."""
     damaged: list[DamagedFile] = []
-    heads: dict[str, str] = {}
-    for key in store.list(PAGES + (f"/{experiment}" if experiment else "")):
-        if key.endswith(".jsonl") and key > heads.get(_key_experiment(key), ""):
-            heads[_key_experiment(key)] = key
-    for exp, key in sorted(heads.items()):
+    for exp, key in sorted(_newest_heads(store, experiment, []).items()):
         data = _read_or_damaged(store, key)
         if not isinstance(data, bytes):
             continue  # gone, or too large to read (`entries` names it)
